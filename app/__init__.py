@@ -1,0 +1,1 @@
+"""portside's Textual TUI. It talks the Docker Engine API only, through docker-py."""

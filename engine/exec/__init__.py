@@ -1,0 +1,1 @@
+"""The runtime: namespaces, mounts, cgroups, capabilities, seccomp, and the per-container supervisor."""
