@@ -11,8 +11,28 @@ from pathlib import Path
 
 import pytest
 
+from tests import leaks
 from tests.testbed import images
 from tests.testbed.registry import Registry, fill
+
+_before: set[str] = set()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _before.update(leaks.snapshot())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Session fixtures are torn down by now: whatever carries a test name and is new is a leak.
+    leaked = sorted(leaks.snapshot() - _before)
+    if not leaked:
+        return
+    print("\nLEAKED by this test session (mounts, links, netns, cgroups, nft tables, processes):", flush=True)
+    for item in leaked:
+        print(f"  {item}", flush=True)
+    # Other sessions on a developer's machine can create such resources meanwhile; CI runs alone.
+    if os.environ.get("CI") and session.exitstatus == 0:
+        session.exitstatus = 1
 
 
 @dataclass(frozen=True)
