@@ -1,0 +1,230 @@
+"""Links, addresses and routes through pyroute2 (netlink), on the host or inside a pinned netns.
+
+pyroute2 0.9 opens its netlink socket per thread, lazily, in whatever netns that thread is in. So every call
+here runs in a fresh thread that first joins the wanted namespace (or stays in the host's), opens its own
+IPRoute, does its work and closes it. That also keeps pyroute2's private event loop away from the caller's
+asyncio loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from engine.net import nsutil
+
+T = TypeVar("T")
+
+
+def with_ipr(netns: Path | None, fn: Callable[[IPRoute], T]) -> T:
+    """Run fn(ipr) with an IPRoute bound to `netns` (None: the host's namespace), in a thread of its own."""
+
+    def body() -> T:
+        with IPRoute() as ipr:
+            return fn(ipr)
+
+    if netns is None:
+        return nsutil._in_thread(body)
+    return nsutil.run_in_netns(netns, body)
+
+
+def _index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def set_sysctl(path: str, value: str) -> None:
+    with open(f"/proc/sys/{path}", "w") as f:
+        f.write(value)
+
+
+def get_sysctl(path: str) -> str:
+    with open(f"/proc/sys/{path}") as f:
+        return f.read().strip()
+
+
+def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int, alias: str) -> None:
+    """Create (or repair) a bridge with the gateway address, up. Idempotent."""
+
+    def work(ipr: IPRoute) -> None:
+        idx = _index(ipr, name)
+        if idx is None:
+            ipr.link("add", ifname=name, kind="bridge")
+            idx = _index(ipr, name)
+            assert idx is not None
+        ipr.link("set", index=idx, mtu=mtu, ifalias=alias)
+        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=2)}
+        if (gateway, prefixlen) not in have:
+            for addr, plen in have:
+                ipr.addr("del", index=idx, address=addr, prefixlen=plen)
+            ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
+        ipr.link("set", index=idx, state="up")
+
+    with_ipr(None, work)
+    # 127.0.0.1:PORT published ports are DNATed to the bridge: the kernel must route loopback sources there.
+    set_sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
+
+
+def delete_link(name: str, netns: Path | None = None) -> bool:
+    """Delete a link by name; False if it was not there."""
+
+    def work(ipr: IPRoute) -> bool:
+        idx = _index(ipr, name)
+        if idx is None:
+            return False
+        try:
+            ipr.link("del", index=idx)
+        except NetlinkError as e:
+            if e.code != errno.ENODEV:
+                raise
+            return False
+        return True
+
+    return with_ipr(netns, work)
+
+
+@dataclass
+class LinkInfo:
+    name: str
+    kind: str
+    alias: str
+    master: int | None
+    index: int
+
+
+def list_links(netns: Path | None = None) -> list[LinkInfo]:
+    def work(ipr: IPRoute) -> list[LinkInfo]:
+        out = []
+        for link in ipr.get_links():
+            info = link.get_attr("IFLA_LINKINFO")
+            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else ""
+            out.append(
+                LinkInfo(
+                    name=link.get_attr("IFLA_IFNAME"),
+                    kind=kind or "",
+                    alias=link.get_attr("IFLA_IFALIAS") or "",
+                    master=link.get_attr("IFLA_MASTER"),
+                    index=link["index"],
+                )
+            )
+        return out
+
+    return with_ipr(netns, work)
+
+
+def host_routes() -> list[ipaddress.IPv4Network]:
+    """Every IPv4 destination the host routes to, except the default route (Docker ignores it too)."""
+
+    def work(ipr: IPRoute) -> list[ipaddress.IPv4Network]:
+        nets = []
+        for r in ipr.get_routes(family=2, table=254):
+            dst = r.get_attr("RTA_DST")
+            if dst is None or r["dst_len"] == 0:
+                continue
+            nets.append(ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False))
+        return nets
+
+    return with_ipr(None, work)
+
+
+def setup_loopback(netns: Path) -> None:
+    def work(ipr: IPRoute) -> None:
+        idx = _index(ipr, "lo")
+        assert idx is not None
+        ipr.link("set", index=idx, state="up")
+
+    with_ipr(netns, work)
+
+
+def create_endpoint(
+    *,
+    bridge: str,
+    host_ifname: str,
+    netns: Path,
+    ifname: str,
+    address: str,
+    prefixlen: int,
+    gateway: str | None,
+    mac: str,
+    mtu: int,
+    alias: str,
+    default_route: bool,
+) -> None:
+    """A veth pair: `host_ifname` on the bridge in the host, `ifname` with address, MAC and routes in `netns`.
+
+    On any failure the host end is deleted (which takes the peer with it), so nothing is left half-made.
+    """
+    fd = os.open(netns, os.O_RDONLY)
+    try:
+
+        def host(ipr: IPRoute) -> None:
+            br = _index(ipr, bridge)
+            if br is None:
+                raise OSError(errno.ENODEV, f"bridge {bridge} not found")
+            ipr.link(
+                "add",
+                ifname=host_ifname,
+                kind="veth",
+                peer={"ifname": ifname, "net_ns_fd": fd, "address": mac, "mtu": mtu},
+            )
+            idx = _index(ipr, host_ifname)
+            assert idx is not None
+            ipr.link("set", index=idx, master=br, mtu=mtu, ifalias=alias, state="up")
+
+        with_ipr(None, host)
+    finally:
+        os.close(fd)
+
+    def inside(ipr: IPRoute) -> None:
+        idx = _index(ipr, ifname)
+        assert idx is not None
+        lo = _index(ipr, "lo")
+        if lo is not None:
+            ipr.link("set", index=lo, state="up")
+        ipr.addr("add", index=idx, address=address, prefixlen=prefixlen)
+        ipr.link("set", index=idx, state="up")
+        if default_route and gateway:
+            ipr.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=idx)
+
+    try:
+        with_ipr(netns, inside)
+    except BaseException:
+        delete_link(host_ifname)
+        raise
+
+
+def link_stats(netns: Path | None) -> dict[str, dict[str, int]]:
+    """Counters per interface (lo excluded) in Docker's stats `networks` shape."""
+
+    def work(ipr: IPRoute) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for link in ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME")
+            if name == "lo":
+                continue
+            s: Any = link.get_attr("IFLA_STATS64") or link.get_attr("IFLA_STATS") or {}
+            out[name] = {
+                "rx_bytes": s.get("rx_bytes", 0),
+                "rx_packets": s.get("rx_packets", 0),
+                "rx_errors": s.get("rx_errors", 0),
+                "rx_dropped": s.get("rx_dropped", 0),
+                "tx_bytes": s.get("tx_bytes", 0),
+                "tx_packets": s.get("tx_packets", 0),
+                "tx_errors": s.get("tx_errors", 0),
+                "tx_dropped": s.get("tx_dropped", 0),
+            }
+        return out
+
+    return with_ipr(netns, work)
+
+
+def interface_names(netns: Path | None) -> list[str]:
+    return [link.name for link in list_links(netns)]

@@ -1,0 +1,947 @@
+"""NetworkService: Docker's networks (bridge, host, none, user bridges) and each container's network sandbox.
+
+State on disk (atomic JSON, see store.py):
+  <data_root>/network/networks/<id>.json    Docker's /networks record, plus private "_"-prefixed keys
+  <data_root>/network/sandboxes/<cid>.json  a container's endpoints, published ports and DNS settings
+  <data_root>/network/files/<cid>/          its hosts, resolv.conf and hostname files (bind-mounted by the runtime)
+  <exec_root>/netns/<cid>                   its pinned network namespace
+
+Everything put in the kernel carries the engine's name: bridges and host-side veths have the interface alias
+"portside <nft_table> ...", all NAT lives in the nftables table `nft_table`. So start() can reconcile (recreate
+what is missing, delete what nobody owns) and close()/removal leaves nothing behind.
+
+Methods block (netlink, nft, fsync): call them from a worker thread (asyncio.to_thread) in async code.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import logging
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, NotFound
+from engine.net import files, ipam, links, nft, nsutil, ports, store
+
+log = logging.getLogger(__name__)
+
+PREDEFINED = ("bridge", "host", "none")
+DEFAULT_MTU = 1500
+
+
+def _now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
+
+
+def _public(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: copy.deepcopy(v) for k, v in rec.items() if not k.startswith("_")}
+
+
+@dataclass
+class Sandbox:
+    """What the runtime and the API need about a container's network."""
+
+    container_id: str
+    netns_path: Path | None  # None: the host's namespace (network_mode host)
+    hosts_path: Path
+    resolv_conf_path: Path
+    hostname_path: Path
+    network_settings: dict[str, Any] = field(default_factory=dict)
+
+
+class NetworkService:
+    def __init__(
+        self,
+        data_root: Path,
+        exec_root: Path,
+        *,
+        default_bridge: str = "portside0",
+        nft_table: str = "portside",
+        default_subnet: str | None = None,
+        name_prefix: str | None = None,
+        enable_ip_forward: bool = True,
+        host_resolv_conf: Path = Path("/etc/resolv.conf"),
+        dns_upstreams: list[tuple[str, int]] | None = None,
+        mtu: int = DEFAULT_MTU,
+    ) -> None:
+        self.data_root = Path(data_root)
+        self.exec_root = Path(exec_root)
+        self.default_bridge = default_bridge
+        self.table = nft_table
+        self.default_subnet = default_subnet
+        # Test instances name every interface "pst..." so they are easy to find; the real one uses Docker's style.
+        if name_prefix is None:
+            name_prefix = "pst" if default_bridge.startswith("pst") else ""
+        self.name_prefix = name_prefix
+        self.enable_ip_forward = enable_ip_forward
+        self.host_resolv_conf = host_resolv_conf
+        self.dns_upstreams = dns_upstreams
+        self.mtu = mtu
+        self.net_dir = self.data_root / "network" / "networks"
+        self.sb_dir = self.data_root / "network" / "sandboxes"
+        self.files_dir = self.data_root / "network" / "files"
+        self.netns_dir = self.exec_root / "netns"
+        self.networks: dict[str, dict[str, Any]] = {}
+        self.sandboxes: dict[str, dict[str, Any]] = {}
+        self.allocator = ports.PortAllocator()
+        self.lock = threading.RLock()
+        self.dns: Any = None  # engine.net.dns.DnsServer, started when a container joins a user network
+        self.started = False
+
+    # ------------------------------------------------------------------ names
+
+    @property
+    def alias_prefix(self) -> str:
+        return f"portside {self.table} "
+
+    def _bridge_name(self, net_id: str) -> str:
+        return (self.name_prefix or "br-") + net_id[:12]
+
+    def _veth_name(self) -> str:
+        if self.name_prefix:
+            return self.name_prefix + secrets.token_hex(5)
+        return "veth" + secrets.token_hex(4)[:7]
+
+    def _netns_path(self, cid: str) -> Path:
+        return self.netns_dir / cid[:64]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, running: Iterable[str] | None = None) -> None:
+        """Load the records and bring the kernel in line with them.
+
+        `running`: ids of containers the daemon knows to be running; sandboxes of any other container are
+        removed (None: keep every sandbox whose namespace still exists).
+        """
+        with self.lock:
+            self.net_dir.mkdir(parents=True, exist_ok=True)
+            self.sb_dir.mkdir(parents=True, exist_ok=True)
+            self.networks = {k: v for k, v in store.read_all(self.net_dir).items() if isinstance(v, dict)}
+            self.sandboxes = {k: v for k, v in store.read_all(self.sb_dir).items() if isinstance(v, dict)}
+            self._ensure_predefined()
+            for net in self.networks.values():
+                if net["Driver"] == "bridge":
+                    self._ensure_bridge(net)
+            keep = set(running) if running is not None else None
+            for cid, sb in list(self.sandboxes.items()):
+                alive = sb.get("Mode") == "host" or (
+                    sb.get("NetnsPath") is not None and nsutil.is_netns(Path(sb["NetnsPath"]))
+                )
+                if sb.get("Mode") == "container":
+                    alive = sb.get("Owner") in self.sandboxes
+                if not alive or (keep is not None and cid not in keep):
+                    self._remove_sandbox_locked(cid, apply=False)
+                    continue
+                self._repair_sandbox(sb)
+                for m in sb.get("Ports", []):
+                    self.allocator.claim(cid, ports.Mapping(**m))
+            self._remove_stale_kernel_state()
+            if self.enable_ip_forward:
+                links.set_sysctl("net/ipv4/ip_forward", "1")
+            self._apply_nft()
+            self.started = True
+            if any(self._sandbox_dns_networks(sb) for sb in self.sandboxes.values()):
+                self._dns().sync(self)
+
+    def close(self) -> None:
+        """Stop the engine's own threads (DNS). The kernel state stays: running containers keep working."""
+        with self.lock:
+            if self.dns is not None:
+                self.dns.close()
+                self.dns = None
+            self.started = False
+
+    def destroy(self) -> None:
+        """Remove every sandbox, network, bridge and the nft table (tests; uninstall)."""
+        with self.lock:
+            for cid in list(self.sandboxes):
+                self._remove_sandbox_locked(cid, apply=False)
+            for net in list(self.networks.values()):
+                if net["Driver"] == "bridge":
+                    links.delete_link(net["_bridge"])
+                (self.net_dir / f"{net['Id']}.json").unlink(missing_ok=True)
+            self.networks.clear()
+            self._remove_stale_kernel_state()
+            nft.delete_table(self.table)
+        self.close()
+
+    def _ensure_predefined(self) -> None:
+        have = {n["Name"] for n in self.networks.values()}
+        if "bridge" not in have:
+            subnet = ipam.parse_subnet(self.default_subnet) if self.default_subnet else self._pick_subnet()
+            gw = str(next(subnet.hosts()))
+            opts = {
+                "com.docker.network.bridge.default_bridge": "true",
+                "com.docker.network.bridge.enable_icc": "true",
+                "com.docker.network.bridge.enable_ip_masquerade": "true",
+                "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+                "com.docker.network.bridge.name": self.default_bridge,
+                "com.docker.network.driver.mtu": str(self.mtu),
+            }
+            rec = self._record("bridge", "bridge", subnet, gw, None, False, {}, opts)
+            rec["_bridge"] = self.default_bridge
+            self._save_network(rec)
+        for name, driver in (("host", "host"), ("none", "null")):
+            if name not in have:
+                rec = self._record(name, driver, None, None, None, False, {}, {})
+                self._save_network(rec)
+
+    def _pick_subnet(self) -> ipaddress.IPv4Network:
+        used = links.host_routes()
+        for n in self.networks.values():
+            for c in n["IPAM"]["Config"] or []:
+                used.append(ipam.parse_subnet(c["Subnet"]))
+        resolvers = [s for s in self._host_resolv().nameservers if not files.is_loopback(s)]
+        return ipam.choose_subnet(used, [s for s in resolvers if ":" not in s])
+
+    def _record(
+        self,
+        name: str,
+        driver: str,
+        subnet: ipaddress.IPv4Network | None,
+        gateway: str | None,
+        ip_range: str | None,
+        internal: bool,
+        labels: dict[str, str],
+        options: dict[str, str],
+        attachable: bool = False,
+    ) -> dict[str, Any]:
+        config: list[dict[str, str]] = []
+        if subnet is not None:
+            entry = {"Subnet": str(subnet), "Gateway": gateway or ""}
+            if ip_range:
+                entry["IPRange"] = ip_range
+            config.append(entry)
+        return {
+            "Name": name,
+            "Id": secrets.token_hex(32),
+            "Created": _now(),
+            "Scope": "local",
+            "Driver": driver,
+            "EnableIPv4": True,
+            "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": None if name in PREDEFINED else {}, "Config": config},
+            "Internal": internal,
+            "Attachable": attachable,
+            "Ingress": False,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False,
+            "Containers": {},
+            "Options": dict(options),
+            "Labels": dict(labels),
+        }
+
+    def _save_network(self, rec: dict[str, Any]) -> None:
+        store.write_json(self.net_dir / f"{rec['Id']}.json", rec)
+        self.networks[rec["Id"]] = rec
+
+    def _save_sandbox(self, sb: dict[str, Any]) -> None:
+        store.write_json(self.sb_dir / f"{sb['Id']}.json", sb)
+        self.sandboxes[sb["Id"]] = sb
+
+    def _ensure_bridge(self, net: dict[str, Any]) -> None:
+        cfg = net["IPAM"]["Config"][0]
+        subnet = ipaddress.ip_network(cfg["Subnet"])
+        mtu = int(net["Options"].get("com.docker.network.driver.mtu", self.mtu))
+        alias = self.alias_prefix + "net " + net["Id"]
+        links.ensure_bridge(net["_bridge"], cfg["Gateway"], subnet.prefixlen, mtu, alias)
+        # Forwarding on our bridges alone lets containers reach out even where the host's ip_forward is off.
+        links.set_sysctl(f"net/ipv4/conf/{net['_bridge']}/forwarding", "1")
+
+    def _remove_stale_kernel_state(self) -> None:
+        bridges = {n["_bridge"] for n in self.networks.values() if n.get("_bridge")}
+        veths = {
+            ep["HostIfname"]
+            for sb in self.sandboxes.values()
+            for ep in sb.get("Endpoints", {}).values()
+            if ep.get("HostIfname")
+        }
+        for link in links.list_links():
+            if not link.alias.startswith(self.alias_prefix):
+                continue
+            stale_bridge = link.kind == "bridge" and link.name not in bridges
+            if stale_bridge or (link.kind == "veth" and link.name not in veths):
+                links.delete_link(link.name)
+        if self.netns_dir.is_dir():
+            owned = {Path(sb["NetnsPath"]).name for sb in self.sandboxes.values() if sb.get("NetnsPath")}
+            for p in self.netns_dir.iterdir():
+                if p.name not in owned:
+                    nsutil.remove_netns(p)
+
+    def _apply_nft(self) -> None:
+        bridges = []
+        for net in self.networks.values():
+            if net["Driver"] == "bridge":
+                cfg = net["IPAM"]["Config"][0]
+                bridges.append(nft.BridgeRules(net["_bridge"], cfg["Subnet"], bool(net["Internal"])))
+        rules = []
+        for sb in self.sandboxes.values():
+            ip = sb.get("PortsTarget") or ""
+            for m in sb.get("Ports", []) if ip else []:
+                rules.append(nft.PortRule(m["proto"], m["host_ip"], m["host_port"], ip, m["container_port"]))
+        nft.apply(self.table, bridges, rules)
+
+    # ------------------------------------------------------------------ networks
+
+    def _find(self, ref: str) -> dict[str, Any]:
+        for n in self.networks.values():
+            if n["Name"] == ref:
+                return n
+        if ref in self.networks:
+            return self.networks[ref]
+        hits = [n for n in self.networks.values() if ref and n["Id"].startswith(ref)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise InvalidArgument(f"network {ref} is ambiguous ({len(hits)} matches found on name)")
+        raise NotFound(f"network {ref} not found")
+
+    def create_network(
+        self,
+        name: str,
+        *,
+        driver: str = "bridge",
+        subnet: str | None = None,
+        gateway: str | None = None,
+        ip_range: str | None = None,
+        internal: bool = False,
+        attachable: bool = False,
+        enable_ipv6: bool = False,
+        labels: dict[str, str] | None = None,
+        options: dict[str, str] | None = None,
+        check_duplicate: bool = True,
+    ) -> dict[str, Any]:
+        with self.lock:
+            if not name:
+                raise InvalidArgument("network name must not be empty")
+            if name in PREDEFINED:
+                raise Forbidden(f"{name} is a pre-defined network and cannot be created")
+            if any(n["Name"] == name for n in self.networks.values()):
+                raise Conflict(f"network with name {name} already exists")
+            driver = driver or "bridge"
+            if driver in ("host", "null"):
+                raise Forbidden(f'only one instance of "{driver}" network is allowed')
+            if driver != "bridge":
+                raise NotFound(f'plugin "{driver}" not found')
+            if enable_ipv6:
+                raise InvalidArgument("portside does not support IPv6 networks yet")
+            used = [ipam.parse_subnet(c["Subnet"]) for n in self.networks.values() for c in n["IPAM"]["Config"] or []]
+            if subnet:
+                net = ipam.parse_subnet(subnet)
+                if any(net.overlaps(u) for u in used):
+                    raise Forbidden("Pool overlaps with other one on this address space")
+            else:
+                if ip_range or gateway:
+                    raise InvalidArgument("ip-range or gateway specified without a subnet")
+                net = self._pick_subnet()
+            _, gw = ipam.check_pool(net, ip_range, gateway)
+            opts = dict(options or {})
+            rec = self._record(name, "bridge", net, gw, ip_range, internal, dict(labels or {}), opts, attachable)
+            rec["_bridge"] = opts.get("com.docker.network.bridge.name") or self._bridge_name(rec["Id"])
+            if any(n.get("_bridge") == rec["_bridge"] for n in self.networks.values()):
+                raise Conflict(f"bridge name {rec['_bridge']} is already in use")
+            try:
+                self.networks[rec["Id"]] = rec
+                self._ensure_bridge(rec)
+                self._apply_nft()
+                self._save_network(rec)
+            except BaseException:
+                self.networks.pop(rec["Id"], None)
+                links.delete_link(rec["_bridge"])
+                (self.net_dir / f"{rec['Id']}.json").unlink(missing_ok=True)
+                try:
+                    self._apply_nft()
+                except EngineError:
+                    log.exception("restoring nftables after a failed network create")
+                raise
+            return _public(rec)
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        with self.lock:
+            return _public(self._find(ref))
+
+    def list_networks(self, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            out = []
+            for n in sorted(self.networks.values(), key=lambda r: r["Created"]):
+                if self._matches(n, filters or {}):
+                    out.append(_public(n))
+            return out
+
+    @staticmethod
+    def _matches(n: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+        for key, values in filters.items():
+            if isinstance(values, dict):
+                values = [k for k, v in values.items() if v]
+            if not values:
+                continue
+            if key == "name" and not any(v in n["Name"] for v in values):
+                return False
+            if key == "id" and not any(n["Id"].startswith(v) for v in values):
+                return False
+            if key == "driver" and n["Driver"] not in values:
+                return False
+            if key == "scope" and n["Scope"] not in values:
+                return False
+            if key == "type":
+                kind = "builtin" if n["Name"] in PREDEFINED else "custom"
+                if kind not in values:
+                    return False
+            if key == "label":
+                for v in values:
+                    k, eq, val = v.partition("=")
+                    if k not in n["Labels"] or (eq and n["Labels"][k] != val):
+                        return False
+            if key == "dangling":
+                dangling = n["Name"] not in PREDEFINED and not n["Containers"]
+                if (values[0] in ("true", "1")) != dangling:
+                    return False
+        return True
+
+    def remove(self, ref: str) -> None:
+        with self.lock:
+            n = self._find(ref)
+            if n["Name"] in PREDEFINED:
+                raise Forbidden(f"{n['Name']} is a pre-defined network and cannot be removed")
+            if n["Containers"]:
+                raise Forbidden(f"error while removing network: network {n['Name']} id {n['Id']} has active endpoints")
+            self._remove_network_locked(n)
+
+    def _remove_network_locked(self, n: dict[str, Any]) -> None:
+        del self.networks[n["Id"]]
+        self._apply_nft()
+        if n.get("_bridge"):
+            links.delete_link(n["_bridge"])
+        (self.net_dir / f"{n['Id']}.json").unlink(missing_ok=True)
+
+    def prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+        with self.lock:
+            gone = []
+            for n in list(self.networks.values()):
+                if n["Name"] in PREDEFINED or n["Containers"]:
+                    continue
+                if not self._matches(n, {k: v for k, v in (filters or {}).items() if k != "until"}):
+                    continue
+                self._remove_network_locked(n)
+                gone.append(n["Name"])
+            return {"NetworksDeleted": gone}
+
+    # ------------------------------------------------------------------ sandboxes
+
+    def _host_resolv(self) -> files.ResolvConf:
+        try:
+            return files.parse_resolv_conf(self.host_resolv_conf.read_text())
+        except OSError:
+            return files.ResolvConf()
+
+    def create_sandbox(
+        self,
+        container_id: str,
+        *,
+        name: str,
+        hostname: str,
+        domainname: str = "",
+        network_mode: str = "bridge",
+        endpoints: dict[str, dict[str, Any]] | None = None,
+        port_bindings: dict[str, Any] | None = None,
+        publish_all: bool = False,
+        exposed_ports: Iterable[str] = (),
+        dns: list[str] | None = None,
+        dns_search: list[str] | None = None,
+        dns_options: list[str] | None = None,
+        extra_hosts: list[str] | None = None,
+    ) -> Sandbox:
+        """Make the container's netns, endpoints, published ports and files. All or nothing."""
+        name = name.lstrip("/")
+        with self.lock:
+            if container_id in self.sandboxes:
+                raise Conflict(f"container {container_id} already has a network sandbox")
+            mode = network_mode or "bridge"
+            fdir = self.files_dir / container_id
+            sb: dict[str, Any] = {
+                "Id": container_id,
+                "Name": name,
+                "Hostname": hostname,
+                "Domainname": domainname,
+                "NetworkMode": mode,
+                "Endpoints": {},
+                "Ports": [],
+                "PortsTarget": None,
+                "PortBindings": port_bindings or {},
+                "PublishAll": bool(publish_all),
+                "ExposedPorts": list(exposed_ports),
+                "Dns": list(dns or []),
+                "DnsSearch": list(dns_search or []),
+                "DnsOptions": list(dns_options or []),
+                "ExtraHosts": list(extra_hosts or []),
+                "FilesDir": str(fdir),
+                "NetnsPath": None,
+            }
+            if mode.startswith("container:"):
+                owner_id = mode.split(":", 1)[1]
+                owner = self.sandboxes.get(owner_id) or next(
+                    (s for s in self.sandboxes.values() if s["Name"] == owner_id.lstrip("/")), None
+                )
+                if owner is None or owner.get("Mode") == "container":
+                    raise Conflict(f"cannot join network of a non running container: {owner_id}")
+                sb.update(Mode="container", Owner=owner["Id"], NetnsPath=owner["NetnsPath"],
+                          FilesDir=owner["FilesDir"])
+                self._save_sandbox(sb)
+                return self._view(sb)
+            try:
+                if mode == "host":
+                    sb["Mode"] = "host"
+                    self._write_host_mode_files(sb)
+                    self._save_sandbox(sb)
+                    return self._view(sb)
+                nets = self._endpoint_plan(mode, endpoints or {})
+                ns_path = self._netns_path(container_id)
+                if ns_path.exists():
+                    nsutil.remove_netns(ns_path)
+                nsutil.create_netns(ns_path)
+                sb["NetnsPath"] = str(ns_path)
+                sb["Mode"] = "none" if mode == "none" else "bridge"
+                self._save_sandbox(sb)  # from here on, a crash leaves a record start() can clean up
+                links.setup_loopback(ns_path)
+                for net, cfg in nets:
+                    self._attach(sb, net, cfg)
+                if nets and sb["Mode"] == "bridge":
+                    reqs = ports.requests_from(port_bindings, publish_all, exposed_ports)
+                    if reqs:
+                        primary = sb["Endpoints"][nets[0][0]["Name"]]
+                        try:
+                            got = self.allocator.allocate(container_id, reqs)
+                        except Conflict as e:
+                            raise Conflict(
+                                f"driver failed programming external connectivity on endpoint {name} "
+                                f"({primary['EndpointID']}): {e.message}"
+                            ) from None
+                        sb["Ports"] = [m.__dict__ for m in got]
+                        sb["PortsTarget"] = primary["IPAddress"]
+                        self._apply_nft()
+                self._write_files(sb)
+                self._save_sandbox(sb)
+                if self._sandbox_dns_networks(sb):
+                    self._dns().sync(self)
+            except BaseException:
+                self._remove_sandbox_locked(container_id, apply=bool(sb["Ports"]))
+                raise
+            return self._view(sb)
+
+    def _endpoint_plan(
+        self, mode: str, endpoints: dict[str, dict[str, Any]]
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        if mode == "none":
+            return []
+        primary_ref = "bridge" if mode in ("bridge", "default") else mode
+        primary = self._find(primary_ref)
+        if primary["Driver"] != "bridge":
+            raise InvalidArgument(f"network {primary_ref} is not a bridge network")
+        plan = []
+        seen = set()
+        cfgs = {}
+        for ref, cfg in endpoints.items():
+            cfgs[self._find(ref)["Id"]] = cfg or {}
+        plan.append((primary, cfgs.pop(primary["Id"], {})))
+        seen.add(primary["Id"])
+        for nid, cfg in cfgs.items():
+            net = self.networks[nid]
+            if net["Driver"] != "bridge":
+                raise Forbidden("container cannot be connected to host network and another network at the same time")
+            plan.append((net, cfg))
+        for net, cfg in plan:
+            self._check_endpoint_config(net, cfg)
+        return plan
+
+    @staticmethod
+    def _check_endpoint_config(net: dict[str, Any], cfg: dict[str, Any]) -> None:
+        ipam_cfg = cfg.get("IPAMConfig") or {}
+        if net["Name"] == "bridge":
+            if ipam_cfg.get("IPv4Address"):
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
+            if cfg.get("Aliases"):
+                raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+        elif ipam_cfg.get("IPv4Address") and not net["IPAM"]["Config"]:
+            raise InvalidArgument("user specified IP address is supported only when connecting to networks with "
+                                  "user configured subnets")
+
+    def _attach(self, sb: dict[str, Any], net: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+        cid = sb["Id"]
+        pool = net["IPAM"]["Config"][0]
+        subnet = ipam.parse_subnet(pool["Subnet"])
+        rng = ipam.parse_subnet(pool.get("IPRange") or pool["Subnet"])
+        taken = {c["IPv4Address"].split("/")[0] for c in net["Containers"].values()} | {pool["Gateway"]}
+        requested = (cfg.get("IPAMConfig") or {}).get("IPv4Address") or None
+        ip = ipam.allocate(subnet, rng, taken, net.get("_cursor"), requested)
+        mac = cfg.get("MacAddress") or ipam.mac_for(ip)
+        used_ifnames = {ep["Ifname"] for ep in sb["Endpoints"].values()}
+        ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used_ifnames)
+        ep = {
+            "NetworkID": net["Id"],
+            "EndpointID": secrets.token_hex(32),
+            "IPAddress": ip,
+            "IPPrefixLen": subnet.prefixlen,
+            "Gateway": pool["Gateway"],
+            "MacAddress": mac,
+            "Aliases": list(cfg.get("Aliases") or []),
+            "IPAMConfig": cfg.get("IPAMConfig") or None,
+            "Ifname": ifname,
+            "HostIfname": self._veth_name(),
+            "DefaultRoute": not sb["Endpoints"],
+        }
+        if net["Name"] != "bridge":
+            ep["DNSNames"] = [n for n in [sb["Name"], *ep["Aliases"], cid[:12]] if n]
+        # Reserve the address on disk first: a crash after this leaves a record start() cleans up.
+        net["Containers"][cid] = {
+            "Name": sb["Name"],
+            "EndpointID": ep["EndpointID"],
+            "MacAddress": mac,
+            "IPv4Address": f"{ip}/{subnet.prefixlen}",
+            "IPv6Address": "",
+        }
+        if not requested:
+            net["_cursor"] = ip
+        self._save_network(net)
+        sb["Endpoints"][net["Name"]] = ep
+        self._save_sandbox(sb)
+        mtu = int(net["Options"].get("com.docker.network.driver.mtu", self.mtu))
+        links.create_endpoint(
+            bridge=net["_bridge"],
+            host_ifname=ep["HostIfname"],
+            netns=Path(sb["NetnsPath"]),
+            ifname=ifname,
+            address=ip,
+            prefixlen=subnet.prefixlen,
+            gateway=pool["Gateway"],
+            mac=mac,
+            mtu=mtu,
+            alias=f"{self.alias_prefix}{cid[:12]} {net['Id'][:12]}",
+            default_route=ep["DefaultRoute"],
+        )
+        return ep
+
+    def _detach(self, sb: dict[str, Any], net_name: str) -> None:
+        ep = sb["Endpoints"].pop(net_name, None)
+        if ep is None:
+            return
+        links.delete_link(ep["HostIfname"])
+        net = self.networks.get(ep["NetworkID"])
+        if net is not None and net["Containers"].pop(sb["Id"], None) is not None:
+            self._save_network(net)
+
+    def _repair_sandbox(self, sb: dict[str, Any]) -> None:
+        """After a restart: recreate a veth that went missing (the container's netns still exists)."""
+        if sb.get("Mode") != "bridge":
+            return
+        present = {link.name for link in links.list_links()}
+        for net_name, ep in list(sb["Endpoints"].items()):
+            net = self.networks.get(ep["NetworkID"])
+            if net is None:
+                sb["Endpoints"].pop(net_name)
+                continue
+            net["Containers"].setdefault(
+                sb["Id"],
+                {
+                    "Name": sb["Name"],
+                    "EndpointID": ep["EndpointID"],
+                    "MacAddress": ep["MacAddress"],
+                    "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}",
+                    "IPv6Address": "",
+                },
+            )
+            if ep["HostIfname"] in present:
+                continue
+            ns = Path(sb["NetnsPath"])
+            links.delete_link(ep["Ifname"], ns)
+            mtu = int(net["Options"].get("com.docker.network.driver.mtu", self.mtu))
+            links.create_endpoint(
+                bridge=net["_bridge"], host_ifname=ep["HostIfname"], netns=ns, ifname=ep["Ifname"],
+                address=ep["IPAddress"], prefixlen=ep["IPPrefixLen"], gateway=ep["Gateway"], mac=ep["MacAddress"],
+                mtu=mtu, alias=f"{self.alias_prefix}{sb['Id'][:12]} {net['Id'][:12]}",
+                default_route=ep.get("DefaultRoute", True),
+            )
+        # drop address reservations of containers that no longer have a sandbox
+        for net in self.networks.values():
+            stale = [c for c in net["Containers"] if c not in self.sandboxes]
+            for c in stale:
+                del net["Containers"][c]
+            if stale:
+                self._save_network(net)
+
+    def remove_sandbox(self, container_id: str) -> None:
+        """Undo create_sandbox: veths, netns, addresses, ports, DNS, files. Missing is fine."""
+        with self.lock:
+            self._remove_sandbox_locked(container_id, apply=True)
+
+    def _remove_sandbox_locked(self, cid: str, apply: bool) -> None:
+        sb = self.sandboxes.get(cid)
+        if sb is None:
+            sb = {"Id": cid, "Endpoints": {}, "Ports": []}
+        had_ports = bool(sb.get("Ports"))
+        self.allocator.release_owner(cid)
+        if sb.get("Mode") != "container":
+            for net_name in list(sb.get("Endpoints", {})):
+                self._detach(sb, net_name)
+            if sb.get("NetnsPath"):
+                nsutil.remove_netns(Path(sb["NetnsPath"]))
+            fdir = Path(sb.get("FilesDir") or self.files_dir / cid)
+            for p in ("hosts", "resolv.conf", "hostname"):
+                (fdir / p).unlink(missing_ok=True)
+            if fdir.is_dir():
+                fdir.rmdir()
+        for net in self.networks.values():
+            if net["Containers"].pop(cid, None) is not None:
+                self._save_network(net)
+        self.sandboxes.pop(cid, None)
+        (self.sb_dir / f"{cid}.json").unlink(missing_ok=True)
+        if apply and had_ports:
+            self._apply_nft()
+        if self.dns is not None:
+            self.dns.sync(self)
+
+    # ------------------------------------------------------------------ connect / disconnect
+
+    def connect(self, container_id: str, network: str, endpoint_config: dict[str, Any] | None = None) -> Sandbox:
+        with self.lock:
+            sb = self._own_sandbox(container_id)
+            net = self._find(network)
+            if net["Driver"] == "host":
+                raise Forbidden("container cannot be disconnected from host network or connected to host network")
+            if net["Driver"] != "bridge" or sb.get("Mode") != "bridge":
+                raise Forbidden("container sharing network namespace with another container or host cannot be "
+                                "connected to any other network")
+            if net["Name"] in sb["Endpoints"]:
+                raise Forbidden(f"endpoint with name {sb['Name']} already exists in network {net['Name']}")
+            cfg = endpoint_config or {}
+            self._check_endpoint_config(net, cfg)
+            try:
+                self._attach(sb, net, cfg)
+            except BaseException:
+                self._detach(sb, net["Name"])
+                self._save_sandbox(sb)
+                raise
+            self._write_files(sb, resolv=False)
+            self._save_sandbox(sb)
+            if self._sandbox_dns_networks(sb) or self.dns is not None:
+                self._dns().sync(self)
+            return self._view(sb)
+
+    def disconnect(self, container_id: str, network: str, force: bool = False) -> Sandbox:
+        with self.lock:
+            net = self._find(network)
+            sb = self.sandboxes.get(container_id)
+            if sb is None or net["Name"] not in sb.get("Endpoints", {}):
+                if force and net["Containers"].pop(container_id, None) is not None:
+                    self._save_network(net)
+                    raise NotFound(f"container {container_id} is not connected to network {net['Name']}")
+                raise Forbidden(f"container {container_id} is not connected to network {net['Name']}")
+            ports_here = sb["Endpoints"][net["Name"]]["IPAddress"] == sb.get("PortsTarget")
+            self._detach(sb, net["Name"])
+            if ports_here and sb["Ports"]:
+                self.allocator.release_owner(container_id)
+                sb["Ports"] = []
+                sb["PortsTarget"] = None
+                self._apply_nft()
+            self._write_files(sb, resolv=False)
+            self._save_sandbox(sb)
+            if self.dns is not None:
+                self.dns.sync(self)
+            return self._view(sb)
+
+    def _own_sandbox(self, cid: str) -> dict[str, Any]:
+        sb = self.sandboxes.get(cid)
+        if sb is None:
+            raise Conflict(f"container {cid} is not running")
+        return sb
+
+    # ------------------------------------------------------------------ views
+
+    def sandbox(self, container_id: str) -> Sandbox:
+        with self.lock:
+            sb = self.sandboxes.get(container_id)
+            if sb is None:
+                raise NotFound(f"no network sandbox for container {container_id}")
+            return self._view(sb)
+
+    def _view(self, sb: dict[str, Any]) -> Sandbox:
+        owner = self.sandboxes.get(sb.get("Owner") or "") if sb.get("Mode") == "container" else sb
+        src = owner or sb
+        fdir = Path(src["FilesDir"])
+        settings = self._settings(src)
+        if sb.get("Mode") == "container":
+            settings = self._settings(sb)  # Docker shows empty settings for container: mode
+        return Sandbox(
+            container_id=sb["Id"],
+            netns_path=Path(src["NetnsPath"]) if src.get("NetnsPath") else None,
+            hosts_path=fdir / "hosts",
+            resolv_conf_path=fdir / "resolv.conf",
+            hostname_path=fdir / "hostname",
+            network_settings=settings,
+        )
+
+    def _settings(self, sb: dict[str, Any]) -> dict[str, Any]:
+        nets: dict[str, Any] = {}
+        for net_name, ep in sb.get("Endpoints", {}).items():
+            nets[net_name] = {
+                "IPAMConfig": ep.get("IPAMConfig"),
+                "Links": None,
+                "Aliases": ep.get("Aliases") or None,
+                "MacAddress": ep["MacAddress"],
+                "DriverOpts": None,
+                "NetworkID": ep["NetworkID"],
+                "EndpointID": ep["EndpointID"],
+                "Gateway": ep["Gateway"],
+                "IPAddress": ep["IPAddress"],
+                "IPPrefixLen": ep["IPPrefixLen"],
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "DNSNames": ep.get("DNSNames"),
+            }
+        if sb.get("Mode") == "host":
+            host = self._find("host")
+            nets["host"] = {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
+                            "NetworkID": host["Id"], "EndpointID": "", "Gateway": "", "IPAddress": "",
+                            "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                            "DNSNames": None}
+        elif sb.get("Mode") == "none":
+            none = self._find("none")
+            nets["none"] = {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
+                            "NetworkID": none["Id"], "EndpointID": "", "Gateway": "", "IPAddress": "",
+                            "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                            "DNSNames": None}
+        mappings = [ports.Mapping(**m) for m in sb.get("Ports", [])]
+        if sb.get("Mode") == "bridge":
+            port_view = ports.ports_view(mappings, sb.get("ExposedPorts", []), (sb.get("PortBindings") or {}).keys())
+        else:
+            port_view = {}
+        default = sb.get("Endpoints", {}).get("bridge") or {}
+        return {
+            "Bridge": "",
+            "SandboxID": sb["Id"] if sb.get("NetnsPath") else "",
+            "SandboxKey": sb.get("NetnsPath") or "",
+            "HairpinMode": False,
+            "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0,
+            "Ports": port_view,
+            "SecondaryIPAddresses": None,
+            "SecondaryIPv6Addresses": None,
+            "EndpointID": default.get("EndpointID", ""),
+            "Gateway": default.get("Gateway", ""),
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "IPAddress": default.get("IPAddress", ""),
+            "IPPrefixLen": default.get("IPPrefixLen", 0),
+            "IPv6Gateway": "",
+            "MacAddress": default.get("MacAddress", ""),
+            "Networks": nets,
+        }
+
+    def network_stats(self, container_id: str) -> dict[str, dict[str, int]]:
+        with self.lock:
+            sb = self.sandboxes.get(container_id)
+            if sb is None:
+                return {}
+            if sb.get("Mode") == "container":
+                sb = self.sandboxes.get(sb.get("Owner", "")) or sb
+            path = sb.get("NetnsPath")
+            if not path:
+                return {}
+        return links.link_stats(Path(path))
+
+    # ------------------------------------------------------------------ files
+
+    def _write_host_mode_files(self, sb: dict[str, Any]) -> None:
+        fdir = Path(sb["FilesDir"])
+        try:
+            host_hosts = Path("/etc/hosts").read_text()
+        except OSError:
+            host_hosts = files.HOSTS_HEAD
+        extra = "".join(
+            f"{ip}\t{n}\n" for n, _, ip in (h.partition(":") for h in sb["ExtraHosts"])
+        )
+        files.write_in_place(fdir / "hosts", host_hosts + extra)
+        try:
+            resolv = self.host_resolv_conf.read_text()
+        except OSError:
+            resolv = ""
+        if sb["Dns"] or sb["DnsSearch"] or sb["DnsOptions"]:
+            resolv = files.container_resolv_conf(
+                self._host_resolv(), embedded_dns=False, dns=sb["Dns"], dns_search=sb["DnsSearch"],
+                dns_options=sb["DnsOptions"],
+            )
+        files.write_in_place(fdir / "resolv.conf", resolv)
+        files.write_in_place(fdir / "hostname", socket.gethostname() + "\n")
+
+    def _sandbox_dns_networks(self, sb: dict[str, Any]) -> list[str]:
+        return [n for n in sb.get("Endpoints", {}) if n != "bridge"]
+
+    def _write_files(self, sb: dict[str, Any], resolv: bool = True) -> None:
+        fdir = Path(sb["FilesDir"])
+        fdir.mkdir(parents=True, exist_ok=True)
+        host = sb["Hostname"]
+        fqdn = f"{host}.{sb['Domainname']}" if sb.get("Domainname") else ""
+        entries = []
+        for net_name, ep in sb["Endpoints"].items():
+            names = [fqdn, host] if fqdn else [host]
+            if net_name != "bridge":
+                names += [sb["Name"], *ep.get("Aliases", [])]
+            entries.append((ep["IPAddress"], names))
+        files.write_in_place(fdir / "hosts", files.hosts_file(entries, sb["ExtraHosts"]))
+        if resolv or not (fdir / "resolv.conf").exists():
+            text = files.container_resolv_conf(
+                self._host_resolv(),
+                embedded_dns=bool(self._sandbox_dns_networks(sb)),
+                dns=sb["Dns"],
+                dns_search=sb["DnsSearch"],
+                dns_options=sb["DnsOptions"],
+            )
+            files.write_in_place(fdir / "resolv.conf", text)
+        files.write_in_place(fdir / "hostname", host + "\n")
+
+    # ------------------------------------------------------------------ DNS
+
+    def _dns(self) -> Any:
+        if self.dns is None:
+            from engine.net.dns import DnsServer
+
+            upstreams = self.dns_upstreams
+            if upstreams is None:
+                upstreams = [(s, 53) for s in files.upstream_servers(self._host_resolv(), None)]
+            self.dns = DnsServer(upstreams)
+        return self.dns
+
+    def dns_view(self) -> list[tuple[str, Path, list[str], list[str]]]:
+        """For the DNS server: (container id, netns, its user networks, upstream servers) per sandbox."""
+        out = []
+        for sb in self.sandboxes.values():
+            nets = self._sandbox_dns_networks(sb)
+            if nets and sb.get("Mode") == "bridge" and sb.get("NetnsPath"):
+                out.append((sb["Id"], Path(sb["NetnsPath"]), nets, list(sb.get("Dns") or [])))
+        return out
+
+    def resolve_name(self, asker: str, name: str) -> list[str]:
+        """Addresses of `name` on the user networks the asking container is on (container names, aliases, ids)."""
+        with self.lock:
+            sb = self.sandboxes.get(asker)
+            if sb is None:
+                return []
+            wanted = name.rstrip(".").lower()
+            out: list[str] = []
+            for net_name in self._sandbox_dns_networks(sb):
+                for other in self.sandboxes.values():
+                    ep = other.get("Endpoints", {}).get(net_name)
+                    if ep is None:
+                        continue
+                    names = [n.lower() for n in ep.get("DNSNames") or []]
+                    if wanted in names and ep["IPAddress"] not in out:
+                        out.append(ep["IPAddress"])
+            return out

@@ -1,0 +1,44 @@
+"""Atomic JSON records: write a temporary file, fsync, rename, fsync the directory. A kill -9 at any moment
+leaves either the old record or the new one, never a torn one."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_all(directory: Path, pattern: str = "*.json") -> dict[str, Any]:
+    """Every record in a directory by file stem; leftovers of interrupted writes (.tmp) are dropped."""
+    out: dict[str, Any] = {}
+    if not directory.is_dir():
+        return out
+    for p in directory.glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+    for p in sorted(directory.glob(pattern)):
+        try:
+            out[p.stem] = read_json(p)
+        except (OSError, ValueError):
+            continue
+    return out

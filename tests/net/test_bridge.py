@@ -1,0 +1,155 @@
+"""Default bridge, veths, IPAM, files, egress NAT, modes none/host: real namespaces, real kernel."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import socket
+from pathlib import Path
+
+import pytest
+
+from engine.errors import NotFound
+from engine.net import links, nft, nsutil
+from engine.net.service import NetworkService
+
+from .conftest import Peer, Procs, leftovers, sh, wait_port
+
+pytestmark = pytest.mark.integration
+
+
+def cid() -> str:
+    return secrets.token_hex(32)
+
+
+def test_start_makes_default_bridge_and_predefined_networks(svc: NetworkService) -> None:
+    names = {n["Name"]: n for n in svc.list_networks()}
+    assert set(names) >= {"bridge", "host", "none"}
+    br = names["bridge"]
+    assert br["Driver"] == "bridge" and br["Scope"] == "local" and br["IPAM"]["Driver"] == "default"
+    cfg = br["IPAM"]["Config"][0]
+    assert ipaddress.ip_address(cfg["Gateway"]) in ipaddress.ip_network(cfg["Subnet"])
+    assert names["none"]["Driver"] == "null" and names["host"]["Driver"] == "host"
+    assert not any(k.startswith("_") for k in br)
+    r = sh(None, "ip", "-4", "-o", "addr", "show", "dev", svc.default_bridge)
+    assert cfg["Gateway"] in r.stdout
+    assert nft.table_exists(svc.table)
+    assert svc.inspect(br["Id"][:10])["Name"] == "bridge"
+    with pytest.raises(NotFound, match="network nope not found"):
+        svc.inspect("nope")
+
+
+def test_two_containers_reach_each_other_by_address(svc: NetworkService) -> None:
+    a, b = cid(), cid()
+    sa = svc.create_sandbox(a, name="alpha", hostname="alpha-host")
+    sb = svc.create_sandbox(b, name="beta", hostname="beta-host")
+    ipa = sa.network_settings["Networks"]["bridge"]["IPAddress"]
+    ipb = sb.network_settings["Networks"]["bridge"]["IPAddress"]
+    assert ipa != ipb
+    assert sa.network_settings["IPAddress"] == ipa
+    mac = sa.network_settings["Networks"]["bridge"]["MacAddress"]
+    assert mac == "02:42:" + ":".join(f"{int(x):02x}" for x in ipa.split("."))
+    assert sa.netns_path is not None and sb.netns_path is not None
+    sh(sa.netns_path, "busybox", "ping", "-c", "1", "-W", "2", ipb)
+    sh(sb.netns_path, "busybox", "ping", "-c", "1", "-W", "2", ipa)
+    # inside: lo, eth0 with the address and MAC, a default route via the gateway
+    r = sh(sa.netns_path, "ip", "-o", "-4", "addr")
+    assert f"{ipa}/" in r.stdout and " lo " in r.stdout
+    assert mac in sh(sa.netns_path, "ip", "link", "show", "eth0").stdout
+    gw = sa.network_settings["Gateway"]
+    assert f"default via {gw}" in sh(sa.netns_path, "ip", "route").stdout
+    # files
+    hosts = sa.hosts_path.read_text()
+    assert "127.0.0.1\tlocalhost" in hosts and f"{ipa}\talpha-host" in hosts
+    assert sa.hostname_path.read_text() == "alpha-host\n"
+    resolv = sa.resolv_conf_path.read_text()
+    assert "127.0.0.53" not in resolv and "nameserver 192.0.2.53" in resolv and "search example.test" in resolv
+    # the network record lists both
+    assert set(svc.inspect("bridge")["Containers"]) == {a, b}
+    stats = svc.network_stats(a)
+    assert stats["eth0"]["rx_packets"] > 0 and stats["eth0"]["tx_bytes"] > 0
+
+
+def test_remove_sandbox_leaves_nothing(svc: NetworkService) -> None:
+    c = cid()
+    s = svc.create_sandbox(c, name="gone", hostname="gone")
+    assert s.netns_path is not None and s.netns_path.exists()
+    assert len(leftovers(svc.table)) == 2  # bridge + veth
+    files_dir = s.hosts_path.parent
+    svc.remove_sandbox(c)
+    assert not s.netns_path.exists()
+    assert leftovers(svc.table) == [svc.default_bridge]
+    assert not files_dir.exists()
+    assert svc.inspect("bridge")["Containers"] == {}
+    svc.remove_sandbox(c)  # twice is fine
+
+
+def test_none_mode_has_only_lo(svc: NetworkService) -> None:
+    s = svc.create_sandbox(cid(), name="n", hostname="n", network_mode="none")
+    assert s.netns_path is not None
+    assert links.interface_names(s.netns_path) == ["lo"]
+    assert "UP" in sh(s.netns_path, "ip", "link", "show", "lo").stdout
+    assert list(s.network_settings["Networks"]) == ["none"]
+    assert s.network_settings["IPAddress"] == ""
+
+
+def test_host_mode_uses_the_host_namespace(svc: NetworkService) -> None:
+    s = svc.create_sandbox(cid(), name="h", hostname="ignored", network_mode="host")
+    assert s.netns_path is None
+    assert s.hostname_path.read_text() == socket.gethostname() + "\n"
+    assert "localhost" in s.hosts_path.read_text()
+    assert s.resolv_conf_path.read_text() == svc.host_resolv_conf.read_text()
+    assert list(s.network_settings["Networks"]) == ["host"]
+
+
+def test_egress_is_masqueraded(svc: NetworkService, peer: Peer, procs: Procs) -> None:
+    s = svc.create_sandbox(cid(), name="out", hostname="out")
+    assert s.netns_path is not None
+    # a server on "another machine" that prints who connected
+    script = (
+        "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+        "s.bind(('0.0.0.0',8111));s.listen();c,a=s.accept();print(a[0],flush=True);c.close()"
+    )
+    p = procs.start(peer.ns, "python3", "-c", script)
+    wait_port(peer.ns, 8111)
+    sh(s.netns_path, "busybox", "nc", "-w", "2", peer.peer_ip, "8111", check=False)
+    out, _ = p.communicate(timeout=5)
+    assert out.decode().strip() == peer.host_ip  # the container's address was masqueraded
+
+
+def test_addresses_persist_across_restart(svc_factory: tuple[Path, str, dict[str, object]]) -> None:
+    _, _, kw = svc_factory
+    s1 = NetworkService(**kw)  # type: ignore[arg-type]
+    s1.start()
+    a = cid()
+    ip_a = s1.create_sandbox(a, name="a", hostname="a").network_settings["IPAddress"]
+    bridge_id = s1.inspect("bridge")["Id"]
+    s1.close()
+    s2 = NetworkService(**kw)  # type: ignore[arg-type]
+    s2.start()
+    try:
+        assert s2.inspect("bridge")["Id"] == bridge_id
+        assert s2.sandbox(a).network_settings["IPAddress"] == ip_a
+        ip_b = s2.create_sandbox(cid(), name="b", hostname="b").network_settings["IPAddress"]
+        assert ip_b != ip_a
+        # restarting with `running` not naming a container removes its sandbox
+        s2.close()
+        s3 = NetworkService(**kw)  # type: ignore[arg-type]
+        s3.start(running=[])
+        assert s3.sandboxes == {}
+        assert leftovers(s3.table) == [s3.default_bridge]
+        assert not any(p for p in (Path(str(kw["exec_root"])) / "netns").iterdir())
+        s3.close()
+    finally:
+        s2.close()
+
+
+def test_netns_helpers_roundtrip(tmp_path: Path) -> None:
+    p = tmp_path / "portside-test-ns"
+    nsutil.create_netns(p)
+    try:
+        assert nsutil.is_netns(p)
+        assert links.interface_names(p) == ["lo"]
+    finally:
+        nsutil.remove_netns(p)
+    assert not p.exists() and not nsutil.is_netns(p)
