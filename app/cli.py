@@ -7,8 +7,37 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from engine.version import API_VERSION, __version__
+
+DEFAULT_DAEMON_CONFIG = Path("/etc/portside/daemon.json")
+
+
+def _add_daemon_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    d = sub.add_parser(
+        "daemon",
+        help="run the engine headless, serving the Docker Engine API (dockerd's flag names)",
+        description="Run the portside engine and serve the Docker Engine API on its sockets.",
+    )
+    d.add_argument("-H", "--host", action="append", dest="hosts", default=None,
+                   help="daemon socket(s) to serve: unix:///path, or tcp://ADDR:PORT on loopback or with --tlsverify")
+    d.add_argument("--data-root", help="root of persistent engine state (default /var/lib/portside)")
+    d.add_argument("--exec-root", help="root of the runtime's state (default /run/portside)")
+    d.add_argument("-p", "--pidfile", help="path of the daemon's PID file")
+    d.add_argument("--insecure-registry", action="append", dest="insecure_registries", default=None,
+                   help="registry (host:port or CIDR) to reach over plain HTTP or unverified TLS")
+    d.add_argument("--registry-mirror", action="append", dest="registry_mirrors", default=None,
+                   help="preferred Docker Hub mirror")
+    d.add_argument("--config-file", help=f"daemon configuration file (default {DEFAULT_DAEMON_CONFIG})")
+    d.add_argument("-l", "--log-level", choices=["debug", "info", "warn", "error", "fatal"], default=None,
+                   help="logging level (default info)")
+    d.add_argument("-D", "--debug", action="store_true", help="debug logging")
+    d.add_argument("-G", "--group", default=None, help="group owning the unix socket (default docker)")
+    d.add_argument("--tlsverify", action="store_true", default=None, help="require TLS client certificates")
+    d.add_argument("--tlscacert", default=None, help="CA that client certificates must chain to")
+    d.add_argument("--tlscert", default=None, help="server TLS certificate")
+    d.add_argument("--tlskey", default=None, help="server TLS key")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +56,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("tui", help="open the TUI (the default)")
+    _add_daemon_parser(sub)
     return parser
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from engine.daemon import Daemon, DaemonConfig
+    from engine.errors import EngineError
+
+    cfg = DaemonConfig()
+    given: set[str] = set()
+    for attr, value in (
+        ("hosts", args.hosts), ("data_root", args.data_root and Path(args.data_root)),
+        ("exec_root", args.exec_root and Path(args.exec_root)), ("pidfile", args.pidfile and Path(args.pidfile)),
+        ("insecure_registries", args.insecure_registries), ("registry_mirrors", args.registry_mirrors),
+        ("log_level", "debug" if args.debug else args.log_level), ("group", args.group),
+        ("tlsverify", args.tlsverify), ("tlscacert", args.tlscacert), ("tlscert", args.tlscert),
+        ("tlskey", args.tlskey),
+    ):
+        if value:
+            setattr(cfg, attr, value)
+            given.add(attr)
+    try:
+        config_file = Path(args.config_file) if args.config_file else DEFAULT_DAEMON_CONFIG
+        if args.config_file or config_file.exists():
+            cfg = DaemonConfig.merge_file(cfg, config_file, given)
+    except EngineError as e:
+        print(f"portside daemon: {e.message}", file=sys.stderr)
+        return 1
+    level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(cfg.log_level, cfg.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(Daemon(cfg).run_forever())
+    except EngineError as e:
+        print(f"portside daemon: {e.message}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"portside daemon: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "daemon":
+        return run_daemon(args)
     from app.main import run_tui
 
     return run_tui(host=args.host)

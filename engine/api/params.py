@@ -1,0 +1,111 @@
+"""Reading Engine API requests the way dockerd does: booleans, integers, filters, JSON bodies, timestamps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from aiohttp import web
+
+from engine.errors import InvalidArgument
+
+
+def qbool(request: web.Request, name: str, default: bool = False) -> bool:
+    """dockerd's BoolValue: absent -> default; "", 0, no, false, none -> False; anything else True."""
+    if name not in request.query:
+        return default
+    return request.query[name].strip().lower() not in ("", "0", "no", "false", "none")
+
+
+def qint(request: web.Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidArgument(f"invalid value for {name}: {raw!r}") from None
+
+
+def filters(request: web.Request) -> dict[str, list[str]]:
+    """The `filters` query parameter; both the map-of-lists and the legacy map-of-bools forms."""
+    raw = request.query.get("filters", "")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        raise InvalidArgument(f"invalid filter: {e}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument("invalid filter: expected a JSON object")
+    out: dict[str, list[str]] = {}
+    for key, val in data.items():
+        if isinstance(val, dict):
+            out[key] = [k for k, on in val.items() if on]
+        elif isinstance(val, list):
+            out[key] = [str(v) for v in val]
+        elif isinstance(val, str):
+            out[key] = [val]
+        else:
+            raise InvalidArgument(f"invalid filter '{key}'")
+    return out
+
+
+def check_filters(f: dict[str, list[str]], allowed: set[str]) -> None:
+    for key in f:
+        if key not in allowed:
+            raise InvalidArgument(f"invalid filter '{key}'")
+
+
+async def json_body(request: web.Request, required: bool = True) -> dict[str, Any]:
+    """The request's JSON object; a malformed body is dockerd's 400."""
+    raw = await request.read()
+    if not raw.strip():
+        if required:
+            raise InvalidArgument("invalid JSON: EOF")  # what Go's decoder says about an empty body
+        return {}
+    ctype = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
+    if ctype and ctype != "application/json" and not ctype.endswith("+json") and ctype != "text/plain":
+        raise InvalidArgument(f"unsupported Content-Type header ({ctype}): must be 'application/json'")
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        raise InvalidArgument(f"invalid JSON: {e}") from None
+    if data is None and not required:
+        return {}
+    if not isinstance(data, dict):
+        raise InvalidArgument("invalid JSON: expected an object")
+    return data
+
+
+def timestamp_ns(value: str) -> int | None:
+    """A `since`/`until` value: unix seconds with optional fraction (what the CLI sends), or RFC 3339."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        if "." in value:
+            sec, frac = value.split(".", 1)
+            return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
+        return int(value) * 1_000_000_000
+    except ValueError:
+        pass
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"failed to parse value as time or duration: {value!r}") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return int(t.timestamp() * 1_000_000_000)
+
+
+def version_tuple(v: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in v.split("."))
+    except ValueError:
+        return (0,)
+
+
+def api_at_least(request: web.Request, version: str) -> bool:
+    return version_tuple(request.get("api_version", "99.0")) >= version_tuple(version)

@@ -1,0 +1,12 @@
+"""Every route of the Engine API, module by module."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+def register(app: web.Application) -> None:
+    from engine.api import swarm, system, volumes
+
+    for module in (system, volumes, swarm):
+        module.register(app)
