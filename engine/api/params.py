@@ -108,4 +108,6 @@ def version_tuple(v: str) -> tuple[int, ...]:
 
 
 def api_at_least(request: web.Request, version: str) -> bool:
-    return version_tuple(request.get("api_version", "99.0")) >= version_tuple(version)
+    from engine.api.server import API_VERSION_KEY
+
+    return version_tuple(request.get(API_VERSION_KEY, "99.0")) >= version_tuple(version)

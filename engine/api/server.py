@@ -33,6 +33,8 @@ log = logging.getLogger("portside.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+# The API version a request asked for (its /vX.Y prefix, else the newest).
+API_VERSION_KEY: web.RequestKey[str] = web.RequestKey("api_version", str)
 SERVER_HEADER = f"portside/{__version__} (linux)"
 
 
@@ -71,9 +73,9 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
             return error_response(
                 400, f"client version {v} is too new. Maximum supported API version is {API_VERSION}"
             )
-        request["api_version"] = v
+        request[API_VERSION_KEY] = v
     else:
-        request["api_version"] = API_VERSION
+        request[API_VERSION_KEY] = API_VERSION
     try:
         return await handler(request)
     except EngineError as e:

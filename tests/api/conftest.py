@@ -1,0 +1,129 @@
+"""A portside daemon per test session, driven by the real docker CLI and docker-py."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import engine
+
+ENGINE_PARENT = str(Path(engine.__file__).resolve().parent.parent)
+DOCKER = shutil.which("docker", path="/usr/local/bin") or "docker"
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 30) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self._path)
+        self.sock = s
+
+
+@dataclass
+class PortsideDaemon:
+    """A `portside daemon` subprocess on a temp data root, exec root and socket."""
+
+    __test__ = False
+    tmp: Path
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def sock(self) -> Path:
+        return self.tmp / "portside.sock"
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.sock}"
+
+    @property
+    def data_root(self) -> Path:
+        return self.tmp / "data"
+
+    @property
+    def exec_root(self) -> Path:
+        return self.tmp / "exec"
+
+    @property
+    def log(self) -> Path:
+        return self.tmp / "daemon.log"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "app.cli", "daemon", "--data-root", str(self.data_root), "--exec-root",
+                str(self.exec_root), "-H", self.host, *self.extra_args]
+
+    def start(self, timeout: float = 30) -> None:
+        env = dict(os.environ, PYTHONPATH=ENGINE_PARENT)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         cwd=ENGINE_PARENT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"portside daemon exited {self.proc.returncode}: {self.log.read_text()}")
+            try:
+                if self.request("GET", "/_ping")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"portside daemon did not answer: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        conn = UnixHTTPConnection(str(self.sock))
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
+
+    def docker(self, *args: str, input: str | None = None, timeout: float = 120,
+               cli: str = DOCKER) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([cli, "-H", self.host, *args], capture_output=True, text=True, input=input,
+                              timeout=timeout, check=False, env=dict(os.environ, DOCKER_CONFIG=str(self.tmp / "cli")))
+
+
+def new_daemon(extra_args: list[str] | None = None) -> PortsideDaemon:
+    tmp = Path(tempfile.mkdtemp(prefix="portside-test-api-"))
+    return PortsideDaemon(tmp, extra_args or [])
+
+
+@pytest.fixture(scope="session")
+def daemon() -> Iterator[PortsideDaemon]:
+    """One daemon for the whole session (tests clean up what they make in it)."""
+    if os.geteuid() != 0:
+        pytest.skip("the daemon needs root")
+    d = new_daemon()
+    try:
+        d.start()
+        yield d
+    finally:
+        d.stop()
+        shutil.rmtree(d.tmp, ignore_errors=True)
