@@ -34,6 +34,9 @@ def _add_daemon_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                    help="logging level (default info)")
     d.add_argument("-D", "--debug", action="store_true", help="debug logging")
     d.add_argument("-G", "--group", default=None, help="group owning the unix socket (default docker)")
+    d.add_argument("-b", "--bridge", default=None, help="name of the default bridge (default portside0)")
+    d.add_argument("--ip-forward", default=None, choices=["true", "false"], nargs="?", const="true",
+                   help="enable net.ipv4.ip_forward (default true)")
     d.add_argument("--tlsverify", action="store_true", default=None, help="require TLS client certificates")
     d.add_argument("--tlscacert", default=None, help="CA that client certificates must chain to")
     d.add_argument("--tlscert", default=None, help="server TLS certificate")
@@ -75,11 +78,14 @@ def run_daemon(args: argparse.Namespace) -> int:
         ("insecure_registries", args.insecure_registries), ("registry_mirrors", args.registry_mirrors),
         ("log_level", "debug" if args.debug else args.log_level), ("group", args.group),
         ("tlsverify", args.tlsverify), ("tlscacert", args.tlscacert), ("tlscert", args.tlscert),
-        ("tlskey", args.tlskey),
+        ("tlskey", args.tlskey), ("bridge", args.bridge),
     ):
         if value:
             setattr(cfg, attr, value)
             given.add(attr)
+    if args.ip_forward is not None:
+        cfg.ip_forward = args.ip_forward == "true"
+        given.add("ip_forward")
     try:
         config_file = Path(args.config_file) if args.config_file else DEFAULT_DAEMON_CONFIG
         if args.config_file or config_file.exists():

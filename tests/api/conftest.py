@@ -64,9 +64,28 @@ class PortsideDaemon:
     def log(self) -> Path:
         return self.tmp / "daemon.log"
 
+    @property
+    def bridge(self) -> str:
+        return "pst" + self.tmp.name.rsplit("-", 1)[-1][-8:].lower().replace("_", "0")
+
     def command(self) -> list[str]:
         return [sys.executable, "-m", "app.cli", "daemon", "--data-root", str(self.data_root), "--exec-root",
-                str(self.exec_root), "-H", self.host, *self.extra_args]
+                str(self.exec_root), "-H", self.host, "--bridge", self.bridge, "--ip-forward=false",
+                *self.extra_args]
+
+    def destroy_network_state(self) -> None:
+        """The daemon leaves its bridge and nft table for running containers; a test removes them."""
+        from engine.net import NetworkService
+        from engine.parts import nft_table_for
+
+        if not (self.data_root / "network").exists():
+            return
+        svc = NetworkService(self.data_root, self.exec_root, default_bridge=self.bridge,
+                             nft_table=nft_table_for(self.bridge), enable_ip_forward=False)
+        try:
+            svc.start()
+        finally:
+            svc.destroy()
 
     def start(self, timeout: float = 30) -> None:
         env = dict(os.environ, PYTHONPATH=ENGINE_PARENT)
@@ -126,4 +145,5 @@ def daemon() -> Iterator[PortsideDaemon]:
         yield d
     finally:
         d.stop()
+        d.destroy_network_state()
         shutil.rmtree(d.tmp, ignore_errors=True)

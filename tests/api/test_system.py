@@ -146,6 +146,7 @@ def test_tcp_on_a_public_address_without_tls_is_refused() -> None:
             d.start(timeout=30)
     finally:
         d.stop()
+        d.destroy_network_state()
         shutil.rmtree(d.tmp, ignore_errors=True)
 
 
@@ -153,7 +154,8 @@ def test_embedded_daemon_thread_serves_the_cli() -> None:
     from engine.daemon import DaemonConfig, DaemonThread
 
     d = new_daemon()
-    cfg = DaemonConfig(data_root=d.data_root, exec_root=d.exec_root, hosts=[d.host])
+    cfg = DaemonConfig(data_root=d.data_root, exec_root=d.exec_root, hosts=[d.host], bridge=d.bridge,
+                       ip_forward=False)
     try:
         with DaemonThread(cfg):
             out = d.docker("version", "--format", "{{.Server.Version}}")
@@ -163,4 +165,5 @@ def test_embedded_daemon_thread_serves_the_cli() -> None:
         with DaemonThread(cfg):
             assert d.request("GET", "/_ping")[0] == 200
     finally:
+        d.destroy_network_state()
         shutil.rmtree(d.tmp, ignore_errors=True)

@@ -1,0 +1,332 @@
+"""Container endpoints: create, list, inspect, lifecycle, wait, logs, attach, rename, update, prune."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from engine.api.hijack import STDERR, STDOUT, frame, hijack
+from engine.api.params import api_at_least, check_filters, filters, json_body, qbool, qint, timestamp_ns
+from engine.api.server import add, daemon_of, json_response
+from engine.containers import logs as jsonlog
+from engine.containers import shape
+from engine.containers.manager import ContainerManager
+from engine.errors import Conflict, EngineError, InvalidArgument, NotModified
+
+log = logging.getLogger("portside.api")
+
+RAW = "application/vnd.docker.raw-stream"
+MUX = "application/vnd.docker.multiplexed-stream"
+
+
+def manager(request: web.Request) -> ContainerManager:
+    m: ContainerManager | None = daemon_of(request).containers
+    if m is None:
+        raise EngineError("containers are not available in this engine")
+    return m
+
+
+async def create(request: web.Request) -> web.Response:
+    m = manager(request)
+    body = await json_body(request)
+    name = request.query.get("name", "")
+    cid, warnings = await m.create(body, name, request.query.get("platform", ""))
+    return json_response({"Id": cid, "Warnings": warnings}, status=201)
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    m = manager(request)
+    f = filters(request)
+    check_filters(f, {"ancestor", "before", "expose", "exited", "health", "id", "isolation", "is-task", "label",
+                      "name", "network", "publish", "since", "status", "volume"})
+    for s in f.get("status", []):
+        if s not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+            raise InvalidArgument(f"invalid filter 'status={s}'")
+    out = await asyncio.to_thread(
+        m.list_containers, qbool(request, "all"), qint(request, "limit"), qbool(request, "size"), f
+    )
+    return json_response(out)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    m = manager(request)
+    rec = m.get(request.match_info["id"])
+    out = shape.inspect(rec)
+    if qbool(request, "size"):
+        out["SizeRw"], out["SizeRootFs"] = await asyncio.to_thread(m.sizes, rec)
+    return json_response(out)
+
+
+async def start(request: web.Request) -> web.Response:
+    m = manager(request)
+    try:
+        await m.start(request.match_info["id"])
+    except NotModified:
+        return web.Response(status=304)
+    return web.Response(status=204)
+
+
+async def stop(request: web.Request) -> web.Response:
+    m = manager(request)
+    try:
+        await m.stop(request.match_info["id"], qint(request, "t"), request.query.get("signal") or None)
+    except NotModified:
+        return web.Response(status=304)
+    return web.Response(status=204)
+
+
+async def restart(request: web.Request) -> web.Response:
+    await manager(request).restart(request.match_info["id"], qint(request, "t"), request.query.get("signal") or None)
+    return web.Response(status=204)
+
+
+async def kill(request: web.Request) -> web.Response:
+    await manager(request).kill(request.match_info["id"], request.query.get("signal") or None)
+    return web.Response(status=204)
+
+
+async def pause(request: web.Request) -> web.Response:
+    await manager(request).pause(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def unpause(request: web.Request) -> web.Response:
+    await manager(request).unpause(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def wait(request: web.Request) -> web.StreamResponse:
+    m = manager(request)
+    rec = m.get(request.match_info["id"])
+    condition = request.query.get("condition", "not-running")
+    if condition not in ("not-running", "next-exit", "removed", ""):
+        raise InvalidArgument(f"invalid condition: \"{condition}\"")
+    # Arm the events before answering, so an exit between headers and the wait is not missed.
+    waiter = asyncio.ensure_future(m.wait(rec, condition))
+    resp = web.StreamResponse(status=200)
+    resp.content_type = "application/json"
+    try:
+        await resp.prepare(request)  # the headers now: `docker run` waits for them before it starts
+        result = await waiter
+    finally:
+        waiter.cancel()
+    await resp.write(json.dumps(result).encode() + b"\n")
+    return resp
+
+
+async def remove(request: web.Request) -> web.Response:
+    await manager(request).remove(request.match_info["id"], qbool(request, "force"), qbool(request, "v"),
+                                  qbool(request, "link"))
+    return web.Response(status=204)
+
+
+async def rename(request: web.Request) -> web.Response:
+    new = request.query.get("name", "")
+    if not new:
+        raise InvalidArgument("Neither old nor new names may be empty")
+    await manager(request).rename(request.match_info["id"], new)
+    return web.Response(status=204)
+
+
+async def update(request: web.Request) -> web.Response:
+    warnings = await manager(request).update(request.match_info["id"], await json_body(request))
+    return json_response({"Warnings": warnings})
+
+
+async def prune(request: web.Request) -> web.Response:
+    f = filters(request)
+    check_filters(f, {"until", "label", "label!"})
+    return json_response(await manager(request).prune(f))
+
+
+async def resize(request: web.Request) -> web.Response:
+    m = manager(request)
+    rec = m.get(request.match_info["id"])
+    h, w = qint(request, "h", 0) or 0, qint(request, "w", 0) or 0
+    if not rec["State"]["Running"]:
+        raise Conflict(f"Container {rec['Id']} is not running")
+    await m.rt.resize(rec["Id"], h, w)
+    return web.Response(status=200)
+
+
+# -- logs ---------------------------------------------------------------------------------------------------------
+def _log_format(rec: dict[str, Any], request: web.Request) -> tuple[bool, str]:
+    tty = bool(rec["Config"].get("Tty"))
+    ctype = RAW if tty or not api_at_least(request, "1.42") else MUX
+    return tty, ctype
+
+
+async def container_logs(request: web.Request) -> web.StreamResponse:
+    m = manager(request)
+    rec = m.get(request.match_info["id"])
+    want_out, want_err = qbool(request, "stdout"), qbool(request, "stderr")
+    if not (want_out or want_err):
+        raise InvalidArgument("Bad parameters: you must choose at least one stream")
+    driver = (rec["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file"
+    if driver == "none":
+        raise InvalidArgument('configured logging driver does not support reading')
+    follow, stamps = qbool(request, "follow"), qbool(request, "timestamps")
+    since = timestamp_ns(request.query.get("since", "")) or 0
+    until = timestamp_ns(request.query.get("until", ""))
+    tail_raw = request.query.get("tail", "all")
+    tail = None if tail_raw in ("", "all") else int(tail_raw) if tail_raw.lstrip("-").isdigit() else None
+    tty, ctype = _log_format(rec, request)
+    resp = web.StreamResponse(status=200)
+    resp.content_type = ctype
+    await resp.prepare(request)
+    path = m.log_path(rec["Id"])
+    entries, offset = await asyncio.to_thread(jsonlog.read_entries, path, tail)
+
+    async def emit(entry: jsonlog.Entry) -> bool:
+        stream, data, ts = entry
+        if ts < since:
+            return True
+        if until is not None and ts > until:
+            return False
+        if (stream == "stdout" and not want_out) or (stream == "stderr" and not want_err):
+            return True
+        if stamps:
+            data = jsonlog.format_time_ns(ts).encode() + b" " + data
+        await resp.write(data if tty else frame(STDERR if stream == "stderr" else STDOUT, data))
+        return True
+
+    for e in entries:
+        if not await emit(e):
+            return resp
+    cid = rec["Id"]
+    if (follow and until is None) or (until is not None and follow):
+        exited = m.exit_event(cid) if (m.store.find(cid) or rec)["State"]["Running"] else None
+        if exited is not None:
+            def done() -> bool:
+                return exited.is_set() or m.store.find(cid) is None
+
+            async for e in jsonlog.follow(path, offset, done):
+                if not await emit(e):
+                    break
+    return resp
+
+
+# -- attach -------------------------------------------------------------------------------------------------------
+async def _pump_attach(request: web.Request, m: ContainerManager, rec: dict[str, Any], stdin: bool, stdout: bool,
+                       stderr: bool, logs: bool, stream: bool, write: Any, read: Any, detach_keys: str) -> None:
+    """Shared by the hijacked and websocket attach: replay logs, wait for the start, then pump both ways."""
+    cid = rec["Id"]
+    tty = bool(rec["Config"].get("Tty"))
+    if logs:
+        entries, _ = await asyncio.to_thread(jsonlog.read_entries, m.log_path(cid), None)
+        for s, data, _ts in entries:
+            if (s == "stdout" and stdout) or (s == "stderr" and stderr):
+                await write(data if tty else frame(STDERR if s == "stderr" else STDOUT, data))
+    if not stream:
+        return
+    att = await m.attach(cid, stdin=stdin, stdout=stdout, stderr=stderr)
+    if att is None:
+        return  # the container is gone or exited before it ever ran
+
+    async def to_client() -> None:
+        while True:
+            item = await att.read()
+            if item is None:
+                return
+            s, data = item
+            await write(data if tty else frame(s, data))
+
+    async def from_client() -> None:
+        while True:
+            data = await read()
+            if not data:
+                if rec["Config"].get("StdinOnce") or not tty:
+                    await att.close_stdin()
+                return
+            await att.write(data)
+
+    out_task = asyncio.create_task(to_client())
+    in_task = asyncio.create_task(from_client()) if stdin else None
+    try:
+        await out_task
+    finally:
+        if in_task is not None:
+            in_task.cancel()
+            with contextlib.suppress(BaseException):
+                await in_task
+        await att.close()
+
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    m = manager(request)
+    rec = m.get(request.match_info["id"])
+    if rec["State"]["Paused"]:
+        raise Conflict(f"container {rec['Id']} is paused, unpause the container before attach")
+    tty = bool(rec["Config"].get("Tty"))
+    stdin, stdout, stderr = qbool(request, "stdin"), qbool(request, "stdout"), qbool(request, "stderr")
+    logs, stream = qbool(request, "logs"), qbool(request, "stream")
+    ctype = RAW if tty or not api_at_least(request, "1.42") else MUX
+    conn = await hijack(request, ctype)
+    try:
+        await _pump_attach(request, m, rec, stdin, stdout, stderr, logs, stream, conn.write, conn.read,
+                           request.query.get("detachKeys", ""))
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    finally:
+        conn.close()
+    return web.Response(status=101)  # never sent: the connection is already hijacked and closed
+
+
+async def attach_ws(request: web.Request) -> web.StreamResponse:
+    m = manager(request)
+    rec = m.get(request.match_info["id"])
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def reader() -> None:
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                queue.put_nowait(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                queue.put_nowait(msg.data.encode())
+        queue.put_nowait(b"")
+
+    rtask = asyncio.create_task(reader())
+
+    async def write(data: bytes) -> None:
+        await ws.send_bytes(data)
+
+    try:
+        # The websocket carries raw bytes, never multiplexed frames (as dockerd does).
+        rec_raw = dict(rec, Config=dict(rec["Config"], Tty=True))
+        await _pump_attach(request, m, rec_raw, qbool(request, "stdin"), qbool(request, "stdout"),
+                           qbool(request, "stderr"), qbool(request, "logs"), qbool(request, "stream"), write,
+                           queue.get, "")
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    finally:
+        rtask.cancel()
+        await ws.close()
+    return ws
+
+
+def register(app: web.Application) -> None:
+    add(app, "POST", "/containers/create", create)
+    add(app, "GET", "/containers/json", list_containers)
+    add(app, "POST", "/containers/prune", prune)
+    add(app, "GET", "/containers/{id}/json", inspect)
+    add(app, "POST", "/containers/{id}/start", start)
+    add(app, "POST", "/containers/{id}/stop", stop)
+    add(app, "POST", "/containers/{id}/restart", restart)
+    add(app, "POST", "/containers/{id}/kill", kill)
+    add(app, "POST", "/containers/{id}/pause", pause)
+    add(app, "POST", "/containers/{id}/unpause", unpause)
+    add(app, "POST", "/containers/{id}/wait", wait)
+    add(app, "DELETE", "/containers/{id}", remove)
+    add(app, "POST", "/containers/{id}/rename", rename)
+    add(app, "POST", "/containers/{id}/update", update)
+    add(app, "POST", "/containers/{id}/resize", resize)
+    add(app, "GET", "/containers/{id}/logs", container_logs)
+    add(app, "POST", "/containers/{id}/attach", attach)
+    add(app, "GET", "/containers/{id}/attach/ws", attach_ws)

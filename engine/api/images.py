@@ -1,0 +1,342 @@
+"""Image endpoints: pull (streamed JSON progress), list, inspect, history, tag, remove, search, prune, push,
+save, load, import, commit; /build answers that there is no builder."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from engine.api.params import check_filters, filters, json_body, qbool, qint
+from engine.api.server import add, daemon_of, error_response, json_response
+from engine.daemon import decode_registry_auth
+from engine.errors import EngineError, InvalidArgument, NotFound
+
+
+def _images(request: web.Request) -> Any:
+    svc = daemon_of(request).images
+    if svc is None:
+        raise EngineError("images are not available in this engine")
+    return svc
+
+
+def _err_line(message: str) -> bytes:
+    return json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\r\n"
+
+
+async def stream_json(request: web.Request, job: Callable[[Callable[[dict[str, Any]], None]], Coroutine[Any, Any, Any]],
+                      ) -> web.StreamResponse:
+    """Run `job(progress)` and stream its progress as JSON lines. An error before the first message is a real
+    HTTP error (a 404 there makes `docker run` pull); after it, the error goes in the stream, as dockerd does."""
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    task = asyncio.create_task(job(queue.put_nowait))
+    task.add_done_callback(lambda _t: queue.put_nowait(None))
+    first = await queue.get()
+    if first is None:
+        exc = task.exception() if not task.cancelled() else None
+        if isinstance(exc, EngineError):
+            return error_response(exc.status, exc.message)
+        if exc is not None:
+            return error_response(500, str(exc))
+    resp = web.StreamResponse(status=200)
+    resp.content_type = "application/json"
+    try:
+        await resp.prepare(request)
+        item = first
+        while item is not None:
+            await resp.write(json.dumps(item).encode() + b"\r\n")
+            item = await queue.get()
+        exc = task.exception() if not task.cancelled() else None
+        if exc is not None:
+            await resp.write(_err_line(exc.message if isinstance(exc, EngineError) else str(exc)))
+    except asyncio.CancelledError:
+        task.cancel()  # the client hung up: stop the work too
+        raise
+    return resp
+
+
+def _reference(image: str, tag: str) -> str:
+    if tag:
+        return f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}"
+    last = image.rsplit("/", 1)[-1]
+    return image if (":" in last or "@" in image) else f"{image}:latest"
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    svc = _images(request)
+    d = daemon_of(request)
+    image = request.query.get("fromImage", "")
+    src = request.query.get("fromSrc", "")
+    if src:
+        return await import_image(request, src)
+    if not image:
+        raise InvalidArgument("fromImage or fromSrc is required")
+    ref = _reference(image, request.query.get("tag", ""))
+    auth = decode_registry_auth(request.headers.get("X-Registry-Auth", ""))
+    platform = request.query.get("platform") or None
+
+    async def job(progress: Callable[[dict[str, Any]], None]) -> None:
+        rec = await svc.pull(ref, platform=platform, auth=auth or None, progress=progress)
+        d.events.publish("image", "pull", ref, {"name": ref})
+        return rec
+
+    return await stream_json(request, job)
+
+
+async def import_image(request: web.Request, src: str) -> web.StreamResponse:
+    svc = _images(request)
+    fn = getattr(svc, "import_image", None)
+    if fn is None:
+        raise EngineError("image import is not available in this engine yet")
+    repo, tag = request.query.get("repo", ""), request.query.get("tag", "")
+    changes = request.query.getall("changes", [])
+    message = request.query.get("message", "")
+    data = await request.read() if src == "-" else None
+
+    async def job(progress: Callable[[dict[str, Any]], None]) -> None:
+        image_id = await fn(src, data, repo=repo, tag=tag, changes=changes, message=message)
+        progress({"status": image_id})
+
+    return await stream_json(request, job)
+
+
+def _summary(rec: Any, request: web.Request) -> dict[str, Any]:
+    s = rec.summary() if hasattr(rec, "summary") else {}
+    s.setdefault("Containers", -1)
+    return s
+
+
+async def list_images(request: web.Request) -> web.Response:
+    svc = _images(request)
+    f = filters(request)
+    check_filters(f, {"before", "dangling", "label", "reference", "since", "until"})
+    recs = await asyncio.to_thread(svc.list)
+    before = since = None
+    if f.get("before"):
+        before = (await asyncio.to_thread(svc.get, f["before"][0])).created_unix
+    if f.get("since"):
+        since = (await asyncio.to_thread(svc.get, f["since"][0])).created_unix
+    out = []
+    import fnmatch
+
+    for rec in recs:
+        if f.get("dangling"):
+            want = f["dangling"][0].lower() in ("1", "true")
+            if rec.dangling != want:
+                continue
+        if before is not None and rec.created_unix >= before:
+            continue
+        if since is not None and rec.created_unix <= since:
+            continue
+        if labels := f.get("label"):
+            have = (rec.config.get("config") or {}).get("Labels") or {}
+            if not all((k in have and (not sep or have[k] == v)) for k, sep, v in (x.partition("=") for x in labels)):
+                continue
+        if refs := f.get("reference"):
+            names = rec.repo_tags + [t.rsplit(":", 1)[0] for t in rec.repo_tags]
+            if not any(fnmatch.fnmatch(n, pat) for n in names for pat in refs):
+                continue
+        s = _summary(rec, request)
+        if m := daemon_of(request).containers:
+            s["Containers"] = len(m.image_users(rec.id)) if qbool(request, "shared-size") else -1
+        out.append(s)
+    return json_response(out)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    return json_response(await asyncio.to_thread(_images(request).inspect, request.match_info["name"]))
+
+
+async def history(request: web.Request) -> web.Response:
+    return json_response(await asyncio.to_thread(_images(request).history, request.match_info["name"]))
+
+
+async def tag(request: web.Request) -> web.Response:
+    svc = _images(request)
+    repo = request.query.get("repo", "")
+    if not repo:
+        raise InvalidArgument("repository name must have at least one component")
+    target = _reference(repo, request.query.get("tag", ""))
+    name = request.match_info["name"]
+    await asyncio.to_thread(svc.tag, name, target)
+    rec = await asyncio.to_thread(svc.get, target)
+    daemon_of(request).events.publish("image", "tag", rec.id, {"name": target})
+    return web.Response(status=201)
+
+
+async def remove(request: web.Request) -> web.Response:
+    svc = _images(request)
+    name = request.match_info["name"]
+    out = await asyncio.to_thread(lambda: svc.remove(name, force=qbool(request, "force"),
+                                                     noprune=qbool(request, "noprune")))
+    d = daemon_of(request)
+    for item in out:
+        if "Untagged" in item:
+            d.events.publish("image", "untag", item["Untagged"], {"name": item["Untagged"]})
+        if "Deleted" in item:
+            d.events.publish("image", "delete", item["Deleted"], {"name": item["Deleted"]})
+    return json_response(out)
+
+
+async def search(request: web.Request) -> web.Response:
+    svc = _images(request)
+    term = request.query.get("term", "")
+    limit = qint(request, "limit", 25) or 25
+    auth = decode_registry_auth(request.headers.get("X-Registry-Auth", ""))
+    return json_response(await svc.search(term, limit=limit, auth=auth or None))
+
+
+async def prune(request: web.Request) -> web.Response:
+    svc = _images(request)
+    f = filters(request)
+    check_filters(f, {"dangling", "label", "label!", "until"})
+    dangling_only = not (f.get("dangling") and f["dangling"][0].lower() in ("0", "false"))
+    rest = {k: v for k, v in f.items() if k != "dangling"}
+    out = await asyncio.to_thread(lambda: svc.prune(dangling_only=dangling_only, filters=rest))
+    daemon_of(request).events.publish("image", "prune", "", {"reclaimed": str(out.get("SpaceReclaimed", 0))})
+    return json_response(out)
+
+
+async def push(request: web.Request) -> web.StreamResponse:
+    svc = _images(request)
+    fn = getattr(svc, "push", None)
+    if fn is None:
+        raise EngineError("image push is not available in this engine yet")
+    ref = _reference(request.match_info["name"], request.query.get("tag", ""))
+    auth = decode_registry_auth(request.headers.get("X-Registry-Auth", ""))
+    d = daemon_of(request)
+
+    async def job(progress: Callable[[dict[str, Any]], None]) -> None:
+        await fn(ref, auth=auth or None, progress=progress)
+        d.events.publish("image", "push", ref, {"name": ref})
+
+    return await stream_json(request, job)
+
+
+async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
+    svc = _images(request)
+    fn = getattr(svc, "save", None)
+    if fn is None:
+        raise EngineError("image save is not available in this engine yet")
+    for n in names:
+        if await asyncio.to_thread(svc.resolve, n) is None:
+            raise NotFound(f"No such image: {n}")
+    resp = web.StreamResponse(status=200)
+    resp.content_type = "application/x-tar"
+    await resp.prepare(request)
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
+    loop = asyncio.get_running_loop()
+
+    class _Writer:
+        def write(self, b: bytes) -> int:
+            asyncio.run_coroutine_threadsafe(queue.put(bytes(b)), loop).result()
+            return len(b)
+
+        def flush(self) -> None:
+            return None
+
+    def run() -> None:
+        try:
+            fn(names, _Writer())
+        finally:
+            asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+
+    fut = loop.run_in_executor(None, run)
+    try:
+        while (chunk := await queue.get()) is not None:
+            await resp.write(chunk)
+    finally:
+        with contextlib.suppress(BaseException):
+            # drain so the worker thread never blocks forever on a full queue
+            while not fut.done():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                await asyncio.sleep(0.01)
+    return resp
+
+
+async def save_one(request: web.Request) -> web.StreamResponse:
+    return await _save(request, [request.match_info["name"]])
+
+
+async def save_many(request: web.Request) -> web.StreamResponse:
+    return await _save(request, request.query.getall("names", []))
+
+
+async def load(request: web.Request) -> web.StreamResponse:
+    svc = _images(request)
+    fn = getattr(svc, "load", None)
+    if fn is None:
+        raise EngineError("image load is not available in this engine yet")
+    data = await request.read()
+    quiet = qbool(request, "quiet")
+    d = daemon_of(request)
+
+    async def job(progress: Callable[[dict[str, Any]], None]) -> None:
+        import io
+
+        loaded = await asyncio.to_thread(fn, io.BytesIO(data))
+        for name in loaded or []:
+            label = "Loaded image ID: " if name.startswith("sha256:") else "Loaded image: "
+            progress({"stream": f"{label}{name}\n"})
+            d.events.publish("image", "load", name, {"name": name})
+        if not loaded and not quiet:
+            progress({"stream": ""})
+
+    return await stream_json(request, job)
+
+
+async def build(request: web.Request) -> web.Response:
+    return error_response(501, "portside has no image builder yet: build images with another tool and push them "
+                               "to a registry, or `docker load` them")
+
+
+async def commit(request: web.Request) -> web.Response:
+    d = daemon_of(request)
+    svc = _images(request)
+    fn = getattr(svc, "commit", None)
+    if fn is None:
+        raise EngineError("commit is not available in this engine yet")
+    body = await json_body(request, required=False)
+    m = d.containers
+    rec = m.get(request.query.get("container", ""))
+    repo, tag_ = request.query.get("repo", ""), request.query.get("tag", "")
+    ref = _reference(repo, tag_) if repo else ""
+    pause = qbool(request, "pause", True) and rec["State"]["Running"] and not rec["State"]["Paused"]
+    if pause:
+        with contextlib.suppress(EngineError):
+            await m.rt.pause(rec["Id"])
+    try:
+        image_id = await asyncio.to_thread(
+            lambda: fn(rec["Id"], rec["Image"], config=body or None, container_config=rec["Config"], ref=ref or None,
+                       comment=request.query.get("comment", ""), author=request.query.get("author", ""),
+                       changes=request.query.getall("changes", []))
+        )
+    finally:
+        if pause:
+            with contextlib.suppress(EngineError):
+                await m.rt.unpause(rec["Id"])
+    d.events.publish("container", "commit", rec["Id"], {"comment": request.query.get("comment", ""),
+                                                         "imageID": image_id, "imageRef": ref})
+    return json_response({"Id": image_id}, status=201)
+
+
+def register(app: web.Application) -> None:
+    add(app, "POST", "/images/create", create)
+    add(app, "GET", "/images/json", list_images)
+    add(app, "GET", "/images/search", search)
+    add(app, "POST", "/images/prune", prune)
+    add(app, "GET", "/images/get", save_many)
+    add(app, "POST", "/images/load", load)
+    add(app, "POST", "/build", build)
+    add(app, "POST", "/commit", commit)
+    add(app, "GET", "/images/{name:.+}/json", inspect)
+    add(app, "GET", "/images/{name:.+}/history", history)
+    add(app, "GET", "/images/{name:.+}/get", save_one)
+    add(app, "POST", "/images/{name:.+}/tag", tag)
+    add(app, "POST", "/images/{name:.+}/push", push)
+    add(app, "DELETE", "/images/{name:.+}", remove)

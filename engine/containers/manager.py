@@ -1,0 +1,829 @@
+"""The container lifecycle: create, start, stop, kill, wait, restart policies, remove, rename, update, prune.
+
+Records live in `ContainerStore`; the root filesystem comes from the images part (a container layer mounted on
+the bundle's `rootfs`), the network from the net part (a sandbox made right before the process starts), and the
+process from the runtime through `engine.containers.runtime.RuntimeAdapter`. Every change of state is saved
+atomically before it is announced on the events bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import os
+import signal as signals
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine import ids
+from engine.containers import shape
+from engine.containers.store import ContainerStore, check_name
+from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, NotModified
+from engine.volumes import ANONYMOUS_LABEL
+
+if TYPE_CHECKING:
+    from engine.daemon import Daemon
+
+log = logging.getLogger("portside.containers")
+
+_SIGNALS = {s.name[3:]: int(s) for s in signals.Signals if s.name.startswith("SIG") and not s.name.startswith("SIG_")}
+
+
+def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int:
+    if value in (None, ""):
+        return default
+    s = str(value).upper()
+    if s.isdigit():
+        return int(s)
+    s = s.removeprefix("SIG")
+    if s not in _SIGNALS:
+        raise InvalidArgument(f"Invalid signal: {value}")
+    return _SIGNALS[s]
+
+
+def restart_policy(hc: dict[str, Any]) -> tuple[str, int]:
+    rp = hc.get("RestartPolicy") or {}
+    return rp.get("Name") or "no", int(rp.get("MaximumRetryCount") or 0)
+
+
+class ContainerManager:
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+        self.store = ContainerStore(daemon.config.data_root / "containers")
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._exit: dict[str, asyncio.Event] = {}  # set and replaced at each exit
+        self._removed: dict[str, asyncio.Event] = {}
+        self._monitors: dict[str, asyncio.Task[None]] = {}
+        self._restart_tasks: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
+        # attach calls that arrived before the start: the start lets them connect before the process runs
+        self._pending_attach: dict[str, list[asyncio.Future[None]]] = {}
+        self._created: dict[str, asyncio.Event] = {}
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+    @property
+    def rt(self) -> Any:
+        return self.d.runtime
+
+    def lock(self, cid: str) -> asyncio.Lock:
+        return self._locks.setdefault(cid, asyncio.Lock())
+
+    def exit_event(self, cid: str) -> asyncio.Event:
+        return self._exit.setdefault(cid, asyncio.Event())
+
+    def removed_event(self, cid: str) -> asyncio.Event:
+        return self._removed.setdefault(cid, asyncio.Event())
+
+    def get(self, ref: str) -> dict[str, Any]:
+        return self.store.get(ref)
+
+    def bundle(self, cid: str) -> Path:
+        return self.d.config.exec_root / "containers" / cid
+
+    def log_path(self, cid: str) -> Path:
+        return self.store.dir(cid) / f"{cid}-json.log"
+
+    def _attrs(self, rec: dict[str, Any], **extra: str) -> dict[str, str]:
+        attrs = {str(k): str(v) for k, v in (rec["Config"].get("Labels") or {}).items()}
+        attrs["image"] = rec["Config"].get("Image", "")
+        attrs["name"] = rec["Name"].lstrip("/")
+        attrs.update(extra)
+        return attrs
+
+    def emit(self, rec: dict[str, Any], action: str, **extra: str) -> None:
+        self.d.events.publish("container", action, rec["Id"], self._attrs(rec, **extra))
+
+    def counts(self) -> dict[str, int]:
+        recs = self.store.all()
+        running = sum(1 for r in recs if r["State"]["Running"] and not r["State"]["Paused"])
+        paused = sum(1 for r in recs if r["State"]["Paused"])
+        return {"total": len(recs), "running": running, "paused": paused, "stopped": len(recs) - running - paused}
+
+    def volume_users(self, name: str) -> list[str]:
+        return [r["Id"] for r in self.store.all() if any(m.get("Name") == name for m in r.get("Mounts") or [])]
+
+    def image_users(self, image_id: str) -> list[str]:
+        return [r["Id"] for r in self.store.all() if r["Image"] == image_id]
+
+    # -- create -------------------------------------------------------------------------------------------------
+    async def create(self, body: dict[str, Any], name: str, platform: str = "") -> tuple[str, list[str]]:
+        d = self.d
+        host_config = body.pop("HostConfig", None) or {}
+        networking = body.pop("NetworkingConfig", None) or {}
+        config = shape.merged(shape.CONFIG_DEFAULTS, {k: v for k, v in body.items() if k in shape.CONFIG_DEFAULTS
+                                                      or k in ("ExposedPorts", "Healthcheck", "StopSignal",
+                                                               "StopTimeout", "MacAddress", "ArgsEscaped",
+                                                               "NetworkDisabled", "Shell")})
+        hc = shape.merged(shape.HOST_CONFIG_DEFAULTS, host_config)
+        if hc.get("NetworkMode") in (None, "", "default"):
+            hc["NetworkMode"] = "bridge"
+        if not config.get("Image"):
+            raise InvalidArgument("No image specified")  # hmm: docker says 'Config cannot be empty...' for {}
+        rp_name, rp_max = restart_policy(hc)
+        if rp_name not in ("no", "always", "on-failure", "unless-stopped"):
+            raise InvalidArgument(f"invalid restart policy: unknown policy '{rp_name}'; use one of 'no', 'always', "
+                                  "'on-failure', or 'unless-stopped'")
+        if rp_max and rp_name != "on-failure":
+            raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
+        if rp_max < 0:
+            raise InvalidArgument("invalid restart policy: maximum retry count must be a positive integer")
+        if hc.get("AutoRemove") and rp_name not in ("no", ""):
+            raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+        warnings: list[str] = []
+        img = await asyncio.to_thread(d.images.get, config["Image"])  # NotFound -> `docker run` pulls
+        image_config = img.container_config
+        cid = ids.new_id()
+        if name:
+            full_name = check_name(name)
+        else:
+            full_name = ""
+            for retry in range(20):
+                full_name = "/" + ids.random_name(retry)
+                if not self.store.name_taken(full_name):
+                    break
+        self.store.reserve_name(full_name, cid)
+        layer_made = False
+        made_volumes: list[str] = []
+        try:
+            if not config.get("Hostname"):
+                config["Hostname"] = cid[:12] if hc["NetworkMode"] not in ("host",) else os.uname().nodename
+            # The image's defaults show in the container's Config, as Docker merges them at create.
+            if config.get("Env") is None or config["Env"] == []:
+                config["Env"] = list(image_config.get("Env") or [])
+            else:
+                keys = {e.split("=", 1)[0] for e in config["Env"]}
+                config["Env"] = [e for e in image_config.get("Env") or [] if e.split("=", 1)[0] not in keys] + list(
+                    config["Env"])
+            if config.get("Entrypoint") is None:
+                config["Entrypoint"] = image_config.get("Entrypoint")
+                if config.get("Cmd") is None:
+                    config["Cmd"] = image_config.get("Cmd")
+            for key in ("WorkingDir", "User", "StopSignal"):
+                if not config.get(key) and image_config.get(key):
+                    config[key] = image_config[key]
+            labels = dict(image_config.get("Labels") or {})
+            labels.update(config.get("Labels") or {})
+            config["Labels"] = labels
+            exposed = dict(image_config.get("ExposedPorts") or {})
+            exposed.update(config.get("ExposedPorts") or {})
+            for key in (hc.get("PortBindings") or {}):
+                exposed.setdefault(key if "/" in key else key + "/tcp", {})
+            if exposed:
+                config["ExposedPorts"] = exposed
+            entry = config.get("Entrypoint") or []
+            cmd = config.get("Cmd") or []
+            if isinstance(entry, str):
+                entry = [entry]
+            if isinstance(cmd, str):
+                cmd = ["/bin/sh", "-c", cmd]
+            argv = [*entry, *cmd]
+            if not argv:
+                raise InvalidArgument("no command specified")
+            mounts = await asyncio.to_thread(self._plan_mounts, cid, config, hc, image_config, made_volumes)
+            await asyncio.to_thread(d.images.create_container_layer, cid, img.id)
+            layer_made = True
+            self.store.dir(cid).mkdir(parents=True, exist_ok=True)
+            rec: dict[str, Any] = {
+                "Id": cid,
+                "Created": shape.now_rfc3339(),
+                "Path": argv[0],
+                "Args": argv[1:],
+                "State": shape.new_state(),
+                "Image": img.id,
+                "ResolvConfPath": "",
+                "HostnamePath": "",
+                "HostsPath": "",
+                "LogPath": str(self.log_path(cid)),
+                "Name": full_name,
+                "RestartCount": 0,
+                "Driver": "overlay2",
+                "Platform": "linux",
+                "MountLabel": "",
+                "ProcessLabel": "",
+                "AppArmorProfile": "",
+                "ExecIDs": None,
+                "HostConfig": hc,
+                "GraphDriver": {"Name": "overlay2", "Data": None},
+                "Mounts": mounts,
+                "Config": config,
+                "NetworkSettings": shape.empty_network_settings(),
+                "_portside": {"NetworkingConfig": networking, "ManuallyStopped": False,
+                              "ImageConfig": image_config},
+            }
+            self.store.save(rec)
+        except BaseException:
+            self.store.release_name(full_name, cid)
+            if layer_made:
+                with contextlib.suppress(EngineError, OSError):
+                    await asyncio.to_thread(lambda: d.images.container_layer(cid).remove())
+            for v in made_volumes:
+                with contextlib.suppress(EngineError):
+                    d.volumes.remove(v)
+            with contextlib.suppress(OSError):
+                self.store.delete(cid)
+            raise
+        self.emit(rec, "create")
+        return cid, warnings
+
+    def _plan_mounts(self, cid: str, config: dict[str, Any], hc: dict[str, Any], image_config: dict[str, Any],
+                     made: list[str]) -> list[dict[str, Any]]:
+        """Docker's `Mounts` of the record; named volumes are created now, anonymous ones for image VOLUMEs."""
+        vols = self.d.volumes
+        mounts: list[dict[str, Any]] = []
+        taken: set[str] = set()
+
+        def volume(name: str, dst: str, rw: bool, anonymous: bool = False) -> None:
+            vol, created = vols.create(name, anonymous=anonymous)
+            if created:
+                made.append(vol["Name"])
+                self.d.events.publish("volume", "create", vol["Name"], {"driver": "local"})
+            mounts.append({"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"], "Destination": dst,
+                           "Driver": "local", "Mode": "z" if False else "", "RW": rw, "Propagation": ""})
+            taken.add(dst)
+
+        for bind in hc.get("Binds") or []:
+            parts = bind.split(":")
+            if len(parts) < 2 or not parts[1].startswith("/"):
+                raise InvalidArgument(f"invalid volume specification: '{bind}'")
+            src, dst, mode = parts[0], parts[1], parts[2] if len(parts) > 2 else ""
+            rw = "ro" not in mode.split(",")
+            if src.startswith("/"):
+                mounts.append({"Type": "bind", "Source": src, "Destination": dst, "Mode": mode, "RW": rw,
+                               "Propagation": "rprivate"})
+                taken.add(dst)
+            else:
+                volume(src, dst, rw)
+        for m in hc.get("Mounts") or []:
+            kind, dst = m.get("Type", "volume"), m.get("Target", "")
+            if kind == "volume":
+                if not m.get("Source"):
+                    vol, _ = vols.create("", anonymous=True)
+                    made.append(vol["Name"])
+                    m["Source"] = vol["Name"]
+                volume(m["Source"], dst, not m.get("ReadOnly"))
+            elif kind == "bind":
+                mounts.append({"Type": "bind", "Source": m.get("Source", ""), "Destination": dst, "Mode": "",
+                               "RW": not m.get("ReadOnly"), "Propagation": "rprivate"})
+                taken.add(dst)
+            elif kind == "tmpfs":
+                mounts.append({"Type": "tmpfs", "Source": "", "Destination": dst, "Mode": "",
+                               "RW": not m.get("ReadOnly"), "Propagation": ""})
+                taken.add(dst)
+        for dst in list((image_config.get("Volumes") or {}).keys()) + list((config.get("Volumes") or {}).keys()):
+            if dst not in taken and dst not in (hc.get("Tmpfs") or {}):
+                volume("", dst, True, anonymous=True)
+        return mounts
+
+    # -- start --------------------------------------------------------------------------------------------------
+    async def start(self, ref: str) -> None:
+        rec = self.get(ref)
+        async with self.lock(rec["Id"]):
+            rec = self.get(rec["Id"])
+            st = rec["State"]
+            if st["Paused"]:
+                raise Conflict("cannot start a paused container, try unpause instead")
+            if st["Running"]:
+                raise NotModified("container already started")
+            if st["Status"] == "removing" or st["Dead"]:
+                raise Conflict("container is marked for removal and cannot be started")
+            rec["_portside"]["ManuallyStopped"] = False
+            await self._start_locked(rec)
+
+    async def _start_locked(self, rec: dict[str, Any]) -> None:
+        from engine.containers import runner
+
+        try:
+            await runner.start(self, rec)
+        except EngineError as e:
+            rec["State"].update(Error=e.message, ExitCode=_start_exit_code(e.message))
+            self.store.save(rec)
+            raise
+        rec["State"].update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False,
+                            Dead=False, Error="", ExitCode=0, StartedAt=shape.now_rfc3339(),
+                            FinishedAt=shape.ZERO_TIME)
+        self.store.save(rec)
+        self.emit(rec, "start")
+        self._monitor(rec["Id"])
+
+    async def attach(self, cid: str, *, stdin: bool, stdout: bool, stderr: bool) -> Any:
+        """The container's stdio; called before the start (docker run), it connects before the process runs."""
+        rec = self.store.find(cid)
+        if rec is None:
+            return None
+        if not rec["State"]["Running"]:
+            connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._pending_attach.setdefault(cid, []).append(connected)
+            created = self._created.setdefault(cid, asyncio.Event())
+            removed = self.removed_event(cid)
+            try:
+                waits = [asyncio.ensure_future(created.wait()), asyncio.ensure_future(removed.wait())]
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits:
+                        w.cancel()
+                if not created.is_set():
+                    return None
+                return await self.rt.attach(cid, stdin=stdin, stdout=stdout, stderr=stderr)
+            finally:
+                if not connected.done():
+                    connected.set_result(None)
+                with contextlib.suppress(ValueError, KeyError):
+                    self._pending_attach[cid].remove(connected)
+        return await self.rt.attach(cid, stdin=stdin, stdout=stdout, stderr=stderr)
+
+    async def _let_attachers_in(self, cid: str) -> None:
+        """Between the runtime's create and start: wake early attach calls and wait until they are connected."""
+        pending = list(self._pending_attach.get(cid, []))
+        ev = self._created.pop(cid, None)
+        if ev is not None:
+            ev.set()
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+
+    def _monitor(self, cid: str) -> None:
+        old = self._monitors.get(cid)
+        if old is not None and not old.done():
+            return
+        self._monitors[cid] = asyncio.create_task(self._watch(cid), name=f"monitor-{cid[:12]}")
+
+    async def _watch(self, cid: str) -> None:
+        from engine.containers import runner
+
+        try:
+            code, oom = await self.rt.wait(cid)
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            log.exception("waiting for container %s", cid)
+            code, oom = 255, False
+        if self._closing:
+            return
+        rec = self.store.find(cid)
+        if rec is None:
+            return
+        async with self.lock(cid):
+            await runner.cleanup(self, rec)
+            started = rec["State"].get("StartedAt", "")
+            rec["State"].update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
+                                ExitCode=code, OOMKilled=oom, FinishedAt=shape.now_rfc3339())
+            self.store.save(rec)
+            if oom:
+                self.emit(rec, "oom")
+            self.emit(rec, "die", exitCode=str(code))
+            ev = self._exit.pop(cid, None)
+            if ev is not None:
+                ev.set()
+            if rec["HostConfig"].get("AutoRemove"):
+                self._restart_tasks[cid] = asyncio.create_task(self._auto_remove(cid))
+                return
+            if self._should_restart(rec, code):
+                self._schedule_restart(rec, started)
+
+    async def _auto_remove(self, cid: str) -> None:
+        self._restart_tasks.pop(cid, None)
+        with contextlib.suppress(EngineError):
+            await self.remove(cid, force=True, volumes=True)
+
+    def _should_restart(self, rec: dict[str, Any], code: int) -> bool:
+        name, maximum = restart_policy(rec["HostConfig"])
+        if rec["_portside"].get("ManuallyStopped"):
+            return False
+        if name == "always" or name == "unless-stopped":
+            return True
+        if name == "on-failure":
+            return code != 0 and (maximum == 0 or rec["RestartCount"] < maximum)
+        return False
+
+    def _schedule_restart(self, rec: dict[str, Any], started_at: str) -> None:
+        cid = rec["Id"]
+        from engine.containers.logs import parse_time_ns
+
+        ran = (time.time_ns() - parse_time_ns(started_at)) / 1e9 if started_at != shape.ZERO_TIME else 0
+        backoff = rec["_portside"].get("Backoff", 0.0)
+        backoff = 0.1 if ran > 10 or not backoff else min(backoff * 2, 60.0)
+        rec["_portside"]["Backoff"] = backoff
+        rec["State"].update(Status="restarting", Restarting=True)
+        self.store.save(rec)
+
+        async def later() -> None:
+            await asyncio.sleep(backoff)
+            async with self.lock(cid):
+                cur = self.store.find(cid)
+                if cur is None or not cur["State"]["Restarting"] or cur["_portside"].get("ManuallyStopped"):
+                    return
+                cur["RestartCount"] += 1
+                try:
+                    await self._start_locked(cur)
+                    self.emit(cur, "restart")
+                except EngineError as e:
+                    cur["State"].update(Status="exited", Restarting=False, Error=e.message)
+                    self.store.save(cur)
+
+        self._restart_tasks[cid] = asyncio.create_task(later())
+
+    # -- stop / kill / restart / pause --------------------------------------------------------------------------
+    async def kill(self, ref: str, sig: str | int | None = None) -> None:
+        rec = self.get(ref)
+        signum = parse_signal(sig)
+        if not rec["State"]["Running"]:
+            raise Conflict(f"cannot kill container: {ref}: container {rec['Id']} is not running")
+        if signum == signals.SIGKILL:
+            rec["_portside"]["ManuallyStopped"] = True  # Docker does not restart a container killed by the user
+            self.store.save(rec)
+        await self.rt.kill(rec["Id"], signum)
+        self.emit(rec, "kill", signal=str(signum))
+
+    async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
+        rec = self.get(ref)
+        cid = rec["Id"]
+        task = self._restart_tasks.pop(cid, None)
+        if task is not None:
+            task.cancel()
+        rec["_portside"]["ManuallyStopped"] = True
+        if rec["State"]["Restarting"]:
+            rec["State"].update(Status="exited", Restarting=False)
+            self.store.save(rec)
+            return
+        self.store.save(rec)
+        if not rec["State"]["Running"]:
+            raise NotModified("container already stopped")
+        cfg = rec["Config"]
+        signum = parse_signal(sig or cfg.get("StopSignal") or "SIGTERM")
+        if timeout is None:
+            timeout = cfg.get("StopTimeout") if cfg.get("StopTimeout") is not None else 10
+        exited = self.exit_event(cid)
+        if rec["State"]["Paused"]:
+            with contextlib.suppress(EngineError):
+                await self.rt.unpause(cid)
+        with contextlib.suppress(EngineError, ProcessLookupError):
+            await self.rt.kill(cid, signum)
+            self.emit(rec, "kill", signal=str(signum))
+        try:
+            if timeout < 0:
+                await exited.wait()
+            else:
+                await asyncio.wait_for(exited.wait(), timeout)
+        except TimeoutError:
+            with contextlib.suppress(EngineError, ProcessLookupError):
+                await self.rt.kill(cid, signals.SIGKILL)
+                self.emit(rec, "kill", signal=str(int(signals.SIGKILL)))
+            await asyncio.wait_for(exited.wait(), 30)
+        self.emit(rec, "stop")
+
+    async def restart(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
+        rec = self.get(ref)
+        with contextlib.suppress(NotModified):
+            await self.stop(rec["Id"], timeout, sig)
+        await self.start(rec["Id"])
+        self.emit(rec, "restart")
+
+    async def pause(self, ref: str) -> None:
+        rec = self.get(ref)
+        if not rec["State"]["Running"]:
+            raise Conflict(f"Container {rec['Id']} is not running")
+        if rec["State"]["Paused"]:
+            raise Conflict(f"Container {rec['Id']} is already paused")
+        await self.rt.pause(rec["Id"])
+        rec["State"].update(Status="paused", Paused=True)
+        self.store.save(rec)
+        self.emit(rec, "pause")
+
+    async def unpause(self, ref: str) -> None:
+        rec = self.get(ref)
+        if not rec["State"]["Paused"]:
+            raise Conflict(f"Container {rec['Id']} is not paused")
+        await self.rt.unpause(rec["Id"])
+        rec["State"].update(Status="running", Paused=False)
+        self.store.save(rec)
+        self.emit(rec, "unpause")
+
+    # -- wait ---------------------------------------------------------------------------------------------------
+    async def wait(self, rec: dict[str, Any], condition: str) -> dict[str, Any]:
+        cid = rec["Id"]
+        if condition == "removed":
+            ev = self.removed_event(cid)
+            if self.store.find(cid) is not None:
+                await ev.wait()
+        elif condition == "next-exit" or rec["State"]["Running"] or rec["State"]["Restarting"]:
+            await self.exit_event(cid).wait()
+        elif condition not in ("not-running", ""):
+            raise InvalidArgument(f"invalid condition: \"{condition}\"")
+        cur = self.store.find(cid) or rec
+        err = cur["State"].get("Error") or ""
+        return {"StatusCode": cur["State"]["ExitCode"], "Error": {"Message": err} if err else None}
+
+    # -- remove -------------------------------------------------------------------------------------------------
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False, link: bool = False) -> None:
+        rec = self.get(ref)
+        cid = rec["Id"]
+        if link:
+            raise InvalidArgument("Conflict, cannot remove the default link name of the container")
+        if rec["State"]["Running"] or rec["State"]["Restarting"]:
+            if not force:
+                state = "paused" if rec["State"]["Paused"] else ("restarting" if rec["State"]["Restarting"]
+                                                                  else "running")
+                raise Conflict(f"cannot remove container \"{rec['Name']}\": container is {state}: stop the "
+                               "container before removing or force remove")
+            task = self._restart_tasks.pop(cid, None)
+            if task is not None:
+                task.cancel()
+            rec["_portside"]["ManuallyStopped"] = True
+            if rec["State"]["Running"]:
+                exited = self.exit_event(cid)
+                with contextlib.suppress(EngineError, ProcessLookupError):
+                    if rec["State"]["Paused"]:
+                        await self.rt.unpause(cid)
+                    await self.rt.kill(cid, signals.SIGKILL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(exited.wait(), 30)
+        async with self.lock(cid):
+            if self.store.find(cid) is None:
+                return  # removed meanwhile (auto-remove)
+            from engine.containers import runner
+
+            rec["State"]["Status"] = "removing"
+            await runner.cleanup(self, rec)
+            await runner.remove_layer(self, rec)
+            self.store.delete(cid)
+            self._exit.pop(cid, None)
+            self._locks.pop(cid, None)
+        if volumes:
+            for m in rec.get("Mounts") or []:
+                if m.get("Type") == "volume" and m.get("Name"):
+                    with contextlib.suppress(EngineError):
+                        vol = self.d.volumes.inspect(m["Name"])
+                        if ANONYMOUS_LABEL in (vol.get("Labels") or {}):
+                            self.d.volumes.remove(m["Name"])
+                            self.d.events.publish("volume", "destroy", m["Name"], {"driver": "local"})
+        self.emit(rec, "destroy")
+        ev = self._removed.pop(cid, None)
+        if ev is not None:
+            ev.set()
+
+    # -- rename / update ----------------------------------------------------------------------------------------
+    async def rename(self, ref: str, new: str) -> None:
+        rec = self.get(ref)
+        new_name = check_name(new)
+        old = rec["Name"]
+        if new_name == old:
+            raise InvalidArgument("Renaming a container with the same name as its current name")
+        self.store.reserve_name(new_name, rec["Id"])
+        rec["Name"] = new_name
+        self.store.save(rec)
+        self.store.release_name(old, rec["Id"])
+        self.emit(rec, "rename", oldName=old)
+
+    async def update(self, ref: str, body: dict[str, Any]) -> list[str]:
+        rec = self.get(ref)
+        hc = rec["HostConfig"]
+        if body.get("RestartPolicy"):
+            name, maximum = restart_policy(body)
+            if hc.get("AutoRemove") and name not in ("no", ""):
+                raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled for the "
+                                      "container")
+            hc["RestartPolicy"] = {"Name": name, "MaximumRetryCount": maximum}
+        resources = {k: v for k, v in body.items() if k != "RestartPolicy" and k in shape.HOST_CONFIG_DEFAULTS}
+        hc.update(resources)
+        if resources and rec["State"]["Running"] and hasattr(self.rt, "update"):
+            await self.rt.update(rec["Id"], resources)
+        self.store.save(rec)
+        self.emit(rec, "update")
+        return []
+
+    # -- list ---------------------------------------------------------------------------------------------------
+    def list_containers(
+        self, all_: bool, limit: int | None, size: bool, filters: dict[str, list[str]]
+    ) -> list[dict[str, Any]]:
+        recs = sorted(self.store.all(), key=lambda r: r["Created"], reverse=True)
+        before = since = None
+        if filters.get("before"):
+            before = self.get(filters["before"][0])["Created"]
+        if filters.get("since"):
+            since = self.get(filters["since"][0])["Created"]
+        out = []
+        for r in recs:
+            st = r["State"]
+            if not all_ and not st["Running"] and not filters.get("status") and limit in (None, -1, 0) and not (
+                before or since or filters.get("exited")
+            ):
+                continue
+            if before and r["Created"] >= before:
+                continue
+            if since and r["Created"] <= since:
+                continue
+            if not _match_filters(self, r, filters):
+                continue
+            item = shape.summary(r)
+            if size:
+                item["SizeRw"], item["SizeRootFs"] = self.sizes(r)
+            out.append(item)
+        if limit is not None and limit > 0:
+            out = out[:limit]
+        return out
+
+    def sizes(self, rec: dict[str, Any]) -> tuple[int, int]:
+        from engine.volumes import dir_size
+
+        try:
+            layer = self.d.images.container_layer(rec["Id"])
+            rw = dir_size(layer.upper_dir)
+        except EngineError:
+            rw = 0
+        try:
+            img_size = int(self.d.images.get(rec["Image"]).size)
+        except EngineError:
+            img_size = 0
+        return rw, rw + img_size
+
+    async def disk_usage(self) -> list[dict[str, Any]]:
+        def build() -> list[dict[str, Any]]:
+            out = []
+            for r in self.store.all():
+                item = shape.summary(r)
+                item["SizeRw"], item["SizeRootFs"] = self.sizes(r)
+                out.append(item)
+            return out
+
+        return await asyncio.to_thread(build)
+
+    async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
+        deleted, reclaimed = [], 0
+        until = None
+        if filters.get("until"):
+            from engine.api.params import timestamp_ns
+
+            until = timestamp_ns(filters["until"][0])
+        from engine.containers.logs import parse_time_ns
+
+        for r in self.store.all():
+            if r["State"]["Running"] or r["State"]["Restarting"]:
+                continue
+            if until is not None and parse_time_ns(r["Created"]) > until:
+                continue
+            if not _labels_ok(r["Config"].get("Labels") or {}, filters.get("label", []),
+                              filters.get("label!", [])):
+                continue
+            rw, _ = await asyncio.to_thread(self.sizes, r)
+            with contextlib.suppress(EngineError):
+                await self.remove(r["Id"])
+                deleted.append(r["Id"])
+                reclaimed += rw
+        self.d.events.publish("container", "prune", "", {"reclaimed": str(reclaimed)})
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    # -- daemon start / stop ------------------------------------------------------------------------------------
+    async def restore(self) -> None:
+        """Re-adopt containers that kept running while no engine was up; apply restart policies to the rest."""
+        from engine.containers import runner
+
+        for rec in self.store.all():
+            cid = rec["Id"]
+            st = rec["State"]
+            if st["Status"] == "removing":
+                with contextlib.suppress(EngineError):
+                    await self.remove(cid, force=True)
+                continue
+            alive = self.rt is not None and await self.rt.alive(cid)
+            if alive:
+                if not st["Running"]:
+                    st.update(Status="running", Running=True)
+                self.store.save(rec)
+                self._monitor(cid)
+                continue
+            if st["Running"] or st["Restarting"]:
+                code = await self.rt.exit_code(cid) if self.rt is not None else None
+                await runner.cleanup(self, rec)
+                st.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
+                          ExitCode=code if code is not None else 255, FinishedAt=shape.now_rfc3339())
+                self.store.save(rec)
+            name, _ = restart_policy(rec["HostConfig"])
+            if rec["HostConfig"].get("AutoRemove"):
+                with contextlib.suppress(EngineError):
+                    await self.remove(cid, force=True)
+                continue
+            if name in ("always", "unless-stopped") and not rec["_portside"].get("ManuallyStopped"):
+                try:
+                    async with self.lock(cid):
+                        await self._start_locked(rec)
+                except EngineError as e:
+                    log.warning("restarting %s on daemon start: %s", cid[:12], e.message)
+
+    async def close(self) -> None:
+        self._closing = True
+        for t in [*self._monitors.values(), *self._restart_tasks.values()]:
+            t.cancel()
+        for t in [*self._monitors.values(), *self._restart_tasks.values()]:
+            with contextlib.suppress(BaseException):
+                await t
+
+
+def _start_exit_code(message: str) -> int:
+    if "executable file not found" in message or "no such file or directory" in message:
+        return 127
+    if "permission denied" in message:
+        return 126
+    return 128
+
+
+def _labels_ok(labels: dict[str, str], want: list[str], not_want: list[str]) -> bool:
+    def ok(w: str) -> bool:
+        k, sep, v = w.partition("=")
+        return k in labels and (not sep or labels[k] == v)
+
+    return all(ok(w) for w in want) and not any(ok(w) for w in not_want)
+
+
+def _match_filters(m: ContainerManager, r: dict[str, Any], f: dict[str, list[str]]) -> bool:
+    st = r["State"]
+    if (v := f.get("id")) and not any(r["Id"].startswith(x) for x in v):
+        return False
+    if (v := f.get("name")) and not any(x.lstrip("/") in r["Name"].lstrip("/") for x in v):
+        return False
+    if (v := f.get("status")) and st["Status"] not in v:
+        return False
+    if (v := f.get("exited")) and (st["Status"] != "exited" or str(st["ExitCode"]) not in v):
+        return False
+    if (v := f.get("label")) and not _labels_ok(r["Config"].get("Labels") or {}, v, []):
+        return False
+    if v := f.get("ancestor"):
+        ok = False
+        for ref in v:
+            try:
+                img = m.d.images.get(ref)
+            except EngineError:
+                continue
+            if img.id == r["Image"]:
+                ok = True
+        if not ok and not any(r["Config"].get("Image") == x for x in v):
+            return False
+    if (v := f.get("volume")) and not any(
+        x in (mt.get("Name"), mt.get("Destination"), mt.get("Source")) for mt in r.get("Mounts") or [] for x in v
+    ):
+        return False
+    if v := f.get("network"):
+        nets = (r.get("NetworkSettings") or {}).get("Networks") or {}
+        if not any(x in nets or any(n.get("NetworkID", "").startswith(x) for n in nets.values()) for x in v):
+            return False
+    if (v := f.get("publish")) or (v := f.get("expose")):
+        ports = {p.get("PublicPort") for p in shape.ports_summary(r)} | {
+            p.get("PrivatePort") for p in shape.ports_summary(r)}
+        if not any(int(x.split("/")[0]) in ports for x in v if x.split("/")[0].isdigit()):
+            return False
+    return not ((v := f.get("is-task")) and v[0] in ("true", "1"))
+
+
+def copy_record(rec: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(rec)
+
+
+async def net_connect(m: ContainerManager, ref: str, net: dict[str, Any], cfg: dict[str, Any]) -> None:
+    rec = m.get(ref)
+    d = m.d
+    if rec["State"]["Running"]:
+        sb = await asyncio.to_thread(d.networks.connect, rec["Id"], net["Id"], cfg)
+        rec["NetworkSettings"] = sb.network_settings
+    else:
+        eps = rec["_portside"].setdefault("NetworkingConfig", {}).setdefault("EndpointsConfig", {}) or {}
+        if net["Name"] in eps:
+            raise Forbidden(f"endpoint with name {rec['Name'].lstrip('/')} already exists in network {net['Name']}")
+        if not eps and rec["HostConfig"].get("NetworkMode") in ("bridge", "default", ""):
+            eps["bridge"] = {}
+        eps[net["Name"]] = cfg
+        rec["_portside"]["NetworkingConfig"]["EndpointsConfig"] = eps
+        rec["NetworkSettings"].setdefault("Networks", {})[net["Name"]] = {
+            "NetworkID": net["Id"], "Aliases": cfg.get("Aliases"), "IPAddress": "", "EndpointID": ""}
+    m.store.save(rec)
+    d.events.publish("network", "connect", net["Id"], {"name": net["Name"], "type": net["Driver"],
+                                                       "container": rec["Id"]})
+
+
+async def net_disconnect(m: ContainerManager, ref: str, net: dict[str, Any], force: bool) -> None:
+    rec = m.store.find(ref)
+    d = m.d
+    if rec is None:
+        if not force:
+            m.get(ref)
+        await asyncio.to_thread(d.networks.disconnect, ref, net["Id"], True)
+        return
+    if rec["State"]["Running"]:
+        sb = await asyncio.to_thread(d.networks.disconnect, rec["Id"], net["Id"], force)
+        rec["NetworkSettings"] = sb.network_settings
+    else:
+        eps = (rec["_portside"].get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+        nets = rec["NetworkSettings"].get("Networks") or {}
+        if net["Name"] not in eps and net["Name"] not in nets and not (
+            net["Name"] == "bridge" and rec["HostConfig"].get("NetworkMode") == "bridge"
+        ):
+            raise Forbidden(f"container {rec['Id']} is not connected to network {net['Name']}")
+        eps.pop(net["Name"], None)
+        nets.pop(net["Name"], None)
+        if net["Name"] == rec["HostConfig"].get("NetworkMode") or net["Name"] == "bridge":
+            rec["HostConfig"]["NetworkMode"] = "none" if not eps else next(iter(eps))
+    m.store.save(rec)
+    d.events.publish("network", "disconnect", net["Id"], {"name": net["Name"], "type": net["Driver"],
+                                                          "container": rec["Id"]})
+

@@ -1,0 +1,161 @@
+"""Bringing a container record to a running process and back: rootfs, volumes, network, OCI spec, runtime.
+
+Each step of `start` is undone when a later one fails, so a failed start leaves no mount, netns or process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import EngineError, InvalidArgument
+
+if TYPE_CHECKING:
+    from engine.containers.manager import ContainerManager
+
+log = logging.getLogger("portside.containers")
+
+
+def _resolve_network_mode(m: ContainerManager, mode: str) -> str:
+    if mode.startswith("container:"):
+        other = m.get(mode.split(":", 1)[1])
+        if not other["State"]["Running"]:
+            raise InvalidArgument(f"cannot join network of a non running container: {other['Id']}")
+        return "container:" + other["Id"]
+    return mode
+
+
+async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
+    d = m.d
+    if d.runtime is None:
+        raise EngineError("no container runtime in this engine")
+    cid = rec["Id"]
+    cfg, hc = rec["Config"], rec["HostConfig"]
+    bundle = m.bundle(cid)
+    rootfs = bundle / "rootfs"
+    undo: list[Any] = []
+    try:
+        bundle.mkdir(parents=True, exist_ok=True)
+        layer = await asyncio.to_thread(d.images.container_layer, cid)
+        await asyncio.to_thread(layer.mount, rootfs)
+        undo.append(lambda: layer.unmount(rootfs))
+        # Docker's copy-up: a volume's first mount gets what the image has at the mount path.
+        for mt in rec.get("Mounts") or []:
+            if mt.get("Type") == "volume" and mt.get("Name"):
+                src = rootfs / mt["Destination"].lstrip("/")
+                await asyncio.to_thread(d.volumes.populate, mt["Name"], src)
+        mode = _resolve_network_mode(m, hc.get("NetworkMode") or "bridge")
+        networking = rec["_portside"].get("NetworkingConfig") or {}
+        endpoints = networking.get("EndpointsConfig") or None
+        sb = await asyncio.to_thread(
+            lambda: d.networks.create_sandbox(
+                cid, name=rec["Name"].lstrip("/"), hostname=cfg.get("Hostname") or cid[:12],
+                domainname=cfg.get("Domainname") or "", network_mode=mode, endpoints=endpoints,
+                port_bindings=hc.get("PortBindings") or None, publish_all=bool(hc.get("PublishAllPorts")),
+                exposed_ports=tuple((cfg.get("ExposedPorts") or {}).keys()), dns=hc.get("Dns") or None,
+                dns_search=hc.get("DnsSearch") or None, dns_options=hc.get("DnsOptions") or None,
+                extra_hosts=hc.get("ExtraHosts") or None,
+            )
+        )
+        undo.append(lambda: d.networks.remove_sandbox(cid))
+        extra: list[dict[str, Any]] = []
+        for path, dest in ((sb.hosts_path, "/etc/hosts"), (sb.resolv_conf_path, "/etc/resolv.conf"),
+                           (sb.hostname_path, "/etc/hostname")):
+            if path is not None:
+                extra.append({"destination": dest, "type": "bind", "source": str(path),
+                              "options": ["rbind", "rprivate", "ro" if hc.get("ReadonlyRootfs") else "rw"]})
+        rec["HostsPath"] = str(sb.hosts_path or "")
+        rec["ResolvConfPath"] = str(sb.resolv_conf_path or "")
+        rec["HostnamePath"] = str(sb.hostname_path or "")
+        rec["NetworkSettings"] = sb.network_settings
+        spec_hc = dict(hc)
+        # Named and anonymous volumes are resolved to their directories by name.
+        spec_hc["Binds"] = [b for b in hc.get("Binds") or [] if b.startswith("/")] or None
+        spec_hc["Mounts"] = [*(mm for mm in hc.get("Mounts") or [] if mm.get("Type") != "volume"),
+                             *({"Type": "volume", "Source": mt["Name"], "Target": mt["Destination"],
+                                "ReadOnly": not mt["RW"]} for mt in rec.get("Mounts") or [] if mt["Type"] == "volume")]
+        spec_hc["Binds"] = [*(spec_hc["Binds"] or []),
+                            *(f"{mt['Source']}:{mt['Destination']}" + ("" if mt["RW"] else ":ro")
+                              for mt in rec.get("Mounts") or [] if mt["Type"] == "bind"
+                              and not any(b.startswith(mt["Source"] + ":") for b in spec_hc["Binds"] or []))]
+        spec_hc["Binds"] = list(dict.fromkeys(spec_hc["Binds"])) or None
+        spec_hc["NetworkMode"] = mode
+        oci = importlib.import_module("engine.exec.spec")
+
+        netns = "host" if mode == "host" else (str(sb.netns_path) if sb.netns_path else None)
+        spec = await asyncio.to_thread(
+            lambda: oci.build(cfg, spec_hc, rec["_portside"].get("ImageConfig") or {}, rootfs=rootfs, netns=netns,
+                              extra_mounts=extra, volume_path=lambda name: d.volumes.inspect(name)["Mountpoint"])
+        )
+        await d.runtime.create(cid, bundle, spec, tty=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
+                               log_path=m.log_path(cid), log_config=hc.get("LogConfig") or {})
+        undo.append(lambda: _delete_sync(d.runtime, cid))
+        await m._let_attachers_in(cid)
+        rec["State"]["Pid"] = await d.runtime.start(cid)
+    except BaseException:
+        for fn in reversed(undo):
+            try:
+                await asyncio.to_thread(fn)
+            except Exception:
+                log.exception("undoing a failed start of %s", cid[:12])
+        rec["NetworkSettings"]["Networks"] = {}
+        rec["NetworkSettings"]["Ports"] = {}
+        raise
+
+
+def _delete_sync(runtime: Any, cid: str) -> None:
+    # Called from a worker thread while undoing: run the runtime's async delete on a private loop.
+    with contextlib.suppress(Exception):
+        asyncio.run(runtime.delete(cid))
+
+
+async def cleanup(m: ContainerManager, rec: dict[str, Any]) -> None:
+    """After the process exited: release the runtime state, the network and the rootfs mount."""
+    d = m.d
+    cid = rec["Id"]
+    if d.runtime is not None:
+        with contextlib.suppress(EngineError, OSError):
+            await d.runtime.delete(cid)
+    if d.networks is not None:
+        try:
+            await asyncio.to_thread(d.networks.remove_sandbox, cid)
+        except Exception:
+            log.exception("removing the network of %s", cid[:12])
+    ns = rec.get("NetworkSettings") or {}
+    ns["Ports"] = {}
+    for ep in (ns.get("Networks") or {}).values():
+        for key in ("IPAddress", "Gateway", "MacAddress", "EndpointID"):
+            if key in ep:
+                ep[key] = ""
+        ep["IPPrefixLen"] = 0
+    for key in ("IPAddress", "Gateway", "MacAddress", "EndpointID", "SandboxKey", "SandboxID"):
+        if key in ns:
+            ns[key] = ""
+    rootfs = m.bundle(cid) / "rootfs"
+    if d.images is not None:
+        try:
+            layer = await asyncio.to_thread(d.images.container_layer, cid)
+            await asyncio.to_thread(_unmount_quiet, layer, rootfs)
+        except EngineError:
+            pass
+    await asyncio.to_thread(shutil.rmtree, m.bundle(cid), True)
+
+
+def _unmount_quiet(layer: Any, rootfs: Path) -> None:
+    if rootfs.is_mount():
+        layer.unmount(rootfs)
+
+
+async def remove_layer(m: ContainerManager, rec: dict[str, Any]) -> None:
+    if m.d.images is None:
+        return
+    try:
+        layer = await asyncio.to_thread(m.d.images.container_layer, rec["Id"])
+    except EngineError:
+        return
+    await asyncio.to_thread(layer.remove)
