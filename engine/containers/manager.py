@@ -62,6 +62,7 @@ class ContainerManager:
         # attach calls that arrived before the start: the start lets them connect before the process runs
         self._pending_attach: dict[str, list[asyncio.Future[None]]] = {}
         self._created: dict[str, asyncio.Event] = {}
+        self.execs: dict[str, dict[str, Any]] = {}  # exec id -> Docker's exec inspect shape (+ "_proc")
 
     # -- helpers ------------------------------------------------------------------------------------------------
     @property

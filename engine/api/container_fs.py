@@ -1,0 +1,191 @@
+"""Container endpoints that look inside: top, stats, changes, export, archive (docker cp)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from engine.api.containers import manager
+from engine.api.params import qbool
+from engine.api.server import add, json_response
+from engine.containers import archive
+from engine.containers import stats as cstats
+from engine.containers.manager import ContainerManager
+from engine.errors import Conflict, EngineError, InvalidArgument
+
+
+def _running_pid(rec: dict[str, Any]) -> int:
+    if not rec["State"]["Running"] or not rec["State"].get("Pid"):
+        raise Conflict(f"Container {rec['Id']} is not running")
+    return int(rec["State"]["Pid"])
+
+
+async def top(request: web.Request) -> web.Response:
+    m = manager(request)
+    rec = m.get(request.match_info["id"])
+    pid = _running_pid(rec)
+    ps_args = request.query.get("ps_args", "") or "-ef"
+    pids = set(await asyncio.to_thread(cstats.procs, pid))
+    proc = await asyncio.create_subprocess_exec("ps", *ps_args.split(), stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise EngineError(f"Error running ps: {err.decode(errors='replace').strip()}")
+    lines = out.decode(errors="replace").splitlines()
+    titles = lines[0].split()
+    try:
+        pid_col = titles.index("PID")
+    except ValueError:
+        raise InvalidArgument("Couldn't find PID field in ps output") from None
+    rows = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        if len(fields) > pid_col and fields[pid_col].isdigit() and int(fields[pid_col]) in pids:
+            rows.append(fields)
+    return json_response({"Titles": titles, "Processes": rows})
+
+
+def _networks(m: ContainerManager, cid: str) -> dict[str, Any] | None:
+    svc = m.d.networks
+    if svc is None:
+        return None
+    try:
+        return svc.network_stats(cid)
+    except Exception:
+        return None
+
+
+async def stats(request: web.Request) -> web.StreamResponse:
+    m = manager(request)
+    rec = m.get(request.match_info["id"])
+    stream = qbool(request, "stream", True)
+    one_shot = qbool(request, "one-shot")
+    if one_shot and stream:
+        raise InvalidArgument("cannot have stream=true and one-shot=true")
+    cid = rec["Id"]
+    resp = web.StreamResponse(status=200)
+    resp.content_type = "application/json"
+    await resp.prepare(request)
+    pre: dict[str, Any] = {"cpu_usage": {"total_usage": 0}, "throttling_data": {}}
+    pre_read = "0001-01-01T00:00:00Z"
+    first = True
+    while True:
+        cur = m.store.find(cid)
+        if cur is None:
+            break
+        if cur["State"]["Running"] and cur["State"].get("Pid"):
+            s = await asyncio.to_thread(cstats.sample, int(cur["State"]["Pid"]), _networks(m, cid))
+        else:
+            s = {"read": "0001-01-01T00:00:00Z", "pids_stats": {}, "blkio_stats": {}, "num_procs": 0,
+                 "storage_stats": {}, "cpu_stats": {"cpu_usage": {"total_usage": 0}, "throttling_data": {}},
+                 "memory_stats": {}}
+        s["preread"], s["precpu_stats"] = pre_read, pre
+        s["name"], s["id"] = cur["Name"], cid
+        pre, pre_read = s["cpu_stats"], s["read"]
+        if not stream and not one_shot and first and cur["State"]["Running"]:
+            first = False  # like dockerd: a single answer carries two samples, so CPU % can be computed
+            await asyncio.sleep(1)
+            continue
+        await resp.write(json.dumps(s).encode() + b"\n")
+        if not stream or not cur["State"]["Running"]:
+            break
+        await asyncio.sleep(1)
+    return resp
+
+
+async def changes(request: web.Request) -> web.Response:
+    m = manager(request)
+    rec = m.get(request.match_info["id"])
+    layer = await asyncio.to_thread(m.d.images.container_layer, rec["Id"])
+    out = await asyncio.to_thread(layer.changes)
+    return json_response(out or None)
+
+
+@contextlib.asynccontextmanager
+async def container_root(m: ContainerManager, rec: dict[str, Any]) -> AsyncIterator[str]:
+    """The container's filesystem as a path: /proc/<pid>/root while it runs, else its layer mounted for now."""
+    if rec["State"]["Running"] and rec["State"].get("Pid"):
+        yield f"/proc/{rec['State']['Pid']}/root"
+        return
+    layer = await asyncio.to_thread(m.d.images.container_layer, rec["Id"])
+    tmp = Path(tempfile.mkdtemp(prefix=f"cp-{rec['Id'][:12]}-", dir=m.d.config.exec_root))
+    await asyncio.to_thread(layer.mount, tmp)
+    try:
+        yield str(tmp)
+    finally:
+        await asyncio.to_thread(layer.unmount, tmp)
+        with contextlib.suppress(OSError):
+            tmp.rmdir()
+
+
+async def export(request: web.Request) -> web.StreamResponse:
+    m = manager(request)
+    rec = m.get(request.match_info["id"])
+    resp = web.StreamResponse(status=200)
+    resp.content_type = "application/x-tar"
+    async with container_root(m, rec) as root:
+        await resp.prepare(request)
+        async for chunk in archive.export_tar(root):
+            await resp.write(chunk)
+    m.emit(rec, "export")
+    return resp
+
+
+async def archive_head(request: web.Request) -> web.Response:
+    m = manager(request)
+    rec = m.get(request.match_info["id"])
+    path = request.query.get("path", "")
+    if not path:
+        raise InvalidArgument("path is required")  # hmm
+    async with container_root(m, rec) as root:
+        st = await archive.stat_path(root, path, request.match_info["id"])
+    return web.Response(status=200, headers={"X-Docker-Container-Path-Stat": archive.stat_header(st)})
+
+
+async def archive_get(request: web.Request) -> web.StreamResponse:
+    m = manager(request)
+    rec = m.get(request.match_info["id"])
+    path = request.query.get("path", "")
+    if not path:
+        raise InvalidArgument("path is required")
+    async with container_root(m, rec) as root:
+        st = await archive.stat_path(root, path, request.match_info["id"])
+        resp = web.StreamResponse(status=200, headers={"X-Docker-Container-Path-Stat": archive.stat_header(st)})
+        resp.content_type = "application/x-tar"
+        await resp.prepare(request)
+        async for chunk in archive.get_tar(root, path):
+            await resp.write(chunk)
+    m.emit(rec, "archive-path")
+    return resp
+
+
+async def archive_put(request: web.Request) -> web.Response:
+    m = manager(request)
+    rec = m.get(request.match_info["id"])
+    path = request.query.get("path", "")
+    if not path:
+        raise InvalidArgument("path is required")
+    if rec["HostConfig"].get("ReadonlyRootfs"):
+        raise Conflict("container rootfs is marked read-only")
+    data = await request.read()
+    async with container_root(m, rec) as root:
+        await archive.put_tar(root, path, data, qbool(request, "noOverwriteDirNonDir"), request.match_info["id"])
+    m.emit(rec, "extract-to-dir")
+    return web.Response(status=200)
+
+
+def register(app: web.Application) -> None:
+    add(app, "GET", "/containers/{id}/top", top)
+    add(app, "GET", "/containers/{id}/stats", stats)
+    add(app, "GET", "/containers/{id}/changes", changes)
+    add(app, "GET", "/containers/{id}/export", export)
+    add(app, "HEAD", "/containers/{id}/archive", archive_head)
+    add(app, "GET", "/containers/{id}/archive", archive_get)
+    add(app, "PUT", "/containers/{id}/archive", archive_put)

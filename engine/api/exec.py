@@ -1,0 +1,152 @@
+"""Exec endpoints: create, start (hijacked or detached), resize, inspect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiohttp import web
+
+from engine import ids
+from engine.api.containers import MUX, RAW, manager
+from engine.api.hijack import frame, hijack
+from engine.api.params import api_at_least, json_body, qint
+from engine.api.server import add, json_response
+from engine.containers.manager import ContainerManager
+from engine.errors import Conflict, InvalidArgument, NotFound
+
+
+def _public(ex: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in ex.items() if not k.startswith("_")}
+
+
+def _get(m: ContainerManager, eid: str) -> dict[str, Any]:
+    ex = m.execs.get(eid)
+    if ex is None:
+        raise NotFound(f"No such exec instance: {eid}")
+    return ex
+
+
+async def create(request: web.Request) -> web.Response:
+    m = manager(request)
+    rec = m.get(request.match_info["id"])
+    body = await json_body(request)
+    if not rec["State"]["Running"]:
+        raise Conflict(f"container {rec['Id']} is not running")
+    if rec["State"]["Paused"]:
+        raise Conflict(f"Container {rec['Id']} is paused, unpause the container before exec")
+    cmd = body.get("Cmd") or []
+    if isinstance(cmd, str):
+        cmd = [cmd]
+    if not cmd:
+        raise InvalidArgument("No exec command specified")
+    eid = ids.new_id()
+    ex: dict[str, Any] = {
+        "ID": eid, "Running": False, "ExitCode": None, "ContainerID": rec["Id"], "Pid": 0, "CanRemove": False,
+        "DetachKeys": body.get("DetachKeys") or "", "OpenStdin": bool(body.get("AttachStdin")),
+        "OpenStderr": bool(body.get("AttachStderr")), "OpenStdout": bool(body.get("AttachStdout")),
+        "ProcessConfig": {"tty": bool(body.get("Tty")), "entrypoint": cmd[0], "arguments": cmd[1:],
+                          "privileged": bool(body.get("Privileged")), "user": body.get("User") or ""},
+        "_config": body,
+    }
+    m.execs[eid] = ex
+    rec["ExecIDs"] = [*(rec.get("ExecIDs") or []), eid]
+    m.emit(rec, f"exec_create: {' '.join(cmd)}", execID=eid)
+    return json_response({"Id": eid}, status=201)
+
+
+async def _launch(m: ContainerManager, ex: dict[str, Any], tty: bool) -> Any:
+    rec = m.get(ex["ContainerID"])
+    if not rec["State"]["Running"]:
+        raise Conflict(f"container {rec['Id']} is not running")
+    if ex["Running"] or ex["ExitCode"] is not None:
+        raise Conflict(f"Error: Exec command {ex['ID']} has already run")
+    cfg = dict(ex["_config"])
+    cfg["Tty"] = tty
+    proc = await m.rt.exec(rec["Id"], cfg, rec, tty=tty, stdin=ex["OpenStdin"])
+    ex.update(Running=True, Pid=getattr(proc, "pid", 0))
+    ex["_proc"] = proc
+    cmd = " ".join([ex["ProcessConfig"]["entrypoint"], *ex["ProcessConfig"]["arguments"]])
+    m.emit(rec, f"exec_start: {cmd}", execID=ex["ID"])
+    return proc
+
+
+async def _finish(m: ContainerManager, ex: dict[str, Any], proc: Any) -> None:
+    code = await proc.wait()
+    ex.update(Running=False, ExitCode=code, Pid=0)
+    rec = m.store.find(ex["ContainerID"])
+    if rec is not None:
+        m.emit(rec, "exec_die", execID=ex["ID"], exitCode=str(code))
+        rec["ExecIDs"] = [e for e in rec.get("ExecIDs") or [] if e != ex["ID"]] or None
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    m = manager(request)
+    ex = _get(m, request.match_info["id"])
+    body = await json_body(request, required=False)
+    tty = bool(body.get("Tty", ex["ProcessConfig"]["tty"]))
+    if body.get("Detach"):
+        proc = await _launch(m, ex, tty)
+        task = asyncio.create_task(_finish(m, ex, proc))
+        ex["_task"] = task
+        return web.Response(status=200)
+    proc = await _launch(m, ex, tty)
+    ctype = RAW if tty or not api_at_least(request, "1.42") else MUX
+    conn = await hijack(request, ctype)
+    if h := (body.get("ConsoleSize") or [None, None])[0]:
+        with contextlib.suppress(Exception):
+            await proc.resize(int(h), int(body["ConsoleSize"][1]))
+
+    async def to_client() -> None:
+        while True:
+            item = await proc.read()
+            if item is None:
+                return
+            stream, data = item
+            if (stream == 1 and not ex["OpenStdout"]) or (stream == 2 and not ex["OpenStderr"]):
+                continue
+            await conn.write(data if tty else frame(stream, data))
+
+    async def from_client() -> None:
+        while True:
+            data = await conn.read()
+            if not data:
+                await proc.close_stdin()
+                return
+            await proc.write(data)
+
+    out_task = asyncio.create_task(to_client())
+    in_task = asyncio.create_task(from_client()) if ex["OpenStdin"] else None
+    try:
+        await out_task
+        await _finish(m, ex, proc)
+    except (ConnectionResetError, BrokenPipeError):
+        asyncio.create_task(_finish(m, ex, proc))  # noqa: RUF006  # the process outlives the client
+    finally:
+        if in_task is not None:
+            in_task.cancel()
+        conn.close()
+    return web.Response(status=101)
+
+
+async def resize(request: web.Request) -> web.Response:
+    m = manager(request)
+    ex = _get(m, request.match_info["id"])
+    proc = ex.get("_proc")
+    if proc is None or not ex["Running"]:
+        raise Conflict(f"Exec {ex['ID']} is not running")
+    await proc.resize(qint(request, "h", 0) or 0, qint(request, "w", 0) or 0)
+    return web.Response(status=200)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    m = manager(request)
+    return json_response(_public(_get(m, request.match_info["id"])))
+
+
+def register(app: web.Application) -> None:
+    add(app, "POST", "/containers/{id}/exec", create)
+    add(app, "POST", "/exec/{id}/start", start)
+    add(app, "POST", "/exec/{id}/resize", resize)
+    add(app, "GET", "/exec/{id}/json", inspect)
