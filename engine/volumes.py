@@ -93,6 +93,10 @@ class VolumeStore:
         if not name:
             name = ids.new_id()
             anonymous = True
+        if len(name) == 1 and name.isalnum():
+            raise InvalidArgument(
+                f"create {name}: volume name is too short, names should be at least two alphanumeric characters"
+            )
         if not _NAME.match(name):
             raise InvalidArgument(
                 f'create {name}: "{name}" includes invalid characters for a local volume name, only '
