@@ -18,6 +18,9 @@ from tests.testbed.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
+# The runtime part lands in parallel; until the daemon can run containers these tests cannot run.
+pytest.importorskip("engine.containers.exec_adapter", reason="no container runtime in this tree yet")
+
 
 @pytest.fixture(scope="session")
 def busybox(daemon: PortsideDaemon, registry: Registry) -> str:
