@@ -10,6 +10,7 @@ import select
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -129,7 +130,7 @@ def test_exec_top_stats(daemon: PortsideDaemon, busybox: str, names: list[str]) 
     assert not figures["MemUsage"].startswith("0B")
 
 
-def test_cp_both_ways_and_diff(daemon: PortsideDaemon, busybox: str, names: list[str], tmp_path) -> None:  # noqa: ANN001
+def test_cp_both_ways_and_diff(daemon: PortsideDaemon, busybox: str, names: list[str], tmp_path: Path) -> None:
     name = f"pst-cp-{os.getpid()}"
     names.append(name)
     assert daemon.docker("run", "-d", "--name", name, busybox, "sleep", "60").returncode == 0

@@ -167,3 +167,18 @@ def test_embedded_daemon_thread_serves_the_cli() -> None:
     finally:
         d.destroy_network_state()
         shutil.rmtree(d.tmp, ignore_errors=True)
+
+
+DEBIAN_DOCKER = "/usr/bin/docker"
+
+
+@pytest.mark.skipif(not os.path.exists(DEBIAN_DOCKER), reason="Debian's docker.io is not installed")
+def test_debian_docker_20_10_cli_speaks_1_41(daemon: PortsideDaemon) -> None:
+    out = daemon.docker("version", "--format", "{{.Client.APIVersion}} {{.Server.APIVersion}}", cli=DEBIAN_DOCKER)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1.41", API_VERSION]
+    name = f"pst-old-{os.getpid()}"
+    assert daemon.docker("volume", "create", name, cli=DEBIAN_DOCKER).returncode == 0
+    ls = daemon.docker("volume", "ls", "-q", cli=DEBIAN_DOCKER)
+    assert name in ls.stdout.split()
+    assert daemon.docker("volume", "rm", name, cli=DEBIAN_DOCKER).returncode == 0
