@@ -1,0 +1,138 @@
+"""Image metadata in SQLite: images, tags, repo digests, container layers. Every change is one transaction, so
+a kill -9 at any moment leaves either the old or the new state (WAL journal, synchronous=FULL)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,            -- config digest
+    manifest_digest TEXT NOT NULL,  -- the platform manifest kept in the content store
+    added REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tags (
+    ref TEXT PRIMARY KEY,           -- docker.io/library/nginx:latest
+    image_id TEXT NOT NULL REFERENCES images(id)
+);
+CREATE TABLE IF NOT EXISTS digests (
+    ref TEXT PRIMARY KEY,           -- docker.io/library/nginx@sha256:...
+    image_id TEXT NOT NULL REFERENCES images(id)
+);
+CREATE TABLE IF NOT EXISTS container_layers (
+    id TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS extra_blobs (
+    digest TEXT PRIMARY KEY,        -- indexes kept for repo digests
+    image_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tags_image ON tags(image_id);
+CREATE INDEX IF NOT EXISTS digests_image ON digests(image_id);
+"""
+
+
+@dataclass
+class ImageRow:
+    id: str
+    manifest_digest: str
+    added: float
+
+
+class MetadataStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _q(self, sql: str, *args: object) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def images(self) -> list[ImageRow]:
+        return [ImageRow(*r) for r in self._q("SELECT id, manifest_digest, added FROM images")]
+
+    def image(self, image_id: str) -> ImageRow | None:
+        rows = self._q("SELECT id, manifest_digest, added FROM images WHERE id=?", image_id)
+        return ImageRow(*rows[0]) if rows else None
+
+    def find_prefix(self, prefix: str) -> list[str]:
+        return [r[0] for r in self._q("SELECT id FROM images WHERE id LIKE ?", prefix.replace("%", "") + "%")]
+
+    def tag_target(self, ref: str) -> str | None:
+        rows = self._q("SELECT image_id FROM tags WHERE ref=?", ref)
+        return rows[0][0] if rows else None
+
+    def digest_target(self, ref: str) -> str | None:
+        rows = self._q("SELECT image_id FROM digests WHERE ref=?", ref)
+        return rows[0][0] if rows else None
+
+    def tags_of(self, image_id: str) -> list[str]:
+        return [r[0] for r in self._q("SELECT ref FROM tags WHERE image_id=? ORDER BY ref", image_id)]
+
+    def digests_of(self, image_id: str) -> list[str]:
+        return [r[0] for r in self._q("SELECT ref FROM digests WHERE image_id=? ORDER BY ref", image_id)]
+
+    def all_tags(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self._q("SELECT ref, image_id FROM tags")]
+
+    def all_digests(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self._q("SELECT ref, image_id FROM digests")]
+
+    def extra_blobs(self) -> list[str]:
+        return [r[0] for r in self._q("SELECT digest FROM extra_blobs")]
+
+    def container_layers(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self._q("SELECT id, image_id FROM container_layers")]
+
+    def add_image(
+        self,
+        image_id: str,
+        manifest_digest: str,
+        *,
+        tags: Sequence[str] = (),
+        digests: Sequence[str] = (),
+        extra_blobs: Sequence[str] = (),
+    ) -> list[str]:
+        """Records an image and points tags/digests at it in one transaction; returns the ids that lost their
+        last tag to this (now dangling)."""
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO images(id, manifest_digest, added) VALUES(?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET manifest_digest=excluded.manifest_digest",
+                (image_id, manifest_digest, time.time()),
+            )
+            previous = []
+            for t in tags:
+                old = db.execute("SELECT image_id FROM tags WHERE ref=?", (t,)).fetchone()
+                if old and old[0] != image_id:
+                    previous.append(old[0])
+                db.execute("INSERT OR REPLACE INTO tags(ref, image_id) VALUES(?,?)", (t, image_id))
+            for d in digests:
+                db.execute("INSERT OR REPLACE INTO digests(ref, image_id) VALUES(?,?)", (d, image_id))
+            for b in extra_blobs:
+                db.execute("INSERT OR REPLACE INTO extra_blobs(digest, image_id) VALUES(?,?)", (b, image_id))
+        return previous

@@ -1,0 +1,137 @@
+"""Snapshots: one unpacked directory per layer chain id, shared by every image that has that chain.
+
+`root/<chain hex>/fs` holds only that layer's own changes in overlayfs form; `root/<chain hex>/meta.json` its
+diff id, parent chain id and size. A snapshot is built under `root/tmp-*` and renamed into place, so a
+directory named after a chain id is always complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from engine.images.content import hex_of
+from engine.images.unpack import ApplyResult, Limits, apply_layer
+
+
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """The OCI chain ids of a layer list: chain(0) = diff(0); chain(n) = sha256(chain(n-1) + " " + diff(n))."""
+    out: list[str] = []
+    for d in diff_ids:
+        if not out:
+            out.append(d)
+        else:
+            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
+    return out
+
+
+@dataclass
+class SnapshotInfo:
+    chain_id: str
+    diff_id: str
+    parent: str | None
+    size: int
+
+
+class SnapshotStore:
+    def __init__(self, root: Path, limits: Limits | None = None) -> None:
+        self.root = root
+        self.limits = limits or Limits()
+        root.mkdir(parents=True, exist_ok=True)
+        self.empty = root / "empty"
+        self.empty.mkdir(exist_ok=True)
+
+    def dir(self, chain_id: str) -> Path:
+        return self.root / hex_of(chain_id)
+
+    def fs(self, chain_id: str) -> Path:
+        return self.dir(chain_id) / "fs"
+
+    def has(self, chain_id: str) -> bool:
+        return (self.dir(chain_id) / "meta.json").exists()
+
+    def info(self, chain_id: str) -> SnapshotInfo:
+        meta = json.loads((self.dir(chain_id) / "meta.json").read_text())
+        return SnapshotInfo(chain_id, meta["diff_id"], meta.get("parent"), meta["size"])
+
+    def chain_ids(self) -> Iterator[str]:
+        for p in self.root.iterdir():
+            if len(p.name) == 64 and (p / "meta.json").exists():
+                yield "sha256:" + p.name
+
+    def create(
+        self,
+        chain_id: str,
+        parent: str | None,
+        blob: BinaryIO,
+        *,
+        expected_diff_id: str | None,
+        progress: Callable[[int], None] | None = None,
+    ) -> ApplyResult:
+        """Unpacks `blob` as the snapshot `chain_id`; refuses it when its diff id is not the one expected."""
+        tmp = self.root / f"tmp-{os.getpid()}-{os.urandom(6).hex()}"
+        (tmp / "fs").mkdir(parents=True)
+        try:
+            result = apply_layer(blob, tmp / "fs", limits=self.limits, progress=progress)
+            if expected_diff_id is not None and result.diff_id != expected_diff_id:
+                from engine.images.unpack import LayerError
+
+                raise LayerError(
+                    f"layer content does not match its diff id: expected {expected_diff_id}, got {result.diff_id}"
+                )
+            diff_id = result.diff_id
+            if parent is None and chain_id != diff_id:
+                chain_id = diff_id
+            meta = {"diff_id": diff_id, "parent": parent, "size": result.size, "created": time.time()}
+            (tmp / "meta.json").write_text(json.dumps(meta))
+            try:
+                os.rename(tmp, self.dir(chain_id))
+            except OSError:
+                if not self.has(chain_id):
+                    raise
+                # Someone made the same snapshot meanwhile: theirs is as good as ours.
+                shutil.rmtree(tmp, ignore_errors=True)
+            return result
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def remove(self, chain_id: str) -> None:
+        d = self.dir(chain_id)
+        if not d.exists():
+            return
+        # Rename first so a half-removed snapshot is never taken for a complete one.
+        trash = self.root / f"tmp-rm-{os.urandom(6).hex()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(d, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def clean_stale(self) -> None:
+        """Removes leftovers of builds and removals killed halfway (at startup, when no build runs)."""
+        for p in self.root.iterdir():
+            if p.name.startswith("tmp-"):
+                try:
+                    pid = int(p.name.split("-")[1])
+                except (IndexError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _alive(pid):
+                    continue
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
