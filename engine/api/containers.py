@@ -240,7 +240,7 @@ async def _pump_attach(request: web.Request, m: ContainerManager, rec: dict[str,
         while True:
             data = await read()
             if not data:
-                if rec["Config"].get("StdinOnce") or not tty:
+                if rec["Config"].get("StdinOnce"):
                     await att.close_stdin()
                 return
             await att.write(data)
@@ -274,7 +274,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         conn.close()
-    return web.Response(status=101)  # never sent: the connection is already hijacked and closed
+    return conn.response
 
 
 async def attach_ws(request: web.Request) -> web.StreamResponse:

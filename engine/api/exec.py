@@ -127,7 +127,7 @@ async def start(request: web.Request) -> web.StreamResponse:
         if in_task is not None:
             in_task.cancel()
         conn.close()
-    return web.Response(status=101)
+    return conn.response
 
 
 async def resize(request: web.Request) -> web.Response:

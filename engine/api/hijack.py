@@ -59,8 +59,10 @@ class HijackableHandler(RequestHandler):
 class Hijacked:
     """A hijacked connection: `read()` client bytes (b"" at EOF), `write()` raw bytes, `close()` the socket."""
 
-    def __init__(self, request: web.Request, parser: RawStreamParser, writer: StreamWriter) -> None:
+    def __init__(self, request: web.Request, parser: RawStreamParser, writer: StreamWriter,
+                 response: web.StreamResponse) -> None:
         self.request = request
+        self.response = response  # what the handler returns (already sent)
         self._parser = parser
         self._writer = writer
         self.closed = False
@@ -109,4 +111,4 @@ async def hijack(request: web.Request, content_type: str) -> Hijacked:
     else:
         parser.feed_eof()
     writer = StreamWriter(request.protocol, asyncio.get_running_loop())
-    return Hijacked(request, parser, writer)
+    return Hijacked(request, parser, writer, resp)

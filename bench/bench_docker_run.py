@@ -1,0 +1,125 @@
+"""`docker run --rm busybox true` through the same docker CLI, against portside and (when installed) dockerd.
+
+Both engines get fresh temp roots and sockets, pull busybox from the test bed's registry, and run the same
+command; containers use `--network none` on both so neither touches the host's firewall (dockerd runs with
+`--iptables=false --bridge=none`), plus portside with its default bridge network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import Table, peer, timed
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = shutil.which("docker", path="/usr/local/bin") or "docker"
+RUNS = int(os.environ.get("BENCH_RUNS", "15"))
+
+
+def _wait_sock(sock: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"engine exited: {log.read_text()[-2000:]}")
+        if sock.exists() and subprocess.run([DOCKER, "-H", f"unix://{sock}", "version"], capture_output=True,
+                                            check=False).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"engine did not answer: {log.read_text()[-2000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _docker(sock: Path, *args: str) -> None:
+    subprocess.run([DOCKER, "-H", f"unix://{sock}", *args], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE)
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    from tests.testbed import images
+    from tests.testbed.registry import Registry, fill
+
+    built = images.ensure_built()
+    work = Path(tempfile.mkdtemp(prefix="portside-test-bench-"))
+    reg = Registry(work / "registry")
+    procs: list[subprocess.Popen[bytes]] = []
+    table = Table("docker run --rm busybox true (docker 28 CLI)", "ms", baseline="dockerd 20.10")
+    bridge = "pstbench" + str(os.getpid() % 10000)
+    try:
+        reg.start()
+        fill(reg, built.layouts)
+        src = f"{reg.host}/testbed/busybox:latest"
+        # portside
+        ps = work / "portside"
+        ps.mkdir()
+        sock = ps / "sock"
+        log = ps / "log"
+        with open(log, "wb") as f:
+            p = subprocess.Popen([sys.executable, "-m", "app.cli", "daemon", "--data-root", str(ps / "data"),
+                                  "--exec-root", str(ps / "exec"), "-H", f"unix://{sock}", "--bridge", bridge,
+                                  "--ip-forward=false"], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                                 env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        procs.append(p)
+        _wait_sock(sock, p, log)
+        _docker(sock, "pull", src)
+        _docker(sock, "tag", src, "busybox")
+        ms = [s * 1000 for s in timed(lambda: _docker(sock, "run", "--rm", "--network", "none", "busybox", "true"),
+                                      RUNS)]
+        table.add("portside (--network none)", ms)
+        ms = [s * 1000 for s in timed(lambda: _docker(sock, "run", "--rm", "busybox", "true"), RUNS)]
+        table.add("portside (bridge)", ms)
+        _stop(p)
+        from engine.net import NetworkService
+        from engine.parts import nft_table_for
+
+        svc = NetworkService(ps / "data", ps / "exec", default_bridge=bridge, nft_table=nft_table_for(bridge),
+                             enable_ip_forward=False)
+        svc.start()
+        svc.destroy()
+        # dockerd
+        if peer("dockerd"):
+            dd = work / "dockerd"
+            dd.mkdir()
+            dsock = dd / "sock"
+            dlog = dd / "log"
+            with open(dlog, "wb") as f:
+                q = subprocess.Popen(["dockerd", "--data-root", str(dd / "data"), "--exec-root", str(dd / "exec"),
+                                      "--pidfile", str(dd / "pid"), "-H", f"unix://{dsock}", "--iptables=false",
+                                      "--ip6tables=false", "--bridge=none", "--containerd-namespace", "pstbench",
+                                      "--containerd-plugins-namespace", "pstbench-plugins"],
+                                     stdout=f, stderr=subprocess.STDOUT)
+            procs.append(q)
+            _wait_sock(dsock, q, dlog, timeout=120)
+            _docker(dsock, "pull", src)
+            _docker(dsock, "tag", src, "busybox")
+            ms = [s * 1000 for s in timed(lambda: _docker(dsock, "run", "--rm", "--network", "none", "busybox",
+                                                          "true"), RUNS)]
+            table.add("dockerd 20.10", ms, "--network none, --iptables=false")
+            _stop(q)
+        table.print()
+    finally:
+        for p in procs:
+            _stop(p)
+        reg.stop()
+        subprocess.run(["umount", "-R", "-l", str(work)], capture_output=True, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
