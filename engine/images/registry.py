@@ -210,7 +210,7 @@ class Repository:
         self._authz: str | None = None
         if creds is not None and creds.registry_token:
             self._authz = f"Bearer {creds.registry_token}"
-        self._challenge: tuple[str, dict[str, str]] | None = None
+        self.scope = f"repository:{ref.path}:{actions}"
         self._lock = asyncio.Lock()
 
     def url(self, path: str) -> str:
@@ -261,8 +261,7 @@ class Repository:
         params = dict(_CHALLENGE_RE.findall(rest))
         scheme = scheme.lower()
         if scheme == "bearer":
-            scope = f"repository:{self.path}:{self.actions}"
-            new = await self._token(params, scope)
+            new = await self._token(params, self.scope)
         elif scheme == "basic":
             c = self.creds
             if c is None or not c.username:
@@ -310,6 +309,12 @@ class Repository:
     def _not_found_or_denied(self, status: int, body: bytes, what: str, url: str, method: str) -> EngineError:
         code = _error_code(body)
         ref = self.ref.familiar_name
+        if not body and status in (401, 403):
+            body = json.dumps(
+                {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}
+                if status == 401
+                else {"errors": [{"code": "DENIED", "message": "requested access to the resource is denied"}]}
+            ).encode()
         if status == 401:
             if self.creds is None or self.creds.empty:
                 return NotFound(
@@ -491,6 +496,7 @@ async def catalog(session: aiohttp.ClientSession, hosts: RegistryHosts, domain: 
     ep = hosts.endpoints(domain)[-1]
     repo = Repository(session, hosts, ep, Reference(domain, "catalog"), creds)
     repo.path = ""
+    repo.scope = "registry:catalog:*"
     out: list[str] = []
     url = repo.url("_catalog?n=1000")
     while url:

@@ -411,6 +411,75 @@ class ImageService:
             await asyncio.gather(*tasks, *downloads.values(), return_exceptions=True)
             raise
 
+    # ---- push ------------------------------------------------------------------------------------------------
+
+    async def push(self, ref: str, *, auth: dict | None = None, progress: Progress | None = None) -> str:
+        """Pushes the image `ref` names (its layers, config, then manifest); returns the manifest digest."""
+        r = parse(ref)
+        image_id = self.resolve(str(r))
+        if image_id is None:
+            raise NotFound(f"An image does not exist locally with the tag: {r.familiar_name}")
+        row = self.meta.image(image_id)
+        assert row is not None
+        raw = self.content.read(row.manifest_digest)
+        manifest = json.loads(raw)
+        media = manifest.get("mediaType") or MEDIA_OCI_MANIFEST
+        emit = Emitter(progress)
+        tag = r.tag or "latest"
+        emit.status(f"The push refers to repository [{r.familiar_name}]")
+        layers = list(manifest.get("layers") or [])
+        for d in layers:
+            if not self.content.has(d["digest"]):
+                raise NotFound(
+                    f"layer {d['digest']} of {r.familiar} is not in the content store (it was shared with an "
+                    "image pulled before): pull the image again to push it"
+                )
+        # Other repositories on the same registry that hold this image: blobs can be mounted from them.
+        names = self.meta.tags_of(image_id) + self.meta.digests_of(image_id)
+        sources = sorted({n.split("@")[0] if "@" in n else n.rsplit(":", 1)[0] for n in names})
+        mount_from = [s.split("/", 1)[1] for s in sources if s.split("/", 1)[0] == r.domain and s != r.name]
+        creds = self.credentials(r.domain, auth)
+        async with self._session() as session:
+            ep = self.hosts.endpoints(r.domain)[-1]
+            repo = Repository(session, self.hosts, ep, r, creds, actions="pull,push")
+            for d in reversed(layers):
+                emit.status("Preparing", _short(d["digest"]))
+            sem = asyncio.Semaphore(self.max_concurrent_downloads)
+
+            async def push_blob(d: dict[str, Any], show: bool) -> None:
+                digest, sid = d["digest"], _short(d["digest"])
+                async with sem:
+                    if await repo.blob_exists(digest):
+                        if show:
+                            emit.status("Layer already exists", sid)
+                        return
+                    for src in mount_from:
+                        if await repo.mount_blob(digest, src):
+                            if show:
+                                emit.status(f"Mounted from {src}", sid)
+                            return
+                    size = self.content.size(digest)
+                    sent = 0
+
+                    def on_bytes(n: int) -> None:
+                        nonlocal sent
+                        sent += n
+                        if show:
+                            emit.progress("Pushing", sid, sent, size)
+
+                    await repo.upload_blob(digest, self.content.blob_path(digest), size, on_bytes)
+                    if show:
+                        emit.status("Pushed", sid)
+
+            await asyncio.gather(*(push_blob(d, True) for d in layers))
+            await push_blob(manifest["config"], False)
+            await repo.put_manifest(tag, media, raw)
+        digest = row.manifest_digest
+        emit.status(f"{tag}: digest: {digest} size: {len(raw)}")
+        emit.aux({"Tag": tag, "Digest": digest, "Size": len(raw)})
+        await asyncio.to_thread(self.meta.add_image, image_id, digest, digests=[f"{r.name}@{digest}"])
+        return digest
+
     # ---- tags and removal ------------------------------------------------------------------------------------
 
     def tag(self, source: str, target: str) -> None:
