@@ -180,6 +180,13 @@ def create_endpoint(
             ipr.link("set", index=idx, master=br, mtu=mtu, ifalias=alias, state="up")
 
         with_ipr(None, host)
+        # A container reaching its own published port: the DNATed packet leaves the bridge by the port it came
+        # in on, which a bridge only allows in hairpin mode (dockerd sets it too when it has no userland proxy).
+        with open(f"/sys/class/net/{host_ifname}/brport/hairpin_mode", "w") as f:
+            f.write("1")
+    except BaseException:
+        delete_link(host_ifname)
+        raise
     finally:
         os.close(fd)
 

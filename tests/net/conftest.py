@@ -5,8 +5,10 @@ portside-test* and removed in finally blocks."""
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -37,14 +39,15 @@ class Procs:
 
     def start(self, netns: Path | str | None, *cmd: str) -> subprocess.Popen[bytes]:
         full = list(cmd) if netns is None else ["nsenter", f"--net={netns}", *cmd]
-        p = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        # own session: busybox httpd forks a child per client, and stop() must end those too
+        p = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
         self.items.append(p)
         return p
 
     def stop(self) -> None:
         for p in self.items:
-            if p.poll() is None:
-                p.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
             p.wait(timeout=5)
 
 
