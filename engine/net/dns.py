@@ -204,7 +204,8 @@ class DnsServer:
                         return _recv_exact(s, n)
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                     s.settimeout(3)
-                    s.sendto(data, (host, port))
+                    s.connect((host, port))  # connected: an ICMP "port unreachable" fails fast
+                    s.send(data)
                     return s.recv(65535)
             except (OSError, ValueError):
                 continue

@@ -83,6 +83,8 @@ def service_kwargs(root: Path, tag: str) -> dict[str, object]:
         "default_subnet": f"10.{200 + secrets.randbelow(50)}.{secrets.randbelow(255)}.0/24",
         "enable_ip_forward": False,
         "host_resolv_conf": resolv,
+        # forwarded queries must stay on this machine: 127.0.0.1:9 has no listener (SERVFAIL at once)
+        "dns_upstreams": [("127.0.0.1", 9)],
     }
 
 
