@@ -1,0 +1,531 @@
+"""What runs inside a container's namespaces before execve: the init's set-up (namespaces, mounts, pivot_root,
+masked and read-only paths, devices, sysctls, hostname) and the process set-up shared by the init and by exec
+(tty, rlimits, user, capabilities, no_new_privs, seccomp, executable look-up).
+
+Runs in a child forked from the supervisor. Every failure is sent to the supervisor as text on the sync socket
+(in runc's and Docker's words, which decide the exit code of `docker run`), then the child exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import resource
+import signal
+import socket
+import stat
+import struct
+import sys
+from typing import Any
+
+from engine.exec import cgroups, linux, seccomp
+from engine.exec.linux import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SLAVE,
+)
+
+_FLAGS = {
+    "ro": (True, linux.MS_RDONLY), "rw": (False, linux.MS_RDONLY), "nosuid": (True, linux.MS_NOSUID),
+    "suid": (False, linux.MS_NOSUID), "nodev": (True, linux.MS_NODEV), "dev": (False, linux.MS_NODEV),
+    "noexec": (True, linux.MS_NOEXEC), "exec": (False, linux.MS_NOEXEC), "sync": (True, linux.MS_SYNCHRONOUS),
+    "async": (False, linux.MS_SYNCHRONOUS), "dirsync": (True, linux.MS_DIRSYNC), "remount": (True, MS_REMOUNT),
+    "mand": (True, linux.MS_MANDLOCK), "nomand": (False, linux.MS_MANDLOCK), "atime": (False, linux.MS_NOATIME),
+    "noatime": (True, linux.MS_NOATIME), "diratime": (False, linux.MS_NODIRATIME),
+    "nodiratime": (True, linux.MS_NODIRATIME), "bind": (True, MS_BIND), "rbind": (True, MS_BIND | MS_REC),
+    "relatime": (True, linux.MS_RELATIME), "norelatime": (False, linux.MS_RELATIME),
+    "strictatime": (True, linux.MS_STRICTATIME), "nostrictatime": (False, linux.MS_STRICTATIME),
+}  # fmt: skip
+_PROPAGATION = {
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": linux.MS_SHARED,
+    "rshared": linux.MS_SHARED | MS_REC, "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC,
+    "unbindable": linux.MS_UNBINDABLE, "runbindable": linux.MS_UNBINDABLE | MS_REC,
+}  # fmt: skip
+
+_RLIMIT = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+
+TIOCSCTTY = 0x540E
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+
+
+class SetupError(Exception):
+    """A failure with the text the user sees (runc's words)."""
+
+
+def parse_options(options: list[str]) -> tuple[int, int, str]:
+    """(mount flags, propagation flags, data) of an OCI mount's options."""
+    flags = 0
+    prop = 0
+    data: list[str] = []
+    for opt in options:
+        if opt in _FLAGS:
+            clear, bit = _FLAGS[opt]
+            flags = flags | bit if clear else flags & ~bit
+        elif opt in _PROPAGATION:
+            prop |= _PROPAGATION[opt]
+        else:
+            data.append(opt)
+    return flags, prop, ",".join(data)
+
+
+def _fdpath(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | 0x1))  # IFF_UP
+
+
+def join_namespaces(spec: dict[str, Any], cgroup_dirs: list[str]) -> None:
+    """Joins the cgroup, then makes or joins every namespace but pid (the supervisor did pid before forking)."""
+    for d in cgroup_dirs:
+        with open(d + "/cgroup.procs", "w") as f:
+            f.write("0")
+    flags = 0
+    fresh_net = False
+    for ns in spec["linux"].get("namespaces") or []:
+        kind = ns["type"]
+        if kind in ("pid", "user"):
+            continue
+        if ns.get("path"):
+            fd = os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                linux.setns(fd, linux.NAMESPACE_FLAGS[kind])
+            except OSError as e:
+                raise SetupError(f"failed to join {kind} namespace {ns['path']}: {e.strerror}") from None
+            finally:
+                os.close(fd)
+        else:
+            flags |= linux.NAMESPACE_FLAGS[kind]
+            fresh_net = fresh_net or kind == "network"
+    linux.unshare(flags)
+    if fresh_net:
+        _loopback_up()
+
+
+def _mount_cgroup(root_fd: int, dest: str, flags: int) -> None:
+    version, mounts = cgroups.layout()
+    linux.mkdir_all_in_root(root_fd, dest)
+    fd = linux.open_in_root(root_fd, dest, os.O_PATH | os.O_DIRECTORY)
+    try:
+        if version == 2:
+            linux.mount("cgroup", _fdpath(fd), "cgroup2", flags)
+            return
+        linux.mount("tmpfs", _fdpath(fd), "tmpfs", flags & ~MS_RDONLY, "mode=755")
+        done: set[str] = set()
+        for _ctrl, mnt in mounts.items():
+            name = os.path.basename(mnt)
+            if name in done:
+                continue
+            done.add(name)
+            linux.mkdir_all_in_root(root_fd, f"{dest}/{name}")
+            sub = linux.open_in_root(root_fd, f"{dest}/{name}", os.O_PATH | os.O_DIRECTORY)
+            try:
+                # in the container's cgroup namespace this shows its own cgroup as the root
+                linux.mount("cgroup", _fdpath(sub), "cgroup", flags, ",".join(sorted(
+                    c for c, m in mounts.items() if m == mnt)))  # fmt: skip
+            finally:
+                os.close(sub)
+        if flags & MS_RDONLY:
+            top = linux.open_in_root(root_fd, dest, os.O_PATH | os.O_DIRECTORY)
+            try:
+                linux.mount(None, _fdpath(top), None, MS_REMOUNT | MS_RDONLY | (flags & ~MS_RDONLY))
+            finally:
+                os.close(top)
+    finally:
+        os.close(fd)
+
+
+def _do_mount(root_fd: int, m: dict[str, Any]) -> None:
+    dest = m["destination"]
+    kind = m.get("type") or ""
+    flags, prop, data = parse_options(m.get("options") or [])
+    if kind == "cgroup":
+        _mount_cgroup(root_fd, dest, flags)
+        return
+    source = m.get("source") or kind
+    is_bind = kind == "bind" or flags & MS_BIND
+    if is_bind:
+        try:
+            st = os.stat(source)
+        except OSError as e:
+            raise SetupError(f"error mounting \"{source}\" to rootfs at \"{dest}\": stat {source}: "
+                             f"{e.strerror.lower() if e.strerror else e}") from None  # fmt: skip
+        if stat.S_ISDIR(st.st_mode):
+            linux.mkdir_all_in_root(root_fd, dest)
+        else:
+            linux.ensure_file_in_root(root_fd, dest)
+    else:
+        linux.mkdir_all_in_root(root_fd, dest)
+    fd = linux.open_in_root(root_fd, dest, os.O_PATH)
+    target = _fdpath(fd)
+    try:
+        if is_bind:
+            linux.mount(source, target, None, MS_BIND | (flags & MS_REC))
+            remount = flags & ~(MS_BIND | MS_REC)
+            if remount:
+                os.close(fd)
+                fd = linux.open_in_root(root_fd, dest, os.O_PATH)
+                target = _fdpath(fd)
+                linux.mount(None, target, None, MS_BIND | MS_REMOUNT | remount | _locked_flags(target))
+        else:
+            try:
+                linux.mount(source, target, kind, flags, data or None)
+            except OSError as e:
+                if kind == "sysfs" and e.errno == errno.EPERM:
+                    # no network namespace of its own (host mode): the host's /sys, bound read-only
+                    linux.mount("/sys", target, None, MS_BIND | MS_REC)
+                    linux.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+                else:
+                    raise SetupError(f'error mounting "{source}" to rootfs at "{dest}": {e.strerror}') from None
+        if prop:
+            os.close(fd)
+            fd = linux.open_in_root(root_fd, dest, os.O_PATH)
+            linux.mount(None, _fdpath(fd), None, prop)
+    finally:
+        os.close(fd)
+
+
+def _locked_flags(path: str) -> int:
+    # flags a bind remount must keep (the kernel refuses to clear them on a locked mount)
+    try:
+        f = os.statvfs(path).f_flag
+    except OSError:
+        return 0
+    return f & (MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _make_devices(root_fd: int, devices: list[dict[str, Any]]) -> None:
+    for d in devices:
+        path = d["path"]
+        parent, _, name = path.rpartition("/")
+        linux.mkdir_all_in_root(root_fd, parent)
+        pfd = linux.open_in_root(root_fd, parent, os.O_PATH | os.O_DIRECTORY)
+        try:
+            kind = stat.S_IFCHR if d.get("type", "c") in ("c", "u") else stat.S_IFBLK
+            mode = d.get("fileMode", 0o666)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=pfd)
+            os.mknod(name, kind | mode, os.makedev(d["major"], d["minor"]), dir_fd=pfd)
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            try:
+                os.chmod(_fdpath(fd), mode)
+                os.chown(_fdpath(fd), d.get("uid", 0), d.get("gid", 0))
+            finally:
+                os.close(fd)
+        finally:
+            os.close(pfd)
+    dev = linux.open_in_root(root_fd, "/dev", os.O_PATH | os.O_DIRECTORY)
+    try:
+        links = [("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"),
+                 ("/proc/self/fd/2", "stderr"), ("pts/ptmx", "ptmx")]  # fmt: skip
+        if os.path.exists("/proc/kcore"):
+            links.append(("/proc/kcore", "core"))
+        for src, name in links:
+            with contextlib.suppress(FileExistsError):
+                os.symlink(src, name, dir_fd=dev)
+    finally:
+        os.close(dev)
+
+
+def _mask_and_protect(spec: dict[str, Any]) -> None:
+    lx = spec["linux"]
+    for p in lx.get("readonlyPaths") or []:
+        if not os.path.exists(p):
+            continue
+        linux.mount(p, p, None, MS_BIND | MS_REC)
+        linux.mount(None, p, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | _locked_flags(p))
+    for p in lx.get("maskedPaths") or []:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            linux.mount("tmpfs", p, "tmpfs", MS_RDONLY)
+        else:
+            linux.mount("/dev/null", p, None, MS_BIND)
+
+
+def setup_rootfs(spec: dict[str, Any], bundle: str) -> None:
+    """Mounts, devices, pivot_root, sysctls, masks, read-only paths and hostname, in runc's order."""
+    root = spec["root"]["path"]
+    rootfs = root if root.startswith("/") else os.path.join(bundle, root)
+    lx = spec["linux"]
+    prop = _PROPAGATION.get(lx.get("rootfsPropagation") or "rslave", MS_SLAVE | MS_REC)
+    linux.mount(None, "/", None, prop)
+    linux.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
+    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for m in spec.get("mounts") or []:
+            try:
+                _do_mount(root_fd, m)
+            except OSError as e:
+                raise SetupError(f"error mounting \"{m.get('source')}\" to rootfs at \"{m['destination']}\": "
+                                 f"{e.strerror or e}") from None  # fmt: skip
+        _make_devices(root_fd, lx.get("devices") or [])
+        cwd = spec["process"].get("cwd") or "/"
+        linux.mkdir_all_in_root(root_fd, cwd)
+    finally:
+        os.close(root_fd)
+    dfd = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(dfd)
+    finally:
+        os.close(dfd)
+    # pivot_root(".", ".") stacks the old root under the new one; detaching it leaves the new root alone
+    linux.pivot_root(".", ".")
+    linux.mount(None, ".", None, MS_SLAVE | MS_REC)
+    linux.umount2(".", MNT_DETACH)
+    os.chdir("/")
+    for key, value in (lx.get("sysctl") or {}).items():
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(str(value))
+    _mask_and_protect(spec)
+    if spec.get("hostname"):
+        socket.sethostname(spec["hostname"])
+    if spec.get("domainname"):
+        name = spec["domainname"].encode()
+        linux._libc.setdomainname(name, len(name))
+
+
+def finish_rootfs(spec: dict[str, Any]) -> None:
+    if spec["root"].get("readonly"):
+        linux.mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | _locked_flags("/"))
+
+
+def open_pty(console: bool) -> tuple[int, int]:
+    """A pty from the container's own devpts: (master, slave). `console` binds the slave on /dev/console."""
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    n = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, struct.pack("I", 0)))[0]
+    slave_path = f"/dev/pts/{n}"
+    slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
+    if console:
+        try:
+            if not os.path.exists("/dev/console"):
+                os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+            linux.mount(slave_path, "/dev/console", None, MS_BIND)
+        except OSError:
+            pass
+    return master, slave
+
+
+def send_fd(sock: socket.socket, msg: bytes, fd: int) -> None:
+    socket.send_fds(sock, [msg], [fd])
+
+
+def look_path(args: list[str], env: list[str]) -> str:
+    """Go's exec.LookPath in the container, with runc's error texts."""
+    arg0 = args[0]
+    if "/" in arg0:
+        try:
+            st = os.stat(arg0)
+        except OSError as e:
+            raise SetupError(f'exec: "{arg0}": stat {arg0}: {(e.strerror or "").lower()}') from None
+        if stat.S_ISDIR(st.st_mode) or not os.access(arg0, os.X_OK):
+            raise SetupError(f'exec: "{arg0}": permission denied')
+        return arg0
+    path = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), "")
+    for d in path.split(":"):
+        cand = os.path.join(d or ".", arg0)
+        try:
+            st = os.stat(cand)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111 and os.access(cand, os.X_OK):
+            return cand
+    raise SetupError(f'exec: "{arg0}": executable file not found in $PATH')
+
+
+def setup_process(proc: dict[str, Any], seccomp_spec: dict[str, Any] | None) -> str:
+    """rlimits, oom score, user, capabilities, no_new_privs, seccomp, cwd; returns the executable's path.
+
+    Without no_new_privs, loading seccomp needs CAP_SYS_ADMIN, so it happens before the capabilities drop (as
+    runc does); with it, as late as possible.
+    """
+    for rl in proc.get("rlimits") or []:
+        name = rl["type"]
+        if name in _RLIMIT:
+            try:
+                resource.setrlimit(_RLIMIT[name], (rl["soft"], rl["hard"]))
+            except (ValueError, OSError) as e:
+                raise SetupError(f"error setting rlimit type {name[7:].lower()}: {e}") from None
+    if proc.get("oomScoreAdj") is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(proc["oomScoreAdj"]))
+    nnp = bool(proc.get("noNewPrivileges"))
+    if nnp:
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    elif seccomp_spec:
+        seccomp.load(seccomp_spec)
+    caps = proc.get("capabilities") or {}
+    bounding = linux.cap_mask(caps.get("bounding"))
+    for n in range(linux.last_cap() + 1):
+        if not bounding & (1 << n):
+            linux.prctl(linux.PR_CAPBSET_DROP, n)
+    user = proc.get("user") or {}
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    linux.prctl(linux.PR_SET_KEEPCAPS, 1)
+    os.setgroups([int(g) for g in user.get("additionalGids") or []])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    linux.prctl(linux.PR_SET_KEEPCAPS, 0)
+    linux.capset(linux.cap_mask(caps.get("effective")), linux.cap_mask(caps.get("permitted")),
+                 linux.cap_mask(caps.get("inheritable")))  # fmt: skip
+    linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
+    for name in caps.get("ambient") or []:
+        if name in linux.CAP_NUMBER:
+            linux.prctl(linux.PR_CAP_AMBIENT, 2, linux.CAP_NUMBER[name])
+    cwd = proc.get("cwd") or "/"
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise SetupError(f'chdir to cwd ("{cwd}") set in config.json failed: {(e.strerror or "").lower()}') from None
+    path = look_path(proc["args"], proc.get("env") or [])
+    if nnp and seccomp_spec:
+        seccomp.load(seccomp_spec)
+    return path
+
+
+def env_dict(env: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in env:
+        k, _, v = item.partition("=")
+        out[k] = v
+    return out
+
+
+def exec_process(path: str, proc: dict[str, Any], sync: socket.socket) -> None:
+    """execve; on failure tells the supervisor why (the sync socket is close-on-exec: EOF means success)."""
+    try:
+        os.execve(path, proc["args"], env_dict(proc.get("env") or []))
+    except OSError as e:
+        if e.errno == errno.EACCES:
+            msg = f'exec: "{proc["args"][0]}": permission denied'
+        elif e.errno == errno.ENOENT:
+            msg = f'exec: "{proc["args"][0]}": no such file or directory'
+        else:
+            msg = f'exec: "{proc["args"][0]}": {(e.strerror or "").lower()}'
+        _fail(sync, msg)
+
+
+def _fail(sync: socket.socket, msg: str) -> None:
+    with contextlib.suppress(OSError):
+        sync.sendall(b"E" + msg.encode())
+    os._exit(127 if "not found" in msg or "no such file" in msg else 126 if "permission denied" in msg else 1)
+
+
+def run_init_reaper(child: int) -> None:
+    """PID 1 for `--init`: forwards signals to the command, reaps every zombie, exits as the command did."""
+    for sig in range(1, signal.NSIG):
+        if sig in (signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, lambda s, _f: os.kill(child, s))
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        except InterruptedError:
+            continue
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(128 - code if code < 0 else code)
+
+
+def container_main(spec: dict[str, Any], bundle: str, cgroup_dirs: list[str], sync: socket.socket) -> None:
+    """The container's init: set-up, report ready, wait for start, execve. Never returns."""
+    try:
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
+        if spec["linux"].get("seccomp"):
+            seccomp.preload()
+        os.setsid()
+        join_namespaces(spec, cgroup_dirs)
+        setup_rootfs(spec, bundle)
+        proc = spec["process"]
+        if proc.get("terminal"):
+            master, slave = open_pty(console=True)
+            send_fd(sync, b"P", master)
+            os.close(master)
+            for i in range(3):
+                os.dup2(slave, i)
+            if slave > 2:
+                os.close(slave)
+            fcntl.ioctl(0, TIOCSCTTY, 0)
+        finish_rootfs(spec)
+        path = setup_process(proc, spec["linux"].get("seccomp"))
+    except SetupError as e:
+        _fail(sync, str(e))
+    except OSError as e:
+        _fail(sync, f"unable to start container process: {e}")
+    except Exception as e:  # an unexpected bug: still report it, never hang the supervisor
+        _fail(sync, f"unable to start container process: {type(e).__name__}: {e}")
+    sync.sendall(b"R")
+    go = sync.recv(1)
+    if go != b"G":
+        os._exit(1)
+    if (spec.get("annotations") or {}).get("io.portside.init") == "true":
+        child = os.fork()
+        if child == 0:
+            exec_process(path, proc, sync)
+        sync.close()
+        run_init_reaper(child)
+    exec_process(path, proc, sync)
+
+
+def exec_main(init_pid: int, spec: dict[str, Any], proc: dict[str, Any], cgroup_dirs: list[str],
+              sync: socket.socket) -> None:  # fmt: skip
+    """A process exec'd into a running container: joins its cgroup and namespaces, then as the init. Never returns."""
+    try:
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
+        if spec["linux"].get("seccomp"):
+            seccomp.preload()
+        os.setsid()
+        for d in cgroup_dirs:
+            with open(d + "/cgroup.procs", "w") as f:
+                f.write("0")
+        fds = []
+        for kind in ("ipc", "uts", "net", "cgroup", "mnt"):
+            with contextlib.suppress(FileNotFoundError):
+                fds.append((os.open(f"/proc/{init_pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC), kind))
+        for fd, kind in fds:
+            if kind == "net" and os.readlink(f"/proc/{init_pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+                os.close(fd)
+                continue
+            linux.setns(fd, 0)
+            os.close(fd)
+        if proc.get("terminal"):
+            master, slave = open_pty(console=False)
+            send_fd(sync, b"P", master)
+            os.close(master)
+            for i in range(3):
+                os.dup2(slave, i)
+            if slave > 2:
+                os.close(slave)
+            fcntl.ioctl(0, TIOCSCTTY, 0)
+        path = setup_process(proc, None if proc.get("privileged") else spec["linux"].get("seccomp"))
+    except SetupError as e:
+        _fail(sync, str(e))
+    except OSError as e:
+        _fail(sync, f"unable to start container process: {e}")
+    except Exception as e:
+        _fail(sync, f"unable to start container process: {type(e).__name__}: {e}")
+    sync.sendall(b"R")
+    exec_process(path, proc, sync)
+    sys.exit(127)

@@ -1,0 +1,502 @@
+"""The engine's side of the runtime: `Runtime` runs OCI bundles, each under its own supervisor process.
+
+Everything a container needs to be found again lives in `exec_root/<id>/` (params, state.json, exit.json, the
+supervisor's ctl.sock), so a new Runtime in a new process re-adopts containers another one started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import marshal
+import os
+import re
+import shutil
+import signal as _signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
+from engine.exec import protocol as P
+from engine.exec.cgroups import Cgroup
+
+_ENGINE_PARENT = str(Path(__file__).resolve().parents[2])
+# The supervisor starts without site-packages or the environment (-S -E): a smaller, faster interpreter.
+_BOOT = f"import sys; sys.path.insert(0, {_ENGINE_PARENT!r}); from engine.exec.supervisor import main; main()"
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_START_PREFIX = (
+    "failed to create task for container: failed to create shim task: OCI runtime create failed: "
+    "portside create failed: unable to start container process: "
+)
+
+
+class ContainerStartError(InvalidArgument):
+    """The container's process could not start; `exit_code` is what Docker records (127, 126 or 128)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _start_error(text: str, code: int | None = None) -> ContainerStartError:
+    if code is None:
+        code = 127 if ("not found" in text or "no such file" in text) else 126 if "permission denied" in text else 128
+    return ContainerStartError(_START_PREFIX + text + ": unknown", code)
+
+
+@dataclass
+class ContainerState:
+    id: str
+    status: str  # created | running | paused | exited
+    pid: int = 0
+    exit_code: int = 0
+    oom_killed: bool = False
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str = ""
+
+
+def _start_time(pid: int) -> int:
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+        return int(data[data.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _alive(pid: int, start: int) -> bool:
+    return pid > 0 and _start_time(pid) == start and start != 0
+
+
+class Stream:
+    """A two-way stream to a container's (or exec'd process's) stdio through its supervisor.
+
+    `read()` gives `(1 or 2, bytes)` for stdout/stderr and None at the end; `exit_code` is then set when the
+    process ended (exec, or attach until the container exits).
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pid: int = 0) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.pid = pid
+        self.exit_code: int | None = None
+
+    async def read(self) -> tuple[int, bytes] | None:
+        while True:
+            try:
+                head = await self.reader.readexactly(P.HEADER)
+                kind, size = P.parse_header(head)
+                payload = await self.reader.readexactly(size)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return None
+            if kind in (P.STDOUT, P.STDERR):
+                return kind, payload
+            if kind == P.EXIT:
+                self.exit_code = marshal.loads(payload)["exit_code"]
+                return None
+
+    async def write(self, data: bytes) -> None:
+        self.writer.write(P.frame(P.STDIN, data))
+        await self.writer.drain()
+
+    async def close_stdin(self) -> None:
+        self.writer.write(P.frame(P.CLOSE_STDIN, b""))
+        await self.writer.drain()
+
+    async def resize(self, height: int, width: int) -> None:
+        self.writer.write(P.frame(P.RESIZE, marshal.dumps((height, width))))
+        await self.writer.drain()
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError, ConnectionError):
+            await self.writer.wait_closed()
+
+
+class Runtime:
+    """Runs OCI bundles under per-container supervisors; see docs/architecture.md, "Runtime API"."""
+
+    def __init__(self, exec_root: Path, cgroup_parent: str = "portside") -> None:
+        self.exec_root = Path(exec_root)
+        self.cgroup_parent = cgroup_parent.strip("/")
+        self.exec_root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        self._exits: asyncio.Queue[ContainerState] | None = None
+        self._watched: set[str] = set()
+
+    # --- paths and files ---
+
+    def _dir(self, cid: str) -> Path:
+        if not _ID_RE.match(cid):
+            raise InvalidArgument(f"invalid container id: {cid!r}")
+        return self.exec_root / cid
+
+    def _existing(self, cid: str) -> Path:
+        d = self._dir(cid)
+        if not (d / "params").exists():
+            raise NotFound(f"No such container: {cid}")
+        return d
+
+    @staticmethod
+    def _read_json(path: Path) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+            return data
+        except (OSError, ValueError):
+            return None
+
+    def _cgroup(self, cid: str) -> Cgroup:
+        with open(self._existing(cid) / "params", "rb") as f:
+            return Cgroup(marshal.load(f)["cgroup"])
+
+    def list(self) -> list[str]:
+        """The containers found in the exec-root: what a new engine re-adopts."""
+        return sorted(p.name for p in self.exec_root.iterdir() if (p / "params").exists())
+
+    # --- life cycle ---
+
+    async def create(
+        self,
+        container_id: str,
+        bundle: Path,
+        *,
+        log_path: Path,
+        log_max_size: int | None = None,
+        log_max_file: int = 1,
+        tty: bool = False,
+        open_stdin: bool = False,
+        stdin_once: bool = False,
+    ) -> int:
+        """Starts the supervisor, which creates the container's init and leaves it waiting for `start`.
+
+        The init's set-up (mounts, user, capabilities, seccomp, the executable's look-up) is done here, so a
+        missing executable already raises `ContainerStartError` (127) from `create`; nothing is left behind then.
+        Returns the init's pid (host view).
+        """
+        d = self._dir(container_id)
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            raise Conflict(f'Conflict. The container ID "{container_id}" is already in use') from None
+        try:
+            spec = json.loads((Path(bundle) / "config.json").read_text())
+            cgroup = spec.get("linux", {}).get("cgroupsPath") or f"{self.cgroup_parent}/{container_id}"
+            params = {
+                "id": container_id, "bundle": str(Path(bundle).resolve()), "spec": spec, "cgroup": cgroup,
+                "log_path": str(log_path), "log_max_size": log_max_size, "log_max_file": log_max_file,
+                "tty": tty, "open_stdin": open_stdin, "stdin_once": stdin_once,
+            }  # fmt: skip
+            (d / "params").write_bytes(marshal.dumps(params))
+            return await asyncio.to_thread(self._launch, d)
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+
+    def _launch(self, d: Path) -> int:
+        r, w = os.pipe()
+        try:
+            with open(d / "supervisor.log", "ab") as errlog:
+                proc = subprocess.Popen(
+                    [sys.executable, "-S", "-E", "-c", _BOOT, str(d), str(w)],
+                    pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog,
+                    cwd="/", close_fds=True, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                )  # fmt: skip
+            os.close(w)
+            w = -1
+            proc.wait()
+            chunks = []
+            while True:
+                b = os.read(r, 65536)
+                if not b:
+                    break
+                chunks.append(b)
+            msg = b"".join(chunks).decode(errors="replace")
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
+        if msg.startswith("R"):
+            return int(msg[1:])
+        if msg.startswith("E"):
+            raise _start_error(msg[1:])
+        log = (d / "supervisor.log").read_text(errors="replace")[-2000:]
+        raise EngineError(f"container supervisor failed to start: {log.strip() or 'no output'}")
+
+    def _request_sync(self, cid: str, req: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+        d = self._existing(cid)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            try:
+                s.connect(str(d / "ctl.sock"))
+            except (FileNotFoundError, ConnectionRefusedError):
+                raise Conflict(f"container {cid} is not running") from None
+            s.sendall(P.frame(P.CONTROL, marshal.dumps(req)))
+            buf = b""
+            while True:
+                if len(buf) >= P.HEADER:
+                    _kind, size = P.parse_header(buf[: P.HEADER])
+                    if len(buf) >= P.HEADER + size:
+                        reply: dict[str, Any] = marshal.loads(buf[P.HEADER : P.HEADER + size])
+                        return reply
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise Conflict(f"container {cid} is not running")
+                buf += chunk
+
+    async def _request(self, cid: str, req: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+        return await asyncio.to_thread(self._request_sync, cid, req, timeout)
+
+    async def start(self, container_id: str) -> int:
+        """Lets the created init execve the command; raises ContainerStartError (126/127) when execve fails."""
+        st = self.state(container_id)
+        if st.status != "created":
+            raise Conflict(f"container {container_id} is already {st.status}")
+        reply = await self._request(container_id, {"op": "start"})
+        if "error" in reply:
+            raise _start_error(reply["error"], reply.get("exit_code"))
+        self.watch(container_id)
+        return int(reply["pid"])
+
+    def state(self, container_id: str) -> ContainerState:
+        d = self._existing(container_id)
+        st = self._read_json(d / "state.json") or {}
+        ex = self._read_json(d / "exit.json")
+        if ex is not None:
+            return ContainerState(
+                container_id, "exited", 0, int(ex.get("exit_code", 0)), bool(ex.get("oom_killed")),
+                st.get("started_at"), ex.get("finished_at"), ex.get("error") or "",
+            )  # fmt: skip
+        pid = int(st.get("pid", 0))
+        if not st or not _alive(int(st.get("supervisor_pid", 0)), int(st.get("supervisor_start", 0))):
+            if st and _alive(pid, int(st.get("pid_start", 0))):
+                # the supervisor died but the container lives on: still running, without logs or exit status
+                return ContainerState(container_id, "running", pid, started_at=st.get("started_at"))
+            # one last look: the supervisor may have finished between the two reads
+            ex = self._read_json(d / "exit.json")
+            if ex is not None:
+                return self.state(container_id)
+            return ContainerState(container_id, "exited", 0, 255, error="container supervisor is gone",
+                                  started_at=st.get("started_at"))  # fmt: skip
+        status = st.get("status", "created")
+        if status == "running" and Cgroup(st["cgroup"]).frozen():
+            status = "paused"
+        return ContainerState(container_id, status, pid, started_at=st.get("started_at"))
+
+    async def wait(self, container_id: str) -> ContainerState:
+        """Returns once the container has exited (at once if it already has)."""
+        d = self._existing(container_id)
+        while True:
+            st = self.state(container_id)
+            if st.status == "exited":
+                return st
+            try:
+                reader, writer = await asyncio.open_unix_connection(str(d / "ctl.sock"))
+            except (FileNotFoundError, ConnectionRefusedError):
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                writer.write(P.frame(P.CONTROL, marshal.dumps({"op": "wait"})))
+                await writer.drain()
+                with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                    head = await reader.readexactly(P.HEADER)
+                    await reader.readexactly(P.parse_header(head)[1])
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError, ConnectionError):
+                    await writer.wait_closed()
+
+    def watch(self, container_id: str) -> None:
+        """Reports this container's exit on `exits()` (started containers are watched on their own)."""
+        if container_id in self._watched:
+            return
+        self._watched.add(container_id)
+        if self._exits is None:
+            self._exits = asyncio.Queue()
+        queue = self._exits
+
+        async def watcher() -> None:
+            try:
+                st = await self.wait(container_id)
+            except NotFound:
+                return
+            finally:
+                self._watched.discard(container_id)
+            await queue.put(st)
+
+        task = asyncio.get_running_loop().create_task(watcher())
+        self._tasks = getattr(self, "_tasks", set())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def exits(self) -> AsyncIterator[ContainerState]:
+        """Every exit from now on, of the containers started here and of those found in the exec-root."""
+        if self._exits is None:
+            self._exits = asyncio.Queue()
+        for cid in self.list():
+            with contextlib.suppress(NotFound):
+                if self.state(cid).status in ("running", "paused", "created"):
+                    self.watch(cid)
+        while True:
+            yield await self._exits.get()
+
+    async def kill(self, container_id: str, signal: int = _signal.SIGKILL, all: bool = False) -> None:
+        st = self.state(container_id)
+        if st.status not in ("running", "paused", "created") or (st.status == "created" and signal != 9):
+            raise Conflict(f"Cannot kill container: {container_id}: Container {container_id} is not running")
+        try:
+            await self._request(container_id, {"op": "kill", "signal": int(signal), "all": all})
+        except Conflict:
+            if self.state(container_id).status == "exited":
+                return
+            raise
+
+    async def stop(
+        self, container_id: str, signal: int = _signal.SIGTERM, timeout: float | None = 10
+    ) -> ContainerState:
+        """StopSignal, then SIGKILL after `timeout` seconds (None: wait for ever); returns the exit state."""
+        st = self.state(container_id)
+        if st.status == "exited":
+            return st
+        if st.status == "paused":
+            await self.resume(container_id)
+        with contextlib.suppress(Conflict):
+            await self.kill(container_id, signal)
+        try:
+            return await asyncio.wait_for(self.wait(container_id), timeout)
+        except TimeoutError:
+            with contextlib.suppress(Conflict):
+                await self.kill(container_id, _signal.SIGKILL, all=True)
+            return await self.wait(container_id)
+
+    async def pause(self, container_id: str) -> None:
+        st = self.state(container_id)
+        if st.status == "paused":
+            raise Conflict(f"Container {container_id} is already paused")
+        if st.status != "running":
+            raise Conflict(f"Container {container_id} is not running")
+        await asyncio.to_thread(self._cgroup(container_id).freeze)
+
+    async def resume(self, container_id: str) -> None:
+        if self.state(container_id).status != "paused":
+            raise Conflict(f"Container {container_id} is not paused")
+        await asyncio.to_thread(self._cgroup(container_id).thaw)
+
+    async def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        """Applies Docker's resource fields (the body of POST /containers/{id}/update) to the running cgroup."""
+        from engine.exec.spec import resources_from_host_config
+
+        res = resources_from_host_config(resources)
+        cg = self._cgroup(container_id)
+        try:
+            await asyncio.to_thread(cg.set_resources, res)
+        except OSError as e:
+            raise InvalidArgument(f"Cannot update container {container_id}: {e.strerror or e}") from None
+
+    async def stats(self, container_id: str) -> dict[str, Any]:
+        """Docker's stats JSON without `precpu_stats` and `networks` (the caller keeps the previous sample)."""
+        self._existing(container_id)
+        out = await asyncio.to_thread(self._cgroup(container_id).stats)
+        out["id"] = container_id
+        return out
+
+    async def top(self, container_id: str, ps_args: str = "-ef") -> dict[str, Any]:
+        """Runs ps on the host and keeps the rows of the container's processes, as dockerd does."""
+        st = self.state(container_id)
+        if st.status not in ("running", "paused"):
+            raise Conflict(f"Container {container_id} is not running")
+        pids = set(self._cgroup(container_id).procs())
+        proc = await asyncio.create_subprocess_exec(
+            "ps", *(ps_args.split() if ps_args else ["-ef"]),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise EngineError(f"Error running ps: exit status {proc.returncode}: {err.decode(errors='replace')}")
+        lines = out.decode(errors="replace").splitlines()
+        titles = lines[0].split()
+        if "PID" not in titles:
+            raise EngineError("Couldn't find PID field in ps output")
+        col = titles.index("PID")
+        rows = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+                rows.append(fields)
+        return {"Titles": titles, "Processes": rows}
+
+    async def resize(self, container_id: str, height: int, width: int) -> None:
+        await self._request(container_id, {"op": "resize", "height": height, "width": width})
+
+    async def attach(self, container_id: str, *, stdin: bool = False, stdout: bool = True,
+                     stderr: bool = True) -> Stream:  # fmt: skip
+        """Output from now on, and the container's stdin when it was created with open_stdin (or a tty)."""
+        d = self._existing(container_id)
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(d / "ctl.sock"))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise Conflict("You cannot attach to a stopped container, start it first") from None
+        writer.write(P.frame(P.CONTROL, marshal.dumps({"op": "attach", "stdin": stdin, "stdout": stdout,
+                                                          "stderr": stderr})))  # fmt: skip
+        await writer.drain()
+        head = await reader.readexactly(P.HEADER)
+        reply = marshal.loads(await reader.readexactly(P.parse_header(head)[1]))
+        if "error" in reply:
+            writer.close()
+            raise Conflict(reply["error"])
+        return Stream(reader, writer)
+
+    def exec_process(self, container_id: str, args: list[str], *, env: list[str] | None = None,
+                     user: str = "", cwd: str = "", tty: bool = False, privileged: bool = False) -> dict[str, Any]:  # fmt: skip
+        """The OCI process for an exec: the container's own, with these args, env, user, cwd and tty."""
+        from engine.exec.spec import exec_process
+
+        d = self._existing(container_id)
+        with open(d / "params", "rb") as f:
+            params = marshal.load(f)
+        return exec_process(params["spec"], Path(params["bundle"]), args, env=env, user=user, cwd=cwd, tty=tty,
+                            privileged=privileged)  # fmt: skip
+
+    async def exec(self, container_id: str, process: dict[str, Any], *, stdin: bool = False) -> Stream:
+        """Runs `process` (see exec_process) in the container; read the Stream to its end for the exit code."""
+        d = self._existing(container_id)
+        if self.state(container_id).status != "running":
+            raise Conflict(f"Container {container_id} is not running")
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(d / "ctl.sock"))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise Conflict(f"Container {container_id} is not running") from None
+        writer.write(P.frame(P.CONTROL, marshal.dumps({"op": "exec", "process": process, "stdin": stdin})))
+        await writer.drain()
+        head = await reader.readexactly(P.HEADER)
+        reply = marshal.loads(await reader.readexactly(P.parse_header(head)[1]))
+        if "error" in reply:
+            writer.close()
+            if "exit_code" in reply:
+                raise _start_error(reply["error"], reply["exit_code"])
+            raise Conflict(reply["error"])
+        return Stream(reader, writer, int(reply["pid"]))
+
+    async def delete(self, container_id: str, force: bool = False) -> None:
+        """Removes the container's state (and with `force` kills it first); its cgroup goes too."""
+        d = self._existing(container_id)
+        st = self.state(container_id)
+        if st.status in ("running", "paused") and not force:
+            raise Conflict(f"cannot remove container {container_id}: container is {st.status}: stop the container "
+                           "before removing or force remove")  # fmt: skip
+        if st.status != "exited":
+            if st.status == "paused":
+                await asyncio.to_thread(self._cgroup(container_id).thaw)
+            with contextlib.suppress(Conflict):
+                await self._request(container_id, {"op": "kill", "signal": 9, "all": True})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wait(container_id), 10)
+        cg = self._cgroup(container_id)
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(cg.kill_all, 9)
+            await asyncio.to_thread(cg.delete)
+        shutil.rmtree(d, ignore_errors=True)

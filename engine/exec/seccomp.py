@@ -1,0 +1,172 @@
+"""Seccomp: Docker's default profile rendered into an OCI `linux.seccomp` for a container's capabilities (engine
+side), and an OCI `linux.seccomp` compiled and loaded with libseccomp (container side, just before execve)."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InvalidArgument
+
+DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "data" / "seccomp-default.json"
+
+# Go's GOARCH names, which the profile's `arches` use, for platform.machine()
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "s390x": "s390x", "ppc64le": "ppc64le",
+           "riscv64": "riscv64", "i686": "386", "loongarch64": "loong64"}  # fmt: skip
+# the SCMP_ARCH_* name of each GOARCH, for matching `archMap`
+_SCMP_ARCH = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "arm": "SCMP_ARCH_ARM",
+              "s390x": "SCMP_ARCH_S390X", "ppc64le": "SCMP_ARCH_PPC64LE", "riscv64": "SCMP_ARCH_RISCV64",
+              "386": "SCMP_ARCH_X86", "loong64": "SCMP_ARCH_LOONGARCH64"}  # fmt: skip
+
+
+def native_goarch() -> str:
+    return _GOARCH.get(platform.machine(), platform.machine())
+
+
+def _kernel_at_least(want: str) -> bool:
+    def parse(v: str) -> tuple[int, ...]:
+        out = []
+        for part in v.split(".")[:2]:
+            digits = "".join(ch for ch in part if ch.isdigit()) or "0"
+            out.append(int(digits))
+        return tuple(out)
+
+    return parse(platform.release()) >= parse(want)
+
+
+def load_profile(text: str | None = None) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(text if text is not None else DEFAULT_PROFILE.read_text())
+    except ValueError as e:
+        raise InvalidArgument(f"Decoding seccomp profile failed: {e}") from None
+    return data
+
+
+def render(profile: dict[str, Any], capabilities: list[str]) -> dict[str, Any]:
+    """Turns a Docker seccomp profile (with archMap and includes/excludes) into an OCI `linux.seccomp`."""
+    arch = native_goarch()
+    caps = set(capabilities)
+    architectures: list[str] = []
+    for entry in profile.get("archMap") or []:
+        if entry.get("architecture") == _SCMP_ARCH.get(arch):
+            architectures = [entry["architecture"], *(entry.get("subArchitectures") or [])]
+    if not architectures and profile.get("architectures"):
+        architectures = list(profile["architectures"])
+    syscalls: list[dict[str, Any]] = []
+    for rule in profile.get("syscalls") or []:
+        inc = rule.get("includes") or {}
+        exc = rule.get("excludes") or {}
+        if inc.get("arches") and arch not in inc["arches"]:
+            continue
+        if inc.get("caps") and not all(c in caps for c in inc["caps"]):
+            continue
+        if inc.get("minKernel") and not _kernel_at_least(inc["minKernel"]):
+            continue
+        if exc.get("arches") and arch in exc["arches"]:
+            continue
+        if exc.get("caps") and any(c in caps for c in exc["caps"]):
+            continue
+        names = list(rule.get("names") or ([rule["name"]] if rule.get("name") else []))
+        out: dict[str, Any] = {"names": names, "action": rule["action"]}
+        if rule.get("errnoRet") is not None:
+            out["errnoRet"] = rule["errnoRet"]
+        if rule.get("args"):
+            out["args"] = [
+                {"index": a["index"], "value": a["value"], "valueTwo": a.get("valueTwo", 0), "op": a["op"]}
+                for a in rule["args"]
+            ]
+        syscalls.append(out)
+    spec: dict[str, Any] = {"defaultAction": profile["defaultAction"], "architectures": architectures,
+                            "syscalls": syscalls}  # fmt: skip
+    if profile.get("defaultErrnoRet") is not None:
+        spec["defaultErrnoRet"] = profile["defaultErrnoRet"]
+    return spec
+
+
+# --- loading (container side) ---
+
+_ACTIONS = {"SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000, "SCMP_ACT_KILL_PROCESS": 0x80000000,
+            "SCMP_ACT_TRAP": 0x00030000, "SCMP_ACT_LOG": 0x7FFC0000, "SCMP_ACT_ALLOW": 0x7FFF0000}  # fmt: skip
+_OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6,
+        "SCMP_CMP_MASKED_EQ": 7}  # fmt: skip
+_EPERM = 1
+
+
+def _action(name: str, errno_ret: int | None) -> int:
+    if name == "SCMP_ACT_ERRNO":
+        return 0x00050000 | ((_EPERM if errno_ret is None else errno_ret) & 0xFFFF)
+    if name == "SCMP_ACT_TRACE":
+        return 0x7FF00000 | ((_EPERM if errno_ret is None else errno_ret) & 0xFFFF)
+    if name not in _ACTIONS:
+        raise ValueError(f"seccomp: unknown action {name}")
+    return _ACTIONS[name]
+
+
+_lib: Any = None
+
+
+def preload() -> Any:
+    """Opens libseccomp: before pivot_root or setns into the container's mounts, where the host's lib is gone."""
+    global _lib
+    if _lib is None:
+        import ctypes
+
+        _lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    return _lib
+
+
+def load(spec: dict[str, Any]) -> None:
+    """Compiles the OCI seccomp spec with libseccomp and loads it into this process (and its future children)."""
+    import ctypes
+
+    lib = preload()
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+    lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+
+    class ArgCmp(ctypes.Structure):
+        _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                    ("datum_b", ctypes.c_uint64)]  # fmt: skip
+
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                           ctypes.POINTER(ArgCmp)]  # fmt: skip
+
+    default = _action(spec["defaultAction"], spec.get("defaultErrnoRet"))
+    ctx = lib.seccomp_init(default)
+    if not ctx:
+        raise OSError("seccomp_init failed")
+    try:
+        lib.seccomp_attr_set(ctx, 3, 0)  # SCMP_FLTATR_CTL_NNP: no_new_privs is the spec's to decide, not ours
+        for arch in spec.get("architectures") or []:
+            token = lib.seccomp_arch_resolve_name(arch.removeprefix("SCMP_ARCH_").lower().encode())
+            if token:
+                lib.seccomp_arch_add(ctx, token)  # -EEXIST for the native one: fine
+        for rule in spec.get("syscalls") or []:
+            action = _action(rule["action"], rule.get("errnoRet"))
+            if action == default:
+                continue
+            args = rule.get("args") or []
+            arr = (ArgCmp * max(1, len(args)))()
+            for i, a in enumerate(args):
+                arr[i].arg = a["index"]
+                arr[i].op = _OPS[a["op"]]
+                arr[i].datum_a = a["value"]
+                arr[i].datum_b = a.get("valueTwo", 0)
+            for name in rule["names"]:
+                nr = lib.seccomp_syscall_resolve_name(name.encode())
+                if nr == -1:  # not a syscall of this architecture
+                    continue
+                lib.seccomp_rule_add_array(ctx, action, nr, len(args), arr)
+        ret = lib.seccomp_load(ctx)
+        if ret < 0:
+            raise OSError(-ret, "seccomp_load failed")
+    finally:
+        lib.seccomp_release(ctx)

@@ -1,0 +1,652 @@
+"""The per-container supervisor (like conmon or containerd's shim).
+
+Started by the runtime as `python -S -E` (see runtime.py), it detaches into its own session and then owns the
+container: it creates the init, holds the stdio pipes or the pty master, writes Docker's json-file log with
+rotation, reaps the init and the exec'd processes, records the exit status atomically in the exec-root, and serves
+the control socket (start, kill, wait, attach, resize, exec). It lives while the container does, whatever
+happens to the engine, and exits once the exit status is recorded.
+
+Its imports are kept tiny (no json, no asyncio, no pathlib): its memory per idle container is a benchmark figure.
+"""
+
+from __future__ import annotations
+
+import _json  # type: ignore[import-not-found]  # the C string encoder json uses, without json's imports
+import _signal
+import contextlib
+import marshal
+import os
+import select
+import socket
+import sys
+import time
+from typing import Any
+
+from engine.exec import protocol as P
+from engine.exec.cgroups import Cgroup
+
+_enc = _json.encode_basestring
+_PARTIAL_MAX = 16 * 1024  # Docker's json-file splits lines longer than this
+
+
+def dumps(d: dict[str, Any]) -> str:
+    """JSON for flat dicts of str, int, bool and None."""
+    parts = []
+    for k, v in d.items():
+        if v is None:
+            s = "null"
+        elif v is True:
+            s = "true"
+        elif v is False:
+            s = "false"
+        elif isinstance(v, int):
+            s = str(v)
+        else:
+            s = _enc(str(v))
+        parts.append(f"{_enc(k)}: {s}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def rfc3339(ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+
+
+def start_time(pid: int) -> int:
+    """The process's start time in clock ticks since boot: with the pid, it names one process (no pid reuse)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class JsonLog:
+    """Docker's json-file log driver: one JSON object per line, rotated at max_size keeping max_file files."""
+
+    def __init__(self, path: str, max_size: int | None, max_file: int) -> None:
+        self.path = path
+        self.max_size = max_size or 0
+        self.max_file = max(1, max_file)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        self.size = os.fstat(self.fd).st_size
+        self.partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+
+    def write(self, stream: str, data: bytes) -> None:
+        buf = self.partial[stream] + data
+        while True:
+            i = buf.find(b"\n")
+            if i < 0:
+                break
+            self._entry(stream, buf[: i + 1])
+            buf = buf[i + 1 :]
+        while len(buf) >= _PARTIAL_MAX:
+            self._entry(stream, buf[:_PARTIAL_MAX])
+            buf = buf[_PARTIAL_MAX:]
+        self.partial[stream] = buf
+
+    def flush(self) -> None:
+        for stream, buf in self.partial.items():
+            if buf:
+                self._entry(stream, buf)
+            self.partial[stream] = b""
+
+    def _entry(self, stream: str, line: bytes) -> None:
+        text = '{{"log":{},"stream":"{}","time":"{}"}}\n'.format(
+            _enc(line.decode("utf-8", "replace")),
+            stream,
+            rfc3339(time.time_ns()),
+        )
+        raw = text.encode()
+        if self.max_size and self.size and self.size + len(raw) > self.max_size:
+            self._rotate()
+        os.write(self.fd, raw)
+        self.size += len(raw)
+
+    def _rotate(self) -> None:
+        os.close(self.fd)
+        if self.max_file > 1:
+            for n in range(self.max_file - 1, 0, -1):
+                src = self.path if n == 1 else f"{self.path}.{n - 1}"
+                if os.path.exists(src):
+                    os.rename(src, f"{self.path}.{n}")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
+        self.fd = os.open(self.path, flags, 0o640)
+        self.size = 0
+
+
+class Client:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.mode = ""  # "", "attach", "exec", "wait"
+        self.streams: tuple[bool, bool] = (False, False)
+        self.stdin = False
+        self.exec: Proc | None = None
+
+
+class Proc:
+    """A process of the container the supervisor reaps: the init or an exec'd one, with its stdio."""
+
+    def __init__(self, pid: int, tty: bool) -> None:
+        self.pid = pid
+        self.tty = tty
+        self.outputs: dict[int, str] = {}  # fd -> "stdout"/"stderr"
+        self.stdin_fd = -1
+        self.master = -1
+        self.status: int | None = None
+        self.client: Client | None = None
+
+
+def exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+class Supervisor:
+    def __init__(self, state_dir: str, params: dict[str, Any]) -> None:
+        self.dir = state_dir
+        self.p = params
+        self.spec: dict[str, Any] = params["spec"]
+        self.cgroup = Cgroup(params["cgroup"])
+        self.tty = bool(params["tty"])
+        self.log = JsonLog(params["log_path"], params.get("log_max_size"), params.get("log_max_file") or 1)
+        self.ep = select.epoll()
+        self.fds: dict[int, Any] = {}
+        self.init: Proc | None = None
+        self.sync: socket.socket | None = None
+        self.execs: dict[int, Proc] = {}
+        self.clients: dict[int, Client] = {}
+        self.stdin_taken = False
+        self.state: dict[str, Any] = {}
+        self.exited = False
+        self.started = False
+
+    # --- set-up ---
+
+    def fork_child(self, target: Any, tty: bool, stdin: bool) -> tuple[Proc, socket.socket]:
+        """Forks a child running `target(sync)` with fresh stdio (pipes, or /dev/null until its pty exists)."""
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        child_fds: list[int] = []
+        if tty:
+            null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+            stdio = [null, null, null]
+            child_fds.append(null)
+            in_w = -1
+            outs: dict[int, str] = {}
+        else:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            if stdin:
+                in_r, in_w = os.pipe2(os.O_CLOEXEC)
+            else:
+                in_r, in_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
+            stdio = [in_r, out_w, err_w]
+            child_fds += [in_r, out_w, err_w]
+            outs = {out_r: "stdout", err_r: "stderr"}
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for i, fd in enumerate(stdio):
+                    os.dup2(fd, i)
+                os.dup2(child_sock.fileno(), 3, inheritable=False)
+                os.closerange(4, 65536)
+                target(socket.socket(fileno=3))
+            finally:
+                os._exit(1)
+        for fd in child_fds:
+            os.close(fd)
+        child_sock.close()
+        proc = Proc(pid, tty)
+        proc.outputs = outs
+        proc.stdin_fd = in_w
+        return proc, parent_sock
+
+    def wait_ready(self, proc: Proc, sock: socket.socket) -> str | None:
+        """Reads the child's set-up messages until ready ("R"): the pty master ("P" + fd) or an error ("E...")."""
+        while True:
+            msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
+            if fds:
+                proc.master = fds[0]
+                os.set_blocking(proc.master, False)
+                msg = msg[1:]
+                if not msg:
+                    continue
+            if not msg:
+                return "container init exited before it was ready"
+            if msg[:1] == b"R":
+                return None
+            if msg[:1] == b"E":
+                return msg[1:].decode(errors="replace")
+            if msg[:1] == b"P":
+                continue
+
+    def setup(self) -> str | None:
+        from engine.exec import linux
+
+        spec = self.spec
+        self.cgroup.create()
+        self.cgroup.set_resources(spec["linux"].get("resources") or {})
+        for ns in spec["linux"].get("namespaces") or []:
+            if ns["type"] == "pid":
+                if ns.get("path"):
+                    fd = os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)
+                    linux.setns(fd, linux.CLONE_NEWPID)
+                    os.close(fd)
+                else:
+                    # our later children (the init, then exec'd processes) are born in the container's pid namespace
+                    linux.unshare(linux.CLONE_NEWPID)
+        cg_dirs = self.cgroup.dirs()
+        bundle = self.p["bundle"]
+
+        def target(sync: socket.socket) -> None:
+            from engine.exec import container
+
+            container.container_main(spec, bundle, cg_dirs, sync)
+
+        proc, sock = self.fork_child(target, self.tty, bool(self.p.get("open_stdin")))
+        self.init = proc
+        self.sync = sock
+        err = self.wait_ready(proc, sock)
+        if err is not None:
+            return err
+        self.watch_proc(proc)
+        self.state = {"id": self.p["id"], "status": "created", "pid": proc.pid, "pid_start": start_time(proc.pid),
+                      "supervisor_pid": os.getpid(), "supervisor_start": start_time(os.getpid()),
+                      "cgroup": self.p["cgroup"], "created_at": rfc3339(time.time_ns()), "started_at": None}  # fmt: skip
+        write_atomic(self.dir + "/state.json", dumps(self.state))
+        return None
+
+    def watch_proc(self, proc: Proc) -> None:
+        for fd in proc.outputs:
+            os.set_blocking(fd, False)
+            self.ep.register(fd, select.EPOLLIN)
+            self.fds[fd] = ("out", proc)
+        if proc.master >= 0:
+            self.ep.register(proc.master, select.EPOLLIN)
+            self.fds[proc.master] = ("out", proc)
+            proc.outputs[proc.master] = "stdout"
+
+    # --- the loop ---
+
+    def serve(self, listener: socket.socket, wake_r: int) -> None:
+        self.ep.register(listener.fileno(), select.EPOLLIN)
+        self.fds[listener.fileno()] = ("listen", listener)
+        self.ep.register(wake_r, select.EPOLLIN)
+        self.fds[wake_r] = ("signal", None)
+        self.listener = listener
+        drain_deadline = 0.0
+        while True:
+            timeout = -1.0
+            if self.exited:
+                if not self.open_outputs(self.init) or time.monotonic() > drain_deadline:
+                    self.finish()
+                    return
+                timeout = 0.05
+            try:
+                events = self.ep.poll(timeout)
+            except InterruptedError:
+                continue
+            for fd, _ev in events:
+                kind, obj = self.fds.get(fd, (None, None))
+                if kind == "out":
+                    self.on_output(fd, obj)
+                elif kind == "listen":
+                    self.on_accept()
+                elif kind == "client":
+                    self.on_client(obj)
+                elif kind == "signal":
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 512)
+            self.reap()
+            if self.init is not None and self.init.status is not None and not self.exited:
+                self.exited = True
+                drain_deadline = time.monotonic() + 2.0
+
+    def open_outputs(self, proc: Proc | None) -> bool:
+        return proc is not None and bool(proc.outputs)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.init is not None and pid == self.init.pid:
+                self.init.status = status
+            elif pid in self.execs:
+                proc = self.execs.pop(pid)
+                proc.status = status
+                self.finish_exec(proc)
+
+    def finish_exec(self, proc: Proc) -> None:
+        # drain what the process wrote before its exit, then tell its client
+        deadline = time.monotonic() + 1.0
+        while proc.outputs and time.monotonic() < deadline:
+            for fd in list(proc.outputs):
+                self.on_output(fd, proc, final=True)
+        self.close_outputs(proc)
+        if proc.stdin_fd >= 0:
+            os.close(proc.stdin_fd)
+            proc.stdin_fd = -1
+        c = proc.client
+        if c is not None and proc.status is not None:
+            self.send(c, P.frame(P.EXIT, marshal.dumps({"exit_code": exit_code(proc.status)})))
+            self.drop(c)
+
+    def close_outputs(self, proc: Proc) -> None:
+        for fd in list(proc.outputs):
+            self.close_output(fd, proc)
+
+    def close_output(self, fd: int, proc: Proc) -> None:
+        proc.outputs.pop(fd, None)
+        self.fds.pop(fd, None)
+        with contextlib.suppress(OSError, ValueError):
+            self.ep.unregister(fd)
+        if fd == proc.master:
+            return  # kept for stdin and resize until the process is gone
+        os.close(fd)
+
+    def on_output(self, fd: int, proc: Proc, final: bool = False) -> None:
+        stream = proc.outputs.get(fd)
+        if stream is None:
+            return
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            if final and proc.status is not None:
+                self.close_output(fd, proc)
+            return
+        except OSError:  # EIO: the pty's last slave is closed
+            data = b""
+        if not data:
+            self.close_output(fd, proc)
+            return
+        kind = P.STDOUT if stream == "stdout" else P.STDERR
+        if proc is self.init:
+            self.log.write(stream, data)
+            out = P.frame(kind, data)
+            for c in list(self.clients.values()):
+                if c.mode == "attach" and c.streams[kind - 1]:
+                    self.send(c, out)
+        elif proc.client is not None:
+            self.send(proc.client, P.frame(kind, data))
+
+    def send(self, c: Client, data: bytes) -> None:
+        try:
+            c.sock.sendall(data)
+        except OSError:
+            self.drop(c)
+
+    def drop(self, c: Client) -> None:
+        fd = c.sock.fileno()
+        if fd < 0:
+            return
+        self.clients.pop(fd, None)
+        self.fds.pop(fd, None)
+        with contextlib.suppress(OSError, ValueError):
+            self.ep.unregister(fd)
+        if c.mode == "attach" and c.stdin:
+            self.stdin_done()
+        if c.exec is not None:
+            c.exec.client = None
+        c.sock.close()
+
+    def stdin_done(self) -> None:
+        if self.p.get("stdin_once") and self.init is not None and self.init.stdin_fd >= 0:
+            os.close(self.init.stdin_fd)
+            self.init.stdin_fd = -1
+
+    def on_accept(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        sock.setblocking(True)
+        sock.settimeout(30)
+        c = Client(sock)
+        self.clients[sock.fileno()] = c
+        self.fds[sock.fileno()] = ("client", c)
+        self.ep.register(sock.fileno(), select.EPOLLIN)
+
+    def on_client(self, c: Client) -> None:
+        try:
+            data = c.sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.drop(c)
+            return
+        c.buf += data
+        while len(c.buf) >= P.HEADER:
+            kind, size = P.parse_header(c.buf[: P.HEADER])
+            if len(c.buf) < P.HEADER + size:
+                return
+            payload = c.buf[P.HEADER : P.HEADER + size]
+            c.buf = c.buf[P.HEADER + size :]
+            self.on_frame(c, kind, payload)
+            if c.sock.fileno() < 0:
+                return
+
+    def target_proc(self, c: Client) -> Proc | None:
+        return c.exec if c.mode == "exec" else self.init
+
+    def on_frame(self, c: Client, kind: int, payload: bytes) -> None:
+        if kind == P.CONTROL:
+            try:
+                req = marshal.loads(payload)
+                reply = self.handle(c, req)
+            except Exception as e:
+                reply = {"error": f"{type(e).__name__}: {e}"}
+            if reply is not None:
+                self.send(c, P.frame(P.CONTROL, marshal.dumps(reply)))
+            return
+        proc = self.target_proc(c)
+        if proc is None:
+            return
+        if kind == P.STDIN:
+            fd = proc.master if proc.tty else proc.stdin_fd
+            if fd >= 0 and (c.stdin or c.mode == "exec"):
+                try:
+                    os.set_blocking(fd, True)
+                    os.write(fd, payload)
+                except OSError:
+                    pass
+        elif kind == P.CLOSE_STDIN:
+            if proc is self.init:
+                if c.stdin:
+                    c.stdin = False
+                    self.stdin_done()
+            elif proc.stdin_fd >= 0:
+                os.close(proc.stdin_fd)
+                proc.stdin_fd = -1
+        elif kind == P.RESIZE:
+            h, w = marshal.loads(payload)
+            self.resize(proc, h, w)
+
+    def resize(self, proc: Proc, h: int, w: int) -> None:
+        if proc.master >= 0:
+            import fcntl
+            import struct
+
+            fcntl.ioctl(proc.master, 0x5414, struct.pack("HHHH", h, w, 0, 0))  # TIOCSWINSZ
+
+    def handle(self, c: Client, req: dict[str, Any]) -> dict[str, Any] | None:
+        op = req.get("op")
+        init = self.init
+        assert init is not None
+        if op == "start":
+            return self.start()
+        if op == "kill":
+            sig = int(req.get("signal", 15))
+            if req.get("all"):
+                self.cgroup.kill_all(sig)
+            elif init.status is None:
+                os.kill(init.pid, sig)
+            return {"ok": True}
+        if op == "wait":
+            c.mode = "wait"
+            return None
+        if op == "attach":
+            c.mode = "attach"
+            c.streams = (bool(req.get("stdout", True)), bool(req.get("stderr", True)))
+            c.stdin = bool(req.get("stdin")) and (init.stdin_fd >= 0 or init.tty)
+            return {"ok": True}
+        if op == "resize":
+            self.resize(init, int(req["height"]), int(req["width"]))
+            return {"ok": True}
+        if op == "exec":
+            return self.exec(c, req)
+        if op == "state":
+            return dict(self.state)
+        return {"error": f"unknown op {op!r}"}
+
+    def start(self) -> dict[str, Any]:
+        init, sync = self.init, self.sync
+        if init is None or sync is None or self.started:
+            return {"error": "container already started"}
+        self.started = True
+        sync.sendall(b"G")
+        sync.settimeout(30)
+        # the sync socket is close-on-exec in the child: EOF means execve succeeded
+        try:
+            msg = sync.recv(65536)
+        except OSError:
+            msg = b""
+        sync.close()
+        self.sync = None
+        if msg[:1] == b"E":
+            text = msg[1:].decode(errors="replace")
+            code = 127 if ("not found" in text or "no such file" in text) else 126 if "permission denied" in text else 1
+            self.error = text
+            self.error_code = code
+            return {"error": text, "exit_code": code}
+        self.state["status"] = "running"
+        self.state["started_at"] = rfc3339(time.time_ns())
+        write_atomic(self.dir + "/state.json", dumps(self.state))
+        return {"pid": init.pid}
+
+    def exec(self, c: Client, req: dict[str, Any]) -> dict[str, Any]:
+        init = self.init
+        if init is None or init.status is not None or not self.started:
+            return {"error": "container is not running"}
+        proc_spec = req["process"]
+        spec = self.spec
+        cg_dirs = self.cgroup.dirs()
+        init_pid = init.pid
+
+        def target(sync: socket.socket) -> None:
+            from engine.exec import container
+
+            container.exec_main(init_pid, spec, proc_spec, cg_dirs, sync)
+
+        proc, sock = self.fork_child(target, bool(proc_spec.get("terminal")), bool(req.get("stdin")))
+        sock.settimeout(30)
+        err = self.wait_ready(proc, sock)
+        if err is None:
+            try:
+                msg = sock.recv(65536)  # EOF once execve succeeded
+            except OSError:
+                msg = b""
+            if msg[:1] == b"E":
+                err = msg[1:].decode(errors="replace")
+        sock.close()
+        if err is not None:
+            for fd in [*list(proc.outputs), proc.stdin_fd, proc.master]:
+                if fd >= 0:
+                    os.close(fd)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(proc.pid, 0)
+            code = 127 if ("not found" in err or "no such file" in err) else 126 if "permission denied" in err else 1
+            return {"error": err, "exit_code": code}
+        c.mode = "exec"
+        c.exec = proc
+        proc.client = c
+        self.execs[proc.pid] = proc
+        self.watch_proc(proc)
+        return {"pid": proc.pid}
+
+    # --- the end ---
+
+    def finish(self) -> None:
+        init = self.init
+        assert init is not None and init.status is not None
+        self.close_outputs(init)
+        self.log.flush()
+        oom = self.cgroup.oom_kills() > 0
+        code = getattr(self, "error_code", None) or exit_code(init.status)
+        # processes left by exec (they were killed with the pid namespace); the cgroup goes once they are reaped
+        with contextlib.suppress(OSError):
+            self.cgroup.kill_all(9)
+        with contextlib.suppress(OSError):
+            self.cgroup.delete()
+        result = {"exit_code": code, "oom_killed": oom, "finished_at": rfc3339(time.time_ns()),
+                  "error": getattr(self, "error", None)}  # fmt: skip
+        write_atomic(self.dir + "/exit.json", dumps(result))
+        with contextlib.suppress(OSError):
+            os.unlink(self.dir + "/ctl.sock")
+        note = P.frame(P.EXIT, marshal.dumps({"exit_code": code}))
+        reply = P.frame(P.CONTROL, marshal.dumps(result))
+        for c in list(self.clients.values()):
+            if c.mode == "wait":
+                self.send(c, reply)
+            elif c.mode == "attach":
+                self.send(c, note)
+            self.drop(c)
+
+
+def main() -> None:
+    state_dir, ready_fd = sys.argv[1], int(sys.argv[2])
+    with open(state_dir + "/params", "rb") as f:
+        params = marshal.load(f)
+    if os.fork():
+        os._exit(0)  # the runtime reaps this one; the supervisor is orphaned, out of the engine's process tree
+    os.setsid()
+    os.chdir("/")
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    _signal.set_wakeup_fd(wake_w)
+    _signal.signal(_signal.SIGCHLD, lambda *_: None)
+    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGPIPE):
+        _signal.signal(sig, _signal.SIG_IGN)
+    sup = Supervisor(state_dir, params)
+    try:
+        err = sup.setup()
+    except Exception as e:
+        err = f"{type(e).__name__}: {e}"
+    if err is not None:
+        if sup.init is not None:
+            try:
+                os.kill(sup.init.pid, 9)
+                os.waitpid(sup.init.pid, 0)
+            except OSError:
+                pass
+        with contextlib.suppress(OSError):
+            sup.cgroup.delete()
+        os.write(ready_fd, ("E" + err).encode())
+        os._exit(1)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = state_dir + "/ctl.sock"
+    listener.bind(path)
+    os.chmod(path, 0o600)
+    listener.listen(16)
+    listener.setblocking(False)
+    assert sup.init is not None
+    os.write(ready_fd, f"R{sup.init.pid}".encode())
+    os.close(ready_fd)
+    sup.serve(listener, wake_r)
+    os._exit(0)
