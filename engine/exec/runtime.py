@@ -7,6 +7,7 @@ supervisor's ctl.sock), so a new Runtime in a new process re-adopts containers a
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import marshal
@@ -128,6 +129,7 @@ class Runtime:
         self.exec_root.mkdir(parents=True, exist_ok=True, mode=0o711)
         self._exits: asyncio.Queue[ContainerState] | None = None
         self._watched: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- paths and files ---
 
@@ -154,7 +156,7 @@ class Runtime:
         with open(self._existing(cid) / "params", "rb") as f:
             return Cgroup(marshal.load(f)["cgroup"])
 
-    def list(self) -> list[str]:
+    def list(self) -> builtins.list[str]:
         """The containers found in the exec-root: what a new engine re-adopts."""
         return sorted(p.name for p in self.exec_root.iterdir() if (p / "params").exists())
 
@@ -329,7 +331,6 @@ class Runtime:
             await queue.put(st)
 
         task = asyncio.get_running_loop().create_task(watcher())
-        self._tasks = getattr(self, "_tasks", set())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -450,8 +451,17 @@ class Runtime:
             raise Conflict(reply["error"])
         return Stream(reader, writer)
 
-    def exec_process(self, container_id: str, args: list[str], *, env: list[str] | None = None,
-                     user: str = "", cwd: str = "", tty: bool = False, privileged: bool = False) -> dict[str, Any]:  # fmt: skip
+    def exec_process(
+        self,
+        container_id: str,
+        args: builtins.list[str],
+        *,
+        env: builtins.list[str] | None = None,
+        user: str = "",
+        cwd: str = "",
+        tty: bool = False,
+        privileged: bool = False,
+    ) -> dict[str, Any]:
         """The OCI process for an exec: the container's own, with these args, env, user, cwd and tty."""
         from engine.exec.spec import exec_process
 

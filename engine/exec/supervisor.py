@@ -11,7 +11,7 @@ Its imports are kept tiny (no json, no asyncio, no pathlib): its memory per idle
 
 from __future__ import annotations
 
-import _json  # type: ignore[import-not-found]  # the C string encoder json uses, without json's imports
+import _json  # the C string encoder json uses, without json's imports
 import _signal
 import contextlib
 import marshal
@@ -264,9 +264,17 @@ class Supervisor:
         if err is not None:
             return err
         self.watch_proc(proc)
-        self.state = {"id": self.p["id"], "status": "created", "pid": proc.pid, "pid_start": start_time(proc.pid),
-                      "supervisor_pid": os.getpid(), "supervisor_start": start_time(os.getpid()),
-                      "cgroup": self.p["cgroup"], "created_at": rfc3339(time.time_ns()), "started_at": None}  # fmt: skip
+        self.state = {
+            "id": self.p["id"],
+            "status": "created",
+            "pid": proc.pid,
+            "pid_start": start_time(proc.pid),
+            "supervisor_pid": os.getpid(),
+            "supervisor_start": start_time(os.getpid()),
+            "cgroup": self.p["cgroup"],
+            "created_at": rfc3339(time.time_ns()),
+            "started_at": None,
+        }
         write_atomic(self.dir + "/state.json", dumps(self.state))
         return None
 
