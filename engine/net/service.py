@@ -287,7 +287,7 @@ class NetworkService:
             ip = sb.get("PortsTarget") or ""
             for m in sb.get("Ports", []) if ip else []:
                 rules.append(nft.PortRule(m["proto"], m["host_ip"], m["host_port"], ip, m["container_port"]))
-        nft.apply(self.table, bridges, rules)
+        nft.apply(self.table, sorted(bridges, key=lambda b: b.ifname), rules)
 
     # ------------------------------------------------------------------ networks
 
