@@ -90,8 +90,11 @@ async def test_exec_joins_every_namespace_and_reports_its_exit(runtime: Runtime,
     await runtime.create(cid, b.dir, log_path=b.log)
     try:
         await runtime.start(cid)
-        proc = runtime.exec_process(cid, ["sh", "-c", "hostname; ps -o pid,comm; cat /proc/self/cgroup | head -3; "
-                                           "grep -E '^(CapEff|Seccomp)' /proc/self/status; echo err >&2; exit 7"])  # fmt: skip
+        script = (
+            "hostname; ps -o pid,comm; cat /proc/self/cgroup | head -3; "
+            "grep -E '^(CapEff|Seccomp)' /proc/self/status; echo err >&2; exit 7"
+        )
+        proc = runtime.exec_process(cid, ["sh", "-c", script])
         s = await runtime.exec(cid, proc)
         out = await read_all(s)
         text = out[1].decode()
