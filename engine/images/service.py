@@ -14,9 +14,9 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 
@@ -330,20 +330,28 @@ class ImageService:
     ) -> None:
         loop = asyncio.get_running_loop()
         todo = []
+        quiet: set[int] = set()
         for i, desc in enumerate(layers):
             sid = _short(desc["digest"])
             if self.snapshots.has(chain[i]):
                 emit.status("Already exists", sid)
+                if not self.content.has(desc["digest"]):
+                    # Shared snapshot, but this image's compressed blob is new: fetch it (quietly) so that
+                    # save and push have every blob the manifest names.
+                    quiet.add(i)
+                    todo.append(i)
             else:
                 emit.status("Pulling fs layer", sid)
                 todo.append(i)
         if not todo:
             return
+        loud = emit
+        silent = Emitter(None)
         sem = asyncio.Semaphore(self.max_concurrent_downloads)
         unpack_sem = asyncio.Semaphore(max(1, min(2, os.cpu_count() or 1)))
         downloads: dict[str, asyncio.Task[None]] = {}
 
-        async def download(desc: dict[str, Any]) -> None:
+        async def download(desc: dict[str, Any], emit: Emitter) -> None:
             digest, size = desc["digest"], int(desc.get("size", 0))
             sid = _short(digest)
             if self.content.has(digest):
@@ -374,10 +382,13 @@ class ImageService:
             desc = layers[i]
             digest = desc["digest"]
             sid = _short(digest)
+            emit = silent if i in quiet else loud
             task = downloads.get(digest)
             if task is None:
-                task = downloads[digest] = asyncio.ensure_future(download(desc))
+                task = downloads[digest] = asyncio.ensure_future(download(desc, emit))
             await asyncio.shield(task)
+            if i in quiet:
+                return
             async with unpack_sem:
                 if self.snapshots.has(chain[i]):
                     emit.status("Pull complete", sid)
@@ -640,6 +651,93 @@ class ImageService:
             if cid == container_id:
                 return ContainerLayer(self, cid, image_id)
         raise NotFound(f"No such container layer: {container_id}")
+
+    # ---- archives ----------------------------------------------------------------------------------------------
+
+    def save(self, names: builtins.list[str]) -> Iterator[bytes]:
+        """`docker save`: a docker-archive tar (manifest.json + OCI index.json and blobs), streamed."""
+        from engine.images import archive
+
+        for n in names:
+            if self.resolve(n) is None:
+                raise NotFound(f"No such image: {n}")
+        return archive.pipe_stream(lambda out: archive.save(self, names, out))
+
+    def load(self, fileobj: BinaryIO, *, progress: Progress | None = None) -> builtins.list[str]:
+        """`docker load`; returns Docker's "Loaded image: X" / "Loaded image ID: sha256:..." lines."""
+        from engine.images import archive
+
+        return archive.load(self, fileobj, progress=progress)
+
+    def import_(
+        self,
+        fileobj: BinaryIO,
+        *,
+        repo: str | None = None,
+        tag: str | None = None,
+        changes: builtins.list[str] | None = None,
+        message: str = "",
+        platform: str | None = None,
+        source: str = "-",
+    ) -> ImageRecord:
+        """`docker import`: a filesystem tarball (plain, gzip or zstd) as a one-layer image."""
+        from engine.images import archive
+
+        return archive.import_(
+            self, fileobj, repo=repo, tag=tag, changes=changes, message=message, platform=platform, source=source
+        )
+
+    def commit(
+        self,
+        layer: ContainerLayer,
+        *,
+        repo: str | None = None,
+        tag: str | None = None,
+        comment: str = "",
+        author: str = "",
+        changes: builtins.list[str] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> ImageRecord:
+        """`docker commit` of a container's upper layer (pause the container around this call)."""
+        from engine.images import archive
+
+        return archive.commit(
+            self, layer, repo=repo, tag=tag, comment=comment, author=author, changes=changes, config=config
+        )
+
+    def export(self, layer: ContainerLayer, rootfs: Path | None = None) -> Iterator[bytes]:
+        """`docker export`: the merged filesystem as a tar stream. Pass `rootfs` when the container runs."""
+        from engine.images import archive
+
+        return archive.pipe_stream(lambda out: archive.export(self, layer, out, rootfs))
+
+    def path_stat(self, layer: ContainerLayer, path: str, rootfs: Path | None = None) -> dict[str, Any]:
+        """HEAD /containers/{id}/archive: the X-Docker-Container-Path-Stat dict (NotFound when missing)."""
+        from engine.images import archive
+
+        with archive.mounted(self, layer, rootfs) as root:
+            return archive.path_stat(root, path)
+
+    def archive_get(
+        self, layer: ContainerLayer, path: str, rootfs: Path | None = None
+    ) -> tuple[dict[str, Any], Iterator[bytes]]:
+        """GET /containers/{id}/archive: (path stat, tar stream); every path resolved inside the container."""
+        from engine.images import archive
+
+        st = self.path_stat(layer, path, rootfs)
+
+        def write(out: BinaryIO) -> None:
+            with archive.mounted(self, layer, rootfs) as root:
+                archive.archive_get(root, path, out)
+
+        return st, archive.pipe_stream(write)
+
+    def archive_put(self, layer: ContainerLayer, path: str, fileobj: BinaryIO, rootfs: Path | None = None) -> None:
+        """PUT /containers/{id}/archive: extracts a tar into directory `path` inside the container."""
+        from engine.images import archive
+
+        with archive.mounted(self, layer, rootfs) as root:
+            archive.archive_put(root, path, fileobj, limits=self.snapshots.limits)
 
     # ---- registry listings -----------------------------------------------------------------------------------
 

@@ -187,9 +187,12 @@ def _clean(name: str) -> list[str]:
 class SafeRoot:
     """Directory-fd based access below one root, never following a symlink or leaving the root."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    def __init__(self, root: Path | int) -> None:
+        """`root` is a path, or a directory fd (duplicated: the caller keeps its own)."""
+        if isinstance(root, int):
+            self.fd = os.dup(root)
+        else:
+            self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._cache: dict[tuple[str, ...], int] = {(): self.fd}
 
     def close(self) -> None:
@@ -269,14 +272,16 @@ def _xattrs_of(member: tarfile.TarInfo) -> list[tuple[str, bytes]]:
 
 
 class _Applier:
-    def __init__(self, root: Path, limits: Limits, progress: Callable[[int], None] | None) -> None:
+    def __init__(
+        self, root: Path | int, limits: Limits, progress: Callable[[int], None] | None, whiteouts: bool = True
+    ) -> None:
+        self.whiteouts = whiteouts
         self.r = SafeRoot(root)
         self.limits = limits
         self.written = 0
         self._since_check = 0
         self.dir_times: list[tuple[tuple[str, ...], int]] = []
         self.progress = progress
-        self.root_path = root
 
     def _check_space(self, n: int) -> None:
         self.written += n
@@ -309,7 +314,7 @@ class _Applier:
             return  # the root itself: the snapshot directory keeps its own attributes
         base = parts[-1]
         parent_key = tuple(parts[:-1])
-        if base.startswith(WHITEOUT_PREFIX):
+        if self.whiteouts and base.startswith(WHITEOUT_PREFIX):
             dirfd = self.r.dir(parent_key, create=True)
             if base == WHITEOUT_OPAQUE:
                 os.setxattr(f"/proc/self/fd/{dirfd}", OPAQUE_XATTR, b"y")
@@ -400,17 +405,19 @@ class _Applier:
 
 def apply_layer(
     blob: BinaryIO,
-    dest: Path,
+    dest: Path | int,
     *,
     limits: Limits | None = None,
     progress: Callable[[int], None] | None = None,
+    whiteouts: bool = True,
 ) -> ApplyResult:
-    """Unpacks one (gzip, zstd or plain) layer tar into `dest`, an existing empty directory.
+    """Unpacks one (gzip, zstd or plain) layer tar into `dest`, an existing empty directory (path or fd).
 
-    On error the caller discards `dest`; nothing outside it has been touched."""
+    On error the caller discards `dest`; nothing outside it has been touched. With whiteouts=False (docker cp)
+    `.wh.` names are ordinary files."""
     limits = limits or Limits()
     reader = _Decompressed(blob, limits.max_bytes + (64 << 20))
-    applier = _Applier(dest, limits, progress)
+    applier = _Applier(dest, limits, progress, whiteouts)
     try:
         try:
             with tarfile.open(fileobj=cast(IO[bytes], reader), mode="r|", bufsize=_READ) as tar:
