@@ -37,6 +37,7 @@ def _add_daemon_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     d.add_argument("-b", "--bridge", default=None, help="name of the default bridge (default portside0)")
     d.add_argument("--ip-forward", default=None, choices=["true", "false"], nargs="?", const="true",
                    help="enable net.ipv4.ip_forward (default true)")
+    d.add_argument("--cgroup-parent", default=None, help="parent cgroup of the containers (default portside)")
     d.add_argument("--tlsverify", action="store_true", default=None, help="require TLS client certificates")
     d.add_argument("--tlscacert", default=None, help="CA that client certificates must chain to")
     d.add_argument("--tlscert", default=None, help="server TLS certificate")
@@ -78,7 +79,7 @@ def run_daemon(args: argparse.Namespace) -> int:
         ("insecure_registries", args.insecure_registries), ("registry_mirrors", args.registry_mirrors),
         ("log_level", "debug" if args.debug else args.log_level), ("group", args.group),
         ("tlsverify", args.tlsverify), ("tlscacert", args.tlscacert), ("tlscert", args.tlscert),
-        ("tlskey", args.tlskey), ("bridge", args.bridge),
+        ("tlskey", args.tlskey), ("bridge", args.bridge), ("cgroup_parent", args.cgroup_parent),
     ):
         if value:
             setattr(cfg, attr, value)

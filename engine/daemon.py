@@ -36,7 +36,7 @@ _FILE_KEYS = {
     "data-root": "data_root", "exec-root": "exec_root", "hosts": "hosts", "pidfile": "pidfile",
     "insecure-registries": "insecure_registries", "registry-mirrors": "registry_mirrors", "log-level": "log_level",
     "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert", "tlskey": "tlskey", "group": "group",
-    "bridge": "bridge", "ip-forward": "ip_forward",
+    "bridge": "bridge", "ip-forward": "ip_forward", "cgroup-parent": "cgroup_parent",
 }
 
 
@@ -56,6 +56,7 @@ class DaemonConfig:
     group: str = "docker"
     bridge: str = "portside0"  # dockerd's -b/--bridge: the default bridge's name
     ip_forward: bool = True  # dockerd's --ip-forward
+    cgroup_parent: str = "portside"  # dockerd's --cgroup-parent: containers' cgroups go below it
 
     @classmethod
     def merge_file(cls, cfg: DaemonConfig, path: Path, flags_given: set[str]) -> DaemonConfig:

@@ -105,6 +105,12 @@ async def changes(request: web.Request) -> web.Response:
     rec = m.get(request.match_info["id"])
     layer = await asyncio.to_thread(m.d.images.container_layer, rec["Id"])
     out = await asyncio.to_thread(layer.changes)
+    # The mount points of the files the engine binds in are not the container's changes (Docker keeps them in
+    # an init layer below the container's own).
+    hidden = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
+    out = [c for c in out or [] if c["Path"] not in hidden]
+    if not any(c["Path"].startswith("/etc/") for c in out):
+        out = [c for c in out if c["Path"] != "/etc"]
     return json_response(out or None)
 
 

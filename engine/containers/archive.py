@@ -16,8 +16,9 @@ from typing import Any
 
 from engine.errors import EngineError, InvalidArgument, NotFound
 
+# Every module the child needs is imported before the chroot: nothing can be imported after it.
 _STAT = r"""
-import json, os, stat, sys
+import datetime, json, os, stat, sys
 root, path = sys.argv[1], sys.argv[2]
 os.chroot(root); os.chdir("/")
 try:
@@ -35,7 +36,6 @@ if m & stat.S_ISGID: mode |= 1 << 22
 if stat.S_ISCHR(m): mode |= (1 << 26) | (1 << 21)
 if stat.S_ISBLK(m): mode |= 1 << 26
 if m & stat.S_ISVTX: mode |= 1 << 20
-import datetime
 mt = datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 name = os.path.basename(path.rstrip("/")) or "/"
 link = os.readlink(path) if stat.S_ISLNK(m) else ""

@@ -82,7 +82,7 @@ class ContainerManager:
         return self.store.get(ref)
 
     def bundle(self, cid: str) -> Path:
-        return self.d.config.exec_root / "containers" / cid
+        return self.d.config.exec_root / "bundles" / cid
 
     def log_path(self, cid: str) -> Path:
         return self.store.dir(cid) / f"{cid}-json.log"
@@ -121,6 +121,12 @@ class ContainerManager:
         hc = shape.merged(shape.HOST_CONFIG_DEFAULTS, host_config)
         if hc.get("NetworkMode") in (None, "", "default"):
             hc["NetworkMode"] = "bridge"
+        eps = networking.get("EndpointsConfig") or {}
+        if "default" in eps:  # the CLI names the endpoint after the mode it sent ("default")
+            eps[hc["NetworkMode"]] = eps.pop("default") or {}
+        for key, ep in list(eps.items()):
+            if ep is None:
+                eps[key] = {}
         if not config.get("Image"):
             raise InvalidArgument("No image specified")  # hmm: docker says 'Config cannot be empty...' for {}
         rp_name, rp_max = restart_policy(hc)
@@ -187,6 +193,8 @@ class ContainerManager:
             await asyncio.to_thread(d.images.create_container_layer, cid, img.id)
             layer_made = True
             self.store.dir(cid).mkdir(parents=True, exist_ok=True)
+            net_settings = shape.empty_network_settings()
+            net_settings["Networks"] = await asyncio.to_thread(self._planned_endpoints, hc, eps)
             rec: dict[str, Any] = {
                 "Id": cid,
                 "Created": shape.now_rfc3339(),
@@ -210,7 +218,7 @@ class ContainerManager:
                 "GraphDriver": {"Name": "overlay2", "Data": None},
                 "Mounts": mounts,
                 "Config": config,
-                "NetworkSettings": shape.empty_network_settings(),
+                "NetworkSettings": net_settings,
                 "_portside": {"NetworkingConfig": networking, "ManuallyStopped": False,
                               "ImageConfig": image_config},
             }
@@ -228,6 +236,20 @@ class ContainerManager:
             raise
         self.emit(rec, "create")
         return cid, warnings
+
+    def _planned_endpoints(self, hc: dict[str, Any], eps: dict[str, Any]) -> dict[str, Any]:
+        """NetworkSettings.Networks of a created container: its endpoints, addresses still empty (as Docker)."""
+        mode = hc.get("NetworkMode") or "bridge"
+        if mode in ("host", "none") or mode.startswith("container:") or self.d.networks is None:
+            names = [mode] if mode in ("host", "none") and self.d.networks is not None else []
+        else:
+            names = list(dict.fromkeys([mode, *eps.keys()]))
+        out: dict[str, Any] = {}
+        for name in names:
+            net = self.d.networks.inspect(name)  # NotFound: "network X not found", as dockerd answers create
+            cfg = eps.get(name) or eps.get(net["Id"]) or {}
+            out[net["Name"]] = shape.endpoint(net["Id"], cfg)
+        return out
 
     def _plan_mounts(self, cid: str, config: dict[str, Any], hc: dict[str, Any], image_config: dict[str, Any],
                      made: list[str]) -> list[dict[str, Any]]:
@@ -299,8 +321,12 @@ class ContainerManager:
         try:
             await runner.start(self, rec)
         except EngineError as e:
-            rec["State"].update(Error=e.message, ExitCode=_start_exit_code(e.message))
+            code = getattr(e, "exit_code", None)
+            rec["State"].update(Error=e.message, ExitCode=code if code is not None else _start_exit_code(e.message))
             self.store.save(rec)
+            if rec["HostConfig"].get("AutoRemove"):
+                # as dockerd does: a --rm container that cannot start is removed at once
+                self._restart_tasks[rec["Id"]] = asyncio.create_task(self._auto_remove(rec["Id"]))
             raise
         rec["State"].update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False,
                             Dead=False, Error="", ExitCode=0, StartedAt=shape.now_rfc3339(),
@@ -795,8 +821,7 @@ async def net_connect(m: ContainerManager, ref: str, net: dict[str, Any], cfg: d
             eps["bridge"] = {}
         eps[net["Name"]] = cfg
         rec["_portside"]["NetworkingConfig"]["EndpointsConfig"] = eps
-        rec["NetworkSettings"].setdefault("Networks", {})[net["Name"]] = {
-            "NetworkID": net["Id"], "Aliases": cfg.get("Aliases"), "IPAddress": "", "EndpointID": ""}
+        rec["NetworkSettings"].setdefault("Networks", {})[net["Name"]] = shape.endpoint(net["Id"], cfg)
     m.store.save(rec)
     d.events.publish("network", "connect", net["Id"], {"name": net["Name"], "type": net["Driver"],
                                                        "container": rec["Id"]})
@@ -822,8 +847,6 @@ async def net_disconnect(m: ContainerManager, ref: str, net: dict[str, Any], for
             raise Forbidden(f"container {rec['Id']} is not connected to network {net['Name']}")
         eps.pop(net["Name"], None)
         nets.pop(net["Name"], None)
-        if net["Name"] == rec["HostConfig"].get("NetworkMode") or net["Name"] == "bridge":
-            rec["HostConfig"]["NetworkMode"] = "none" if not eps else next(iter(eps))
     m.store.save(rec)
     d.events.publish("network", "disconnect", net["Id"], {"name": net["Name"], "type": net["Driver"],
                                                           "container": rec["Id"]})

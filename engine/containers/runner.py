@@ -38,12 +38,12 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
     cfg, hc = rec["Config"], rec["HostConfig"]
     bundle = m.bundle(cid)
     rootfs = bundle / "rootfs"
-    undo: list[Any] = []
+    undo: list[tuple[bool, Any]] = []  # (is_async, step) to run in reverse when a later step fails
     try:
         bundle.mkdir(parents=True, exist_ok=True)
         layer = await asyncio.to_thread(d.images.container_layer, cid)
         await asyncio.to_thread(layer.mount, rootfs)
-        undo.append(lambda: layer.unmount(rootfs))
+        undo.append((False, lambda: layer.unmount(rootfs)))
         # Docker's copy-up: a volume's first mount gets what the image has at the mount path.
         for mt in rec.get("Mounts") or []:
             if mt.get("Type") == "volume" and mt.get("Name"):
@@ -62,7 +62,7 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
                 extra_hosts=hc.get("ExtraHosts") or None,
             )
         )
-        undo.append(lambda: d.networks.remove_sandbox(cid))
+        undo.append((False, lambda: d.networks.remove_sandbox(cid)))
         extra: list[dict[str, Any]] = []
         for path, dest in ((sb.hosts_path, "/etc/hosts"), (sb.resolv_conf_path, "/etc/resolv.conf"),
                            (sb.hostname_path, "/etc/hostname")):
@@ -79,11 +79,6 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
         spec_hc["Mounts"] = [*(mm for mm in hc.get("Mounts") or [] if mm.get("Type") != "volume"),
                              *({"Type": "volume", "Source": mt["Name"], "Target": mt["Destination"],
                                 "ReadOnly": not mt["RW"]} for mt in rec.get("Mounts") or [] if mt["Type"] == "volume")]
-        spec_hc["Binds"] = [*(spec_hc["Binds"] or []),
-                            *(f"{mt['Source']}:{mt['Destination']}" + ("" if mt["RW"] else ":ro")
-                              for mt in rec.get("Mounts") or [] if mt["Type"] == "bind"
-                              and not any(b.startswith(mt["Source"] + ":") for b in spec_hc["Binds"] or []))]
-        spec_hc["Binds"] = list(dict.fromkeys(spec_hc["Binds"])) or None
         spec_hc["NetworkMode"] = mode
         oci = importlib.import_module("engine.exec.spec")
 
@@ -93,25 +88,23 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
                               extra_mounts=extra, volume_path=lambda name: d.volumes.inspect(name)["Mountpoint"])
         )
         await d.runtime.create(cid, bundle, spec, tty=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
-                               log_path=m.log_path(cid), log_config=hc.get("LogConfig") or {})
-        undo.append(lambda: _delete_sync(d.runtime, cid))
+                               stdin_once=bool(cfg.get("StdinOnce")), log_path=m.log_path(cid),
+                               log_config=hc.get("LogConfig") or {})
+        undo.append((True, lambda: d.runtime.delete(cid)))
         await m._let_attachers_in(cid)
         rec["State"]["Pid"] = await d.runtime.start(cid)
     except BaseException:
-        for fn in reversed(undo):
+        for is_async, fn in reversed(undo):
             try:
-                await asyncio.to_thread(fn)
+                if is_async:
+                    await fn()
+                else:
+                    await asyncio.to_thread(fn)
             except Exception:
                 log.exception("undoing a failed start of %s", cid[:12])
         rec["NetworkSettings"]["Networks"] = {}
         rec["NetworkSettings"]["Ports"] = {}
         raise
-
-
-def _delete_sync(runtime: Any, cid: str) -> None:
-    # Called from a worker thread while undoing: run the runtime's async delete on a private loop.
-    with contextlib.suppress(Exception):
-        asyncio.run(runtime.delete(cid))
 
 
 async def cleanup(m: ContainerManager, rec: dict[str, Any]) -> None:

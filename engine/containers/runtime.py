@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
 def make_runtime(daemon: Daemon) -> Any:
     """The adapter over engine/exec's runtime, or None while this tree has no runtime."""
+    from engine.containers.exec_adapter import ExecRuntime
+
     try:
-        from engine.containers.exec_adapter import ExecRuntime
+        return ExecRuntime(daemon)
     except ImportError:
         return None
-    return ExecRuntime(daemon)

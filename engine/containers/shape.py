@@ -154,3 +154,13 @@ def empty_network_settings() -> dict[str, Any]:
         "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
         "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": {},
     }  # fmt: skip
+
+
+def endpoint(network_id: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """An EndpointSettings before the container runs."""
+    return {
+        "IPAMConfig": cfg.get("IPAMConfig"), "Links": cfg.get("Links"), "MacAddress": cfg.get("MacAddress") or "",
+        "Aliases": cfg.get("Aliases"), "DriverOpts": cfg.get("DriverOpts"), "GwPriority": 0,
+        "NetworkID": network_id, "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None,
+    }  # fmt: skip

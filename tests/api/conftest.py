@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -42,6 +43,8 @@ class PortsideDaemon:
     __test__ = False
     tmp: Path
     extra_args: list[str] = field(default_factory=list)
+    # Short, apart from tmp: the supervisors' socket paths (with 64-hex ids) must fit AF_UNIX's 108 bytes.
+    exec_dir: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -58,7 +61,7 @@ class PortsideDaemon:
 
     @property
     def exec_root(self) -> Path:
-        return self.tmp / "exec"
+        return self.exec_dir or self.tmp / "exec"
 
     @property
     def log(self) -> Path:
@@ -71,7 +74,33 @@ class PortsideDaemon:
     def command(self) -> list[str]:
         return [sys.executable, "-m", "app.cli", "daemon", "--data-root", str(self.data_root), "--exec-root",
                 str(self.exec_root), "-H", self.host, "--bridge", self.bridge, "--ip-forward=false",
-                *self.extra_args]
+                "--cgroup-parent", f"portside-test-{self.bridge}", *self.extra_args]
+
+    def cleanup_containers(self) -> None:
+        """Containers outlive the daemon by design: a test session kills what its daemon left running."""
+        rt_dir = self.exec_root / "rt"
+        try:
+            from engine.exec.runtime import Runtime
+        except ImportError:
+            return
+        import asyncio
+
+        async def kill_all() -> None:
+            rt = Runtime(rt_dir, cgroup_parent=f"portside-test-{self.bridge}")
+            for cid in rt.list():
+                with contextlib.suppress(Exception):
+                    await rt.delete(cid, force=True)
+
+        if rt_dir.is_dir():
+            asyncio.run(kill_all())
+        # the runtime removes each container's cgroup; the parent this daemon was given goes here
+        for parent in sorted(Path("/sys/fs/cgroup").glob(f"*/portside-test-{self.bridge}"), reverse=True):
+            for child in sorted(parent.rglob("*"), key=lambda p: -len(p.parts)):
+                if child.is_dir():
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+            with contextlib.suppress(OSError):
+                parent.rmdir()
 
     def destroy_network_state(self) -> None:
         """The daemon leaves its bridge and nft table for running containers; a test removes them."""
@@ -131,7 +160,15 @@ class PortsideDaemon:
 
 def new_daemon(extra_args: list[str] | None = None) -> PortsideDaemon:
     tmp = Path(tempfile.mkdtemp(prefix="portside-test-api-"))
-    return PortsideDaemon(tmp, extra_args or [])
+    exec_dir = Path(tempfile.mkdtemp(prefix="portside-test-x", dir="/tmp"))
+    return PortsideDaemon(tmp, extra_args or [], exec_dir)
+
+
+def remove_daemon_dirs(d: PortsideDaemon) -> None:
+    for p in (d.tmp, d.exec_dir):
+        if p is not None:
+            subprocess.run(["umount", "-R", "-l", str(p)], capture_output=True, check=False)
+            shutil.rmtree(p, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -145,5 +182,6 @@ def daemon() -> Iterator[PortsideDaemon]:
         yield d
     finally:
         d.stop()
+        d.cleanup_containers()
         d.destroy_network_state()
-        shutil.rmtree(d.tmp, ignore_errors=True)
+        remove_daemon_dirs(d)

@@ -16,7 +16,7 @@ from tests.api.conftest import PortsideDaemon
 from tests.testbed.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-pytest.importorskip("engine.containers.exec_adapter", reason="no container runtime in this tree yet")
+pytest.importorskip("engine.exec.runtime", reason="no container runtime in this tree yet")
 
 COMPOSE = shutil.which("docker-compose")
 

@@ -20,7 +20,7 @@ from tests.testbed.registry import Registry
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 # The runtime part lands in parallel; until the daemon can run containers these tests cannot run.
-pytest.importorskip("engine.containers.exec_adapter", reason="no container runtime in this tree yet")
+pytest.importorskip("engine.exec.runtime", reason="no container runtime in this tree yet")
 
 
 @pytest.fixture(scope="session")

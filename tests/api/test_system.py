@@ -12,7 +12,7 @@ import time
 import pytest
 
 from engine.version import API_VERSION
-from tests.api.conftest import PortsideDaemon, new_daemon
+from tests.api.conftest import PortsideDaemon, new_daemon, remove_daemon_dirs
 
 pytestmark = pytest.mark.integration
 
@@ -135,7 +135,8 @@ def test_a_second_daemon_on_the_same_data_root_is_refused(daemon: PortsideDaemon
         assert "in use by another portside engine" in out.stderr
         assert not (daemon.tmp / "second.sock").exists()
     finally:
-        pass
+        if other.exec_dir is not None:
+            shutil.rmtree(other.exec_dir, ignore_errors=True)
 
 
 def test_tcp_on_a_public_address_without_tls_is_refused() -> None:
@@ -147,7 +148,7 @@ def test_tcp_on_a_public_address_without_tls_is_refused() -> None:
     finally:
         d.stop()
         d.destroy_network_state()
-        shutil.rmtree(d.tmp, ignore_errors=True)
+        remove_daemon_dirs(d)
 
 
 def test_embedded_daemon_thread_serves_the_cli() -> None:
@@ -155,7 +156,7 @@ def test_embedded_daemon_thread_serves_the_cli() -> None:
 
     d = new_daemon()
     cfg = DaemonConfig(data_root=d.data_root, exec_root=d.exec_root, hosts=[d.host], bridge=d.bridge,
-                       ip_forward=False)
+                       ip_forward=False, cgroup_parent=f"portside-test-{d.bridge}")
     try:
         with DaemonThread(cfg):
             out = d.docker("version", "--format", "{{.Server.Version}}")
@@ -166,7 +167,7 @@ def test_embedded_daemon_thread_serves_the_cli() -> None:
             assert d.request("GET", "/_ping")[0] == 200
     finally:
         d.destroy_network_state()
-        shutil.rmtree(d.tmp, ignore_errors=True)
+        remove_daemon_dirs(d)
 
 
 DEBIAN_DOCKER = "/usr/bin/docker"

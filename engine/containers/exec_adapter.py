@@ -1,0 +1,138 @@
+"""The adapter from the container manager to engine/exec's `Runtime` (OCI bundles under per-container
+supervisors). Bundles live in `<exec-root>/bundles/<id>`, the runtime's own state in `<exec-root>/rt/<id>`."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import Conflict, NotFound
+from engine.store import write_json
+
+if TYPE_CHECKING:
+    from engine.daemon import Daemon
+
+_SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.IGNORECASE)
+
+
+def parse_size(value: str | None) -> int | None:
+    if not value:
+        return None
+    m = _SIZE.match(value.strip())
+    if not m:
+        return None
+    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
+
+
+class ExecProcess:
+    """An exec'd process: its stdio stream, its pid, and its exit code once the stream ended."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.pid = int(getattr(stream, "pid", 0))
+        self._ended = False
+
+    async def read(self) -> tuple[int, bytes] | None:
+        item: tuple[int, bytes] | None = await self.stream.read()
+        if item is None:
+            self._ended = True
+        return item
+
+    async def write(self, data: bytes) -> None:
+        await self.stream.write(data)
+
+    async def close_stdin(self) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            await self.stream.close_stdin()
+
+    async def resize(self, h: int, w: int) -> None:
+        await self.stream.resize(h, w)
+
+    async def wait(self) -> int:
+        while not self._ended:
+            await self.read()
+        code = self.stream.exit_code
+        await self.stream.close()
+        return int(code) if code is not None else 255
+
+
+class ExecRuntime:
+    def __init__(self, daemon: Daemon) -> None:
+        runtime_mod = importlib.import_module("engine.exec.runtime")
+        self.exec_root = daemon.config.exec_root
+        # A short dir name: the supervisor's socket path must fit AF_UNIX's 108 bytes with a 64-hex id in it.
+        self.rt = runtime_mod.Runtime(self.exec_root / "rt", cgroup_parent=daemon.config.cgroup_parent)
+
+    def bundle(self, cid: str) -> Path:
+        return self.exec_root / "bundles" / cid
+
+    async def create(self, cid: str, bundle: Path, spec: dict[str, Any], *, tty: bool, stdin: bool,
+                     stdin_once: bool = False, log_path: Path, log_config: dict[str, Any]) -> int:
+        write_json(bundle / "config.json", spec)
+        opts = log_config.get("Config") or {}
+        max_file = int(opts.get("max-file") or 1)
+        pid: int = await self.rt.create(cid, bundle, log_path=log_path, log_max_size=parse_size(opts.get("max-size")),
+                                        log_max_file=max_file, tty=tty, open_stdin=stdin, stdin_once=stdin_once)
+        return pid
+
+    async def start(self, cid: str) -> int:
+        pid: int = await self.rt.start(cid)
+        return pid
+
+    async def wait(self, cid: str) -> tuple[int, bool]:
+        st = await self.rt.wait(cid)
+        return int(st.exit_code), bool(st.oom_killed)
+
+    async def alive(self, cid: str) -> bool:
+        try:
+            return bool(self.rt.state(cid).status in ("running", "paused"))
+        except (NotFound, Conflict, ValueError):
+            return False
+
+    async def exit_code(self, cid: str) -> int | None:
+        try:
+            st = self.rt.state(cid)
+        except (NotFound, Conflict, ValueError):
+            return None
+        return int(st.exit_code) if st.status == "exited" else None
+
+    async def kill(self, cid: str, signum: int) -> None:
+        await self.rt.kill(cid, signum)
+
+    async def pause(self, cid: str) -> None:
+        await self.rt.pause(cid)
+
+    async def unpause(self, cid: str) -> None:
+        await self.rt.resume(cid)
+
+    async def resize(self, cid: str, h: int, w: int) -> None:
+        await self.rt.resize(cid, h, w)
+
+    async def update(self, cid: str, resources: dict[str, Any]) -> None:
+        await self.rt.update(cid, resources)
+
+    async def delete(self, cid: str) -> None:
+        with contextlib.suppress(NotFound):
+            await self.rt.delete(cid, force=True)
+
+    async def attach(self, cid: str, *, stdin: bool, stdout: bool, stderr: bool) -> Any:
+        return await self.rt.attach(cid, stdin=stdin, stdout=stdout, stderr=stderr)
+
+    async def exec(self, cid: str, cfg: dict[str, Any], rec: dict[str, Any], *, tty: bool, stdin: bool) -> ExecProcess:
+        cmd = cfg.get("Cmd") or []
+        process = self.rt.exec_process(cid, list(cmd), env=cfg.get("Env") or None, user=cfg.get("User") or "",
+                                       cwd=cfg.get("WorkingDir") or "", tty=tty,
+                                       privileged=bool(cfg.get("Privileged")))
+        stream = await self.rt.exec(cid, process, stdin=stdin)
+        return ExecProcess(stream)
+
+    async def stats(self, cid: str) -> dict[str, Any]:
+        out: dict[str, Any] = await self.rt.stats(cid)
+        return out
+
+    async def top(self, cid: str, ps_args: str) -> dict[str, Any]:
+        out: dict[str, Any] = await self.rt.top(cid, ps_args)
+        return out
