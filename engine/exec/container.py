@@ -449,9 +449,21 @@ def run_init_reaper(child: int) -> None:
             os._exit(128 - code if code < 0 else code)
 
 
+def reset_signals() -> None:
+    """Default dispositions and an empty mask: the supervisor ignores SIGTERM, SIGPIPE..., and ignored signals
+    would survive execve into the container."""
+    for sig in range(1, signal.NSIG):
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def container_main(spec: dict[str, Any], bundle: str, cgroup_dirs: list[str], sync: socket.socket) -> None:
     """The container's init: set-up, report ready, wait for start, execve. Never returns."""
     try:
+        reset_signals()
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
         if spec["linux"].get("seccomp"):
             seccomp.preload()
@@ -493,6 +505,7 @@ def exec_main(init_pid: int, spec: dict[str, Any], proc: dict[str, Any], cgroup_
               sync: socket.socket) -> None:  # fmt: skip
     """A process exec'd into a running container: joins its cgroup and namespaces, then as the init. Never returns."""
     try:
+        reset_signals()
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
         if spec["linux"].get("seccomp"):
             seccomp.preload()
