@@ -134,12 +134,23 @@ async def container_root(m: ContainerManager, rec: dict[str, Any]) -> AsyncItera
 async def export(request: web.Request) -> web.StreamResponse:
     m = manager(request)
     rec = m.get(request.match_info["id"])
+    svc = m.d.images
+    layer = await asyncio.to_thread(svc.container_layer, rec["Id"])
+    rootfs = m.bundle(rec["Id"]) / "rootfs" if rec["State"]["Running"] else None
+    chunks = await asyncio.to_thread(svc.export, layer, rootfs)
     resp = web.StreamResponse(status=200)
     resp.content_type = "application/x-tar"
-    async with container_root(m, rec) as root:
-        await resp.prepare(request)
-        async for chunk in archive.export_tar(root):
-            await resp.write(chunk)
+    await resp.prepare(request)
+    it = iter(chunks)
+    done = object()
+    try:
+        while (chunk := await asyncio.to_thread(next, it, done)) is not done:
+            await resp.write(chunk)  # type: ignore[arg-type]
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(close)
     m.emit(rec, "export")
     return resp
 

@@ -89,17 +89,24 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 async def import_image(request: web.Request, src: str) -> web.StreamResponse:
     svc = _images(request)
-    fn = getattr(svc, "import_image", None)
-    if fn is None:
-        raise EngineError("image import is not available in this engine yet")
+    if src != "-":
+        raise InvalidArgument("importing from a URL is not supported: send the tarball in the request body")
     repo, tag = request.query.get("repo", ""), request.query.get("tag", "")
     changes = request.query.getall("changes", [])
     message = request.query.get("message", "")
-    data = await request.read() if src == "-" else None
+    platform = request.query.get("platform") or None
+    data = await request.read()
+    d = daemon_of(request)
 
     async def job(progress: Callable[[dict[str, Any]], None]) -> None:
-        image_id = await fn(src, data, repo=repo, tag=tag, changes=changes, message=message)
-        progress({"status": image_id})
+        import io
+
+        rec = await asyncio.to_thread(
+            lambda: svc.import_(io.BytesIO(data), repo=repo or None, tag=tag or None, changes=changes,
+                                message=message, platform=platform)
+        )
+        d.events.publish("image", "import", rec.id, {"name": rec.id})
+        progress({"status": rec.id})
 
     return await stream_json(request, job)
 
@@ -219,43 +226,25 @@ async def push(request: web.Request) -> web.StreamResponse:
 
 async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
     svc = _images(request)
-    fn = getattr(svc, "save", None)
-    if fn is None:
-        raise EngineError("image save is not available in this engine yet")
     for n in names:
         if await asyncio.to_thread(svc.resolve, n) is None:
             raise NotFound(f"No such image: {n}")
+    chunks = await asyncio.to_thread(svc.save, names)
     resp = web.StreamResponse(status=200)
     resp.content_type = "application/x-tar"
     await resp.prepare(request)
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
-    loop = asyncio.get_running_loop()
-
-    class _Writer:
-        def write(self, b: bytes) -> int:
-            asyncio.run_coroutine_threadsafe(queue.put(bytes(b)), loop).result()
-            return len(b)
-
-        def flush(self) -> None:
-            return None
-
-    def run() -> None:
-        try:
-            fn(names, _Writer())
-        finally:
-            asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
-
-    fut = loop.run_in_executor(None, run)
+    it = iter(chunks)
+    done = object()
     try:
-        while (chunk := await queue.get()) is not None:
-            await resp.write(chunk)
+        while (chunk := await asyncio.to_thread(next, it, done)) is not done:
+            await resp.write(chunk)  # type: ignore[arg-type]
     finally:
-        with contextlib.suppress(BaseException):
-            # drain so the worker thread never blocks forever on a full queue
-            while not fut.done():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-                await asyncio.sleep(0.01)
+        close = getattr(it, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(close)
+    for n in names:
+        daemon_of(request).events.publish("image", "save", n, {"name": n})
     return resp
 
 
@@ -269,23 +258,22 @@ async def save_many(request: web.Request) -> web.StreamResponse:
 
 async def load(request: web.Request) -> web.StreamResponse:
     svc = _images(request)
-    fn = getattr(svc, "load", None)
-    if fn is None:
-        raise EngineError("image load is not available in this engine yet")
     data = await request.read()
-    quiet = qbool(request, "quiet")
     d = daemon_of(request)
 
     async def job(progress: Callable[[dict[str, Any]], None]) -> None:
         import io
 
-        loaded = await asyncio.to_thread(fn, io.BytesIO(data))
-        for name in loaded or []:
-            label = "Loaded image ID: " if name.startswith("sha256:") else "Loaded image: "
-            progress({"stream": f"{label}{name}\n"})
+        loop = asyncio.get_running_loop()
+
+        def relay(msg: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(progress, msg)
+
+        lines = await asyncio.to_thread(lambda: svc.load(io.BytesIO(data), progress=relay))
+        for line in lines or []:
+            progress({"stream": line if line.endswith("\n") else line + "\n"})
+            name = line.split(": ", 1)[-1].strip()
             d.events.publish("image", "load", name, {"name": name})
-        if not loaded and not quiet:
-            progress({"stream": ""})
 
     return await stream_json(request, job)
 
@@ -298,24 +286,26 @@ async def build(request: web.Request) -> web.Response:
 async def commit(request: web.Request) -> web.Response:
     d = daemon_of(request)
     svc = _images(request)
-    fn = getattr(svc, "commit", None)
-    if fn is None:
-        raise EngineError("commit is not available in this engine yet")
     body = await json_body(request, required=False)
     m = d.containers
     rec = m.get(request.query.get("container", ""))
     repo, tag_ = request.query.get("repo", ""), request.query.get("tag", "")
     ref = _reference(repo, tag_) if repo else ""
+    tag_ = tag_ or ("latest" if repo else "")
     pause = qbool(request, "pause", True) and rec["State"]["Running"] and not rec["State"]["Paused"]
     if pause:
         with contextlib.suppress(EngineError):
             await m.rt.pause(rec["Id"])
     try:
-        image_id = await asyncio.to_thread(
-            lambda: fn(rec["Id"], rec["Image"], config=body or None, container_config=rec["Config"], ref=ref or None,
-                       comment=request.query.get("comment", ""), author=request.query.get("author", ""),
-                       changes=request.query.getall("changes", []))
+        layer = await asyncio.to_thread(svc.container_layer, rec["Id"])
+        config = dict(rec["Config"])
+        config.update(body or {})
+        img = await asyncio.to_thread(
+            lambda: svc.commit(layer, repo=repo or None, tag=tag_ or None, comment=request.query.get("comment", ""),
+                               author=request.query.get("author", ""), changes=request.query.getall("changes", []),
+                               config=config)
         )
+        image_id = img.id
     finally:
         if pause:
             with contextlib.suppress(EngineError):

@@ -134,18 +134,3 @@ async def put_tar(root: str, path: str, data: bytes, no_overwrite: bool, cname: 
         raise InvalidArgument(f"cannot overwrite non-directory with directory ({msg.split(':', 1)[-1]})")
     if code != 0:
         raise EngineError(f"extracting into {path}: {msg.splitlines()[-1] if msg else code}")
-
-
-async def export_tar(root: str) -> AsyncIterator[bytes]:
-    proc = await asyncio.create_subprocess_exec(
-        "tar", "--numeric-owner", "--xattrs", "-C", root, "-cf", "-", ".", stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
-    try:
-        while chunk := await proc.stdout.read(65536):
-            yield chunk
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()

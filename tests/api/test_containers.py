@@ -165,3 +165,125 @@ def test_rm_f_removes_a_running_container(daemon: PortsideDaemon, busybox: str) 
     assert out.returncode != 0 and "stop the container before removing or force remove" in out.stderr
     assert daemon.docker("rm", "-f", name).returncode == 0
     assert daemon.docker("inspect", name).returncode != 0
+
+
+def test_commit_then_run_the_new_image(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    name = f"pst-commit-{os.getpid()}"
+    names.append(name)
+    image = f"pst-committed-{os.getpid()}:v1"
+    assert daemon.docker("run", "-d", "--name", name, busybox, "sleep", "60").returncode == 0
+    daemon.docker("exec", name, "sh", "-c", "echo committed > /root/mark")
+    out = daemon.docker("commit", "-c", "CMD [\"cat\", \"/root/mark\"]", name, image)
+    assert out.returncode == 0, out.stderr
+    try:
+        run = daemon.docker("run", "--rm", image)
+        assert run.stdout == "committed\n", run.stderr
+    finally:
+        daemon.docker("rmi", image)
+
+
+def test_save_load_and_export(daemon: PortsideDaemon, busybox: str, names: list[str], tmp_path: Path) -> None:
+    tag = f"pst-saved-{os.getpid()}:v1"
+    assert daemon.docker("tag", busybox, tag).returncode == 0
+    archive = tmp_path / "img.tar"
+    out = daemon.docker("save", "-o", str(archive), tag)
+    assert out.returncode == 0, out.stderr
+    assert daemon.docker("rmi", tag).returncode == 0
+    load = daemon.docker("load", "-i", str(archive))
+    assert load.returncode == 0, load.stderr
+    assert f"Loaded image: {tag}" in load.stdout
+    assert daemon.docker("rmi", tag).returncode == 0
+    name = f"pst-export-{os.getpid()}"
+    names.append(name)
+    assert daemon.docker("create", "--name", name, busybox, "true").returncode == 0
+    exported = tmp_path / "fs.tar"
+    assert daemon.docker("export", "-o", str(exported), name).returncode == 0
+    import tarfile
+
+    with tarfile.open(exported) as tf:
+        members = {m.name.lstrip("./") for m in tf.getmembers()}
+    assert "bin/busybox" in members
+
+
+def test_push_to_the_registry_and_pull_back(daemon: PortsideDaemon, busybox: str, registry: Registry) -> None:
+    ref = f"{registry.host}/pst/pushed-{os.getpid()}:v1"
+    assert daemon.docker("tag", busybox, ref).returncode == 0
+    push = daemon.docker("push", ref)
+    assert push.returncode == 0, push.stderr
+    assert "digest: sha256:" in push.stdout
+    assert daemon.docker("rmi", ref).returncode == 0
+    pull = daemon.docker("pull", ref)
+    assert pull.returncode == 0, pull.stderr
+    daemon.docker("rmi", ref)
+
+
+def test_published_port_serves_nginx(daemon: PortsideDaemon, registry: Registry, names: list[str]) -> None:
+    src = f"{registry.host}/testbed/nginx:latest"
+    assert daemon.docker("pull", "-q", src).returncode == 0
+    assert daemon.docker("tag", src, "nginx:latest").returncode == 0
+    name = f"pst-web-{os.getpid()}"
+    names.append(name)
+    out = daemon.docker("run", "-d", "-p", "127.0.0.1::80", "--name", name, "nginx")
+    assert out.returncode == 0, out.stderr
+    port = daemon.docker("port", name, "80").stdout.split()[0]
+    assert port.startswith("127.0.0.1:")
+    import urllib.request
+
+    body = b""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            body = urllib.request.urlopen(f"http://{port}/", timeout=2).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    assert b"Welcome to nginx" in body
+
+
+def test_user_network_dns_and_connect(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    net = f"pstn{os.getpid() % 100000}"
+    a, b = f"pst-a-{os.getpid()}", f"pst-b-{os.getpid()}"
+    names.extend([a, b])
+    assert daemon.docker("network", "create", net).returncode == 0
+    try:
+        assert daemon.docker("run", "-d", "--network", net, "--name", a, busybox, "sleep", "60").returncode == 0
+        ping = daemon.docker("run", "--rm", "--network", net, busybox, "ping", "-c", "1", "-W", "2", a)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        assert daemon.docker("run", "-d", "--name", b, busybox, "sleep", "60").returncode == 0
+        con = daemon.docker("network", "connect", net, b)
+        assert con.returncode == 0, con.stderr
+        insp = json.loads(daemon.docker("inspect", b).stdout)[0]
+        assert net in insp["NetworkSettings"]["Networks"]
+        a_ip = json.loads(daemon.docker("inspect", a).stdout)[0]["NetworkSettings"]["Networks"][net]["IPAddress"]
+        ping2 = daemon.docker("exec", b, "ping", "-c", "1", "-W", "2", a_ip)
+        assert ping2.returncode == 0, ping2.stdout + ping2.stderr
+    finally:
+        for n in (a, b):
+            daemon.docker("rm", "-f", n)
+        daemon.docker("network", "rm", net)
+
+
+def test_on_failure_restart_policy_retries_then_stops(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    name = f"pst-retry-{os.getpid()}"
+    names.append(name)
+    assert daemon.docker("run", "-d", "--restart", "on-failure:2", "--name", name, busybox, "sh", "-c",
+                         "exit 1").returncode == 0
+    deadline = time.monotonic() + 30
+    insp: dict = {}
+    while time.monotonic() < deadline:
+        insp = json.loads(daemon.docker("inspect", name).stdout)[0]
+        if insp["RestartCount"] == 2 and insp["State"]["Status"] == "exited":
+            break
+        time.sleep(0.2)
+    assert insp["RestartCount"] == 2 and insp["State"]["Status"] == "exited" and insp["State"]["ExitCode"] == 1
+
+
+DEBIAN_DOCKER = "/usr/bin/docker"
+
+
+@pytest.mark.skipif(not os.path.exists(DEBIAN_DOCKER), reason="Debian's docker.io is not installed")
+def test_debian_cli_runs_containers(daemon: PortsideDaemon, busybox: str) -> None:
+    out = daemon.docker("run", "--rm", busybox, "echo", "hi", cli=DEBIAN_DOCKER)
+    assert (out.returncode, out.stdout) == (0, "hi\n"), out.stderr
+    out = daemon.docker("run", "--rm", busybox, "sh", "-c", "exit 3", cli=DEBIAN_DOCKER)
+    assert out.returncode == 3
