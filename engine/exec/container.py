@@ -352,6 +352,14 @@ def look_path(args: list[str], env: list[str]) -> str:
     raise SetupError(f'exec: "{arg0}": executable file not found in $PATH')
 
 
+def _current_permitted() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapPrm:"):
+                return int(line.split()[1], 16)
+    return (1 << (linux.last_cap() + 1)) - 1
+
+
 def setup_process(proc: dict[str, Any], seccomp_spec: dict[str, Any] | None) -> str:
     """rlimits, oom score, user, capabilities, no_new_privs, seccomp, cwd; returns the executable's path.
 
@@ -374,6 +382,7 @@ def setup_process(proc: dict[str, Any], seccomp_spec: dict[str, Any] | None) -> 
     elif seccomp_spec:
         seccomp.load(seccomp_spec)
     caps = proc.get("capabilities") or {}
+    _permitted = _current_permitted()
     bounding = linux.cap_mask(caps.get("bounding"))
     for n in range(linux.last_cap() + 1):
         if not bounding & (1 << n):
@@ -385,8 +394,11 @@ def setup_process(proc: dict[str, Any], seccomp_spec: dict[str, Any] | None) -> 
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     linux.prctl(linux.PR_SET_KEEPCAPS, 0)
-    linux.capset(linux.cap_mask(caps.get("effective")), linux.cap_mask(caps.get("permitted")),
-                 linux.cap_mask(caps.get("inheritable")))  # fmt: skip
+    # a capability this process lacks (here: CAP_SYS_RESOURCE on some hosts) cannot be granted; skip it as a
+    # privileged container on such a host would otherwise not start at all
+    have = _permitted
+    linux.capset(linux.cap_mask(caps.get("effective")) & have, linux.cap_mask(caps.get("permitted")) & have,
+                 linux.cap_mask(caps.get("inheritable")) & have)  # fmt: skip
     linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
     for name in caps.get("ambient") or []:
         if name in linux.CAP_NUMBER:

@@ -54,6 +54,8 @@ _DEFAULT_DEVICES = [
 # the device cgroup rules Docker gives every container (besides the devices above)
 _DEFAULT_DEVICE_RULES = [
     {"allow": False, "access": "rwm"},
+    {"allow": True, "type": "c", "access": "m"},  # mknod of any device is allowed, using one is not
+    {"allow": True, "type": "b", "access": "m"},
     {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
     {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
     {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
