@@ -7,12 +7,14 @@ table removes everything the engine ever added. Connections already tracked keep
 
 from __future__ import annotations
 
+import ctypes
 import json
 import re
 import subprocess
 from dataclasses import dataclass
 
 from engine.errors import EngineError
+from engine.net import nsutil
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,49 @@ def render(table: str, bridges: list[BridgeRules], ports: list[PortRule]) -> str
     return "\n".join(lines) + "\n"
 
 
+def _load_libnftables() -> ctypes.CDLL | None:
+    try:
+        lib = ctypes.CDLL("libnftables.so.1")
+    except OSError:
+        return None
+    lib.nft_ctx_new.restype = ctypes.c_void_p
+    lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+    lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+    lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
+    lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
+    lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
+    lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+    lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
+    return lib
+
+
+# libnftables in-process (what the nft command wraps) saves a process start per change; the command is the
+# fallback where the library cannot be loaded.
+_LIB = _load_libnftables()
+
+
+def _run_lib(lib: ctypes.CDLL, script: str) -> None:
+    ctx = lib.nft_ctx_new(0)
+    try:
+        lib.nft_ctx_buffer_output(ctx)
+        lib.nft_ctx_buffer_error(ctx)
+        if lib.nft_run_cmd_from_buffer(ctx, script.encode()) != 0:
+            err = lib.nft_ctx_get_error_buffer(ctx) or b""
+            raise EngineError(f"nftables: {err.decode(errors='replace').strip()}")
+    finally:
+        lib.nft_ctx_free(ctx)
+
+
 def nft(script: str, netns: str | None = None) -> None:
+    """Run an nft script atomically (one transaction), on the host or inside the netns at path `netns`."""
+    lib = _LIB
+    if lib is not None:
+        if netns:
+            nsutil.run_in_netns(netns, lambda: _run_lib(lib, script))
+        else:
+            _run_lib(lib, script)
+        return
     cmd = ["nft", "-f", "-"]
     if netns:
         cmd = ["nsenter", f"--net={netns}", *cmd]

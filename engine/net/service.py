@@ -510,7 +510,8 @@ class NetworkService:
                 sb["NetnsPath"] = str(ns_path)
                 sb["Mode"] = "none" if mode == "none" else "bridge"
                 self._save_sandbox(sb)  # from here on, a crash leaves a record start() can clean up
-                links.setup_loopback(ns_path)
+                if not nets:
+                    links.setup_loopback(ns_path)  # create_endpoint brings lo up otherwise
                 for net, cfg in nets:
                     self._attach(sb, net, cfg)
                 if nets and sb["Mode"] == "bridge":
@@ -610,8 +611,9 @@ class NetworkService:
         if not requested:
             net["_cursor"] = ip
         self._save_network(net)
+        # The sandbox record is saved by the caller when done: if we crash before, start() drops this
+        # reservation with the sandbox (not running) and deletes the veth (its alias names no known endpoint).
         sb["Endpoints"][net["Name"]] = ep
-        self._save_sandbox(sb)
         mtu = int(net["Options"].get("com.docker.network.driver.mtu", self.mtu))
         links.create_endpoint(
             bridge=net["_bridge"],
