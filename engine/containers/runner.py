@@ -10,6 +10,7 @@ import contextlib
 import importlib
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,11 +40,18 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
     bundle = m.bundle(cid)
     rootfs = bundle / "rootfs"
     undo: list[tuple[bool, Any]] = []  # (is_async, step) to run in reverse when a later step fails
+    t0 = time.monotonic()
+    marks: list[tuple[str, float]] = []
+
+    def mark(step: str) -> None:
+        marks.append((step, time.monotonic()))
+
     try:
         bundle.mkdir(parents=True, exist_ok=True)
         layer = await asyncio.to_thread(d.images.container_layer, cid)
         await asyncio.to_thread(layer.mount, rootfs)
         undo.append((False, lambda: layer.unmount(rootfs)))
+        mark("rootfs")
         # Docker's copy-up: a volume's first mount gets what the image has at the mount path.
         for mt in rec.get("Mounts") or []:
             if mt.get("Type") == "volume" and mt.get("Name"):
@@ -63,6 +71,7 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
             )
         )
         undo.append((False, lambda: d.networks.remove_sandbox(cid)))
+        mark("network")
         extra: list[dict[str, Any]] = []
         for path, dest in ((sb.hosts_path, "/etc/hosts"), (sb.resolv_conf_path, "/etc/resolv.conf"),
                            (sb.hostname_path, "/etc/hostname")):
@@ -87,12 +96,22 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
             lambda: oci.build(cfg, spec_hc, rec["_portside"].get("ImageConfig") or {}, rootfs=rootfs, netns=netns,
                               extra_mounts=extra, volume_path=lambda name: d.volumes.inspect(name)["Mountpoint"])
         )
+        mark("spec")
         await d.runtime.create(cid, bundle, spec, tty=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
                                stdin_once=bool(cfg.get("StdinOnce")), log_path=m.log_path(cid),
                                log_config=hc.get("LogConfig") or {})
         undo.append((True, lambda: d.runtime.delete(cid)))
+        mark("create")
         await m._let_attachers_in(cid)
+        mark("attach")
         rec["State"]["Pid"] = await d.runtime.start(cid)
+        mark("start")
+        if log.isEnabledFor(logging.DEBUG):
+            prev, parts = t0, []
+            for step, t in marks:
+                parts.append(f"{step} {1000 * (t - prev):.1f}ms")
+                prev = t
+            log.debug("start %s: %s", cid[:12], ", ".join(parts))
     except BaseException:
         for is_async, fn in reversed(undo):
             try:
