@@ -287,3 +287,70 @@ def test_debian_cli_runs_containers(daemon: PortsideDaemon, busybox: str) -> Non
     assert (out.returncode, out.stdout) == (0, "hi\n"), out.stderr
     out = daemon.docker("run", "--rm", busybox, "sh", "-c", "exit 3", cli=DEBIAN_DOCKER)
     assert out.returncode == 3
+
+
+def _pty_run(argv: list[str], keys: bytes, timeout: float = 30) -> tuple[bytes, int]:
+    """Run argv on a new pty, type `keys`, collect the output until it exits; (output, exit code)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(argv[0], argv)
+    buf = b""
+    try:
+        time.sleep(0.3)
+        os.write(fd, keys)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if r:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return buf, os.waitstatus_to_exitcode(status)
+
+
+def test_exec_it_through_a_pty(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    name = f"pst-execit-{os.getpid()}"
+    names.append(name)
+    assert daemon.docker("run", "-d", "--name", name, busybox, "sleep", "60").returncode == 0
+    out, code = _pty_run([DOCKER, "-H", daemon.host, "exec", "-it", name, "sh"],
+                         b"echo exec-$((20+3)); tty; exit 6\r")
+    assert b"exec-23" in out and b"/dev/pts/" in out
+    assert code == 6
+
+
+def test_docker_run_pulls_a_missing_image(daemon: PortsideDaemon, registry: Registry) -> None:
+    ref = f"{registry.host}/testbed/busybox:oci"
+    daemon.docker("rmi", "-f", ref)
+    out = daemon.docker("run", "--rm", ref, "echo", "pulled")
+    assert out.returncode == 0, out.stderr
+    assert "Unable to find image" in out.stderr
+    assert out.stdout.endswith("pulled\n")
+
+
+def test_clients_hanging_up_on_attach_and_stats(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    name = f"pst-hangup-{os.getpid()}"
+    names.append(name)
+    assert daemon.docker("run", "-d", "--name", name, busybox, "sh", "-c",
+                         "while true; do echo tick; sleep 0.1; done").returncode == 0
+    for args in (["attach", name], ["stats", name], ["logs", "-f", name]):
+        proc = subprocess.Popen([DOCKER, "-H", daemon.host, *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        assert proc.stdout.readline()  # streaming
+        proc.kill()
+        proc.wait()
+    time.sleep(0.3)
+    insp = json.loads(daemon.docker("inspect", name).stdout)[0]
+    assert insp["State"]["Running"] is True  # a client's hang-up neither stops nor breaks the container
+    assert daemon.docker("logs", "--tail", "1", name).stdout == "tick\n"
+    df = daemon.docker("system", "df", "--format", "{{.Type}} {{.TotalCount}}")
+    assert df.returncode == 0
+    counts = dict(line.rsplit(" ", 1) for line in df.stdout.strip().splitlines())
+    assert int(counts["Containers"]) >= 1 and int(counts["Images"]) >= 1

@@ -10,6 +10,7 @@ import pytest
 from docker.errors import APIError, NotFound
 
 from tests.api.conftest import PortsideDaemon
+from tests.testbed.registry import Registry
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +71,52 @@ def test_swarm_is_inactive(client: docker.DockerClient) -> None:
         client.services.list()
     assert e.value.status_code == 503
     assert client.plugins.list() == []
+
+
+@pytest.fixture(scope="module")
+def py_busybox(client: docker.DockerClient, registry: Registry) -> str:
+    img = client.images.pull(f"{registry.host}/testbed/busybox", tag="latest")
+    img.tag("busybox", "latest")
+    return "busybox:latest"
+
+
+def test_containers_flow(client: docker.DockerClient, py_busybox: str) -> None:
+    pytest.importorskip("engine.exec.runtime", reason="no container runtime in this tree yet")
+    assert client.containers.run(py_busybox, ["echo", "hello from docker-py"], remove=True) == b"hello from docker-py\n"
+    c = client.containers.create(py_busybox, ["sh", "-c", "echo out; echo err >&2; sleep 60"],
+                                 name=f"pst-py-{os.getpid()}")
+    try:
+        c.start()
+        c.reload()
+        assert c.status == "running"
+        res = c.exec_run(["sh", "-c", "echo $((2+3))"])
+        assert (res.exit_code, res.output) == (0, b"5\n")
+        import io
+        import tarfile
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            data = b"put by docker-py\n"
+            info = tarfile.TarInfo("put.txt")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        assert c.put_archive("/tmp", buf.getvalue()) is True
+        bits, stat = c.get_archive("/tmp/put.txt")
+        raw = b"".join(bits)
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+            member = tf.extractfile("put.txt")
+            assert member is not None and member.read() == b"put by docker-py\n"
+        assert stat["name"] == "put.txt"
+        deadline = __import__("time").monotonic() + 10
+        while b"err" not in c.logs(stdout=False, stderr=True) and __import__("time").monotonic() < deadline:
+            __import__("time").sleep(0.1)
+        assert c.logs(stdout=True, stderr=False) == b"out\n"
+        st = c.stats(stream=False)
+        assert st["memory_stats"].get("usage", 0) > 0 and "cpu_stats" in st
+        img = c.commit(repository=f"pst-py-commit-{os.getpid()}", tag="v1")
+        assert img.id.startswith("sha256:")
+        c.kill()
+        assert c.wait()["StatusCode"] == 137
+    finally:
+        c.remove(force=True)
+    client.images.remove(f"pst-py-commit-{os.getpid()}:v1")
