@@ -14,7 +14,7 @@ from engine.api.hijack import frame, hijack
 from engine.api.params import api_at_least, json_body, qint
 from engine.api.server import add, json_response
 from engine.containers.manager import ContainerManager
-from engine.errors import Conflict, InvalidArgument, NotFound
+from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
 
 
 def _public(ex: dict[str, Any]) -> dict[str, Any]:
@@ -91,9 +91,24 @@ async def start(request: web.Request) -> web.StreamResponse:
         task = asyncio.create_task(_finish(m, ex, proc))
         ex["_task"] = task
         return web.Response(status=200)
-    proc = await _launch(m, ex, tty)
+    rec = m.get(ex["ContainerID"])
+    if not rec["State"]["Running"]:
+        raise Conflict(f"container {rec['Id']} is not running")
+    if ex["Running"] or ex["ExitCode"] is not None:
+        raise Conflict(f"Error: Exec command {ex['ID']} has already run")
     ctype = RAW if tty or not api_at_least(request, "1.42") else MUX
+    # Upgrade first, then start the process, as dockerd does: clients that read the 101 through a buffered
+    # HTTP parser (docker-py) lose bytes that arrive together with the headers.
     conn = await hijack(request, ctype)
+    try:
+        proc = await _launch(m, ex, tty)
+    except EngineError as e:
+        code = getattr(e, "exit_code", None)
+        ex.update(Running=False, ExitCode=code if code is not None else 126)
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            await conn.write((e.message + "\r\n").encode() if tty else frame(1, (e.message + "\r\n").encode()))
+        conn.close()
+        return conn.response
     if h := (body.get("ConsoleSize") or [None, None])[0]:
         with contextlib.suppress(Exception):
             await proc.resize(int(h), int(body["ConsoleSize"][1]))

@@ -89,8 +89,11 @@ def test_containers_flow(client: docker.DockerClient, py_busybox: str) -> None:
         c.start()
         c.reload()
         assert c.status == "running"
-        res = c.exec_run(["sh", "-c", "echo $((2+3))"])
-        assert (res.exit_code, res.output) == (0, b"5\n")
+        for _ in range(5):  # output right at the start of an exec must survive docker-py's buffered 101 read
+            res = c.exec_run(["sh", "-c", "echo $((2+3))"])
+            assert (res.exit_code, res.output) == (0, b"5\n")
+        missing = c.exec_run(["no-such-binary"])
+        assert missing.exit_code in (126, 127) and b"executable file not found" in missing.output
         import io
         import tarfile
 
