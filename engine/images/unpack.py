@@ -19,6 +19,7 @@ import stat
 import tarfile
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, cast
@@ -32,6 +33,8 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _READ = 1 << 20
+_TAR_BUF = 32 << 10  # tarfile's stream mode copies its buffer on every read: keep it small
+_SMALL = 256 << 10
 # xattrs a layer may carry onto files; trusted.overlay.* would steer overlayfs (redirects, metacopy) and is refused.
 _ALLOWED_XATTR_PREFIXES = ("user.", "security.capability", "trusted.")
 _REFUSED_XATTR_PREFIXES = ("trusted.overlay.",)
@@ -282,6 +285,13 @@ class _Applier:
         self._since_check = 0
         self.dir_times: list[tuple[tuple[str, ...], int]] = []
         self.progress = progress
+        # File creation costs mostly kernel time per file; small files are written by a few threads while this
+        # one parses the tar. Anything that could touch a pending path waits for them first (drain).
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[tuple[str, ...], Future[None]] = {}
+        # In an empty root (a new snapshot) only paths this layer made can exist: skip lookups for the others.
+        self.fresh = False
+        self.created: set[tuple[str, ...]] = set()
 
     def _check_space(self, n: int) -> None:
         self.written += n
@@ -294,9 +304,65 @@ class _Applier:
             if st.f_bavail * st.f_frsize < self.limits.min_free_bytes:
                 raise LayerError("no space left on device: layer refused to keep the disk from filling up")
 
+    def drain(self) -> None:
+        pending, self._pending = self._pending, {}
+        first: BaseException | None = None
+        for f in pending.values():
+            try:
+                f.result()
+            except BaseException as e:
+                first = first or e
+        if first is not None:
+            raise first
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            self.r.close()
+
+    def _small_file(self, tar: tarfile.TarFile, m: tarfile.TarInfo, parts: list[str]) -> None:
+        key = tuple(parts)
+        if key in self._pending or len(self._pending) >= 256 or len(self.r._cache) > 500:
+            self.drain()
+        dirfd = self.r.dir(parts[:-1], create=True)
+        base = parts[-1]
+        if not self.fresh or key in self.created:
+            self.r.remove(dirfd, base, key)
+        self.created.add(key)
+        src = tar.extractfile(m)
+        data = src.read() if src is not None else b""
+        self._check_space(len(data))
+        if self.progress is not None:
+            self.progress(len(data))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(4, thread_name_prefix="portside-unpack")
+        self._pending[key] = self._pool.submit(self._write_small, m, dirfd, base, data)
+
+    def _write_small(self, m: tarfile.TarInfo, dirfd: int, base: str, data: bytes) -> None:
+        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+        finally:
+            os.close(fd)
+        self._attrs(m, dirfd, base, m.mode & 0o7777)
+
     def apply(self, tar: tarfile.TarFile) -> None:
         for m in tar:
+            if m.isreg() and m.size <= _SMALL:
+                parts = _clean(m.name)
+                if parts and not (self.whiteouts and parts[-1].startswith(WHITEOUT_PREFIX)):
+                    self._small_file(tar, m, parts)
+                    continue
+            self.drain()
             self.entry(tar, m)
+            self.created.add(tuple(_clean(m.name)))
+        self.drain()
         # Directory times last: creating entries inside them changed them.
         for key, mtime in reversed(self.dir_times):
             with contextlib.suppress(OSError):
@@ -418,9 +484,12 @@ def apply_layer(
     limits = limits or Limits()
     reader = _Decompressed(blob, limits.max_bytes + (64 << 20))
     applier = _Applier(dest, limits, progress, whiteouts)
+    if not isinstance(dest, int):
+        with os.scandir(dest) as it:
+            applier.fresh = not any(it)
     try:
         try:
-            with tarfile.open(fileobj=cast(IO[bytes], reader), mode="r|", bufsize=_READ) as tar:
+            with tarfile.open(fileobj=cast(IO[bytes], reader), mode="r|", bufsize=_TAR_BUF) as tar:
                 applier.apply(tar)
         except tarfile.TarError as e:
             raise LayerError(f"invalid layer: not a valid tar archive: {e}") from None
@@ -432,7 +501,7 @@ def apply_layer(
             raise
         reader.drain()
     finally:
-        applier.r.close()
+        applier.close()
     return ApplyResult(diff_id=reader.digest, size=applier.written, tar_size=reader.count)
 
 
