@@ -7,6 +7,7 @@ command; containers use `--network none` on both so neither touches the host's f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -59,6 +60,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="portside-test-bench-"))
     reg = Registry(work / "registry")
     procs: list[subprocess.Popen[bytes]] = []
+    dirs = [work]
     table = Table("docker run --rm busybox true (docker 28 CLI)", "ms", baseline="dockerd 20.10")
     bridge = "pstbench" + str(os.getpid() % 10000)
     try:
@@ -68,12 +70,16 @@ def main() -> None:
         # portside
         ps = work / "portside"
         ps.mkdir()
+        # short: supervisor sockets (with 64-hex ids) live below it and must fit AF_UNIX's 108 bytes
+        ps_exec = Path(tempfile.mkdtemp(prefix="portside-test-x", dir="/tmp"))
+        dirs.append(ps_exec)
         sock = ps / "sock"
         log = ps / "log"
         with open(log, "wb") as f:
             p = subprocess.Popen([sys.executable, "-m", "app.cli", "daemon", "--data-root", str(ps / "data"),
-                                  "--exec-root", str(ps / "exec"), "-H", f"unix://{sock}", "--bridge", bridge,
-                                  "--ip-forward=false"], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                                  "--exec-root", str(ps_exec), "-H", f"unix://{sock}", "--bridge", bridge,
+                                  "--ip-forward=false", "--cgroup-parent", f"portside-test-{bridge}"],
+                                 stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
                                  env=dict(os.environ, PYTHONPATH=str(ROOT)))
         procs.append(p)
         _wait_sock(sock, p, log)
@@ -88,7 +94,7 @@ def main() -> None:
         from engine.net import NetworkService
         from engine.parts import nft_table_for
 
-        svc = NetworkService(ps / "data", ps / "exec", default_bridge=bridge, nft_table=nft_table_for(bridge),
+        svc = NetworkService(ps / "data", ps_exec, default_bridge=bridge, nft_table=nft_table_for(bridge),
                              enable_ip_forward=False)
         svc.start()
         svc.destroy()
@@ -117,8 +123,12 @@ def main() -> None:
         for p in procs:
             _stop(p)
         reg.stop()
-        subprocess.run(["umount", "-R", "-l", str(work)], capture_output=True, check=False)
-        shutil.rmtree(work, ignore_errors=True)
+        for d in dirs:
+            subprocess.run(["umount", "-R", "-l", str(d)], capture_output=True, check=False)
+            shutil.rmtree(d, ignore_errors=True)
+        for cg in Path("/sys/fs/cgroup").glob(f"*/portside-test-{bridge}"):
+            with contextlib.suppress(OSError):
+                cg.rmdir()
 
 
 if __name__ == "__main__":

@@ -354,3 +354,42 @@ def test_clients_hanging_up_on_attach_and_stats(daemon: PortsideDaemon, busybox:
     assert df.returncode == 0
     counts = dict(line.rsplit(" ", 1) for line in df.stdout.strip().splitlines())
     assert int(counts["Containers"]) >= 1 and int(counts["Images"]) >= 1
+
+
+def test_anonymous_volume_is_removed_with_rm_v(daemon: PortsideDaemon, busybox: str) -> None:
+    name = f"pst-anon-{os.getpid()}"
+    assert daemon.docker("run", "--name", name, "-v", "/data", busybox, "sh", "-c", "echo x > /data/f").returncode == 0
+    insp = json.loads(daemon.docker("inspect", name).stdout)[0]
+    vols = [m["Name"] for m in insp["Mounts"] if m["Type"] == "volume" and m["Destination"] == "/data"]
+    assert len(vols) == 1
+    assert daemon.docker("volume", "inspect", vols[0]).returncode == 0
+    assert daemon.docker("rm", "-v", name).returncode == 0
+    assert daemon.docker("volume", "inspect", vols[0]).returncode != 0
+
+
+def test_attach_over_websocket(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    import asyncio
+
+    import aiohttp
+
+    name = f"pst-ws-{os.getpid()}"
+    names.append(name)
+    assert daemon.docker("run", "-d", "-i", "--name", name, busybox, "cat").returncode == 0
+
+    async def roundtrip() -> bytes:
+        conn = aiohttp.UnixConnector(path=str(daemon.sock))
+        async with aiohttp.ClientSession(connector=conn) as s, s.ws_connect(
+            f"http://localhost/v1.50/containers/{name}/attach/ws?stream=1&stdin=1&stdout=1"
+        ) as ws:
+            await ws.send_bytes(b"over websocket\n")
+            msg = await asyncio.wait_for(ws.receive(), 10)
+            return msg.data if isinstance(msg.data, bytes) else str(msg.data).encode()
+
+    assert asyncio.run(roundtrip()) == b"over websocket\n"
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/docker"), reason="Debian's docker.io is not installed")
+def test_debian_cli_run_it(daemon: PortsideDaemon, busybox: str) -> None:
+    out, code = _pty_run(["/usr/bin/docker", "-H", daemon.host, "run", "--rm", "-it", busybox, "sh"],
+                         b"echo old-$((1+1)); exit 7\r")
+    assert b"old-2" in out and code == 7
