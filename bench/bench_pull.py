@@ -23,22 +23,22 @@ from tests.testbed.oci import Entry, Layout, tar_entries
 from tests.testbed.registry import Registry
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "portside" / "bench-pull-v2"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "portside" / "bench-pull-v3"
 CONFIG = {"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/bin:/bin"]}
 DOCKERD_MBPS = 107.0
 
 
 def _big_layers() -> list[bytes]:
-    """Four layers of ~26 MB: half random (like binaries), half text-like, in files of 64 KiB..4 MiB."""
+    """Four layers of ~28 MB: mostly random (like compressed binaries), some text-like, in files of 64 KiB..4 MiB."""
     rnd = random.Random(7)
     layers = []
     for n in range(4):
         entries = [Entry(f"big{n}", "dir")]
         total = 0
         i = 0
-        while total < 26 << 20:
+        while total < 28 << 20:
             size = rnd.choice([64 << 10, 256 << 10, 1 << 20, 4 << 20])
-            if i % 4:
+            if i % 8:
                 data = rnd.randbytes(size)
             else:
                 words = b" ".join(hashlib.sha256(str(rnd.random()).encode()).hexdigest()[:8].encode()

@@ -224,7 +224,6 @@ class Repository:
         if params.get("service"):
             q["service"] = params["service"]
         q["scope"] = scope
-        auth = None
         c = self.creds
         if c is not None and c.identity_token:
             form = {
@@ -236,10 +235,11 @@ class Repository:
             }
             resp = await self.session.post(realm, data=form, ssl=self.endpoint.ssl)
         else:
+            headers = {}
             if c is not None and c.username:
-                auth = aiohttp.BasicAuth(c.username, c.password)
+                headers["Authorization"] = "Basic " + base64.b64encode(f"{c.username}:{c.password}".encode()).decode()
                 q["account"] = c.username
-            resp = await self.session.get(realm, params=q, auth=auth, ssl=self.endpoint.ssl)
+            resp = await self.session.get(realm, params=q, headers=headers, ssl=self.endpoint.ssl)
         async with resp:
             body = await resp.read()
             if resp.status in (401, 403):

@@ -35,6 +35,7 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _READ = 1 << 20
 _TAR_BUF = 32 << 10  # tarfile's stream mode copies its buffer on every read: keep it small
 _SMALL = 256 << 10
+_EUID, _EGID = os.geteuid(), os.getegid()
 # xattrs a layer may carry onto files; trusted.overlay.* would steer overlayfs (redirects, metacopy) and is refused.
 _ALLOWED_XATTR_PREFIXES = ("user.", "security.capability", "trusted.")
 _REFUSED_XATTR_PREFIXES = ("trusted.overlay.",)
@@ -348,9 +349,20 @@ class _Applier:
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
+            self._fd_attrs(m, fd)
         finally:
             os.close(fd)
-        self._attrs(m, dirfd, base, m.mode & 0o7777)
+
+    def _fd_attrs(self, m: tarfile.TarInfo, fd: int) -> None:
+        """Owner, mode, xattrs and times of a regular file through its fd (no more path lookups)."""
+        if (m.uid, m.gid) != (_EUID, _EGID):
+            os.fchown(fd, m.uid, m.gid)
+        os.fchmod(fd, m.mode & 0o7777)  # after chown, which clears setuid bits
+        for key, value in _xattrs_of(m):  # after chown, which clears file capabilities
+            with contextlib.suppress(OSError):
+                os.setxattr(fd, key, value)
+        ns = int(m.mtime * 1e9)
+        os.utime(fd, ns=(ns, ns))
 
     def apply(self, tar: tarfile.TarFile) -> None:
         for m in tar:
@@ -411,6 +423,7 @@ class _Applier:
             self.r.remove(dirfd, base, key)
             if m.isreg():
                 self._regular(tar, m, dirfd, base)
+                return
             elif m.issym():
                 os.symlink(m.linkname, base, dir_fd=dirfd)
             elif m.islnk():
@@ -453,6 +466,7 @@ class _Applier:
                         view = view[n:]
                     if self.progress is not None:
                         self.progress(len(chunk))
+            self._fd_attrs(m, fd)
         finally:
             os.close(fd)
 
