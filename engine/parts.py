@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,7 +41,10 @@ async def start(daemon: Daemon) -> None:
     if ImageService is not None:
         daemon.images = await asyncio.to_thread(
             lambda: ImageService(cfg.data_root / "image", insecure_registries=list(cfg.insecure_registries),
-                                 registry_mirrors=list(cfg.registry_mirrors), in_use=containers.image_users)
+                                 registry_mirrors=list(cfg.registry_mirrors), in_use=containers.image_users,
+                                 # Docker's certs.d places, plus one inside the data root (per-engine CAs)
+                                 certs_dirs=(Path("/etc/portside/certs.d"), Path("/etc/docker/certs.d"),
+                                             cfg.data_root / "certs.d"))
         )
     NetworkService = _optional("engine.net", "NetworkService")
     alive: list[str] = []

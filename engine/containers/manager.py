@@ -392,8 +392,10 @@ class ContainerManager:
         rec = self.store.find(cid)
         if rec is None:
             return
+        t0 = time.monotonic()
         async with self.lock(cid):
             await runner.cleanup(self, rec)
+            log.debug("exit %s: cleanup %.1fms", cid[:12], 1000 * (time.monotonic() - t0))
             started = rec["State"].get("StartedAt", "")
             rec["State"].update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
                                 ExitCode=code, OOMKilled=oom, FinishedAt=shape.now_rfc3339())
@@ -567,15 +569,21 @@ class ContainerManager:
                     await self.rt.kill(cid, signals.SIGKILL)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(exited.wait(), 30)
+        t0 = time.monotonic()
         async with self.lock(cid):
             if self.store.find(cid) is None:
                 return  # removed meanwhile (auto-remove)
             from engine.containers import runner
 
             rec["State"]["Status"] = "removing"
-            await runner.cleanup(self, rec)
+            if not rec["_portside"].get("CleanedUp"):
+                await runner.cleanup(self, rec)
+            t1 = time.monotonic()
             await runner.remove_layer(self, rec)
-            self.store.delete(cid)
+            t2 = time.monotonic()
+            await asyncio.to_thread(self.store.delete, cid)
+            log.debug("remove %s: cleanup %.1fms, layer %.1fms, record %.1fms", cid[:12], 1000 * (t1 - t0),
+                      1000 * (t2 - t1), 1000 * (time.monotonic() - t2))
             self._exit.pop(cid, None)
             self._locks.pop(cid, None)
         if volumes:

@@ -105,6 +105,7 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
         await m._let_attachers_in(cid)
         mark("attach")
         rec["State"]["Pid"] = await d.runtime.start(cid)
+        rec["_portside"]["CleanedUp"] = False
         mark("start")
         if log.isEnabledFor(logging.DEBUG):
             prev, parts = t0, []
@@ -130,14 +131,21 @@ async def cleanup(m: ContainerManager, rec: dict[str, Any]) -> None:
     """After the process exited: release the runtime state, the network and the rootfs mount."""
     d = m.d
     cid = rec["Id"]
-    if d.runtime is not None:
-        with contextlib.suppress(EngineError, OSError):
-            await d.runtime.delete(cid)
-    if d.networks is not None:
-        try:
-            await asyncio.to_thread(d.networks.remove_sandbox, cid)
-        except Exception:
-            log.exception("removing the network of %s", cid[:12])
+
+    async def runtime_state() -> None:
+        if d.runtime is not None:
+            with contextlib.suppress(EngineError, OSError):
+                await d.runtime.delete(cid)
+
+    async def network() -> None:
+        if d.networks is not None:
+            try:
+                await asyncio.to_thread(d.networks.remove_sandbox, cid)
+            except Exception:
+                log.exception("removing the network of %s", cid[:12])
+
+    # The process is gone: its runtime state and its network can go at the same time.
+    await asyncio.gather(runtime_state(), network())
     ns = rec.get("NetworkSettings") or {}
     ns["Ports"] = {}
     for ep in (ns.get("Networks") or {}).values():
@@ -156,6 +164,7 @@ async def cleanup(m: ContainerManager, rec: dict[str, Any]) -> None:
         except EngineError:
             pass
     await asyncio.to_thread(shutil.rmtree, m.bundle(cid), True)
+    rec["_portside"]["CleanedUp"] = True
 
 
 def _unmount_quiet(layer: Any, rootfs: Path) -> None:

@@ -71,3 +71,24 @@ def test_dockerpy_images_flow(daemon: PortsideDaemon, registry: Registry) -> Non
         assert img.history()
     finally:
         c.close()
+
+
+def test_login_and_pull_from_a_registry_with_auth(daemon: PortsideDaemon, auth_registry: Registry) -> None:
+    # The daemon trusts the registry's CA through certs.d in its data root (as /etc/docker/certs.d works).
+    certs = daemon.data_root / "certs.d" / auth_registry.host
+    certs.mkdir(parents=True, exist_ok=True)
+    assert auth_registry.ca_cert is not None
+    (certs / "ca.crt").write_bytes(auth_registry.ca_cert.read_bytes())
+    ref = f"{auth_registry.host}/testbed/busybox:latest"
+    denied = daemon.docker("pull", ref)
+    assert denied.returncode != 0
+    bad = daemon.docker("login", "-u", auth_registry.username or "", "--password-stdin", auth_registry.host,
+                        input="wrong-password\n")
+    assert bad.returncode != 0 and "unauthorized" in bad.stderr.lower()
+    login = daemon.docker("login", "-u", auth_registry.username or "", "--password-stdin", auth_registry.host,
+                          input=f"{auth_registry.password}\n")
+    assert login.returncode == 0, login.stderr
+    assert "Login Succeeded" in login.stdout
+    pull = daemon.docker("pull", ref)  # the CLI sends the stored credentials in X-Registry-Auth
+    assert pull.returncode == 0, pull.stderr
+    daemon.docker("rmi", ref)
