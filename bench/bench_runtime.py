@@ -1,0 +1,160 @@
+"""engine/exec against runc (and crun) on one OCI bundle: create+start+wait+remove of `true`, and the supervisor's
+memory per idle container over 20 containers.
+
+Run: `bench/run runtime` (root). The bundle is busybox with Docker's defaults from engine/exec/spec.py (14
+capabilities, seccomp, masked paths, fresh network namespace), the same config.json for every runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.common import Table, peer
+from engine.exec import cgroups, spec
+from engine.exec.runtime import Runtime
+
+RUNS = 20
+IDLE = 20
+
+
+def make_rootfs(root: Path) -> None:
+    """A busybox root filesystem from the host's busybox-static, as the test bed makes one."""
+    for d in ("bin", "etc", "tmp", "root", "proc", "sys", "dev"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    shutil.copy2("/bin/busybox", root / "bin" / "busybox")
+    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for a in applets:
+        if a != "busybox":
+            (root / "bin" / a).symlink_to("busybox")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\nuser:x:1000:\n")
+
+
+def make_bundle(base: Path, cmd: list[str], cgroup_parent: str) -> Path:
+    bundle = base / "bundle"
+    make_rootfs(bundle / "rootfs")
+    oci = spec.build({"Cmd": cmd, "Hostname": "bench"}, {}, {}, rootfs=bundle / "rootfs")
+    (bundle / "config.json").write_text(json.dumps(oci))
+    return bundle
+
+
+def peer_bundle(bundle: Path, runtime: str, cgroup_parent: str) -> Path:
+    """The same config for runc/crun, with the cgroup under our bench parent; shares the rootfs."""
+    other = bundle.parent / f"bundle-{runtime}"
+    other.mkdir(exist_ok=True)
+    oci = json.loads((bundle / "config.json").read_text())
+    oci["root"]["path"] = str(bundle / "rootfs")
+    oci["linux"]["cgroupsPath"] = f"/{cgroup_parent}/{runtime}"
+    (other / "config.json").write_text(json.dumps(oci))
+    return other
+
+
+async def ours_once(rt: Runtime, bundle: Path, log: Path) -> None:
+    cid = "bench" + uuid.uuid4().hex[:10]
+    await rt.create(cid, bundle, log_path=log)
+    await rt.start(cid)
+    st = await rt.wait(cid)
+    await rt.delete(cid)
+    if st.exit_code != 0:
+        raise RuntimeError(f"exit {st.exit_code}: {st.error}")
+
+
+async def bench_run(table: Table, base: Path, bundle: Path, parent: str) -> None:
+    rt = Runtime(base / "exec", parent)
+    log = base / "bench.log"
+    samples = []
+    await ours_once(rt, bundle, log)  # warm-up
+    for _ in range(RUNS):
+        t = time.perf_counter()
+        await ours_once(rt, bundle, log)
+        samples.append(time.perf_counter() - t)
+    table.add("portside (engine/exec)", [s * 1000 for s in samples])
+    for name in ("runc", "crun"):
+        exe = peer(name)
+        if not exe:
+            continue
+        pb = peer_bundle(bundle, name, parent)
+        cmd = [exe, "--root", str(base / f"{name}-state"), "run", "--bundle", str(pb), f"bench-{name}"]
+        res = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+        if res.returncode != 0:
+            table.add_value(name, float("nan"), f"failed: {res.stderr.decode(errors='replace').strip()[-160:]}")
+            continue
+        times = []
+        for _ in range(RUNS):
+            t = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, timeout=60, check=True)
+            times.append((time.perf_counter() - t) * 1000)
+        table.add(name, times, "`run` of the same bundle")
+
+
+def _pss_kib(pid: int) -> tuple[int, int]:
+    rss = pss = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
+
+
+async def bench_memory(table: Table, base: Path, parent: str) -> None:
+    bundle = make_bundle(base / "idle", ["sleep", "1000"], parent)
+    rt = Runtime(base / "exec-idle", parent)
+    ids = [f"idle{i:02d}" for i in range(IDLE)]
+    try:
+        for cid in ids:
+            await rt.create(cid, bundle, log_path=base / f"{cid}.log")
+            await rt.start(cid)
+        await asyncio.sleep(1.0)
+        figures = []
+        for cid in ids:
+            st = json.loads((rt.exec_root / cid / "state.json").read_text())
+            figures.append(_pss_kib(st["supervisor_pid"]))
+        mean_rss = statistics.mean(r for r, _ in figures) / 1024
+        table.add("portside supervisor PSS", [p / 1024 for _, p in figures],
+                  f"mean RSS {mean_rss:.2f} MiB over {IDLE} idle containers")  # fmt: skip
+        table.add_value("conmon (podman)", 0.41, "measured on this machine kind (DESIGN.md)")
+        table.add_value("containerd-shim (dockerd)", 2.9, "measured on this machine kind (DESIGN.md)")
+    finally:
+        for cid in ids:
+            try:
+                await rt.delete(cid, force=True)
+            except Exception as e:
+                print(f"cleanup {cid}: {e}")
+
+
+def main() -> None:
+    parent = f"portside-bench-{uuid.uuid4().hex[:6]}"
+    base = Path(tempfile.mkdtemp(prefix="portside-bench-"))
+    try:
+        bundle = make_bundle(base, ["true"], parent)
+        run_table = Table("create+start+wait+delete of `true` on busybox", "ms, median", baseline="runc")
+        asyncio.run(bench_run(run_table, base, bundle, parent))
+        run_table.print()
+        mem_table = Table("supervisor memory per idle container", "MiB", baseline="conmon (podman)")
+        asyncio.run(bench_memory(mem_table, base, parent))
+        mem_table.print()
+    finally:
+        for name in ("runc", "crun"):
+            exe = peer(name)
+            if exe and (base / f"{name}-state").exists():
+                subprocess.run([exe, "--root", str(base / f"{name}-state"), "delete", "-f", f"bench-{name}"],
+                               capture_output=True, check=False)  # fmt: skip
+        for d in Path("/sys/fs/cgroup").glob(f"*/{parent}/*"):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        cgroups.remove_parent(parent)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
