@@ -360,7 +360,7 @@ def _current_permitted() -> int:
     return (1 << (linux.last_cap() + 1)) - 1
 
 
-def setup_process(proc: dict[str, Any], seccomp_spec: dict[str, Any] | None) -> str:
+def setup_process(proc: dict[str, Any], seccomp_bpf: bytes | None) -> str:
     """rlimits, oom score, user, capabilities, no_new_privs, seccomp, cwd; returns the executable's path.
 
     Without no_new_privs, loading seccomp needs CAP_SYS_ADMIN, so it happens before the capabilities drop (as
@@ -379,8 +379,8 @@ def setup_process(proc: dict[str, Any], seccomp_spec: dict[str, Any] | None) -> 
     nnp = bool(proc.get("noNewPrivileges"))
     if nnp:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-    elif seccomp_spec:
-        seccomp.load(seccomp_spec)
+    elif seccomp_bpf:
+        seccomp.load_bpf(seccomp_bpf)
     caps = proc.get("capabilities") or {}
     _permitted = _current_permitted()
     bounding = linux.cap_mask(caps.get("bounding"))
@@ -409,8 +409,8 @@ def setup_process(proc: dict[str, Any], seccomp_spec: dict[str, Any] | None) -> 
     except OSError as e:
         raise SetupError(f'chdir to cwd ("{cwd}") set in config.json failed: {(e.strerror or "").lower()}') from None
     path = look_path(proc["args"], proc.get("env") or [])
-    if nnp and seccomp_spec:
-        seccomp.load(seccomp_spec)
+    if nnp and seccomp_bpf:
+        seccomp.load_bpf(seccomp_bpf)
     return path
 
 
@@ -472,13 +472,14 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def container_main(spec: dict[str, Any], bundle: str, cgroup_dirs: list[str], sync: socket.socket) -> None:
+def container_main(
+    spec: dict[str, Any], bundle: str, cgroup_dirs: list[str], sync: socket.socket, seccomp_cache: str | None = None
+) -> None:
     """The container's init: set-up, report ready, wait for start, execve. Never returns."""
     try:
         reset_signals()
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
-        if spec["linux"].get("seccomp"):
-            seccomp.preload()
+        bpf = seccomp.prepare(spec["linux"]["seccomp"], seccomp_cache) if spec["linux"].get("seccomp") else None
         os.setsid()
         join_namespaces(spec, cgroup_dirs)
         setup_rootfs(spec, bundle)
@@ -493,7 +494,7 @@ def container_main(spec: dict[str, Any], bundle: str, cgroup_dirs: list[str], sy
                 os.close(slave)
             fcntl.ioctl(0, TIOCSCTTY, 0)
         finish_rootfs(spec)
-        path = setup_process(proc, spec["linux"].get("seccomp"))
+        path = setup_process(proc, bpf)
     except SetupError as e:
         _fail(sync, str(e))
     except OSError as e:
@@ -514,13 +515,13 @@ def container_main(spec: dict[str, Any], bundle: str, cgroup_dirs: list[str], sy
 
 
 def exec_main(init_pid: int, spec: dict[str, Any], proc: dict[str, Any], cgroup_dirs: list[str],
-              sync: socket.socket) -> None:  # fmt: skip
+              sync: socket.socket, seccomp_cache: str | None = None) -> None:  # fmt: skip
     """A process exec'd into a running container: joins its cgroup and namespaces, then as the init. Never returns."""
     try:
         reset_signals()
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
-        if spec["linux"].get("seccomp"):
-            seccomp.preload()
+        sc = None if proc.get("privileged") else spec["linux"].get("seccomp")
+        bpf = seccomp.prepare(sc, seccomp_cache) if sc else None
         os.setsid()
         for d in cgroup_dirs:
             with open(d + "/cgroup.procs", "w") as f:
@@ -544,7 +545,7 @@ def exec_main(init_pid: int, spec: dict[str, Any], proc: dict[str, Any], cgroup_
             if slave > 2:
                 os.close(slave)
             fcntl.ioctl(0, TIOCSCTTY, 0)
-        path = setup_process(proc, None if proc.get("privileged") else spec["linux"].get("seccomp"))
+        path = setup_process(proc, bpf)
     except SetupError as e:
         _fail(sync, str(e))
     except OSError as e:

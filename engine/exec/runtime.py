@@ -18,6 +18,7 @@ import signal as _signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,8 +124,19 @@ class Stream:
 class Runtime:
     """Runs OCI bundles under per-container supervisors; see docs/architecture.md, "Runtime API"."""
 
-    def __init__(self, exec_root: Path, cgroup_parent: str = "portside") -> None:
+    def __init__(
+        self, exec_root: Path, cgroup_parent: str = "portside", *, fork_supervisors: bool = True, zygote: bool = False
+    ) -> None:
+        """`fork_supervisors`: start a new container's supervisor by forking a live one (fast, small, shares its
+        memory copy-on-write) rather than starting an interpreter. `zygote`: keep a container-less supervisor to
+        fork from while this Runtime lives (until `close()` or the engine's exit), so even the first container
+        starts fast; the daemon wants it, tests that do not call `close()` do not."""
         self.exec_root = Path(exec_root)
+        self.fork_supervisors = fork_supervisors
+        self.zygote = zygote
+        self._zygote_path: Path | None = None
+        self._zygote_life = -1
+        self._zygote_lock = threading.Lock()
         self.cgroup_parent = cgroup_parent.strip("/")
         self.exec_root.mkdir(parents=True, exist_ok=True, mode=0o711)
         self._exits: asyncio.Queue[ContainerState] | None = None
@@ -199,7 +211,88 @@ class Runtime:
             shutil.rmtree(d, ignore_errors=True)
             raise
 
+    def close(self) -> None:
+        """Ends the zygote (containers and their supervisors keep running)."""
+        with self._zygote_lock:
+            if self._zygote_life >= 0:
+                os.close(self._zygote_life)
+                self._zygote_life = -1
+                self._zygote_path = None
+
+    def _zygote_socket(self) -> Path | None:
+        with self._zygote_lock:
+            if self._zygote_path is not None and self._zygote_path.exists():
+                return self._zygote_path
+            if self._zygote_life >= 0:
+                os.close(self._zygote_life)
+                self._zygote_life = -1
+            path = self.exec_root / f"zygote-{os.getpid()}-{id(self):x}.sock"
+            life_r, life_w = os.pipe()
+            ready_r, ready_w = os.pipe()
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-S", "-E", "-c", _BOOT, "zygote", str(path), str(life_r), str(ready_w)],
+                    pass_fds=(life_r, ready_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    cwd="/", close_fds=True, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                )  # fmt: skip
+                os.close(ready_w)
+                ready_w = -1
+                proc.wait()
+                ok = os.read(ready_r, 1) == b"Z"
+            finally:
+                os.close(life_r)
+                os.close(ready_r)
+                if ready_w >= 0:
+                    os.close(ready_w)
+            if not ok:
+                os.close(life_w)
+                return None
+            self._zygote_life = life_w
+            self._zygote_path = path
+            return path
+
+    def _spawn(self, d: Path) -> str | None:
+        """Asks the zygote or a live supervisor of this exec-root to fork the new one; None when none can."""
+        candidates = [self.exec_root / cid / "ctl.sock" for cid in reversed(self.list()) if cid != d.name]
+        if self.zygote:
+            z = self._zygote_socket()
+            if z is not None:
+                candidates.insert(0, z)
+        for sock_path in candidates:
+            if not sock_path.exists():
+                continue
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(30)
+                    s.connect(str(sock_path))
+                    s.sendall(P.frame(P.CONTROL, marshal.dumps({"op": "spawn", "dir": str(d)})))
+                    buf = b""
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        buf += chunk
+                if len(buf) < P.HEADER:
+                    continue
+                reply = marshal.loads(buf[P.HEADER : P.HEADER + P.parse_header(buf[: P.HEADER])[1]])
+                if "spawned" in reply:
+                    return str(reply["spawned"])
+            except (OSError, ValueError, EOFError):
+                continue
+        return None
+
     def _launch(self, d: Path) -> int:
+        msg = self._spawn(d) if self.fork_supervisors else None
+        if msg is None:
+            msg = self._start_supervisor(d)
+        if msg.startswith("R"):
+            return int(msg[1:])
+        if msg.startswith("E"):
+            raise _start_error(msg[1:])
+        log = (d / "supervisor.log").read_text(errors="replace")[-2000:]
+        raise EngineError(f"container supervisor failed to start: {log.strip() or 'no output'}")
+
+    def _start_supervisor(self, d: Path) -> str:
         r, w = os.pipe()
         try:
             with open(d / "supervisor.log", "ab") as errlog:
@@ -217,17 +310,11 @@ class Runtime:
                 if not b:
                     break
                 chunks.append(b)
-            msg = b"".join(chunks).decode(errors="replace")
+            return b"".join(chunks).decode(errors="replace")
         finally:
             os.close(r)
             if w >= 0:
                 os.close(w)
-        if msg.startswith("R"):
-            return int(msg[1:])
-        if msg.startswith("E"):
-            raise _start_error(msg[1:])
-        log = (d / "supervisor.log").read_text(errors="replace")[-2000:]
-        raise EngineError(f"container supervisor failed to start: {log.strip() or 'no output'}")
 
     def _request_sync(self, cid: str, req: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
         d = self._existing(cid)
@@ -302,9 +389,10 @@ class Runtime:
                 await asyncio.sleep(0.01)
                 continue
             try:
-                writer.write(P.frame(P.CONTROL, marshal.dumps({"op": "wait"})))
-                await writer.drain()
-                with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                # the supervisor may finish (and hang up) at any point here: then exit.json is there
+                with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, OSError):
+                    writer.write(P.frame(P.CONTROL, marshal.dumps({"op": "wait"})))
+                    await writer.drain()
                     head = await reader.readexactly(P.HEADER)
                     await reader.readexactly(P.parse_header(head)[1])
             finally:

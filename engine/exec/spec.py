@@ -62,7 +62,6 @@ _DEFAULT_DEVICE_RULES = [
     {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
     {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
     {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
-    {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
     {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
     {"allow": True, "type": "c", "major": 136, "access": "rwm"},  # /dev/pts/*
     {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},  # /dev/ptmx

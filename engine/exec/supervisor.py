@@ -14,6 +14,7 @@ from __future__ import annotations
 import _json  # the C string encoder json uses, without json's imports
 import _signal
 import contextlib
+import gc
 import marshal
 import os
 import select
@@ -251,11 +252,12 @@ class Supervisor:
                     linux.unshare(linux.CLONE_NEWPID)
         cg_dirs = self.cgroup.dirs()
         bundle = self.p["bundle"]
+        cache = os.path.dirname(self.dir) + "/.seccomp"
 
         def target(sync: socket.socket) -> None:
             from engine.exec import container
 
-            container.container_main(spec, bundle, cg_dirs, sync)
+            container.container_main(spec, bundle, cg_dirs, sync, cache)
 
         proc, sock = self.fork_child(target, self.tty, bool(self.p.get("open_stdin")))
         self.init = proc
@@ -522,6 +524,10 @@ class Supervisor:
             return self.exec(c, req)
         if op == "state":
             return dict(self.state)
+        if op == "spawn":
+            spawn(c.sock, str(req["dir"]))
+            self.drop(c)
+            return None
         return {"error": f"unknown op {op!r}"}
 
     def start(self) -> dict[str, Any]:
@@ -557,11 +563,12 @@ class Supervisor:
         spec = self.spec
         cg_dirs = self.cgroup.dirs()
         init_pid = init.pid
+        cache = os.path.dirname(self.dir) + "/.seccomp"
 
         def target(sync: socket.socket) -> None:
             from engine.exec import container
 
-            container.exec_main(init_pid, spec, proc_spec, cg_dirs, sync)
+            container.exec_main(init_pid, spec, proc_spec, cg_dirs, sync, cache)
 
         proc, sock = self.fork_child(target, bool(proc_spec.get("terminal")), bool(req.get("stdin")))
         sock.settimeout(30)
@@ -618,14 +625,10 @@ class Supervisor:
             self.drop(c)
 
 
-def main() -> None:
-    state_dir, ready_fd = sys.argv[1], int(sys.argv[2])
+def run(state_dir: str, report: Any) -> None:
+    """The supervisor's life: set up the container, `report(b"R<pid>" or b"E<error>")`, serve, exit."""
     with open(state_dir + "/params", "rb") as f:
         params = marshal.load(f)
-    if os.fork():
-        os._exit(0)  # the runtime reaps this one; the supervisor is orphaned, out of the engine's process tree
-    os.setsid()
-    os.chdir("/")
     wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     _signal.set_wakeup_fd(wake_w)
     _signal.signal(_signal.SIGCHLD, lambda *_: None)
@@ -638,14 +641,12 @@ def main() -> None:
         err = f"{type(e).__name__}: {e}"
     if err is not None:
         if sup.init is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(sup.init.pid, 9)
                 os.waitpid(sup.init.pid, 0)
-            except OSError:
-                pass
         with contextlib.suppress(OSError):
             sup.cgroup.delete()
-        os.write(ready_fd, ("E" + err).encode())
+        report(("E" + err).encode())
         os._exit(1)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     path = state_dir + "/ctl.sock"
@@ -654,7 +655,126 @@ def main() -> None:
     listener.listen(16)
     listener.setblocking(False)
     assert sup.init is not None
-    os.write(ready_fd, f"R{sup.init.pid}".encode())
-    os.close(ready_fd)
+    # what exists now is shared copy-on-write with the supervisors forked from this one: keep the collector
+    # from writing to it
+    gc.freeze()
+    report(f"R{sup.init.pid}".encode())
     sup.serve(listener, wake_r)
     os._exit(0)
+
+
+def spawn(conn: socket.socket, state_dir: str) -> None:
+    """Forks a new supervisor for another container from this live one (op "spawn").
+
+    No interpreter start-up and no imports, and the new supervisor shares this one's pages copy-on-write: what
+    makes create fast and supervisors small. The new one leaves our process tree (double fork, own session) and
+    answers on `conn`; our children are born in our container's pid namespace, so we fork from the host's.
+    """
+    from engine.exec import linux
+
+    host_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    container_ns = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.setns(host_ns, linux.CLONE_NEWPID)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                if os.fork():
+                    os._exit(0)
+                os.setsid()
+                keep = conn.fileno()
+                os.closerange(3, keep)
+                os.closerange(keep + 1, 65536)
+                log = os.open(state_dir + "/supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                os.dup2(log, 2)
+                os.close(log)
+                sock = socket.socket(fileno=keep)
+                sock.setblocking(True)
+
+                def report(msg: bytes) -> None:
+                    with contextlib.suppress(OSError):
+                        sock.sendall(P.frame(P.CONTROL, marshal.dumps({"spawned": msg.decode()})))
+                    sock.close()
+
+                run(state_dir, report)
+            finally:
+                os._exit(1)
+        os.waitpid(pid, 0)
+    finally:
+        linux.setns(container_ns, linux.CLONE_NEWPID)
+        os.close(host_ns)
+        os.close(container_ns)
+
+
+def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
+    """A supervisor without a container, kept by one engine to fork new supervisors from (op "spawn").
+
+    It lives as long as the engine holds the other end of `life_fd`: EOF there (engine closed or died) ends it.
+    The supervisors it forked are independent of it.
+    """
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    os.chdir("/")
+    from engine.exec import container  # noqa: F401  (shared with every supervisor forked from here)
+
+    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGPIPE):
+        _signal.signal(sig, _signal.SIG_IGN)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(sock_path)
+    os.chmod(sock_path, 0o600)
+    listener.listen(16)
+    ep = select.epoll()
+    ep.register(listener.fileno(), select.EPOLLIN)
+    ep.register(life_fd, select.EPOLLIN | select.EPOLLHUP)
+    gc.freeze()
+    os.write(ready_fd, b"Z")
+    os.close(ready_fd)
+    while True:
+        try:
+            events = ep.poll()
+        except InterruptedError:
+            continue
+        for fd, _ev in events:
+            if fd == life_fd:
+                with contextlib.suppress(OSError):
+                    os.unlink(sock_path)
+                os._exit(0)
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            try:
+                conn.settimeout(10)
+                buf = b""
+                while len(buf) < P.HEADER or len(buf) < P.HEADER + P.parse_header(buf[: P.HEADER])[1]:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                req = marshal.loads(buf[P.HEADER :])
+                if req.get("op") == "spawn":
+                    spawn(conn, str(req["dir"]))
+            except Exception as e:
+                print(f"portside zygote: {type(e).__name__}: {e}", file=sys.stderr)
+            finally:
+                conn.close()
+
+
+def main() -> None:
+    if sys.argv[1] == "zygote":
+        zygote_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return
+    state_dir, ready_fd = sys.argv[1], int(sys.argv[2])
+    if os.fork():
+        os._exit(0)  # the runtime reaps this one; the supervisor is orphaned, out of the engine's process tree
+    os.setsid()
+    os.chdir("/")
+    # the container side's modules, loaded once here and shared with every supervisor forked from this one
+    from engine.exec import container  # noqa: F401
+
+    def report(msg: bytes) -> None:
+        os.write(ready_fd, msg)
+        os.close(ready_fd)
+
+    run(state_dir, report)
