@@ -460,9 +460,8 @@ class ContainerManager:
         signum = parse_signal(sig)
         if not rec["State"]["Running"]:
             raise Conflict(f"cannot kill container: {ref}: container {rec['Id']} is not running")
-        if signum == signals.SIGKILL:
-            rec["_portside"]["ManuallyStopped"] = True  # Docker does not restart a container killed by the user
-            self.store.save(rec)
+        rec["_portside"]["ManuallyStopped"] = True  # as dockerd: a container the user signalled is not restarted
+        self.store.save(rec)
         await self.rt.kill(rec["Id"], signum)
         self.emit(rec, "kill", signal=str(signum))
 

@@ -393,3 +393,51 @@ def test_debian_cli_run_it(daemon: PortsideDaemon, busybox: str) -> None:
     out, code = _pty_run(["/usr/bin/docker", "-H", daemon.host, "run", "--rm", "-it", busybox, "sh"],
                          b"echo old-$((1+1)); exit 7\r")
     assert b"old-2" in out and code == 7
+
+
+def test_lifecycle_commands(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    name, new = f"pst-life-{os.getpid()}", f"pst-life2-{os.getpid()}"
+    names.extend([name, new])
+    assert daemon.docker("run", "-d", "--name", name, busybox, "sleep", "300").returncode == 0
+    assert daemon.docker("rename", name, new).returncode == 0
+    assert daemon.docker("inspect", name).returncode != 0
+    assert daemon.docker("pause", new).returncode == 0
+    assert json.loads(daemon.docker("inspect", new).stdout)[0]["State"]["Status"] == "paused"
+    assert "(Paused)" in daemon.docker("ps", "--filter", f"name={new}", "--format", "{{.Status}}").stdout
+    assert daemon.docker("unpause", new).returncode == 0
+    upd = daemon.docker("update", "--restart", "always", new)
+    assert upd.returncode == 0, upd.stderr
+    assert json.loads(daemon.docker("inspect", new).stdout)[0]["HostConfig"]["RestartPolicy"]["Name"] == "always"
+    pid = json.loads(daemon.docker("inspect", new).stdout)[0]["State"]["Pid"]
+    assert daemon.docker("restart", "-t", "1", new).returncode == 0
+    st = json.loads(daemon.docker("inspect", new).stdout)[0]["State"]
+    assert st["Running"] is True and st["Pid"] != pid
+    assert daemon.docker("kill", "-s", "TERM", new).returncode == 0  # sleep as PID 1 ignores SIGTERM
+    assert daemon.docker("kill", new).returncode == 0
+    waited = daemon.docker("wait", new)
+    assert waited.stdout.strip() == "137"
+    ps = daemon.docker("ps", "-a", "--filter", "status=exited", "--filter", f"name={new}", "--format", "{{.Names}}")
+    assert ps.stdout.split() == [new]  # killed by the user: `always` does not restart it
+
+
+def test_named_volume_first_mount_copies_image_content(daemon: PortsideDaemon, busybox: str) -> None:
+    vol = f"pst-copyup-{os.getpid()}"
+    try:
+        out = daemon.docker("run", "--rm", "-v", f"{vol}:/etc", busybox, "cat", "/etc/passwd")
+        assert out.returncode == 0 and "root:" in out.stdout
+        mount = json.loads(daemon.docker("volume", "inspect", vol).stdout)[0]["Mountpoint"]
+        assert os.path.exists(os.path.join(mount, "passwd"))
+    finally:
+        daemon.docker("volume", "rm", vol)
+
+
+def test_prunes_and_build_answer(daemon: PortsideDaemon, busybox: str) -> None:
+    name = f"pst-prune-{os.getpid()}"
+    assert daemon.docker("create", "--name", name, "--label", "pst-prune=1", busybox, "true").returncode == 0
+    out = daemon.docker("container", "prune", "-f", "--filter", "label=pst-prune=1")
+    assert out.returncode == 0 and "Total reclaimed space" in out.stdout
+    assert daemon.docker("inspect", name).returncode != 0
+    assert daemon.docker("network", "prune", "-f").returncode == 0
+    assert daemon.docker("image", "prune", "-f").returncode == 0
+    status, _, body = daemon.request("POST", "/v1.50/build", body=b"", headers={"Content-Type": "application/x-tar"})
+    assert status == 501 and "no image builder" in json.loads(body)["message"]
