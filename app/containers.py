@@ -1,0 +1,142 @@
+"""Container rows as the list shows them, built from `GET /containers/json` (one call, no per-container inspect)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+STATE_COLOURS = {
+    "running": "green",
+    "paused": "yellow",
+    "restarting": "cyan",
+    "created": "blue",
+    "exited": "red",
+    "dead": "red",
+    "removing": "magenta",
+}
+
+# The ports Kitematic treated as web ports, in its order of preference, for the default URL.
+WEB_PORTS = (80, 8000, 8080, 8888, 3000, 5000, 2368, 9200, 8983, 443)
+
+
+@dataclass(frozen=True)
+class ContainerRow:
+    id: str
+    name: str
+    image: str
+    state: str
+    status: str
+    ports: str
+    published: tuple[tuple[str, int, int, str], ...]  # (host ip, host port, container port, proto)
+    created: int
+
+    @classmethod
+    def from_api(cls, c: dict[str, Any]) -> ContainerRow:
+        names = c.get("Names") or [""]
+        ports = c.get("Ports") or []
+        published = tuple(
+            (p.get("IP", ""), int(p["PublicPort"]), int(p["PrivatePort"]), p.get("Type", "tcp"))
+            for p in ports
+            if p.get("PublicPort")
+        )
+        return cls(
+            id=c["Id"],
+            name=names[0].lstrip("/"),
+            image=c.get("Image", ""),
+            state=c.get("State", ""),
+            status=c.get("Status", ""),
+            ports=displayable_ports(ports),
+            published=published,
+            created=int(c.get("Created", 0)),
+        )
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def matches(self, text: str) -> bool:
+        """The filter-as-you-type test: every word appears in the name, image, state or ports."""
+        hay = f"{self.name} {self.image} {self.state} {self.ports} {self.short_id}".lower()
+        return all(word in hay for word in text.lower().split())
+
+
+def _join_host_port(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def displayable_ports(ports: list[dict[str, Any]]) -> str:
+    """The PORTS column exactly as `docker ps` prints it (docker/cli formatter.DisplayablePorts)."""
+
+    def key(p: dict[str, Any]) -> tuple[int, str, int, str]:
+        return (int(p.get("PrivatePort", 0)), p.get("IP", ""), int(p.get("PublicPort", 0) or 0), p.get("Type", ""))
+
+    groups: dict[str, list[int]] = {}
+    order: list[str] = []
+    result: list[str] = []
+    host_mappings: list[str] = []
+    for p in sorted(ports, key=key):
+        current = int(p.get("PrivatePort", 0))
+        proto = p.get("Type", "tcp")
+        port_key = proto
+        ip = p.get("IP", "")
+        if ip:
+            public = int(p.get("PublicPort", 0) or 0)
+            if public != current:
+                host_mappings.append(f"{_join_host_port(ip, public)}->{current}/{proto}")
+                continue
+            port_key = f"{ip}/{proto}"
+        group = groups.get(port_key)
+        if group is None:
+            groups[port_key] = [current, current]
+            order.append(port_key)
+            continue
+        if current == group[1] + 1:
+            group[1] = current
+            continue
+        result.append(_form_group(port_key, group[0], group[1]))
+        groups[port_key] = [current, current]
+    for port_key in order:
+        first, last = groups[port_key]
+        result.append(_form_group(port_key, first, last))
+    result.extend(host_mappings)
+    return ", ".join(result)
+
+
+def _form_group(key: str, first: int, last: int) -> str:
+    ip, _, proto = key.rpartition("/")
+    group = str(first) if first == last else f"{first}-{last}"
+    if ip:
+        group = f"{ip}:{group}->{group}"
+    return f"{group}/{proto}"
+
+
+def urls(published: tuple[tuple[str, int, int, str], ...]) -> list[str]:
+    """HTTP URLs for published TCP ports, web ports first, one per container port, reachable from this host."""
+    seen: set[int] = set()
+    out: list[tuple[int, str]] = []
+    for ip, host_port, container_port, proto in published:
+        if proto != "tcp" or container_port in seen:
+            continue
+        seen.add(container_port)
+        host = "127.0.0.1"
+        try:
+            addr = ipaddress.ip_address(ip)
+            if not addr.is_unspecified:
+                host = f"[{ip}]" if addr.version == 6 else ip
+        except ValueError:
+            pass
+        rank = WEB_PORTS.index(container_port) if container_port in WEB_PORTS else len(WEB_PORTS)
+        out.append((rank, f"http://{host}:{host_port}"))
+    return [u for _, u in sorted(out, key=lambda t: t[0])]
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    """Kitematic's names: `nginx`, then `nginx-2`, `nginx-3`..."""
+    base = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in base).strip(".-") or "container"
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"

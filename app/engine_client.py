@@ -1,0 +1,67 @@
+"""docker-py clients for one endpoint, and the cancellable streams the TUI reads in thread workers.
+
+Two low-level clients: `api` with a timeout for calls, and `streams` without one, because docker-py gives
+`logs(follow=True)` the client's read timeout and a quiet container would end its log stream after a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import docker
+from docker.types.daemon import CancellableStream
+
+from app.endpoint import Endpoint
+
+CALL_TIMEOUT = 60
+
+
+class EngineClient:
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.api = docker.APIClient(base_url=endpoint.url, version="auto", timeout=CALL_TIMEOUT, max_pool_size=16)
+        version = self.api.api_version
+        self.streams = docker.APIClient(base_url=endpoint.url, version=version, timeout=None, max_pool_size=64)
+        self.server_version: dict[str, Any] = {}
+
+    def ping(self) -> bool:
+        return bool(self.api.ping())
+
+    def close(self) -> None:
+        for c in (self.api, self.streams):
+            with contextlib.suppress(Exception):
+                c.close()
+
+    # --- streams: each returns something with .close() that ends the reading thread ---
+
+    def events(self) -> CancellableStream:
+        return self.streams.events(decode=True)
+
+    def logs(self, cid: str, tail: int | str = 1000) -> CancellableStream:
+        stream: CancellableStream = self.streams.logs(
+            cid, stream=True, follow=True, timestamps=True, tail=tail, stdout=True, stderr=True
+        )
+        return stream
+
+    def stats(self, cid: str) -> CancellableStream:
+        api = self.streams
+        res = api._get(api._url("/containers/{0}/stats", cid), params={"stream": True}, stream=True)
+        api._raise_for_status(res)
+        return CancellableStream(api._stream_helper(res, decode=True), res)
+
+    def pull(self, repository: str, tag: str | None) -> CancellableStream:
+        api = self.streams
+        params = {"fromImage": repository, "tag": tag or "latest"}
+        headers: dict[str, str] = {}
+        try:
+            from docker import auth
+
+            header = auth.get_config_header(api, auth.resolve_repository_name(repository)[0])
+            if header:
+                headers["X-Registry-Auth"] = header
+        except Exception:
+            pass
+        res = api._post(api._url("/images/create"), params=params, headers=headers, stream=True, timeout=None)
+        api._raise_for_status(res)
+        return CancellableStream(api._stream_helper(res, decode=True), res)

@@ -1,0 +1,516 @@
+"""The main screen: containers on the left, the selected container's tabs on the right.
+
+Data flow: the app's /events stream is forwarded here; container events mark ids dirty and one debounced worker
+re-lists just those ids. Logs, stats and the URL check of the selected container run in thread workers that
+stop when the selection changes (a generation number) and post messages back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+
+from app.containers import ContainerRow, urls
+from app.lifecycle import VERBS, error_text
+from app.messages import Connected, ConnectionLost, DockerEvent, EngineUnavailable, RunImage
+from app.stats import History, sample
+from app.widgets.container_list import ContainerList
+from app.widgets.home import HomePane
+from app.widgets.json_tree import JsonTree
+from app.widgets.log_view import LogView
+from app.widgets.stats_pane import StatsPane
+
+# Container event actions that change what the list shows.
+LIST_ACTIONS = {
+    "create", "start", "restart", "stop", "die", "kill", "pause", "unpause", "rename", "destroy", "update",
+    "health_status", "oom",
+}
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_check(url: str, timeout: float = 2.0) -> str:
+    """`200`, `404`... or why there was no answer."""
+    try:
+        with _NO_PROXY.open(url, timeout=timeout) as resp:
+            return str(resp.status)
+    except urllib.error.HTTPError as exc:
+        return str(exc.code)
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        return f"no answer ({getattr(reason, 'strerror', None) or reason})"
+    except OSError as exc:
+        return f"no answer ({exc.strerror or exc})"
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("s", "verb('start')", "Start", id="start"),
+        Binding("x", "verb('stop')", "Stop", id="stop"),
+        Binding("r", "verb('restart')", "Restart", id="restart"),
+        Binding("p", "verb('pause')", "Pause", id="pause"),
+        Binding("K", "verb('kill')", "Kill", id="kill"),
+        Binding("delete,d", "verb('remove')", "Remove", id="remove"),
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("c", "new", "New", id="new"),
+        Binding("w", "run_nginx", "Run nginx", id="run_nginx"),
+        Binding("e", "exec", "Exec", id="exec"),
+        Binding("escape", "clear_filter", show=False),
+    ]
+
+    @dataclass
+    class RowsLoaded(Message):
+        rows: list[ContainerRow]
+
+    @dataclass
+    class RowsRefreshed(Message):
+        ids: list[str]
+        rows: list[ContainerRow]
+
+    @dataclass
+    class UrlStatus(Message):
+        generation: int
+        states: dict[str, str]
+
+    @dataclass
+    class StatsSample(Message):
+        generation: int
+        container_id: str
+
+    @dataclass
+    class InspectLoaded(Message):
+        container_id: str
+        data: dict[str, Any]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generation = 0
+        self._dirty: set[str] = set()
+        self._flush_scheduled = False
+        self._streams: list[Any] = []
+        self._streams_lock = threading.Lock()
+        self.selected_id: str | None = None
+        self.history = History()
+        self.url_states: dict[str, str] = {}
+        self.loaded = threading.Event()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="banner")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield Input(placeholder="filter containers (/)", id="filter")
+                yield ContainerList(id="containers")
+            with TabbedContent(id="tabs"):
+                with TabPane("Home", id="tab-home"):
+                    yield HomePane(id="home")
+                with TabPane("Stats", id="tab-stats"):
+                    yield StatsPane(id="stats")
+                with TabPane("Inspect", id="tab-inspect"):
+                    yield JsonTree(id="inspect")
+        yield Footer()
+
+    # --- typed accessors ---
+
+    @property
+    def container_list(self) -> ContainerList:
+        return self.query_one(ContainerList)
+
+    @property
+    def home(self) -> HomePane:
+        return self.query_one(HomePane)
+
+    @property
+    def log_view(self) -> LogView:
+        return self.query_one(LogView)
+
+    @property
+    def stats_pane(self) -> StatsPane:
+        return self.query_one(StatsPane)
+
+    @property
+    def banner(self) -> Static:
+        return self.query_one("#banner", Static)
+
+    @property
+    def engine(self) -> Any:
+        return self.app.engine  # type: ignore[attr-defined]
+
+    def on_mount(self) -> None:
+        self.banner.display = False
+        self.query_one("#filter", Input).display = False
+        self.home.search_input.display = False
+        self.container_list.focus()
+        if getattr(self.app, "connected", False):
+            self.load()
+
+    def on_unmount(self) -> None:
+        self._stop_streams()
+
+    # --- connection news ---
+
+    @on(Connected)
+    def _connected(self, _: Connected) -> None:
+        self.banner.display = False
+        self.load()
+
+    @on(ConnectionLost)
+    def _lost(self, message: ConnectionLost) -> None:
+        self.banner.update(f"Connection to the engine lost: {message.reason}. Reconnecting…")
+        self.banner.display = True
+        self._stop_streams()
+
+    @on(EngineUnavailable)
+    def _unavailable(self, message: EngineUnavailable) -> None:
+        self.banner.update(message.reason)
+        self.banner.display = True
+
+    # --- the list ---
+
+    @work(thread=True, exclusive=True, group="list", exit_on_error=False)
+    def load(self) -> None:
+        try:
+            data = self.app.wait_engine().api.containers(all=True)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.app.fail("Listing containers", exc)  # type: ignore[attr-defined]
+            return
+        self.post_message(self.RowsLoaded([ContainerRow.from_api(c) for c in data]))
+
+    @on(RowsLoaded)
+    def _rows_loaded(self, message: RowsLoaded) -> None:
+        self.container_list.set_rows(message.rows)
+        self.loaded.set()
+
+    @on(DockerEvent)
+    def _docker_event(self, message: DockerEvent) -> None:
+        ev = message.event
+        if ev.get("Type") != "container":
+            return
+        action = str(ev.get("Action", "")).split(":")[0]
+        cid = ev.get("id") or (ev.get("Actor") or {}).get("ID")
+        if action not in LIST_ACTIONS or not cid:
+            return
+        self._dirty.add(cid)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.set_timer(0.05, self._flush)
+        if cid == self.selected_id and action in ("start", "restart", "unpause"):
+            self._restart_streams()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        ids, self._dirty = sorted(self._dirty), set()
+        if ids:
+            self._refresh_ids(ids)
+
+    @work(thread=True, group="list-refresh", exit_on_error=False)
+    def _refresh_ids(self, ids: list[str]) -> None:
+        try:
+            data = self.app.wait_engine().api.containers(all=True, filters={"id": ids})  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.app.fail("Refreshing containers", exc)  # type: ignore[attr-defined]
+            return
+        self.post_message(self.RowsRefreshed(ids, [ContainerRow.from_api(c) for c in data]))
+
+    @on(RowsRefreshed)
+    def _rows_refreshed(self, message: RowsRefreshed) -> None:
+        found = {r.id for r in message.rows}
+        for row in message.rows:
+            self.container_list.upsert(row)
+        for cid in message.ids:
+            if cid not in found:
+                self.container_list.discard(cid)
+        if self.selected_id in found:
+            self._show_urls_for(self.container_list.rows_by_id[self.selected_id])
+
+    # --- filter ---
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.container_list.set_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.container_list.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.display:
+            box.value = ""
+            box.display = False
+            self.container_list.set_filter("")
+            self.container_list.focus()
+
+    # --- selection and its streams ---
+
+    @on(ContainerList.Highlighted)
+    def _highlighted(self, message: ContainerList.Highlighted) -> None:
+        if message.container_id == self.selected_id:
+            return
+        self.selected_id = message.container_id
+        self.history = History()
+        self._restart_streams(clear=True)
+        if self.selected_id:
+            self.load_inspect(self.selected_id)
+
+    def _stop_streams(self) -> None:
+        self.generation += 1
+        with self._streams_lock:
+            streams, self._streams = self._streams, []
+        for s in streams:
+            with contextlib.suppress(Exception):
+                s.close()
+
+    def _restart_streams(self, clear: bool = False) -> None:
+        self._stop_streams()
+        gen = self.generation
+        row = self.container_list.current
+        if clear:
+            self.log_view.clear_lines()
+            self.log_view.follow = True
+            self.home.show_summary(None, "")
+            self.stats_pane.reset(row.name if row else "")
+        if row is None:
+            self.home.show_urls({})
+            return
+        self.log_view.container_name = row.name  # type: ignore[attr-defined]
+        since = self._last_log_time()
+        self._stream_logs(row.id, gen, since)
+        self._stream_stats(row.id, gen)
+        self._show_urls_for(row)
+        self._check_urls(gen)
+
+    def _last_log_time(self) -> float | None:
+        from app.stats import _timestamp
+
+        stamps = self.log_view.timestamps
+        if stamps and stamps[-1]:
+            return _timestamp(stamps[-1]) + 1e-6
+        return None
+
+    def _keep(self, gen: int, stream: Any) -> bool:
+        with self._streams_lock:
+            if gen != self.generation:
+                return False
+            self._streams.append(stream)
+            return True
+
+    @work(thread=True, group="logs", exit_on_error=False)
+    def _stream_logs(self, cid: str, gen: int, since: float | None) -> None:
+        view = self.log_view
+        try:
+            engine = self.app.wait_engine()  # type: ignore[attr-defined]
+            if since is None:
+                stream = engine.logs(cid, tail=self.app.config.log_tail)  # type: ignore[attr-defined]
+            else:
+                stream = engine.streams.logs(cid, stream=True, follow=True, timestamps=True, since=since)
+        except Exception as exc:
+            if gen == self.generation:
+                view.feed([f"(no logs: {error_text(exc)})"])
+            return
+        if not self._keep(gen, stream):
+            stream.close()
+            return
+        buf = b""
+        try:
+            for chunk in stream:
+                if gen != self.generation:
+                    break
+                buf += chunk
+                if b"\n" in buf:
+                    *lines, buf = buf.split(b"\n")
+                    view.feed([line.decode("utf-8", "replace").rstrip("\r") for line in lines])
+        except Exception:
+            pass
+        finally:
+            if buf and gen == self.generation:
+                view.feed([buf.decode("utf-8", "replace").rstrip("\r")])
+            stream.close()
+
+    @work(thread=True, group="stats", exit_on_error=False)
+    def _stream_stats(self, cid: str, gen: int) -> None:
+        try:
+            stream = self.app.wait_engine().stats(cid)  # type: ignore[attr-defined]
+        except Exception:
+            return
+        if not self._keep(gen, stream):
+            stream.close()
+            return
+        history = self.history
+        try:
+            for raw in stream:
+                if gen != self.generation:
+                    break
+                if not raw.get("read") or str(raw.get("read")).startswith("0001"):
+                    continue  # a stopped container's empty sample
+                history.add(sample(raw))
+                self.post_message(self.StatsSample(gen, cid))
+        except Exception:
+            pass
+        finally:
+            stream.close()
+
+    @on(StatsSample)
+    def _stats_sample(self, message: StatsSample) -> None:
+        if message.generation != self.generation:
+            return
+        row = self.container_list.current
+        self.home.show_summary(self.history, row.state if row else "")
+        self.stats_pane.show(self.history)
+
+    def _show_urls_for(self, row: ContainerRow) -> None:
+        wanted = urls(row.published)
+        self.url_states = {u: self.url_states.get(u, "checking…") for u in wanted}
+        self.home.show_urls(self.url_states)
+
+    @work(thread=True, group="urls", exit_on_error=False)
+    def _check_urls(self, gen: int) -> None:
+        stop = threading.Event()
+        while gen == self.generation and not self.app._quitting.is_set():  # type: ignore[attr-defined]
+            targets = list(self.url_states)
+            states = {u: http_check(u) for u in targets}
+            if gen != self.generation:
+                return
+            self.post_message(self.UrlStatus(gen, states))
+            stop.wait(1.0 if any(not s.isdigit() for s in states.values()) else 3.0)
+
+    @on(UrlStatus)
+    def _url_status(self, message: UrlStatus) -> None:
+        if message.generation != self.generation:
+            return
+        for url, state in message.states.items():
+            if url in self.url_states:
+                self.url_states[url] = state
+        self.home.show_urls(self.url_states)
+
+    @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
+    def load_inspect(self, cid: str) -> None:
+        try:
+            data = self.app.wait_engine().api.inspect_container(cid)  # type: ignore[attr-defined]
+        except Exception:
+            return
+        self.post_message(self.InspectLoaded(cid, data))
+
+    @on(InspectLoaded)
+    def _inspect_loaded(self, message: InspectLoaded) -> None:
+        if message.container_id == self.selected_id:
+            self.query_one(JsonTree).load(message.data, message.data.get("Name", "").lstrip("/"))
+
+    # --- actions ---
+
+    def action_verb(self, name: str) -> None:
+        self.run_verb(name)
+
+    def run_verb(self, name: str) -> None:
+        verb = VERBS[name]
+        targets = self.container_list.targets()
+        if not targets:
+            self.notify("No container selected", severity="warning")
+            return
+        if verb.destructive:
+            from app.screens.confirm import ConfirmScreen
+
+            names = ", ".join(r.name for r in targets)
+            question = f"{verb.title} {len(targets)} container(s): {names}?"
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self._run_verb(name, [(r.id, r.state, r.name) for r in targets])
+
+            self.app.push_screen(ConfirmScreen(question), answered)
+            return
+        self._run_verb(name, [(r.id, r.state, r.name) for r in targets])
+
+    @work(thread=True, group="verbs", exit_on_error=False)
+    def _run_verb(self, name: str, targets: list[tuple[str, str, str]]) -> None:
+        verb = VERBS[name]
+        try:
+            api = self.app.wait_engine().api  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.app.fail(verb.title, exc)  # type: ignore[attr-defined]
+            return
+        for cid, state, cname in targets:
+            try:
+                verb.run(api, cid, state)
+            except Exception as exc:
+                self.app.fail(f"{verb.title} {cname}", exc)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self._clear_marks)
+
+    def _clear_marks(self) -> None:
+        if self.container_list.marked:
+            self.container_list.marked.clear()
+            self.container_list.refresh_rows()
+
+    def action_exec(self) -> None:
+        row = self.container_list.current
+        if row is None:
+            return
+        if row.state != "running":
+            self.notify(f"{row.name} is {row.state}: start it to run a shell", severity="warning")
+            return
+        from app.exec_shell import run_shell
+
+        engine = self.engine
+        if engine is None:
+            return
+        try:
+            with self.app.suspend():
+                code = run_shell(engine.streams, row.id)
+        except Exception as exc:
+            self.app.fail(f"Exec in {row.name}", exc)  # type: ignore[attr-defined]
+            return
+        self.notify(f"Shell in {row.name} ended (exit {code})")
+
+    def action_new(self) -> None:
+        try:
+            from app.screens.new_container import NewContainerScreen
+        except ImportError:
+            self.notify("The new-container screen is not in this build yet", severity="warning")
+            return
+
+        self.app.push_screen(NewContainerScreen())
+
+    def action_run_nginx(self) -> None:
+        self.post_message(RunImage(self.app.config.nginx_image))  # type: ignore[attr-defined]
+
+    @on(RunImage)
+    def _run_image(self, message: RunImage) -> None:
+        try:
+            from app.screens.pull import PullScreen
+        except ImportError:
+            self.notify("Running images is not in this build yet", severity="warning")
+            return
+
+        def done(cid: str | None) -> None:
+            if cid:
+                self.focus_container(cid)
+
+        self.app.push_screen(PullScreen(message.reference), done)
+
+    def focus_container(self, cid: str) -> None:
+        """Select a container as soon as it is in the list (it may arrive by event a moment later)."""
+
+        def attempt(tries: int = 0) -> None:
+            if self.container_list.select_id(cid) or tries > 50:
+                return
+            self.set_timer(0.1, lambda: attempt(tries + 1))
+
+        self.container_list.focus()
+        attempt()

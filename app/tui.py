@@ -1,0 +1,244 @@
+"""The Textual app: owns the engine connection, the /events stream and reconnection; screens do the rest."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from app import endpoint as endpoints
+from app.config import Config, load_config
+from app.engine_client import EngineClient
+from app.lifecycle import error_text
+from app.messages import ActionFailed, Connected, ConnectionLost, DockerEvent, EngineUnavailable
+
+
+class PortsideApp(App[None]):
+    """portside: Kitematic in the terminal, over the Docker Engine API."""
+
+    CSS_PATH = "portside.tcss"
+    TITLE = "portside"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("question_mark,f1", "help", "Help", id="help"),
+        Binding("I", "screen('images')", "Images", id="images"),
+        Binding("O", "screen('networks')", "Networks", id="networks"),
+        Binding("V", "screen('volumes')", "Volumes", id="volumes"),
+        Binding("E", "screen('events')", "Events", id="events"),
+    ]
+
+    def __init__(
+        self,
+        host: str | None = None,
+        *,
+        config: Config | None = None,
+        start_embedded: Callable[[], endpoints.Endpoint] | None = None,
+    ) -> None:
+        self.config, config_errors = (config, []) if config is not None else load_config()
+        super().__init__()
+        self.host = host
+        self._start_embedded = start_embedded
+        self.engine: EngineClient | None = None
+        self.endpoint: endpoints.Endpoint | None = None
+        self.connected = False
+        self._quitting = threading.Event()
+        self._events_stream: Any = None
+        self._config_errors = config_errors
+        if self.config.theme:
+            self._wanted_theme = self.config.theme
+
+    # --- lifecycle ---
+
+    def on_mount(self) -> None:
+        from app.screens.main import MainScreen
+
+        if getattr(self, "_wanted_theme", None):
+            try:
+                self.theme = self._wanted_theme
+            except Exception as exc:  # an unknown theme name
+                self._config_errors.append(f"theme: {exc}")
+        if self.config.keys:
+            self.set_keymap(self.config.keys)
+        for err in self._config_errors:
+            self.notify(err, title="Config file", severity="error", timeout=15)
+        self.sub_title = "connecting…"
+        self.push_screen(MainScreen())
+        self.connect()
+
+    async def action_quit(self) -> None:
+        self.shutdown_streams()
+        self.exit()
+
+    def shutdown_streams(self) -> None:
+        """Close every open stream so the thread workers reading them end (they would keep the process alive)."""
+        self._quitting.set()
+        for screen in self.screen_stack:
+            stop = getattr(screen, "_stop_streams", None)
+            if stop is not None:
+                stop()
+        stream = self._events_stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    def on_unmount(self) -> None:
+        self.shutdown_streams()
+        if self.engine is not None:
+            self.engine.close()
+        if self.endpoint is not None:
+            self.endpoint.close()
+
+    @work(thread=True, exclusive=True, group="connect", exit_on_error=False)
+    def connect(self) -> None:
+        """Choose the endpoint (maybe starting the embedded engine), then follow /events until the app quits."""
+        try:
+            ep = endpoints.choose(self.host, start_embedded=self._start_embedded)
+        except endpoints.NoEngine as exc:
+            self.post_message(EngineUnavailable(str(exc)))
+            return
+        except Exception as exc:
+            self.post_message(EngineUnavailable(f"Could not start the embedded engine: {error_text(exc)}"))
+            return
+        self.endpoint = ep
+        first = True
+        while not self._quitting.is_set():
+            try:
+                engine = EngineClient(ep)
+                engine.ping()
+            except Exception as exc:
+                if first:
+                    self.post_message(ConnectionLost(f"{ep.label}: {error_text(exc)}"))
+                    first = False
+                if self._quitting.wait(1.0):
+                    return
+                continue
+            old, self.engine = self.engine, engine
+            if old is not None:
+                old.close()
+            first = True
+            reason = self._follow_events(engine)
+            if self._quitting.is_set():
+                return
+            self.connected = False
+            self.post_message(ConnectionLost(reason))
+            first = False
+            self._quitting.wait(0.5)
+
+    def _follow_events(self, engine: EngineClient) -> str:
+        try:
+            stream = engine.events()
+        except Exception as exc:
+            return error_text(exc)
+        self._events_stream = stream
+        self.connected = True
+        self.post_message(Connected(engine.endpoint.label))
+        try:
+            for event in stream:
+                self.post_message(DockerEvent(event))
+        except Exception as exc:
+            return f"the engine stopped answering ({error_text(exc)})"
+        return "the engine closed the event stream"
+
+    # --- app-wide messages ---
+
+    @on(Connected)
+    def _connected(self, message: Connected) -> None:
+        self.sub_title = message.label
+        self._forward(message)
+
+    @on(ConnectionLost)
+    def _lost(self, message: ConnectionLost) -> None:
+        self.sub_title = f"{self.endpoint.label if self.endpoint else ''} - disconnected"
+        self._forward(message)
+
+    @on(EngineUnavailable)
+    def _unavailable(self, message: EngineUnavailable) -> None:
+        self.sub_title = "no engine"
+        self._forward(message)
+
+    @on(DockerEvent)
+    def _event(self, message: DockerEvent) -> None:
+        self._forward(message)
+
+    def _forward(self, message: Connected | ConnectionLost | EngineUnavailable | DockerEvent) -> None:
+        """Give app-wide news to every screen on the stack (the main screen keeps its list fresh underneath)."""
+        kind = type(message)
+        for screen in self.screen_stack:
+            copy = kind(**{f: getattr(message, f) for f in message.__dataclass_fields__})
+            screen.post_message(copy)
+
+    @on(ActionFailed)
+    def _failed(self, message: ActionFailed) -> None:
+        self.notify(message.error, title=message.what, severity="error", timeout=10)
+
+    def fail(self, what: str, exc: BaseException) -> None:
+        """Report a failed docker call from any thread; never raises."""
+        self.post_message(ActionFailed(what, error_text(exc)))
+
+    # --- navigation ---
+
+    def action_help(self) -> None:
+        from app.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    def action_screen(self, name: str) -> None:
+        try:
+            from app.screens.resources import EventsScreen, ImagesScreen, NetworksScreen, VolumesScreen
+        except ImportError:
+            self.notify(f"The {name} screen is not in this build yet", severity="warning")
+            return
+
+        screens: dict[str, type[Screen[None]]] = {
+            "images": ImagesScreen,
+            "networks": NetworksScreen,
+            "volumes": VolumesScreen,
+            "events": EventsScreen,
+        }
+        if isinstance(self.screen, screens[name]):
+            return
+        self.push_screen(screens[name]())
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        from app.lifecycle import VERBS
+
+        main = self._main_screen()
+        if main is not None:
+            for verb in VERBS.values():
+                yield SystemCommand(f"Container: {verb.title}", f"{verb.title} the selected containers",
+                                    lambda v=verb.name: main.run_verb(v))
+            yield SystemCommand("Run nginx", "Pull and run nginx with its ports published", main.action_run_nginx)
+            yield SystemCommand("New container", "Search images and create a container", main.action_new)
+        for name in ("images", "networks", "volumes", "events"):
+            yield SystemCommand(f"Show {name}", f"Open the {name} screen", lambda n=name: self.action_screen(n))
+        yield SystemCommand("Help", "Keys and what they do", self.action_help)
+
+    def _main_screen(self) -> Any:
+        from app.screens.main import MainScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                return screen
+        return None
+
+    def wait_engine(self, timeout: float = 30.0) -> EngineClient:
+        """The connected client, for worker threads that start before the connection is made."""
+        deadline = time.monotonic() + timeout
+        while self.engine is None or not self.connected:
+            if time.monotonic() > deadline or self._quitting.is_set():
+                raise ConnectionError("not connected to an engine")
+            time.sleep(0.05)
+        return self.engine
+
+
+STYLESHEET = Path(__file__).with_name("portside.tcss")

@@ -1,0 +1,134 @@
+"""The container list: name, image, state in colour, published ports; filter as you type; multi-selection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable
+
+from app.containers import STATE_COLOURS, ContainerRow
+
+
+class ContainerList(DataTable[Text]):
+    """Rows keyed by container id; the set of rows is kept by the screen, the table shows the filtered ones."""
+
+    BINDINGS = [Binding("space", "mark", "Mark", id="mark")]
+
+    @dataclass
+    class Highlighted(Message):
+        """The cursor moved to another container (or to none)."""
+
+        container_id: str | None
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
+        self.rows_by_id: dict[str, ContainerRow] = {}
+        self.marked: set[str] = set()
+        self.filter_text = ""
+        self._shown: list[str] = []
+
+    def on_mount(self) -> None:
+        self.add_column(" ", key="mark", width=1)
+        self.add_column("NAME", key="name")
+        self.add_column("IMAGE", key="image")
+        self.add_column("STATE", key="state")
+        self.add_column("PORTS", key="ports")
+
+    # --- data ---
+
+    def set_rows(self, rows: list[ContainerRow]) -> None:
+        self.rows_by_id = {r.id: r for r in rows}
+        self.marked &= set(self.rows_by_id)
+        self.refresh_rows()
+
+    def upsert(self, row: ContainerRow) -> None:
+        self.rows_by_id[row.id] = row
+        if row.id in self._shown:
+            for col in ("mark", "name", "image", "state", "ports"):
+                self.update_cell(row.id, col, self._cell(row, col))
+            if not row.matches(self.filter_text):
+                self.refresh_rows()
+        else:
+            self.refresh_rows()
+
+    def discard(self, cid: str) -> None:
+        if self.rows_by_id.pop(cid, None) is not None:
+            self.marked.discard(cid)
+            self.refresh_rows()
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text
+        self.refresh_rows()
+
+    def _ordered(self) -> list[ContainerRow]:
+        # Running first, then by name: the order Kitematic settled on.
+        rows = [r for r in self.rows_by_id.values() if r.matches(self.filter_text)]
+        return sorted(rows, key=lambda r: (r.state not in ("running", "paused", "restarting"), r.name))
+
+    def refresh_rows(self) -> None:
+        current = self.current_id
+        rows = self._ordered()
+        wanted = [r.id for r in rows]
+        if wanted == self._shown:
+            for r in rows:
+                for col in ("mark", "name", "image", "state", "ports"):
+                    self.update_cell(r.id, col, self._cell(r, col))
+            return
+        self.clear()
+        for r in rows:
+            self.add_row(*(self._cell(r, c) for c in ("mark", "name", "image", "state", "ports")), key=r.id)
+        self._shown = wanted
+        if current in wanted:
+            self.move_cursor(row=wanted.index(current), animate=False)
+        self.post_message(self.Highlighted(self.current_id))
+
+    def _cell(self, row: ContainerRow, col: str) -> Text:
+        if col == "mark":
+            return Text("●" if row.id in self.marked else " ", style="bold magenta")
+        if col == "state":
+            return Text(row.state, style=STATE_COLOURS.get(row.state, ""))
+        if col == "name":
+            return Text(row.name, style="bold")
+        return Text(getattr(row, col))
+
+    # --- selection ---
+
+    @property
+    def current_id(self) -> str | None:
+        if not self._shown or self.cursor_row < 0 or self.cursor_row >= len(self._shown):
+            return None
+        return self._shown[self.cursor_row]
+
+    @property
+    def current(self) -> ContainerRow | None:
+        cid = self.current_id
+        return self.rows_by_id.get(cid) if cid else None
+
+    def targets(self) -> list[ContainerRow]:
+        """What an action applies to: the marked containers, else the one under the cursor."""
+        if self.marked:
+            return [self.rows_by_id[c] for c in self._shown if c in self.marked]
+        row = self.current
+        return [row] if row else []
+
+    def select_id(self, cid: str) -> bool:
+        if cid in self._shown:
+            self.move_cursor(row=self._shown.index(cid), animate=False)
+            return True
+        return False
+
+    def action_mark(self) -> None:
+        cid = self.current_id
+        if cid is None:
+            return
+        self.marked.symmetric_difference_update({cid})
+        self.update_cell(cid, "mark", self._cell(self.rows_by_id[cid], "mark"))
+        if self.cursor_row < len(self._shown) - 1:
+            self.move_cursor(row=self.cursor_row + 1)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self.post_message(self.Highlighted(self.current_id))

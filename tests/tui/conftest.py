@@ -1,0 +1,93 @@
+"""Fixtures of the TUI tests: a private dockerd holding the test bed's busybox and nginx, and Pilot helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Config
+from tests.testbed.registry import Registry
+from tests.tui import dockerd
+
+
+@dataclass
+class Engine:
+    """An Engine API endpoint under test, with the references its test images go by."""
+
+    url: str
+    api: Any  # docker.APIClient
+    busybox: str
+    nginx: str
+
+    def config(self) -> Config:
+        return Config(nginx_image=self.nginx, registries=[], log_tail=1000)
+
+    def run(self, cmd: list[str], name: str | None = None, **host: Any) -> str:
+        """Create and start a busybox container (no network unless asked) and return its id."""
+        name = name or f"pst-{uuid.uuid4().hex[:8]}"
+        hc = self.api.create_host_config(network_mode=host.pop("network_mode", "none"), **host)
+        cid: str = self.api.create_container(self.busybox, cmd, name=name, host_config=hc)["Id"]
+        self.api.start(cid)
+        return cid
+
+
+@pytest.fixture(scope="session")
+def dockerd_engine(registry: Registry) -> Iterator[Engine]:
+    """Debian's dockerd, private to this session, with busybox and nginx pulled from the test registry."""
+    if not dockerd.available():
+        pytest.skip("dockerd (Debian's docker.io) is not installed or we are not root")
+    import docker
+
+    d = dockerd.make()
+    try:
+        d.start()
+        api = docker.APIClient(base_url=d.url, version="auto", timeout=120)
+        refs = {}
+        for name in ("busybox", "nginx"):
+            repo = f"{registry.host}/testbed/{name}"
+            api.pull(repo, tag="latest")
+            refs[name] = f"{repo}:latest"
+        yield Engine(d.url, api, refs["busybox"], refs["nginx"])
+    finally:
+        d.stop()
+
+
+async def wait_for(pilot: Any, predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    """Let the app run until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await pilot.pause(0.05)
+
+
+@pytest.fixture
+def tmp_config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty XDG config home, so a user's own config file cannot change what the tests see."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("PORTSIDE_CONFIG", raising=False)
+    return tmp_path / "xdg"
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+ENGINES = ["dockerd"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Engine:
+    """Each Pilot flow runs against every engine we have: Debian's dockerd (and portside's own when it runs)."""
+    value: Engine = request.getfixturevalue(f"{request.param}_engine")
+    return value

@@ -1,0 +1,141 @@
+"""Pilot flows of the main screen against a real engine: list, live logs, stats, lifecycle keys, errors."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from app.messages import ActionFailed
+from app.screens.main import MainScreen
+from app.tui import PortsideApp
+from tests.tui.conftest import Engine, wait_for
+
+# A PID 1 that ends on SIGTERM at once, so `stop` does not wait out its 10 s grace period.
+SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+
+pytestmark = [pytest.mark.integration, pytest.mark.tui, pytest.mark.timeout(120)]
+
+
+def _main(app: PortsideApp) -> MainScreen:
+    screen = app.screen
+    assert isinstance(screen, MainScreen)
+    return screen
+
+
+async def _select(pilot, app: PortsideApp, cid: str) -> MainScreen:  # type: ignore[no-untyped-def]
+    main = _main(app)
+    await wait_for(pilot, lambda: cid in main.container_list.rows_by_id, what="the container in the list")
+    assert main.container_list.select_id(cid)
+    await wait_for(pilot, lambda: main.selected_id == cid, what="the selection")
+    return main
+
+
+async def test_list_shows_containers_and_logs_appear_live(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """A container started outside the app shows up by event, and the lines it prints arrive while it runs."""
+    app = PortsideApp(host=engine.url, config=engine.config())
+    async with app.run_test(size=(160, 45)) as pilot:
+        main = _main(app)
+        await wait_for(pilot, lambda: app.connected and main.loaded.is_set(), what="connection")
+        name = f"pst-logs-{uuid.uuid4().hex[:6]}"
+        cid = engine.run(["sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"], name)
+        main = await _select(pilot, app, cid)
+        row = main.container_list.rows_by_id[cid]
+        assert row.name == name and row.state == "running"
+        assert row.image == engine.busybox
+        await wait_for(pilot, lambda: "line 2" in main.log_view.lines, what="first lines")
+        seen = len(main.log_view.lines)
+        await wait_for(pilot, lambda: len(main.log_view.lines) >= seen + 3, what="more lines, live")
+        lines = main.log_view.lines
+        assert lines == [f"line {i}" for i in range(len(lines))]  # in order, none lost, none doubled
+        # search highlights and n/N move between matches
+        main.log_view.focus()
+        assert main.log_view.search(r"line [12]$") == 2
+        await pilot.press("n")
+        assert main.log_view.match_index == 0
+
+
+async def test_stats_show_nonzero_memory(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """The Stats tab graphs memory from the stats stream, computed like `docker stats` (non-zero for a shell)."""
+    app = PortsideApp(host=engine.url, config=engine.config())
+    async with app.run_test(size=(160, 45)) as pilot:
+        cid = engine.run(SLEEPER)
+        main = await _select(pilot, app, cid)
+        main.query_one("#tabs").active = "tab-stats"
+        await wait_for(pilot, lambda: main.history.last and main.history.last.mem_used > 0, what="memory > 0")
+        label = str(main.query_one("#label-mem").render())
+        assert "Memory:" in label and "0B" not in label.split(":")[1].split("/")[0]
+        assert main.history.last.pids >= 1
+
+
+async def test_stop_start_remove_by_key(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """x stops, s starts, d then y removes: the engine and the list both agree after each key."""
+    app = PortsideApp(host=engine.url, config=engine.config())
+    async with app.run_test(size=(160, 45)) as pilot:
+        cid = engine.run(SLEEPER)
+        main = await _select(pilot, app, cid)
+        main.container_list.focus()
+
+        def state() -> str:
+            return main.container_list.rows_by_id[cid].state if cid in main.container_list.rows_by_id else ""
+
+        await pilot.press("x")
+        await wait_for(pilot, lambda: state() == "exited", timeout=30, what="exited")
+        assert engine.api.inspect_container(cid)["State"]["Running"] is False
+        main.container_list.select_id(cid)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: state() == "running", what="running again")
+        assert engine.api.inspect_container(cid)["State"]["Running"] is True
+        main.container_list.select_id(cid)
+        await pilot.press("d")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: cid not in main.container_list.rows_by_id, what="removed from the list")
+        assert not [c for c in engine.api.containers(all=True) if c["Id"] == cid]
+
+
+async def test_marked_containers_stop_together(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """Space marks rows; a verb then applies to every marked container."""
+    app = PortsideApp(host=engine.url, config=engine.config())
+    async with app.run_test(size=(160, 45)) as pilot:
+        tag = uuid.uuid4().hex[:6]
+        ids = [engine.run(SLEEPER, f"pst-multi-{tag}-{i}") for i in range(2)]
+        main = _main(app)
+        await wait_for(pilot, lambda: all(i in main.container_list.rows_by_id for i in ids), what="both listed")
+        main.container_list.set_filter(f"pst-multi-{tag}")
+        main.container_list.focus()
+        await pilot.pause(0.1)
+        main.container_list.move_cursor(row=0)
+        await pilot.press("space", "space", "x")
+        await wait_for(
+            pilot,
+            lambda: all(main.container_list.rows_by_id[i].state == "exited" for i in ids),
+            timeout=30,
+            what="both exited",
+        )
+
+
+async def test_errors_are_messages_not_crashes(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """Starting a container whose command does not exist shows Docker's error; the app keeps running."""
+    app = PortsideApp(host=engine.url, config=engine.config())
+    failures: list[ActionFailed] = []
+    async with app.run_test(size=(160, 45), message_hook=lambda m: isinstance(m, ActionFailed) and failures.append(m)) as pilot:  # noqa: E501
+        hc = engine.api.create_host_config(network_mode="none")
+        cid = engine.api.create_container(engine.busybox, ["/no/such/binary"], host_config=hc,
+                                          name=f"pst-bad-{uuid.uuid4().hex[:6]}")["Id"]
+        main = await _select(pilot, app, cid)
+        main.container_list.focus()
+        await pilot.press("s")
+        await wait_for(pilot, lambda: failures, what="an error message")
+        assert "no such file or directory" in failures[0].error.lower()
+        assert app.is_running
+        assert any("no such file" in n.message.lower() for n in app._notifications)
+
+
+async def test_unreachable_engine_shows_a_banner(tmp_path, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """A socket nobody listens on: the banner says the connection is lost and the app keeps retrying."""
+    app = PortsideApp(host=f"unix://{tmp_path}/nothing.sock", config=None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        main = _main(app)
+        await wait_for(pilot, lambda: main.banner.display, what="the banner")
+        assert "Connection to the engine lost" in str(main.banner.render())
+        assert "disconnected" in app.sub_title

@@ -1,0 +1,114 @@
+"""The TUI's headless parts: docker ps port strings, docker stats formulas, URLs, names, config errors, endpoints."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from app import endpoint
+from app.config import load_config, parse
+from app.containers import displayable_ports, unique_name, urls
+from app.stats import History, cpu_percent, memory_used, sample
+
+
+def test_ports_in_docker_ps_order() -> None:
+    """Same string as `docker ps`: sorted, same-port mappings grouped into ranges, other mappings last."""
+    ports = [
+        {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 32768, "Type": "tcp"},
+        {"IP": "::", "PrivatePort": 80, "PublicPort": 32768, "Type": "tcp"},
+        {"PrivatePort": 443, "Type": "tcp"},
+        {"PrivatePort": 444, "Type": "tcp"},
+        {"IP": "0.0.0.0", "PrivatePort": 53, "PublicPort": 53, "Type": "udp"},
+    ]
+    assert displayable_ports(ports) == (
+        "0.0.0.0:53->53/udp, 443-444/tcp, 0.0.0.0:32768->80/tcp, [::]:32768->80/tcp"
+    )
+    assert displayable_ports([]) == ""
+
+
+def test_urls_prefer_web_ports_and_loopback() -> None:
+    published = (("0.0.0.0", 32770, 22, "tcp"), ("0.0.0.0", 32768, 80, "tcp"), ("::", 32768, 80, "tcp"),
+                 ("127.0.0.1", 9000, 8080, "tcp"), ("0.0.0.0", 5353, 53, "udp"))
+    assert urls(published) == ["http://127.0.0.1:32768", "http://127.0.0.1:9000", "http://127.0.0.1:32770"]
+
+
+def test_unique_names_like_kitematic() -> None:
+    assert unique_name("nginx", set()) == "nginx"
+    assert unique_name("nginx", {"nginx", "nginx-2"}) == "nginx-3"
+    assert unique_name("127.0.0.1:5000/testbed/nginx", set()) == "127.0.0.1-5000-testbed-nginx"
+
+
+def test_stats_formulas_match_docker_stats() -> None:
+    """CPU % from the deltas against precpu; memory without inactive file pages (v1 and v2 keys)."""
+    raw = {
+        "read": "2026-11-28T03:00:01.500000000Z",
+        "cpu_stats": {"cpu_usage": {"total_usage": 300_000_000}, "system_cpu_usage": 2_000_000_000, "online_cpus": 2},
+        "precpu_stats": {"cpu_usage": {"total_usage": 100_000_000}, "system_cpu_usage": 1_000_000_000},
+        "memory_stats": {"usage": 10_000_000, "limit": 100_000_000, "stats": {"total_inactive_file": 2_000_000}},
+        "networks": {"eth0": {"rx_bytes": 1000, "tx_bytes": 500}, "eth1": {"rx_bytes": 24, "tx_bytes": 0}},
+        "blkio_stats": {"io_service_bytes_recursive": [{"op": "Read", "value": 4096}, {"op": "write", "value": 8}]},
+        "pids_stats": {"current": 3},
+    }
+    assert cpu_percent(raw) == 40.0
+    assert memory_used({"usage": 100, "stats": {"inactive_file": 30}}) == 70
+    assert memory_used({"usage": 100, "stats": {}}) == 100
+    s = sample(raw)
+    assert (s.mem_used, s.mem_limit, s.net_rx, s.net_tx, s.blk_read, s.blk_write, s.pids) == (
+        8_000_000, 100_000_000, 1024, 500, 4096, 8, 3)
+    assert s.mem_percent == 8.0
+    h = History()
+    h.add(s)
+    later = dict(raw, read="2026-11-28T03:00:03.500000000Z", networks={"eth0": {"rx_bytes": 3024, "tx_bytes": 500}})
+    h.add(sample(later))
+    assert list(h.net_rx_rate) == [0.0, 1000.0]  # 2000 bytes over 2 seconds
+
+
+def test_config_errors_are_readable(tmp_path: Path) -> None:
+    """A bad file never stops the app: each problem is a sentence, and defaults stay in place."""
+    cfg, errors = parse({"theme": 3, "keys": {"start": "S", "nope": "x", "stop": "bad key!"}, "colour": 1})
+    assert cfg.keys == {"start": "S"}
+    assert any("unknown setting 'colour'" in e for e in errors)
+    assert any("'nope' is not a binding id" in e for e in errors)
+    assert any("stop = 'bad key!' is not a key list" in e for e in errors)
+    assert any("theme must be" in e for e in errors)
+    bad = tmp_path / "config.toml"
+    bad.write_text("theme = \n")
+    cfg, errors = load_config(bad)
+    assert cfg.theme is None and "not valid TOML" in errors[0] and "line 1" in errors[0]
+
+
+def test_endpoint_order(tmp_path: Path) -> None:
+    """-H beats $DOCKER_HOST, which beats a running portside daemon, which beats the embedded engine."""
+    started: list[str] = []
+
+    def embedded() -> endpoint.Endpoint:
+        started.append("yes")
+        return endpoint.Endpoint("unix:///x", "embedded", "embedded")
+
+    env = {"DOCKER_HOST": "unix:///env.sock"}
+    assert endpoint.choose("tcp://h:1", env=env, start_embedded=embedded).url == "tcp://h:1"
+    assert endpoint.choose(None, env=env, start_embedded=embedded).kind == "host"
+    ep = endpoint.choose(None, env={}, portside_socket=str(tmp_path / "none.sock"), start_embedded=embedded)
+    assert ep.kind == "embedded" and started == ["yes"]
+
+
+def test_non_root_is_told_the_engine_needs_root() -> None:
+    """Run as nobody, with no daemon and no DOCKER_HOST: the message says plainly that root is needed."""
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("needs root to switch to nobody")
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import app.endpoint as e\n"
+        "try:\n    e.choose(None, env={}, portside_socket='/nonexistent/p.sock')\n"
+        "except e.NoEngine as x:\n    print(x)\n"
+    )
+    out = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+        cwd=root, env={"PYTHONPATH": str(root), "PATH": os.environ["PATH"]},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert "needs root" in out.stdout, out.stderr
