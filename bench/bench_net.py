@@ -85,7 +85,9 @@ def throughput() -> None:
         table.add("published 127.0.0.1 (DNAT)", published)
         table.print()
         ratio = statistics.median(published) / statistics.median(direct)
-        print(f"  published / direct = {ratio:.2f}  (target >= 0.9; docker 0.64 proxy / 0.81 no proxy; podman 0.68)")
+        best = max(published) / max(direct)  # less sensitive to other load on the machine
+        print(f"  published / direct = {ratio:.2f} (medians), {best:.2f} (best runs)  "
+              "(target >= 0.9; docker 0.64 proxy / 0.81 no proxy; podman 0.68)")
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGKILL)

@@ -180,10 +180,7 @@ def create_endpoint(
             ipr.link("set", index=idx, master=br, mtu=mtu, ifalias=alias, state="up")
 
         with_ipr(None, host)
-        # A container reaching its own published port: the DNATed packet leaves the bridge by the port it came
-        # in on, which a bridge only allows in hairpin mode (dockerd sets it too when it has no userland proxy).
-        with open(f"/sys/class/net/{host_ifname}/brport/hairpin_mode", "w") as f:
-            f.write("1")
+        _hairpin(host_ifname)
     except BaseException:
         delete_link(host_ifname)
         raise
@@ -206,6 +203,26 @@ def create_endpoint(
     except BaseException:
         delete_link(host_ifname)
         raise
+
+
+def _hairpin(ifname: str) -> None:
+    # A container reaching its own published port: the DNATed packet leaves the bridge by the port it came
+    # in on, which a bridge only allows in hairpin mode (dockerd sets it too when it has no userland proxy).
+    with open(f"/sys/class/net/{ifname}/brport/hairpin_mode", "w") as f:
+        f.write("1")
+
+
+def attach_to_bridge(ifname: str, bridge: str) -> None:
+    """Put an existing host-side veth back on its bridge (after the bridge was lost and recreated)."""
+
+    def work(ipr: IPRoute) -> None:
+        br, idx = _index(ipr, bridge), _index(ipr, ifname)
+        if br is None or idx is None:
+            raise OSError(errno.ENODEV, f"{bridge} or {ifname} not found")
+        ipr.link("set", index=idx, master=br, state="up")
+
+    with_ipr(None, work)
+    _hairpin(ifname)
 
 
 def link_stats(netns: Path | None) -> dict[str, dict[str, int]]:

@@ -643,7 +643,8 @@ class NetworkService:
         """After a restart: recreate a veth that went missing (the container's netns still exists)."""
         if sb.get("Mode") != "bridge":
             return
-        present = {link.name for link in links.list_links()}
+        present = {link.name: link for link in links.list_links()}
+        index = {link.index: link.name for link in present.values()}
         for net_name, ep in list(sb["Endpoints"].items()):
             net = self.networks.get(ep["NetworkID"])
             if net is None:
@@ -659,7 +660,10 @@ class NetworkService:
                     "IPv6Address": "",
                 },
             )
-            if ep["HostIfname"] in present:
+            host_end = present.get(ep["HostIfname"])
+            if host_end is not None:
+                if index.get(host_end.master or -1) != net["_bridge"]:
+                    links.attach_to_bridge(ep["HostIfname"], net["_bridge"])  # the bridge was recreated
                 continue
             ns = Path(sb["NetnsPath"])
             links.delete_link(ep["Ifname"], ns)
@@ -742,8 +746,8 @@ class NetworkService:
             sb = self.sandboxes.get(container_id)
             if sb is None or net["Name"] not in sb.get("Endpoints", {}):
                 if force and net["Containers"].pop(container_id, None) is not None:
-                    self._save_network(net)
-                    raise NotFound(f"container {container_id} is not connected to network {net['Name']}")
+                    self._save_network(net)  # -f clears a stale endpoint record, as dockerd does
+                    return self._view(sb) if sb is not None else Sandbox(container_id, None, Path(), Path(), Path())
                 raise Forbidden(f"container {container_id} is not connected to network {net['Name']}")
             ports_here = sb["Endpoints"][net["Name"]]["IPAddress"] == sb.get("PortsTarget")
             self._detach(sb, net["Name"])

@@ -100,3 +100,25 @@ def test_kill_and_restart_keeps_published_ports_and_duplicates_nothing(
         assert len(leftovers(table)) == len(links_before) + 1
     finally:
         svc.close()
+
+
+def test_a_lost_bridge_is_recreated_and_its_containers_reattached(
+    svc_factory: tuple[Path, str, dict[str, object]],
+) -> None:
+    _, _, kw = svc_factory
+    s1 = NetworkService(**kw)  # type: ignore[arg-type]
+    s1.start()
+    a = s1.create_sandbox(secrets.token_hex(16), name="a", hostname="a")
+    b = s1.create_sandbox(secrets.token_hex(16), name="b", hostname="b")
+    s1.close()
+    links.delete_link(s1.default_bridge)  # someone ran `ip link del portside0`
+    nft.delete_table(s1.table)  # and flushed the ruleset
+    s2 = NetworkService(**kw)  # type: ignore[arg-type]
+    s2.start()
+    try:
+        assert s2.default_bridge in links.interface_names(None)
+        assert nft.table_exists(s2.table)
+        sh(a.netns_path, "busybox", "ping", "-c", "1", "-W", "2", b.network_settings["IPAddress"])
+        sh(b.netns_path, "busybox", "ping", "-c", "1", "-W", "2", a.network_settings["Gateway"])
+    finally:
+        s2.close()

@@ -33,7 +33,7 @@ def lookup(netns: Path | None, name: str, tcp: bool = False) -> list[str]:
     q = DNSRecord.question(name)
     script = (
         "import sys;from dnslib import DNSRecord;"
-        f"r=DNSRecord.question({name!r}).send('127.0.0.11',53,tcp={tcp},timeout=3);"
+        f"r=DNSRecord.question({name!r}).send('127.0.0.11',53,tcp={tcp},timeout=5);"
         "print(r.hex() if hasattr(r,'hex') else r)"
     )
     del q
