@@ -201,10 +201,14 @@ class Runtime:
             spec = json.loads((Path(bundle) / "config.json").read_text())
             cgroup = spec.get("linux", {}).get("cgroupsPath") or f"{self.cgroup_parent}/{container_id}"
             params = {
-                "id": container_id, "bundle": str(Path(bundle).resolve()), "spec": spec, "cgroup": cgroup,
+                "id": container_id, "bundle": str(Path(bundle).resolve()), "cgroup": cgroup,
                 "log_path": str(log_path), "log_max_size": log_max_size, "log_max_file": log_max_file,
                 "tty": tty, "open_stdin": open_stdin, "stdin_once": stdin_once,
             }  # fmt: skip
+            pid_ns = next((ns for ns in spec["linux"].get("namespaces") or [] if ns["type"] == "pid"), None)
+            params["pidns"] = None if pid_ns is None else pid_ns.get("path") or "new"
+            params["resources"] = spec["linux"].get("resources") or {}
+            (d / "spec").write_bytes(marshal.dumps(spec))
             (d / "params").write_bytes(marshal.dumps(params))
             return await asyncio.to_thread(self._launch, d)
         except BaseException:
@@ -556,7 +560,9 @@ class Runtime:
         d = self._existing(container_id)
         with open(d / "params", "rb") as f:
             params = marshal.load(f)
-        return exec_process(params["spec"], Path(params["bundle"]), args, env=env, user=user, cwd=cwd, tty=tty,
+        with open(d / "spec", "rb") as f:
+            oci = marshal.load(f)
+        return exec_process(oci, Path(params["bundle"]), args, env=env, user=user, cwd=cwd, tty=tty,
                             privileged=privileged)  # fmt: skip
 
     async def exec(self, container_id: str, process: dict[str, Any], *, stdin: bool = False) -> Stream:

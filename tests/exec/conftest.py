@@ -28,11 +28,17 @@ def runtime() -> Iterator[Runtime]:
     try:
         yield rt
     finally:
-        for cid in rt.list():
+        left = rt.list()
+        for cid in left:
             with contextlib.suppress(Exception):
                 asyncio.run(rt.delete(cid, force=True))
+        rt.close()
         cgroups.remove_parent(rt.cgroup_parent)
+        leftover_cgroups = [d for d in Path("/sys/fs/cgroup").glob(f"*/{rt.cgroup_parent}") if d.exists()]
         shutil.rmtree(base, ignore_errors=True)
+        # every test removes what it made: containers, their cgroups and exec-root directories
+        assert not left, f"containers left in the exec-root: {left}"
+        assert not leftover_cgroups, f"cgroups left: {leftover_cgroups}"
 
 
 @dataclass

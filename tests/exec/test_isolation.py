@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -150,3 +151,21 @@ async def test_kill_and_stop(runtime: Runtime, make_bundle: MakeBundle) -> None:
     finally:
         await runtime.delete(cid, force=True)
     assert cid not in runtime.list()
+
+
+async def test_json_log_rotates_at_max_size_keeping_max_file(runtime: Runtime, make_bundle: MakeBundle) -> None:
+    # 300 lines of ~100 bytes of JSON each: about 30 KB through a 4 KB cap and 3 files
+    b = make_bundle(["sh", "-c", "for i in $(seq 1 300); do echo line-$i; done"])
+    st = await run(runtime, b, log_max_size=4096, log_max_file=3)
+    assert st.exit_code == 0
+    files = sorted(p.name for p in b.log.parent.iterdir() if p.name.startswith(b.log.name))
+    assert files == [b.log.name, b.log.name + ".1", b.log.name + ".2"]
+    for name in files:
+        assert (b.log.parent / name).stat().st_size <= 4096
+    lines = []
+    for name in reversed(files):  # oldest first
+        lines += [json.loads(x)["log"] for x in (b.log.parent / name).read_text().splitlines()]
+    assert lines[-1] == "line-300\n"
+    numbers = [int(x.split("-")[1]) for x in lines]
+    assert numbers == list(range(numbers[0], 301))  # contiguous: nothing lost inside the kept files
+    assert numbers[0] > 1  # the oldest went
