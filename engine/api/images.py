@@ -283,6 +283,15 @@ async def build(request: web.Request) -> web.Response:
                                "to a registry, or `docker load` them")
 
 
+async def build_prune(request: web.Request) -> web.Response:
+    # No builder, so no build cache: `docker system prune` still completes.
+    return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
+
+
+async def distribution(request: web.Request) -> web.Response:
+    return error_response(501, "distribution inspection is not supported by portside yet")
+
+
 async def commit(request: web.Request) -> web.Response:
     d = daemon_of(request)
     svc = _images(request)
@@ -323,6 +332,8 @@ def register(app: web.Application) -> None:
     add(app, "GET", "/images/get", save_many)
     add(app, "POST", "/images/load", load)
     add(app, "POST", "/build", build)
+    add(app, "POST", "/build/prune", build_prune)
+    add(app, "GET", "/distribution/{name:.+}/json", distribution)
     add(app, "POST", "/commit", commit)
     add(app, "GET", "/images/{name:.+}/json", inspect)
     add(app, "GET", "/images/{name:.+}/history", history)

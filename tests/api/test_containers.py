@@ -439,5 +439,7 @@ def test_prunes_and_build_answer(daemon: PortsideDaemon, busybox: str) -> None:
     assert daemon.docker("inspect", name).returncode != 0
     assert daemon.docker("network", "prune", "-f").returncode == 0
     assert daemon.docker("image", "prune", "-f").returncode == 0
+    system = daemon.docker("system", "prune", "-f")
+    assert system.returncode == 0, system.stderr
     status, _, body = daemon.request("POST", "/v1.50/build", body=b"", headers={"Content-Type": "application/x-tar"})
     assert status == 501 and "no image builder" in json.loads(body)["message"]
