@@ -13,7 +13,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -73,8 +73,12 @@ class Writer:
                     self.offset += len(chunk)
         os.lseek(fd, self.offset, os.SEEK_SET)
 
+    on_truncate: Callable[[], None] | None = None  # told when the content starts over (readers of the ingest)
+
     def truncate(self) -> None:
         """Starts over (the server would not resume)."""
+        if self.on_truncate is not None:
+            self.on_truncate()
         os.ftruncate(self._fd, 0)
         os.lseek(self._fd, 0, os.SEEK_SET)
         self._hash = hashlib.sha256()

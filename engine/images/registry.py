@@ -295,6 +295,8 @@ class Repository:
                 raise Unavailable(f"{method} \"{url}\": {e}") from None
             except aiohttp.ClientError as e:
                 raise Unavailable(f"{method} \"{url}\": {e}") from None
+            # It answered in this scheme: later connection errors are errors, not a reason to try plain HTTP.
+            self.endpoint.fallback_http = False
             if resp.status == 401 and "WWW-Authenticate" in resp.headers:
                 challenge = resp.headers["WWW-Authenticate"]
                 resp.release()

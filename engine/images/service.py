@@ -14,9 +14,10 @@ import json
 import os
 import shutil
 import stat
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import aiohttp
 
@@ -45,6 +46,76 @@ from engine.images.unpack import OPAQUE_XATTR, Limits
 
 DEFAULT_CERTS_DIRS = (Path("/etc/portside/certs.d"), Path("/etc/docker/certs.d"))
 InUse = Callable[[str], list[str]]  # image id -> ids of containers using it
+
+
+class _TailAbort(Exception):
+    pass
+
+
+class _Tail:
+    """Reads an ingest file while its download writes it (the download side calls start/grow/finish/restart from
+    the event loop; the unpacking thread reads)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._fd = -1
+        self._written = 0
+        self._pos = 0
+        self._done = False
+        self._ok = False
+        self.aborted = False
+
+    def start(self, path: Path, offset: int) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # survives the rename into blobs/
+        with self._cond:
+            self._fd, self._written = fd, offset
+            self._cond.notify_all()
+
+    def grow(self, n: int) -> None:
+        with self._cond:
+            self._written += n
+            self._cond.notify_all()
+
+    def restart(self) -> None:
+        with self._cond:
+            self.aborted = True
+            self._cond.notify_all()
+
+    def finish(self, ok: bool) -> None:
+        with self._cond:
+            self._done, self._ok = True, ok
+            if not ok:
+                self.aborted = True
+            self._cond.notify_all()
+
+    def read(self, n: int = -1) -> bytes:
+        with self._cond:
+            while True:
+                if self.aborted:
+                    raise _TailAbort("download started over")
+                if self._fd >= 0 and self._pos < self._written:
+                    break
+                if self._done:
+                    return b""
+                self._cond.wait(5)
+            avail = self._written - self._pos
+            fd = self._fd
+        data = os.pread(fd, avail if n is None or n < 0 else min(n, avail), self._pos)
+        self._pos += len(data)
+        return data
+
+    def wait_verified(self) -> None:
+        with self._cond:
+            while not self._done and not self.aborted:
+                self._cond.wait(5)
+            if self.aborted or not self._ok:
+                raise _TailAbort("download failed")
+
+    def close(self) -> None:
+        with self._cond:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
 
 def _short(digest: str) -> str:
@@ -348,35 +419,48 @@ class ImageService:
         loud = emit
         silent = Emitter(None)
         sem = asyncio.Semaphore(self.max_concurrent_downloads)
-        unpack_sem = asyncio.Semaphore(max(1, min(2, os.cpu_count() or 1)))
+        # Streaming unpacks mostly wait on their download: as many as there are downloads.
+        unpack_sem = asyncio.Semaphore(max(self.max_concurrent_downloads, os.cpu_count() or 1))
         downloads: dict[str, asyncio.Task[None]] = {}
 
-        async def download(desc: dict[str, Any], emit: Emitter) -> None:
+        async def download(desc: dict[str, Any], emit: Emitter, tail: _Tail | None) -> None:
             digest, size = desc["digest"], int(desc.get("size", 0))
             sid = _short(digest)
-            if self.content.has(digest):
-                emit.status("Download complete", sid)
-                return
-            if sem.locked():
-                emit.status("Waiting", sid)
-            async with sem:
-                w = await asyncio.to_thread(self.content.writer, digest, size)
-                try:
-                    got = w.offset
-                    if got:
-                        emit.progress("Downloading", sid, got, size, force=True)
+            ok = False
+            try:
+                if self.content.has(digest):
+                    emit.status("Download complete", sid)
+                    ok = True
+                    return
+                if sem.locked():
+                    emit.status("Waiting", sid)
+                async with sem:
+                    w = await asyncio.to_thread(self.content.writer, digest, size)
+                    try:
+                        got = w.offset
+                        if tail is not None:
+                            tail.start(w.path, got)
+                            w.on_truncate = tail.restart
+                        if got:
+                            emit.progress("Downloading", sid, got, size, force=True)
 
-                    def on_bytes(n: int) -> None:
-                        nonlocal got
-                        got += n
-                        emit.progress("Downloading", sid, got, size)
+                        def on_bytes(n: int) -> None:
+                            nonlocal got
+                            got += n
+                            if tail is not None:
+                                tail.grow(n)
+                            emit.progress("Downloading", sid, got, size)
 
-                    await repo.fetch_blob(digest, size, w, on_bytes)
-                    emit.status("Verifying Checksum", sid)
-                    await asyncio.to_thread(w.commit)
-                finally:
-                    w.close()
-                emit.status("Download complete", sid)
+                        await repo.fetch_blob(digest, size, w, on_bytes)
+                        emit.status("Verifying Checksum", sid)
+                        await asyncio.to_thread(w.commit)
+                        ok = True
+                    finally:
+                        w.close()
+                    emit.status("Download complete", sid)
+            finally:
+                if tail is not None:
+                    tail.finish(ok)
 
         async def layer(i: int) -> None:
             desc = layers[i]
@@ -384,8 +468,26 @@ class ImageService:
             sid = _short(digest)
             emit = silent if i in quiet else loud
             task = downloads.get(digest)
+            tail: _Tail | None = None
             if task is None:
-                task = downloads[digest] = asyncio.ensure_future(download(desc, emit))
+                if i not in quiet and not self.content.has(digest):
+                    tail = _Tail()  # unpack while it downloads
+                task = downloads[digest] = asyncio.ensure_future(download(desc, emit, tail))
+            total = int(desc.get("size", 0))
+            done = 0
+
+            def on_extract(n: int) -> None:
+                nonlocal done
+                done += n
+                loop.call_soon_threadsafe(emit.progress, "Extracting", sid, min(done, total), total)
+
+            if tail is not None:
+                async with unpack_sem:
+                    if await self._unpack_streaming(tail, task, chain, i, diff_ids[i], on_extract):
+                        emit.progress("Extracting", sid, total, total, force=True)
+                        emit.status("Pull complete", sid)
+                        return
+                    done = 0
             await asyncio.shield(task)
             if i in quiet:
                 return
@@ -393,14 +495,6 @@ class ImageService:
                 if self.snapshots.has(chain[i]):
                     emit.status("Pull complete", sid)
                     return
-                total = int(desc.get("size", 0))
-                done = 0
-
-                def on_extract(n: int) -> None:
-                    nonlocal done
-                    done += n
-                    loop.call_soon_threadsafe(emit.progress, "Extracting", sid, min(done, total), total)
-
                 def unpack() -> None:
                     with self.content.open(digest) as f:
                         self.snapshots.create(
@@ -420,6 +514,39 @@ class ImageService:
             for t in [*tasks, *downloads.values()]:
                 t.cancel()
             await asyncio.gather(*tasks, *downloads.values(), return_exceptions=True)
+            raise
+
+    async def _unpack_streaming(
+        self,
+        tail: _Tail,
+        task: asyncio.Future[None],
+        chain: builtins.list[str],
+        i: int,
+        diff_id: str,
+        progress: Callable[[int], None],
+    ) -> bool:
+        """Unpacks layer `i` from its ingest file as the download writes it; the snapshot is kept only once the
+        blob is verified. False when the download started over (then unpack from the blob as usual)."""
+        if self.snapshots.has(chain[i]):
+            return False
+
+        def run() -> None:
+            try:
+                self.snapshots.create(
+                    chain[i], chain[i - 1] if i else None, cast(BinaryIO, tail), expected_diff_id=diff_id,
+                    before_commit=tail.wait_verified, progress=progress,
+                )
+            finally:
+                tail.close()  # here, by the reading thread, even when the awaiting task was cancelled
+
+        try:
+            await asyncio.to_thread(run)
+            return True
+        except Exception:
+            # A download that failed explains the unpack error (a bad blob is a digest error, not a tar error).
+            await asyncio.shield(task)
+            if tail.aborted:
+                return False  # it started over: unpack from the verified blob
             raise
 
     # ---- push ------------------------------------------------------------------------------------------------

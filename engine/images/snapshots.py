@@ -75,6 +75,7 @@ class SnapshotStore:
         *,
         expected_diff_id: str | None,
         progress: Callable[[int], None] | None = None,
+        before_commit: Callable[[], None] | None = None,
     ) -> ApplyResult:
         """Unpacks `blob` as the snapshot `chain_id`; refuses it when its diff id is not the one expected."""
         tmp = self.root / f"tmp-{os.getpid()}-{os.urandom(6).hex()}"
@@ -88,6 +89,8 @@ class SnapshotStore:
                     f"layer content does not match its diff id: expected {expected_diff_id}, got {result.diff_id}"
                 )
             diff_id = result.diff_id
+            if before_commit is not None:
+                before_commit()  # e.g. wait until the blob streamed in here is verified
             if parent is None and chain_id != diff_id:
                 chain_id = diff_id
             meta = {"diff_id": diff_id, "parent": parent, "size": result.size, "created": time.time()}
