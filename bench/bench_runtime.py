@@ -151,9 +151,11 @@ def main() -> None:
             if exe and (base / f"{name}-state").exists():
                 subprocess.run([exe, "--root", str(base / f"{name}-state"), "delete", "-f", f"bench-{name}"],
                                capture_output=True, check=False)  # fmt: skip
-        for d in Path("/sys/fs/cgroup").glob(f"*/{parent}/*"):
-            with contextlib.suppress(OSError):
-                d.rmdir()
+        # runc also makes its cgroup in the hybrid host's unified hierarchy
+        for pattern in (f"*/{parent}/*", f"*/{parent}"):
+            for d in Path("/sys/fs/cgroup").glob(pattern):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
         cgroups.remove_parent(parent)
         shutil.rmtree(base, ignore_errors=True)
 

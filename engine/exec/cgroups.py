@@ -72,13 +72,15 @@ def _parse_kv(text: str) -> dict[str, int]:
 class Cgroup:
     """One container's cgroup, `path` relative to the hierarchy roots (e.g. "portside/<id>")."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, v2_root: str | None = None) -> None:
+        """`v2_root`: use this cgroup2 mount as a pure v2 host would (tests: the hybrid host's unified one)."""
         self.path = path.strip("/")
-        self.version, self.mounts = layout()
+        self.root = v2_root or ROOT
+        self.version, self.mounts = (2, {}) if v2_root else layout()
 
     def dir(self, controller: str = "") -> str:
         if self.version == 2:
-            return f"{ROOT}/{self.path}"
+            return f"{self.root}/{self.path}"
         return f"{self.mounts[controller]}/{self.path}"
 
     def dirs(self) -> list[str]:
@@ -116,7 +118,7 @@ class Cgroup:
                             _write(f"{cur}/{f}", _read(f"{parent}/{f}").strip())
 
     def _create_v2(self) -> None:
-        cur = ROOT
+        cur = self.root
         for part in self.path.split("/"):
             try:
                 wanted = _read(cur + "/cgroup.controllers").split()
