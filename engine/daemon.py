@@ -302,6 +302,14 @@ class DaemonThread:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    @property
+    def socket_path(self) -> str:
+        """The first unix socket served (what a client connects to)."""
+        for h in self.config.hosts:
+            if h.startswith("unix://"):
+                return h[len("unix://") :]
+        return ""
+
     def __enter__(self) -> DaemonThread:
         self.start()
         return self
@@ -310,8 +318,16 @@ class DaemonThread:
         self.stop()
 
 
+def start_in_process(config: DaemonConfig | None = None) -> DaemonThread:
+    """The TUI's embedded engine: a daemon on a background thread (default paths and socket unless told);
+    returns once it serves. `.socket_path` is where to connect, `.stop()` ends it (containers keep running)."""
+    t = DaemonThread(config or DaemonConfig())
+    t.start()
+    return t
+
+
 def volume_size(path: Path) -> int:
     return dir_size(path)
 
 
-__all__ = ["Daemon", "DaemonConfig", "DaemonThread", "Unauthorized", "decode_registry_auth"]
+__all__ = ["Daemon", "DaemonConfig", "DaemonThread", "Unauthorized", "decode_registry_auth", "start_in_process"]

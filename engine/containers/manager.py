@@ -728,6 +728,10 @@ class ContainerManager:
                 self.store.save(rec)
                 self._monitor(cid)
                 continue
+            if not (st["Running"] or st["Restarting"]) and not rec["_portside"].get("CleanedUp", True):
+                # the engine died between a create and a start, or mid-cleanup: release what is left
+                await runner.cleanup(self, rec)
+                self.store.save(rec)
             if st["Running"] or st["Restarting"]:
                 code = await self.rt.exit_code(cid) if self.rt is not None else None
                 await runner.cleanup(self, rec)

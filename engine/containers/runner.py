@@ -42,6 +42,8 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
     undo: list[tuple[bool, Any]] = []  # (is_async, step) to run in reverse when a later step fails
     t0 = time.monotonic()
     marks: list[tuple[str, float]] = []
+    rec["_portside"]["CleanedUp"] = False  # from here on, something may need releasing
+    m.store.save(rec)
 
     def mark(step: str) -> None:
         marks.append((step, time.monotonic()))
@@ -105,7 +107,6 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
         await m._let_attachers_in(cid)
         mark("attach")
         rec["State"]["Pid"] = await d.runtime.start(cid)
-        rec["_portside"]["CleanedUp"] = False
         mark("start")
         if log.isEnabledFor(logging.DEBUG):
             prev, parts = t0, []
@@ -122,8 +123,8 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
                     await asyncio.to_thread(fn)
             except Exception:
                 log.exception("undoing a failed start of %s", cid[:12])
-        rec["NetworkSettings"]["Networks"] = {}
         rec["NetworkSettings"]["Ports"] = {}
+        rec["_portside"]["CleanedUp"] = True
         raise
 
 

@@ -183,3 +183,26 @@ def test_debian_docker_20_10_cli_speaks_1_41(daemon: PortsideDaemon) -> None:
     ls = daemon.docker("volume", "ls", "-q", cli=DEBIAN_DOCKER)
     assert name in ls.stdout.split()
     assert daemon.docker("volume", "rm", name, cli=DEBIAN_DOCKER).returncode == 0
+
+
+def test_pidfile_and_daemon_json() -> None:
+    d = new_daemon()
+    try:
+        cfg = d.tmp / "daemon.json"
+        cfg.write_text(json.dumps({"insecure-registries": ["registry.pst.test:5000"], "log-level": "warn"}))
+        pidfile = d.tmp / "portside.pid"
+        d.extra_args = ["--pidfile", str(pidfile), "--config-file", str(cfg)]
+        d.start()
+        assert d.proc is not None and pidfile.read_text().strip() == str(d.proc.pid)
+        info = json.loads(d.docker("info", "--format", "{{json .}}").stdout)
+        assert info["RegistryConfig"]["IndexConfigs"]["registry.pst.test:5000"]["Secure"] is False
+        d.stop()
+        assert not pidfile.exists()
+        # a directive both in the file and on the command line is refused, as dockerd does
+        d.extra_args += ["--log-level", "debug"]
+        with pytest.raises(RuntimeError, match="both as a flag and in the configuration file"):
+            d.start(timeout=30)
+    finally:
+        d.stop()
+        d.destroy_network_state()
+        remove_daemon_dirs(d)
