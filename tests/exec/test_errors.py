@@ -82,3 +82,14 @@ def test_malformed_memory_values(testbed: object) -> None:
         spec.build({"Cmd": ["true"]}, {"CapAdd": ["NOPE"]}, {}, rootfs=rootfs)
     with pytest.raises(InvalidArgument, match="No command specified"):
         spec.build({}, {}, {}, rootfs=rootfs)
+
+
+async def test_deleting_a_created_container_leaves_nothing(runtime: Runtime, make_bundle: MakeBundle) -> None:
+    b = make_bundle(["sleep", "100"], {}, {"Memory": 64 * 1024 * 1024})
+    cid = new_id()
+    pid = await runtime.create(cid, b.dir, log_path=b.log)
+    assert runtime.state(cid).status == "created"
+    assert Path(f"/proc/{pid}").exists()  # the init waits for start
+    await runtime.delete(cid)  # not running: no force needed
+    assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    _nothing_left(runtime, cid)
