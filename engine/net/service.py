@@ -143,6 +143,13 @@ class NetworkService:
                 self._repair_sandbox(sb)
                 for m in sb.get("Ports", []):
                     self.allocator.claim(cid, ports.Mapping(**m))
+            # address reservations of containers that have no sandbox (a crash in the middle of create_sandbox)
+            for net in self.networks.values():
+                stale = [c for c in net["Containers"] if c not in self.sandboxes]
+                for c in stale:
+                    del net["Containers"][c]
+                if stale:
+                    self._save_network(net)
             self._remove_stale_kernel_state()
             if self.enable_ip_forward:
                 links.set_sysctl("net/ipv4/ip_forward", "1")
@@ -509,7 +516,9 @@ class NetworkService:
                 nsutil.create_netns(ns_path)
                 sb["NetnsPath"] = str(ns_path)
                 sb["Mode"] = "none" if mode == "none" else "bridge"
-                self._save_sandbox(sb)  # from here on, a crash leaves a record start() can clean up
+                # Not saved yet: if we crash before the end, start() finds the netns file, the veths (by their
+                # alias) and the address reservation owned by no sandbox record, and removes them.
+                self.sandboxes[container_id] = sb
                 if not nets:
                     links.setup_loopback(ns_path)  # create_endpoint brings lo up otherwise
                 for net, cfg in nets:
@@ -674,13 +683,6 @@ class NetworkService:
                 mtu=mtu, alias=f"{self.alias_prefix}{sb['Id'][:12]} {net['Id'][:12]}",
                 default_route=ep.get("DefaultRoute", True),
             )
-        # drop address reservations of containers that no longer have a sandbox
-        for net in self.networks.values():
-            stale = [c for c in net["Containers"] if c not in self.sandboxes]
-            for c in stale:
-                del net["Containers"][c]
-            if stale:
-                self._save_network(net)
 
     def remove_sandbox(self, container_id: str) -> None:
         """Undo create_sandbox: veths, netns, addresses, ports, DNS, files. Missing is fine."""

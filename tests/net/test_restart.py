@@ -122,3 +122,44 @@ def test_a_lost_bridge_is_recreated_and_its_containers_reattached(
         sh(b.netns_path, "busybox", "ping", "-c", "1", "-W", "2", a.network_settings["Gateway"])
     finally:
         s2.close()
+
+
+CRASH = """
+import json, os, sys
+from pathlib import Path
+from engine.net import links
+from engine.net.service import NetworkService
+kw = json.loads(sys.argv[1])
+for k in ("data_root", "exec_root", "host_resolv_conf"):
+    kw[k] = Path(kw[k])
+kw["dns_upstreams"] = [tuple(x) for x in kw["dns_upstreams"]]
+svc = NetworkService(**kw)
+svc.start()
+real = links.create_endpoint
+def crash(**a):
+    real(**a)
+    os._exit(9)  # the engine dies with the veth made and the address reserved, before the sandbox is recorded
+links.create_endpoint = crash
+svc.create_sandbox("d" * 64, name="half", hostname="half", port_bindings={"80/tcp": [{"HostPort": ""}]})
+"""
+
+
+def test_a_crash_in_the_middle_of_create_sandbox_leaves_nothing_after_restart(
+    svc_factory: tuple[Path, str, dict[str, object]],
+) -> None:
+    _, _, kw = svc_factory
+    env = dict(os.environ, PYTHONPATH=str(Path(engine.__file__).resolve().parents[1]))
+    args = json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in kw.items()})
+    r = subprocess.run([sys.executable, "-c", CRASH, args], env=env, capture_output=True, timeout=60)
+    assert r.returncode == 9, r.stderr
+    table = str(kw["nft_table"])
+    assert len(leftovers(table)) == 2  # the bridge and the orphaned veth
+    svc = NetworkService(**kw)  # type: ignore[arg-type]
+    svc.start()
+    try:
+        assert leftovers(table) == [svc.default_bridge]
+        assert list((Path(str(kw["exec_root"])) / "netns").iterdir()) == []
+        assert svc.inspect("bridge")["Containers"] == {}
+        assert svc.sandboxes == {}
+    finally:
+        svc.close()
