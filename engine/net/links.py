@@ -169,15 +169,17 @@ def create_endpoint(
             br = _index(ipr, bridge)
             if br is None:
                 raise OSError(errno.ENODEV, f"bridge {bridge} not found")
+            # one request makes the pair, puts the host end on the bridge and up, the peer in the netns
             ipr.link(
                 "add",
                 ifname=host_ifname,
                 kind="veth",
+                master=br,
+                mtu=mtu,
+                state="up",
                 peer={"ifname": ifname, "net_ns_fd": fd, "address": mac, "mtu": mtu},
             )
-            idx = _index(ipr, host_ifname)
-            assert idx is not None
-            ipr.link("set", index=idx, master=br, mtu=mtu, ifalias=alias, state="up")
+            ipr.link("set", ifname=host_ifname, ifalias=alias)
 
         with_ipr(None, host)
         _hairpin(host_ifname)
