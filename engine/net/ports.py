@@ -11,6 +11,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from engine.errors import Conflict, InvalidArgument
 
@@ -168,12 +169,20 @@ def requests_from(
             proto, port = split_proto(key)
             try:
                 cport = parse_port(port)
+                if (proto or "tcp").lower() not in PROTOS:
+                    raise ValueError(proto)
             except ValueError:
                 raise InvalidArgument(f'invalid port specification: "{key}"') from None
             norm = f"{cport}/{(proto or 'tcp').lower()}"
             if norm not in bound:
                 reqs.append(Request((proto or "tcp").lower(), "0.0.0.0", 0, 0, cport))
     return reqs
+
+
+def check_port_bindings(port_bindings: dict[str, Any] | None, exposed_ports: Iterable[str] = ()) -> None:
+    """Refuse malformed PortBindings / ExposedPorts with dockerd's 400 texts; for container create, so a bad spec
+    fails there as with Docker, not later at start."""
+    requests_from(port_bindings, True, exposed_ports)
 
 
 def ephemeral_range() -> tuple[int, int]:

@@ -52,6 +52,9 @@ def test_port_bindings_validation() -> None:
         ports.requests_from({"abc/tcp": [{"HostPort": "1"}]}, False, [])
     with pytest.raises(InvalidArgument, match='invalid port specification: "x1"'):
         ports.requests_from({"80/tcp": [{"HostPort": "x1"}]}, False, [])
+    with pytest.raises(InvalidArgument, match='invalid port specification: "80/xyz"'):
+        ports.check_port_bindings(None, ["80/xyz"])
+    ports.check_port_bindings({"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}, ["53/udp"])
     reqs = ports.requests_from({"80/tcp": [{"HostIp": "", "HostPort": ""}]}, True, ["80/tcp", "53/udp"])
     assert [(r.proto, r.container_port, r.host_lo) for r in reqs] == [("tcp", 80, 0), ("udp", 53, 0)]
 
