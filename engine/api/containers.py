@@ -236,25 +236,72 @@ async def _pump_attach(request: web.Request, m: ContainerManager, rec: dict[str,
             s, data = item
             await write(data if tty else frame(s, data))
 
+    keys = parse_detach_keys(detach_keys)
+    detached = asyncio.Event()
+
     async def from_client() -> None:
+        matched = b""  # a detach sequence is held back until it is complete or broken, as dockerd does
         while True:
             data = await read()
             if not data:
                 if rec["Config"].get("StdinOnce"):
                     await att.close_stdin()
                 return
-            await att.write(data)
+            out = b""
+            for byte in data:
+                b = bytes((byte,))
+                if keys and b == keys[len(matched) : len(matched) + 1]:
+                    matched += b
+                    if matched == keys:
+                        if out:
+                            await att.write(out)
+                        detached.set()
+                        return
+                    continue
+                out += matched + b
+                matched = b""
+            if out:
+                await att.write(out)
 
     out_task = asyncio.create_task(to_client())
     in_task = asyncio.create_task(from_client()) if stdin else None
+    det_task = asyncio.create_task(detached.wait())
     try:
-        await out_task
+        await asyncio.wait([out_task, det_task], return_when=asyncio.FIRST_COMPLETED)
+        if detached.is_set():
+            out_task.cancel()
+            with contextlib.suppress(BaseException):
+                await out_task
+        else:
+            await out_task
     finally:
+        det_task.cancel()
         if in_task is not None:
             in_task.cancel()
             with contextlib.suppress(BaseException):
                 await in_task
         await att.close()
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """Docker's --detach-keys: comma-separated `ctrl-<x>` or single characters; default ctrl-p,ctrl-q."""
+    spec = spec or "ctrl-p,ctrl-q"
+    out = b""
+    for part in spec.split(","):
+        part = part.strip()
+        if part.startswith("ctrl-") and len(part) == 6:
+            c = part[5]
+            code = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}.get(c)
+            if code is None:
+                if not c.isalpha():
+                    raise InvalidArgument(f"Invalid escape keys ({spec}) provided")
+                code = ord(c.lower()) - ord("a") + 1
+            out += bytes((code,))
+        elif len(part) == 1:
+            out += part.encode()
+        else:
+            raise InvalidArgument(f"Invalid escape keys ({spec}) provided")
+    return out
 
 
 async def attach(request: web.Request) -> web.StreamResponse:

@@ -194,7 +194,13 @@ class ApiServer:
         for srv in self._servers:
             srv.close()
         if self._runner is not None and self._runner.server is not None:
-            await self._runner.server.shutdown(1.0)
+            # Streams (events, logs -f, attach, stats) never end on their own: cut them now; their handlers are
+            # cancelled by the hang-up and clean up after themselves.
+            for proto in list(self._runner.server.connections):
+                proto.force_close()
+                if proto.transport is not None:
+                    proto.transport.close()
+            await self._runner.server.shutdown(0.5)
         for srv in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(srv.wait_closed(), 2.0)

@@ -443,3 +443,12 @@ def test_prunes_and_build_answer(daemon: PortsideDaemon, busybox: str) -> None:
     assert system.returncode == 0, system.stderr
     status, _, body = daemon.request("POST", "/v1.50/build", body=b"", headers={"Content-Type": "application/x-tar"})
     assert status == 501 and "no image builder" in json.loads(body)["message"]
+
+
+def test_detach_keys_leave_the_container_running(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    name = f"pst-detach-{os.getpid()}"
+    names.append(name)
+    out, code = _pty_run([DOCKER, "-H", daemon.host, "run", "-it", "--name", name, busybox, "sh"],
+                         b"echo before-detach\r\x10\x11", timeout=15)
+    assert code == 0, out
+    assert json.loads(daemon.docker("inspect", name).stdout)[0]["State"]["Running"] is True
