@@ -241,3 +241,29 @@ async def test_cp_through_symlinks_stays_inside(svc: ImageService, registry: Reg
     # a stopped container: the layer is mounted just for the copy
     assert svc.path_stat(layer, "/etc/mine")["size"] == len("container file\n")
     layer.remove()
+
+
+async def test_archives_interoperate_with_skopeo(
+    svc: ImageService, fresh: ImageService, registry: Registry, tmp_path: Path
+) -> None:
+    """containers/image (skopeo) is an independent reader and writer of docker-archive and OCI archives."""
+    import subprocess
+
+    rec = await svc.pull(f"{registry.host}/testbed/nginx:latest")
+    svc.tag(rec.id, "interop/nginx:saved")
+    saved = tmp_path / "saved.tar"
+    saved.write_bytes(b"".join(svc.save(["interop/nginx:saved"])))
+    for transport in ("docker-archive", "oci-archive"):
+        out = tmp_path / f"out-{transport}"
+        subprocess.run(["skopeo", "copy", "--quiet", f"{transport}:{saved}", f"dir:{out}"], check=True,
+                       capture_output=True, timeout=120)
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["config"]["digest"] == rec.id
+    # and an archive skopeo writes (Docker's docker-archive layout) loads here
+    made = tmp_path / "skopeo.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                    f"docker://{registry.host}/testbed/layers:latest", f"docker-archive:{made}:skopeo/layers:v1"],
+                   check=True, capture_output=True, timeout=120)
+    assert fresh.load(io.BytesIO(made.read_bytes())) == ["Loaded image: skopeo/layers:v1"]
+    pulled = await svc.pull(f"{registry.host}/testbed/layers:latest")
+    assert fresh.get("skopeo/layers:v1").id == pulled.id

@@ -334,7 +334,7 @@ def load(
                 image_id = add_image_from_files(
                     svc, config_raw, layers, tags=tags, manifest_raw=oci_manifests.get(digest_bytes(config_raw))
                 )
-                loaded = [f"Loaded image: {t}" for t in e.get("RepoTags") or []]
+                loaded = [f"Loaded image: {parse(t).familiar}" for t in e.get("RepoTags") or []]
                 messages.extend(loaded or [f"Loaded image ID: {image_id}"])
         elif ex.has("index.json"):
             index = json.loads(ex.path("index.json").read_bytes())
