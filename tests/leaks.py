@@ -65,7 +65,7 @@ def _nft_tables() -> set[str]:
     out = set()
     for item in data.get("nftables", []):
         table = item.get("table")
-        if table and MARK in table.get("name", ""):
+        if table and (MARK in table.get("name", "") or table.get("name", "").startswith(LINK_PREFIX)):
             out.add(f"nft table {table['family']} {table['name']}")
     return out
 
