@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import importlib
 import logging
 import os
 import signal as signals
@@ -140,6 +141,10 @@ class ContainerManager:
         if hc.get("AutoRemove") and rp_name not in ("no", ""):
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
         warnings: list[str] = []
+        if d.networks is not None:
+            # a malformed PortBindings/ExposedPorts is dockerd's 400 at create, not an error at start
+            importlib.import_module("engine.net").check_port_bindings(
+                hc.get("PortBindings") or None, tuple((config.get("ExposedPorts") or {}).keys()))
         img = await asyncio.to_thread(d.images.get, config["Image"])  # NotFound -> `docker run` pulls
         image_config = img.container_config
         cid = ids.new_id()

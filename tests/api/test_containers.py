@@ -452,3 +452,19 @@ def test_detach_keys_leave_the_container_running(daemon: PortsideDaemon, busybox
                          b"echo before-detach\r\x10\x11", timeout=15)
     assert code == 0, out
     assert json.loads(daemon.docker("inspect", name).stdout)[0]["State"]["Running"] is True
+
+
+def test_create_errors_are_dockers(daemon: PortsideDaemon, busybox: str) -> None:
+    def create(body: dict, query: str = "") -> tuple[int, str]:
+        status, _, raw = daemon.request("POST", f"/v1.50/containers/create{query}", body=json.dumps(body).encode(),
+                                        headers={"Content-Type": "application/json"})
+        return status, json.loads(raw)["message"] if raw else ""
+
+    status, msg = create({"Image": busybox, "HostConfig": {"PortBindings": {"80/bogus": [{"HostPort": "1"}]}}})
+    assert status == 400 and "bogus" in msg
+    status, msg = create({"Image": "pst-no-such-image:nope"})
+    assert status == 404 and msg == "No such image: pst-no-such-image:nope"
+    status, msg = create({"Image": busybox}, "?name=bad/name")
+    assert status == 400 and "Invalid container name" in msg
+    status, msg = create({"Image": busybox, "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}})
+    assert status == 400 and "invalid restart policy" in msg
