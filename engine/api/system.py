@@ -44,7 +44,8 @@ def version_info() -> dict[str, Any]:
     build = time.strftime("%Y-%m-%dT%H:%M:%S.000000000+00:00", time.gmtime(0))
     details = {
         "ApiVersion": API_VERSION, "Arch": "amd64" if platform.machine() == "x86_64" else platform.machine(),
-        "BuildTime": build, "Experimental": "false", "GitCommit": "portside", "GoVersion": platform.python_version(),
+        "BuildTime": build, "Experimental": "false", "GitCommit": "portside",
+        "GoVersion": f"python{platform.python_version()}",
         "KernelVersion": _kernel(), "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
     }
     return {

@@ -123,3 +123,17 @@ def test_containers_flow(client: docker.DockerClient, py_busybox: str) -> None:
     finally:
         c.remove(force=True)
     client.images.remove(f"pst-py-commit-{os.getpid()}:v1")
+
+
+def test_images_push_save_load(client: docker.DockerClient, py_busybox: str, registry: Registry) -> None:
+    pytest.importorskip("engine.exec.runtime", reason="no container runtime in this tree yet")
+    repo = f"{registry.host}/pst/py-push-{os.getpid()}"
+    img = client.images.get(py_busybox)
+    assert img.tag(repo, "v1") is True
+    lines = list(client.images.push(repo, tag="v1", stream=True, decode=True))
+    assert not [ln for ln in lines if "error" in ln], lines
+    assert any("digest" in (ln.get("status") or "") for ln in lines)
+    data = b"".join(img.save(named=True))
+    client.images.remove(f"{repo}:v1")
+    loaded = client.images.load(data)
+    assert loaded and loaded[0].id == img.id
