@@ -360,10 +360,7 @@ def load(
             raise InvalidArgument("invalid archive: no manifest.json or index.json (is it a docker save archive?)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if progress is not None:
-        for msg in messages:
-            progress({"stream": msg + "\n"})
-    return messages
+    return messages  # the caller prints them (progress is for per-layer messages, none yet)
 
 
 # ---- config changes (import / commit --change) -------------------------------------------------------------------
