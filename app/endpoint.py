@@ -74,18 +74,18 @@ def embedded() -> Endpoint:
             "run portside as root, start `sudo portside daemon`, or point -H/$DOCKER_HOST at a Docker or "
             "Podman socket."
         )
+    from engine.daemon import DaemonConfig, DaemonThread
+
+    cfg = DaemonConfig()
+    if env_config := os.environ.get("PORTSIDE_EMBEDDED_ROOT"):
+        # A private data/exec root and socket (tests, or a second engine beside a system one).
+        root = Path(env_config)
+        cfg = DaemonConfig(data_root=root / "data", exec_root=root / "exec", hosts=[f"unix://{root}/portside.sock"])
+    sock = cfg.hosts[0].removeprefix("unix://")
+    thread = DaemonThread(cfg)
     try:
-        from engine import daemon  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        daemon = None
-    start = getattr(daemon, "start_in_process", None) if daemon is not None else None
-    if start is None:
-        raise NoEngine(
-            "No container engine is reachable: $DOCKER_HOST is not set, no portside daemon answers on "
-            f"{PORTSIDE_SOCKET}, and this build has no embedded engine yet. Start one with -H/$DOCKER_HOST "
-            "(a Docker or Podman socket)."
-        )
-    handle = start()
-    sock = str(getattr(handle, "socket", getattr(handle, "socket_path", "")))
-    stop = getattr(handle, "stop", None) or getattr(handle, "close", None)
-    return Endpoint(f"unix://{sock}", "embedded", f"embedded engine {sock}", stop=stop)
+        thread.start()
+    except Exception as exc:
+        thread.stop()
+        raise NoEngine(f"The embedded portside engine could not start: {exc}") from exc
+    return Endpoint(f"unix://{sock}", "embedded", f"embedded engine {sock}", stop=thread.stop)

@@ -141,3 +141,57 @@ async def test_unreachable_engine_shows_a_banner(tmp_path, tmp_config_home) -> N
         await wait_for(pilot, lambda: main.banner.display, what="the banner")
         assert "Connection to the engine lost" in str(main.banner.render())
         assert "disconnected" in app.sub_title
+
+
+async def test_one_key_nginx_runs_and_answers_200(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """`w` pulls nginx with per-layer progress, runs it with port 80 published, selects it, shows its URL -> 200."""
+    for img in engine.api.images(name=engine.nginx.rsplit(":", 1)[0]):
+        for c in engine.api.containers(all=True, filters={"ancestor": img["Id"]}):
+            engine.api.remove_container(c["Id"], force=True)
+        engine.api.remove_image(img["Id"], force=True)  # so the flow has to pull it
+    from app.screens.pull import PullScreen
+
+    app = PortsideApp(host=engine.url, config=engine.config())
+    seen: list[object] = []
+    hook = lambda m: isinstance(m, PullScreen.Step | PullScreen.Finished | PullScreen.Progress) and seen.append(m)  # noqa: E731
+    async with app.run_test(size=(160, 45), message_hook=hook) as pilot:
+        main = _main(app)
+        await wait_for(pilot, lambda: app.connected and main.loaded.is_set(), what="connection")
+        await pilot.press("w")
+        finished = await wait_for(pilot, lambda: [m for m in seen if isinstance(m, PullScreen.Finished)], timeout=60,
+                                  what="the pull and run to finish")
+        assert not finished[0].error, finished[0].error
+        steps = [m.text for m in seen if isinstance(m, PullScreen.Step)]
+        assert steps[0].startswith("Pulling") and "Creating container" in steps
+        assert any(isinstance(m, PullScreen.Progress) for m in seen), "no per-layer progress was shown"
+        await wait_for(pilot, lambda: app.screen is main, what="back on the main screen")
+        cid = await wait_for(pilot, lambda: main.selected_id, what="the new container selected")
+        await wait_for(pilot, lambda: main.container_list.rows_by_id[cid].state == "running", what="running")
+        assert main.container_list.rows_by_id[cid].name.startswith("nginx")
+        assert engine.api.inspect_container(cid)["HostConfig"]["PublishAllPorts"] is True
+        await wait_for(pilot, lambda: any(s == "200" for s in main.url_states.values()), timeout=30,
+                       what="an HTTP 200 from the published URL")
+        url = next(u for u, s in main.url_states.items() if s == "200")
+        assert url.startswith("http://127.0.0.1:")
+        assert f"{url} -> 200" in str(main.query_one("#urls").render())
+        engine.api.remove_container(cid, force=True)
+
+
+async def test_new_container_screen_finds_local_and_recommended(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """Typing narrows local images and the recommended list (nginx first); Docker Hub failing stays quiet."""
+    app = PortsideApp(host=engine.url, config=engine.config())
+    async with app.run_test(size=(160, 45)) as pilot:
+        from app.screens.new_container import NewContainerScreen
+
+        main = _main(app)
+        await wait_for(pilot, lambda: app.connected and main.loaded.is_set(), what="connection")
+        await pilot.press("c")
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, NewContainerScreen) and app.screen)
+        await wait_for(pilot, lambda: screen.shown, what="recommended list")
+        assert screen.by_source["recommended"][0].reference == "nginx"
+        await pilot.press(*"busybox")
+        await wait_for(pilot, lambda: screen.by_source.get("local") and all(
+            "busybox" in c.reference for c in screen.by_source["local"]), what="local busybox")
+        assert screen.shown[0].reference == engine.busybox.rsplit(":", 1)[0]
+        await pilot.pause(1.0)
+        assert not [n for n in app._notifications if n.severity == "error"]

@@ -1,0 +1,153 @@
+"""New container: search local images, the recommended list, configured registries and Docker Hub as you type;
+Enter runs the highlighted image (pull with progress, then run with its ports published); t picks a tag."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Header, Input, Label, OptionList
+from textual.widgets.option_list import Option
+
+from app import images
+from app.images import Candidate
+from app.messages import RunImage
+
+
+class TagScreen(ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
+
+    def __init__(self, reference: str, tags: list[str]) -> None:
+        super().__init__()
+        self.reference = reference
+        self.tags = tags
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Tags of [b]{self.reference}[/]")
+            yield OptionList(*[Option(t, id=t) for t in self.tags], id="tags")
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
+class NewContainerScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("t", "tags", "Tags", id="pick_tag"),
+        Binding("down", "focus_results", show=False),
+    ]
+
+    @dataclass
+    class Results(Message):
+        query: str
+        source: str
+        candidates: list[Candidate]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_source: dict[str, list[Candidate]] = {}
+        self.shown: list[Candidate] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="search images: local, recommended, registries, Docker Hub", id="image-search")
+        yield Label("", id="search-note")
+        yield OptionList(id="results")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+        self._search("")
+
+    @property
+    def results(self) -> OptionList:
+        return self.query_one("#results", OptionList)
+
+    @on(Input.Changed, "#image-search")
+    def _changed(self, event: Input.Changed) -> None:
+        self._search(event.value.strip())
+
+    @on(Input.Submitted, "#image-search")
+    def _submitted(self, event: Input.Submitted) -> None:
+        if self.shown:
+            self._run(self.shown[self.results.highlighted or 0])
+
+    def action_focus_results(self) -> None:
+        self.results.focus()
+
+    @work(thread=True, exclusive=True, group="image-search", exit_on_error=False)
+    def _search(self, query: str) -> None:
+        app = self.app
+        self.post_message(self.Results(query, "recommended", images.recommended_candidates(query)))
+        try:
+            api = app.wait_engine(5).api  # type: ignore[attr-defined]
+            self.post_message(self.Results(query, "local", images.local_candidates(api, query)))
+        except Exception:
+            api = None
+        time.sleep(0.2)  # debounce the network searches, as Kitematic did
+        for host in app.config.registries:  # type: ignore[attr-defined]
+            with contextlib.suppress(Exception):  # an unreachable registry just gives no results
+                self.post_message(self.Results(query, f"registry {host}", images.registry_candidates(host, query)))
+        if api is not None and query:
+            with contextlib.suppress(Exception):  # Docker Hub unreachable: degrade quietly
+                self.post_message(self.Results(query, "hub", images.hub_candidates(api, query)))
+
+    @on(Results)
+    def _results(self, message: Results) -> None:
+        if message.query != self.query_one(Input).value.strip():
+            return
+        self.by_source[message.source] = message.candidates
+        order = ["local", "recommended", *sorted(s for s in self.by_source if s.startswith("registry")), "hub"]
+        self.shown = [c for s in order for c in self.by_source.get(s, [])]
+        self.results.clear_options()
+        for c in self.shown:
+            ref = f"{c.reference}:{c.tag}" if c.source == "local" else c.reference
+            self.results.add_option(Option(f"[b]{ref}[/]  [dim]{c.source}[/]  {c.description}"))
+        if self.shown:
+            self.results.highlighted = 0
+        self.query_one("#search-note", Label).update(f"{len(self.shown)} images")
+
+    @on(OptionList.OptionSelected, "#results")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self._run(self.shown[event.option_index])
+
+    def _run(self, c: Candidate, tag: str | None = None) -> None:
+        reference = f"{c.reference}:{tag or c.tag}"
+        self.app.pop_screen()
+        main = self.app.screen
+        main.post_message(RunImage(reference))
+
+    def action_tags(self) -> None:
+        if not self.shown:
+            return
+        c = self.shown[self.results.highlighted or 0]
+        self._load_tags(c)
+
+    @work(thread=True, exit_on_error=False)
+    def _load_tags(self, c: Candidate) -> None:
+        try:
+            tags = images.tags_for(self.app.wait_engine().api, c.reference)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.app.fail("Tags", exc)  # type: ignore[attr-defined]
+            return
+
+        def show() -> None:
+            def chosen(tag: str | None) -> None:
+                if tag:
+                    self._run(c, tag)
+
+            self.app.push_screen(TagScreen(c.reference, tags), chosen)
+
+        self.app.call_from_thread(show)
