@@ -22,6 +22,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
+from app import settings as st
 from app.containers import ContainerRow, urls
 from app.lifecycle import VERBS, error_text
 from app.messages import Connected, ConnectionLost, DockerEvent, EngineUnavailable, RunImage
@@ -30,6 +31,7 @@ from app.widgets.container_list import ContainerList
 from app.widgets.home import HomePane
 from app.widgets.json_tree import JsonTree
 from app.widgets.log_view import LogView
+from app.widgets.settings_pane import SettingsPane
 from app.widgets.stats_pane import StatsPane
 
 # Container event actions that change what the list shows.
@@ -93,6 +95,19 @@ class MainScreen(Screen[None]):
     class InspectLoaded(Message):
         container_id: str
         data: dict[str, Any]
+        networks: list[str]
+        containers: list[str]
+
+    @dataclass
+    class SavePlanned(Message):
+        container_id: str
+        settings: st.Settings
+        plan: st.Plan
+        errors: list[str]
+
+    @dataclass
+    class SettingsApplied(Message):
+        container_id: str
 
     def __init__(self) -> None:
         super().__init__()
@@ -118,6 +133,8 @@ class MainScreen(Screen[None]):
                     yield HomePane(id="home")
                 with TabPane("Stats", id="tab-stats"):
                     yield StatsPane(id="stats")
+                with TabPane("Settings", id="tab-settings"):
+                    yield SettingsPane(id="settings")
                 with TabPane("Inspect", id="tab-inspect"):
                     yield JsonTree(id="inspect")
         yield Footer()
@@ -403,15 +420,85 @@ class MainScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
     def load_inspect(self, cid: str) -> None:
         try:
-            data = self.app.wait_engine().api.inspect_container(cid)  # type: ignore[attr-defined]
+            api = self.app.wait_engine().api  # type: ignore[attr-defined]
+            data = api.inspect_container(cid)
+            networks = sorted(n["Name"] for n in api.networks())
+            names = sorted((c.get("Names") or ["/"])[0].lstrip("/") for c in api.containers(all=True))
         except Exception:
             return
-        self.post_message(self.InspectLoaded(cid, data))
+        self.post_message(self.InspectLoaded(cid, data, networks, names))
 
     @on(InspectLoaded)
     def _inspect_loaded(self, message: InspectLoaded) -> None:
         if message.container_id == self.selected_id:
             self.query_one(JsonTree).load(message.data, message.data.get("Name", "").lstrip("/"))
+            self.settings_pane.load(message.container_id, message.data, message.networks, message.containers)
+
+    @property
+    def settings_pane(self) -> SettingsPane:
+        return self.query_one(SettingsPane)
+
+    @on(SettingsPane.RevertRequested)
+    def _revert(self, _: SettingsPane.RevertRequested) -> None:
+        if self.selected_id:
+            self.load_inspect(self.selected_id)
+
+    @on(SettingsPane.SaveRequested)
+    def _save_requested(self, message: SettingsPane.SaveRequested) -> None:
+        self._plan_save(message.container_id, message.settings)
+
+    @work(thread=True, exclusive=True, group="settings", exit_on_error=False)
+    def _plan_save(self, cid: str, new: st.Settings) -> None:
+        try:
+            api = self.app.wait_engine().api  # type: ignore[attr-defined]
+            data = api.inspect_container(cid)
+            old = st.from_inspect(data)
+            errors = st.validate_ports(new.ports, cid, api.containers(all=True), old.ports)
+            if new.name != old.name and any(
+                (c.get("Names") or [""])[0].lstrip("/") == new.name for c in api.containers(all=True)
+            ):
+                errors.append(f"the name {new.name!r} is already in use by another container")
+        except Exception as exc:
+            self.app.fail("Checking settings", exc)  # type: ignore[attr-defined]
+            return
+        self.post_message(self.SavePlanned(cid, new, st.plan(old, new), errors))
+
+    @on(SavePlanned)
+    def _save_planned(self, message: SavePlanned) -> None:
+        if message.errors:
+            self.settings_pane.show_errors(message.errors)
+            return
+        if message.plan.empty:
+            self.notify("Nothing changed")
+            return
+        changes = message.plan.describe()
+        if not message.plan.recreate:
+            self._apply_settings(message.container_id, message.settings)
+            return
+        from app.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._apply_settings(message.container_id, message.settings)
+
+        text = "Save these changes?\n" + "\n".join(f"  • {c}" for c in changes)
+        text += "\nEverything else (command, entrypoint, labels, mounts, limits...) is kept."
+        self.app.push_screen(ConfirmScreen(text), answered)
+
+    @work(thread=True, exclusive=True, group="settings", exit_on_error=False)
+    def _apply_settings(self, cid: str, new: st.Settings) -> None:
+        try:
+            new_id = st.apply(self.app.wait_engine().api, cid, new)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.app.fail("Saving settings", exc)  # type: ignore[attr-defined]
+            return
+        self.post_message(self.SettingsApplied(new_id))
+
+    @on(SettingsApplied)
+    def _settings_applied(self, message: SettingsApplied) -> None:
+        self.notify("Settings saved", title="Settings")
+        self.focus_container(message.container_id)
+        self.load_inspect(message.container_id)
 
     # --- actions ---
 

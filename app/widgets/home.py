@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -59,7 +60,7 @@ class HomePane(Vertical):
         if not states:
             self.query_one("#urls", Static).update("[dim]no published TCP ports[/]")
             return
-        lines = [f"[b]{url}[/] -> {state}" for url, state in states.items()]
+        lines = [f"[b]{escape(url)}[/] -> {escape(state)}" for url, state in states.items()]
         self.query_one("#urls", Static).update("\n".join(lines))
 
     def show_summary(self, history: History | None, state: str) -> None:

@@ -195,3 +195,62 @@ async def test_new_container_screen_finds_local_and_recommended(engine: Engine, 
         assert screen.shown[0].reference == engine.busybox.rsplit(":", 1)[0]
         await pilot.pause(1.0)
         assert not [n for n in app._notifications if n.severity == "error"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_editing_a_port_recreates_keeping_env_and_command(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """Settings > Ports: a new host port recreates the container there; env, command and labels stay."""
+    import urllib.request
+
+    from app.screens.confirm import ConfirmScreen
+    from app.screens.main import http_check
+
+    old_port, new_port = _free_port(), _free_port()
+    name = f"pst-web-{uuid.uuid4().hex[:6]}"
+    cmd = ["sh", "-c", "echo started with FOO=$FOO; exec nginx -g 'daemon off;'"]
+    hc = engine.api.create_host_config(port_bindings={80: ("127.0.0.1", old_port)})
+    cid = engine.api.create_container(engine.nginx, cmd, name=name, environment={"FOO": "bar baz"},
+                                      labels={"keep": "me"}, host_config=hc, ports=[80])["Id"]
+    engine.api.start(cid)
+    app = PortsideApp(host=engine.url, config=engine.config())
+    async with app.run_test(size=(160, 50)) as pilot:
+        main = await _select(pilot, app, cid)
+        main.query_one("#tabs").active = "tab-settings"
+        pane = main.settings_pane
+        await wait_for(pilot, lambda: pane.container_id == cid and pane.loaded is not None, what="settings loaded")
+        ports = pane.query_one("#set-ports")
+        assert ports.text == f"80/tcp -> 127.0.0.1:{old_port}"
+        # a clash is caught before anything is sent
+        ports.text = "80/tcp -> 127.0.0.1:99999\n"
+        pane.query_one("#set-name").focus()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "65535" in str(pane.query_one("#set-errors").render()), what="a range error")
+        ports.text = f"80/tcp -> 127.0.0.1:{new_port}"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any(n.message == "Settings saved" for n in app._notifications), timeout=60,
+                       what="the settings saved")
+        new_id = await wait_for(pilot, lambda: main.selected_id not in (None, cid) and main.selected_id,
+                                what="the recreated container selected")
+        data = engine.api.inspect_container(new_id)
+        assert data["Name"] == f"/{name}"
+        assert data["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(new_port)}]}
+        assert "FOO=bar baz" in data["Config"]["Env"]
+        assert data["Config"]["Cmd"] == cmd
+        assert data["Config"]["Labels"]["keep"] == "me"
+        assert data["State"]["Running"], (data["State"], engine.api.logs(new_id)[-2000:])
+        assert not [c for c in engine.api.containers(all=True) if c["Id"] == cid]  # the old one is gone
+        await wait_for(pilot, lambda: http_check(f"http://127.0.0.1:{new_port}/") == "200", what="200 on new port")
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                f"http://127.0.0.1:{new_port}/", timeout=5) as resp:
+            assert resp.status == 200
+        await wait_for(pilot, lambda: "started with FOO=bar baz" in main.log_view.lines, what="its log")
+        engine.api.remove_container(new_id, force=True)

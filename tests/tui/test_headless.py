@@ -112,3 +112,64 @@ def test_non_root_is_told_the_engine_needs_root() -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert "needs root" in out.stdout, out.stderr
+
+
+def test_port_lines_parse_and_reject() -> None:
+    from app.settings import PortMapping, parse_port
+
+    assert parse_port("80") == PortMapping(80, "tcp", "", None)
+    assert parse_port("53/udp -> 5353") == PortMapping(53, "udp", "", 5353)
+    assert parse_port("80/tcp -> 127.0.0.1:8080") == PortMapping(80, "tcp", "127.0.0.1", 8080)
+    assert parse_port("80 -> [::1]:8080") == PortMapping(80, "tcp", "::1", 8080)
+    for bad in ("0", "80 -> 70000", "80/icmp", "80 -> 300.1.1.1:80", "x -> 1"):
+        try:
+            parse_port(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_recreate_keeps_every_untouched_field() -> None:
+    """Only ports change: Cmd, Entrypoint, Env, Labels, limits and anonymous volumes are carried over."""
+    from app import settings as st
+
+    data = {
+        "Id": "abcdef1234567890",
+        "Name": "/web",
+        "Config": {"Hostname": "abcdef123456", "Cmd": ["run", "--flag"], "Entrypoint": ["/init"], "Env": ["A=1"],
+                   "Labels": {"l": "v"}, "Image": "nginx", "ExposedPorts": {"80/tcp": {}}},
+        "HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}, "Memory": 1 << 28,
+                       "NetworkMode": "default", "RestartPolicy": {"Name": "always"}, "Binds": ["/srv:/data:ro"]},
+        "Mounts": [{"Type": "volume", "Name": "anon123", "Destination": "/cache", "RW": True},
+                   {"Type": "bind", "Source": "/srv", "Destination": "/data", "RW": False}],
+        "NetworkSettings": {"Networks": {"bridge": {"Aliases": None}, "mynet": {"Aliases": ["web", "abcdef123456"]}}},
+    }
+    old = st.from_inspect(data)
+    assert old.networks == ["mynet"] and old.restart == "always" and old.command == ["run", "--flag"]
+    new = st.from_inspect(data)
+    new.ports = [st.parse_port("80 -> 9090")]
+    p = st.plan(old, new)
+    assert p.recreate == ["ports"] and not p.rename
+    body, extra = st.recreate_body(data, new)
+    assert body["Cmd"] == ["run", "--flag"] and body["Entrypoint"] == ["/init"] and body["Env"] == ["A=1"]
+    assert body["Labels"] == {"l": "v"} and "Hostname" not in body
+    hc = body["HostConfig"]
+    assert hc["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort": "9090"}]}
+    assert hc["Memory"] == 1 << 28 and hc["RestartPolicy"]["Name"] == "always"
+    assert hc["Binds"] == ["/srv:/data:ro", "anon123:/cache"]
+    assert extra == ["mynet"]
+    renamed = st.from_inspect(data)
+    renamed.name = "web2"
+    renamed.restart = "no"
+    p2 = st.plan(old, renamed)
+    assert p2.rename == "web2" and p2.restart_policy == "no" and not p2.recreate
+
+
+def test_port_clashes_are_found() -> None:
+    from app import settings as st
+
+    ports = [st.parse_port("80 -> 127.0.0.1:18080"), st.parse_port("81 -> 18080")]
+    others = [{"Id": "other", "Names": ["/db"], "Ports": [{"PublicPort": 5432, "Type": "tcp"}]}]
+    errors = st.validate_ports([*ports, st.parse_port("5432 -> 5432")], "me", others, [])
+    assert "host port 18080/tcp is used twice" in errors
+    assert "host port 5432/tcp is already published by db" in errors

@@ -1,0 +1,340 @@
+"""A container's editable settings, read from inspect, validated, and applied: in place where the API can
+(rename, update, network connect/disconnect), else by a recreate that copies every field the user did not edit
+from inspect (Cmd, Entrypoint, Labels, the whole HostConfig...) - the Kitematic bugs #2245/#2468 lost Cmd.
+No Textual here.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import shlex
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+BUILTIN_MODES = ("bridge", "host", "none", "default")
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    container_port: int
+    proto: str
+    host_ip: str
+    host_port: int | None  # None: a free port chosen by the engine
+
+    @property
+    def key(self) -> str:
+        return f"{self.container_port}/{self.proto}"
+
+    def __str__(self) -> str:
+        host = f"{self.host_ip}:" if self.host_ip else ""
+        return f"{self.key} -> {host}{self.host_port or ''}".rstrip(":").rstrip()
+
+
+@dataclass
+class Settings:
+    name: str
+    command: list[str] | None
+    env: list[str]
+    restart: str
+    ports: list[PortMapping]
+    network_mode: str
+    networks: list[str] = field(default_factory=list)  # user networks besides the mode's own
+    binds: list[str] = field(default_factory=list)
+
+
+def from_inspect(data: dict[str, Any]) -> Settings:
+    cfg = data.get("Config") or {}
+    hc = data.get("HostConfig") or {}
+    ports: list[PortMapping] = []
+    for key, bindings in sorted((hc.get("PortBindings") or {}).items()):
+        port, _, proto = key.partition("/")
+        for b in bindings or [{}]:
+            hp = (b or {}).get("HostPort") or ""
+            ports.append(PortMapping(int(port), proto or "tcp", (b or {}).get("HostIp") or "", int(hp) if hp else None))
+    mode = hc.get("NetworkMode") or "default"
+    nets = [n for n in ((data.get("NetworkSettings") or {}).get("Networks") or {}) if n != mode]
+    if mode == "default":
+        nets = [n for n in nets if n != "bridge"]
+    return Settings(
+        name=str(data.get("Name", "")).lstrip("/"),
+        command=list(cfg["Cmd"]) if cfg.get("Cmd") else None,
+        env=list(cfg.get("Env") or []),
+        restart=(hc.get("RestartPolicy") or {}).get("Name") or "no",
+        ports=ports,
+        network_mode=mode,
+        networks=sorted(nets),
+        binds=list(hc.get("Binds") or []),
+    )
+
+
+# --- parsing what the user typed ---
+
+
+def parse_command(text: str) -> list[str] | None:
+    text = text.strip()
+    return shlex.split(text) if text else None
+
+
+def format_command(cmd: list[str] | None) -> str:
+    return shlex.join(cmd) if cmd else ""
+
+
+def parse_port(line: str) -> PortMapping:
+    """`80`, `80/udp`, `80 -> 8080`, `80/tcp -> 127.0.0.1:8080`, `80 -> [::1]:8080`, `80 -> 127.0.0.1:`."""
+    left, sep, right = line.partition("->")
+    port_s, _, proto = left.strip().partition("/")
+    proto = proto.strip() or "tcp"
+    if proto not in ("tcp", "udp", "sctp"):
+        raise ValueError(f"protocol {proto!r} is not tcp, udp or sctp")
+    cport = _port_number(port_s.strip(), "container port")
+    host_ip, host_port = "", None
+    right = right.strip()
+    if sep and right:
+        if right.startswith("["):
+            ip, _, rest = right[1:].partition("]")
+            host_ip, hp = ip, rest.lstrip(":")
+        elif right.count(":") == 1:
+            host_ip, hp = right.split(":")
+        elif ":" in right:
+            raise ValueError(f"{right!r}: put an IPv6 address in brackets, like [::1]:8080")
+        else:
+            hp = right
+        if host_ip:
+            try:
+                ipaddress.ip_address(host_ip)
+            except ValueError:
+                raise ValueError(f"{host_ip!r} is not an IP address") from None
+        host_port = _port_number(hp, "host port") if hp.strip() else None
+    return PortMapping(cport, proto, host_ip, host_port)
+
+
+def _port_number(text: str, what: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{what} {text!r} must be a number from 1 to 65535")
+    return int(text)
+
+
+def parse_env(lines: list[str]) -> list[str]:
+    out = []
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        key = line.partition("=")[0]
+        if not key or any(c.isspace() for c in key):
+            raise ValueError(f"environment line {n}: {line!r} is not NAME=value")
+        out.append(line)
+    return out
+
+
+def parse_binds(lines: list[str]) -> list[str]:
+    out = []
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+            raise ValueError(f"volume line {n}: {line!r} is not SOURCE:/container/path[:ro] (SOURCE a path or a name)")
+        if len(parts) == 3 and parts[2] not in ("ro", "rw", "z", "Z"):
+            raise ValueError(f"volume line {n}: option {parts[2]!r} is not ro or rw")
+        out.append(line)
+    return out
+
+
+# --- validation ---
+
+
+def host_port_free(ip: str, port: int, proto: str) -> bool:
+    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, kind) as s:
+        try:
+            s.bind((ip or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+        except OSError:
+            return False
+    return True
+
+
+def validate_ports(ports: list[PortMapping], container_id: str, containers: list[dict[str, Any]],
+                   own_current: list[PortMapping]) -> list[str]:
+    """Clashes caught before saving: duplicates, ports other containers publish, ports taken on this host."""
+    errors: list[str] = []
+    bound: list[PortMapping] = []
+    for p in ports:
+        if p.host_port is None:
+            continue
+        for q in bound:
+            wild = {"", "0.0.0.0", "::"}
+            same_ip = p.host_ip == q.host_ip or p.host_ip in wild or q.host_ip in wild
+            if same_ip and (q.host_port, q.proto) == (p.host_port, p.proto):
+                errors.append(f"host port {p.host_port}/{p.proto} is used twice")
+        bound.append(p)
+    own = {(p.host_port, p.proto) for p in own_current if p.host_port}
+    for c in containers:
+        if c["Id"] == container_id:
+            continue
+        name = (c.get("Names") or ["?"])[0].lstrip("/")
+        for cp in c.get("Ports") or []:
+            for p in ports:
+                if p.host_port and cp.get("PublicPort") == p.host_port and cp.get("Type") == p.proto:
+                    errors.append(f"host port {p.host_port}/{p.proto} is already published by {name}")
+    for p in ports:
+        if p.host_port and (p.host_port, p.proto) not in own and not host_port_free(p.host_ip, p.host_port, p.proto):
+            errors.append(f"host port {p.host_port}/{p.proto} is in use on this machine")
+    return sorted(set(errors))
+
+
+# --- the plan ---
+
+
+@dataclass
+class Plan:
+    rename: str | None = None
+    restart_policy: str | None = None
+    connect: list[str] = field(default_factory=list)
+    disconnect: list[str] = field(default_factory=list)
+    recreate: list[str] = field(default_factory=list)  # what forces a recreate, in words
+
+    @property
+    def empty(self) -> bool:
+        return not (self.rename or self.restart_policy or self.connect or self.disconnect or self.recreate)
+
+    def describe(self) -> list[str]:
+        out = []
+        if self.rename:
+            out.append(f"rename to {self.rename} (in place)")
+        if self.restart_policy:
+            out.append(f"restart policy {self.restart_policy} (in place)")
+        out += [f"connect {n} (in place)" for n in self.connect]
+        out += [f"disconnect {n} (in place)" for n in self.disconnect]
+        if self.recreate:
+            out.append("recreate the container for: " + ", ".join(self.recreate))
+        return out
+
+
+def plan(old: Settings, new: Settings) -> Plan:
+    p = Plan()
+    if new.name != old.name:
+        p.rename = new.name
+    if new.restart != old.restart:
+        p.restart_policy = new.restart
+    if new.command != old.command:
+        p.recreate.append("command")
+    if new.env != old.env:
+        p.recreate.append("environment")
+    if sorted(map(str, new.ports)) != sorted(map(str, old.ports)):
+        p.recreate.append("ports")
+    if new.binds != old.binds:
+        p.recreate.append("volumes")
+    if new.network_mode != old.network_mode:
+        p.recreate.append("network mode")
+    else:
+        p.connect = [n for n in new.networks if n not in old.networks]
+        p.disconnect = [n for n in old.networks if n not in new.networks]
+    return p
+
+
+def _restart_policy(name: str, old: dict[str, Any] | None) -> dict[str, Any]:
+    retries = (old or {}).get("MaximumRetryCount", 0) if name == "on-failure" else 0
+    return {"Name": "" if name == "no" else name, "MaximumRetryCount": retries}
+
+
+def recreate_body(data: dict[str, Any], new: Settings) -> tuple[dict[str, Any], list[str]]:
+    """The create body for the replacement: inspect's Config and HostConfig, only the edited fields changed.
+    Returns it with the extra networks to connect after create (create takes one endpoint on older APIs)."""
+    old = from_inspect(data)
+    cfg: dict[str, Any] = copy.deepcopy(data.get("Config") or {})
+    hc: dict[str, Any] = copy.deepcopy(data.get("HostConfig") or {})
+    if cfg.get("Hostname") == data.get("Id", "")[:12]:
+        cfg.pop("Hostname", None)  # the old id as hostname: let the new container get its own
+    if new.command != old.command:
+        cfg["Cmd"] = new.command
+    if new.env != old.env:
+        cfg["Env"] = new.env
+    if sorted(map(str, new.ports)) != sorted(map(str, old.ports)):
+        bindings: dict[str, list[dict[str, str]]] = {}
+        for p in new.ports:
+            bindings.setdefault(p.key, []).append({"HostIp": p.host_ip, "HostPort": str(p.host_port or "")})
+        hc["PortBindings"] = bindings
+        exposed = dict(cfg.get("ExposedPorts") or {})
+        for key in bindings:
+            exposed.setdefault(key, {})
+        cfg["ExposedPorts"] = exposed
+    if new.binds != old.binds:
+        hc["Binds"] = new.binds
+    # Anonymous volumes would be new and empty in the replacement: carry them over by name.
+    binds = list(hc.get("Binds") or [])
+    targets = {b.split(":")[1] for b in binds if ":" in b}
+    mount_targets = {mm.get("Target") for mm in hc.get("Mounts") or []}
+    for m in data.get("Mounts") or []:
+        dest = m.get("Destination")
+        if m.get("Type") == "volume" and m.get("Name") and dest not in targets and dest not in mount_targets:
+            binds.append(f"{m['Name']}:{m['Destination']}{'' if m.get('RW', True) else ':ro'}")
+    hc["Binds"] = binds or None
+    hc["RestartPolicy"] = _restart_policy(new.restart, hc.get("RestartPolicy"))
+    hc["NetworkMode"] = new.network_mode
+    endpoints: dict[str, Any] = {}
+    old_nets = (data.get("NetworkSettings") or {}).get("Networks") or {}
+    mode = new.network_mode
+    if mode not in ("host", "none") and not mode.startswith("container:"):
+        primary = "bridge" if mode == "default" else mode
+        ep = old_nets.get(primary) or {}
+        aliases = [a for a in (ep.get("Aliases") or []) if a != data.get("Id", "")[:12]]
+        endpoints[primary] = {"Aliases": aliases or None}
+        extra = [n for n in new.networks if n != primary]
+    else:
+        extra = []
+    body = dict(cfg)
+    body["HostConfig"] = hc
+    if endpoints:
+        body["NetworkingConfig"] = {"EndpointsConfig": endpoints}
+    return body, extra
+
+
+def apply(api: Any, cid: str, new: Settings) -> str:
+    """Apply `new` to the container; returns the id of the container that now carries the settings.
+    A failed recreate puts the old container back as it was (name, running state) and removes the new one."""
+    data = api.inspect_container(cid)
+    old = from_inspect(data)
+    p = plan(old, new)
+    if not p.recreate:
+        if p.rename:
+            api.rename(cid, p.rename)
+        if p.restart_policy:
+            api.update_container(cid, restart_policy=_restart_policy(p.restart_policy, None))
+        for n in p.disconnect:
+            api.disconnect_container_from_network(cid, n)
+        for n in p.connect:
+            api.connect_container_to_network(cid, n)
+        return cid
+    body, extra = recreate_body(data, new)
+    was_running = bool((data.get("State") or {}).get("Running"))
+    parked = f"{old.name}-portside-old-{uuid.uuid4().hex[:6]}"
+    api.rename(cid, parked)
+    try:
+        res = api._post_json(api._url("/containers/create"), data=body, params={"name": new.name})
+        new_id: str = api._result(res, True)["Id"]
+    except Exception:
+        api.rename(cid, old.name)
+        raise
+    try:
+        for n in extra:
+            api.connect_container_to_network(new_id, n)
+        if was_running:
+            api.stop(cid)
+            api.start(new_id)
+    except Exception:
+        try:
+            api.remove_container(new_id, force=True)
+        finally:
+            api.rename(cid, old.name)
+            if was_running:
+                api.start(cid)
+        raise
+    api.remove_container(cid, force=True)
+    return new_id
