@@ -87,7 +87,11 @@ ENGINES = ["dockerd"]
 
 
 @pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> Engine:
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     """Each Pilot flow runs against every engine we have: Debian's dockerd (and portside's own when it runs)."""
     value: Engine = request.getfixturevalue(f"{request.param}_engine")
-    return value
+    before = {c["Id"] for c in value.api.containers(all=True)}
+    yield value
+    for c in value.api.containers(all=True):  # what the test made goes, also when it failed
+        if c["Id"] not in before:
+            value.api.remove_container(c["Id"], force=True)

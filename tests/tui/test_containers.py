@@ -165,7 +165,8 @@ async def test_one_key_nginx_runs_and_answers_200(engine: Engine, tmp_config_hom
         assert steps[0].startswith("Pulling") and "Creating container" in steps
         assert any(isinstance(m, PullScreen.Progress) for m in seen), "no per-layer progress was shown"
         await wait_for(pilot, lambda: app.screen is main, what="back on the main screen")
-        cid = await wait_for(pilot, lambda: main.selected_id, what="the new container selected")
+        cid = finished[0].container_id
+        await wait_for(pilot, lambda: main.selected_id == cid, what="the new container selected")
         await wait_for(pilot, lambda: main.container_list.rows_by_id[cid].state == "running", what="running")
         assert main.container_list.rows_by_id[cid].name.startswith("nginx")
         assert engine.api.inspect_container(cid)["HostConfig"]["PublishAllPorts"] is True
