@@ -1,0 +1,301 @@
+"""Images, Networks, Volumes (list, create or pull, remove, inspect; images also history and prune) and Events.
+
+Each list reloads on the engine's events for its type, not by polling.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rich.markup import escape
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label, RichLog
+
+from app.messages import DockerEvent
+from app.stats import human_bytes
+from app.widgets.json_tree import JsonTree
+
+
+class NameScreen(ModalScreen[str | None]):
+    """Ask for one line of text (a name, an image reference)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, prompt: str) -> None:
+        super().__init__()
+        self.prompt = prompt
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.prompt, markup=False)
+            yield Input(id="name-input")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class JsonScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "Close")]
+
+    def __init__(self, title: str, data: Any) -> None:
+        super().__init__()
+        self.title_text = title
+        self.data = data
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog json-dialog"):
+            yield JsonTree()
+
+    def on_mount(self) -> None:
+        self.query_one(JsonTree).load(self.data, self.title_text)
+
+
+class TableScreen(Screen[None]):
+    """A list of one kind of engine object; subclasses say how to list, name and act on them."""
+
+    KIND: ClassVar[str] = ""
+    COLUMNS: ClassVar[tuple[str, ...]] = ()
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("delete,d", "remove", "Remove", id="resource_remove"),
+        Binding("i,enter", "inspect", "Inspect", id="resource_inspect"),
+    ]
+
+    @dataclass
+    class Loaded(Message):
+        rows: list[tuple[str, tuple[str, ...]]]
+
+    @dataclass
+    class ShowJson(Message):
+        title: str
+        data: Any
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Label(self.KIND.capitalize(), classes="section")
+        yield DataTable(id="resource-table", cursor_type="row")
+        yield Footer()
+
+    @property
+    def table(self) -> DataTable[str]:
+        return self.query_one(DataTable)
+
+    def on_mount(self) -> None:
+        for col in self.COLUMNS:
+            self.table.add_column(col, key=col)
+        self.table.focus()
+        self.load()
+
+    def list_rows(self, api: Any) -> list[tuple[str, tuple[str, ...]]]:
+        raise NotImplementedError
+
+    @work(thread=True, exclusive=True, group="resource-list", exit_on_error=False)
+    def load(self) -> None:
+        try:
+            rows = self.list_rows(self.app.wait_engine().api)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.app.fail(f"Listing {self.KIND}", exc)  # type: ignore[attr-defined]
+            return
+        self.post_message(self.Loaded(rows))
+
+    @on(Loaded)
+    def _loaded(self, message: Loaded) -> None:
+        row = self.table.cursor_row
+        self.table.clear()
+        for key, cells in message.rows:
+            self.table.add_row(*cells, key=key)
+        if message.rows:
+            self.table.move_cursor(row=min(row, len(message.rows) - 1))
+
+    @on(DockerEvent)
+    def _event(self, message: DockerEvent) -> None:
+        if message.event.get("Type") == self.KIND.rstrip("s"):
+            self.load()
+
+    @property
+    def current_key(self) -> str | None:
+        if not self.table.row_count:
+            return None
+        key = self.table.coordinate_to_cell_key(self.table.cursor_coordinate).row_key.value
+        return str(key) if key is not None else None
+
+    def call(self, what: str, fn: Callable[[Any], Any], then: Callable[[Any], object] | None = None) -> None:
+        self._call(what, fn, then)
+
+    @work(thread=True, group="resource-call", exit_on_error=False)
+    def _call(self, what: str, fn: Callable[[Any], Any], then: Callable[[Any], object] | None) -> None:
+        try:
+            result = fn(self.app.wait_engine().api)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.app.fail(what, exc)  # type: ignore[attr-defined]
+            return
+        self.app.call_from_thread(self.load)
+        if then is not None:
+            self.app.call_from_thread(then, result)
+
+    def remove_object(self, api: Any, key: str) -> None:
+        raise NotImplementedError
+
+    def inspect_object(self, api: Any, key: str) -> Any:
+        raise NotImplementedError
+
+    def action_remove(self) -> None:
+        key = self.current_key
+        if key is None:
+            return
+        from app.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.call(f"Remove {key}", lambda api: self.remove_object(api, key))
+
+        self.app.push_screen(ConfirmScreen(f"Remove {self.KIND.rstrip('s')} {key}?"), answered)
+
+    def action_inspect(self) -> None:
+        key = self.current_key
+        if key is not None:
+            self.call(f"Inspect {key}", lambda api: self.inspect_object(api, key),
+                      lambda data: self.app.push_screen(JsonScreen(key, data)))
+
+    def ask(self, prompt: str, then: Callable[[str], None]) -> None:
+        def answered(value: str | None) -> None:
+            if value:
+                then(value)
+
+        self.app.push_screen(NameScreen(prompt), answered)
+
+
+def _age(ts: int | str) -> str:
+    if isinstance(ts, str):
+        return ts[:19].replace("T", " ")
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+class ImagesScreen(TableScreen):
+    KIND = "images"
+    COLUMNS = ("REPOSITORY:TAG", "IMAGE ID", "CREATED", "SIZE")
+    BINDINGS = [
+        Binding("p", "pull", "Pull", id="image_pull"),
+        Binding("h", "history", "History", id="image_history"),
+        Binding("P", "prune", "Prune", id="image_prune"),
+    ]
+
+    def list_rows(self, api: Any) -> list[tuple[str, tuple[str, ...]]]:
+        rows = []
+        for img in api.images():
+            short = img["Id"].split(":")[-1][:12]
+            for tag in img.get("RepoTags") or ["<none>:<none>"]:
+                key = tag if tag != "<none>:<none>" else img["Id"]
+                rows.append((key, (tag, short, _age(img.get("Created", 0)), human_bytes(img.get("Size", 0), False))))
+        return sorted(rows)
+
+    def remove_object(self, api: Any, key: str) -> None:
+        api.remove_image(key)
+
+    def inspect_object(self, api: Any, key: str) -> Any:
+        return api.inspect_image(key)
+
+    def action_pull(self) -> None:
+        from app.screens.pull import PullScreen
+
+        def pull(ref: str) -> None:
+            self.app.push_screen(PullScreen(ref, pull_only=True), lambda _: self._reload())
+
+        self.ask("Image to pull (name[:tag])", pull)
+
+    def _reload(self) -> None:
+        self.load()
+
+    def action_history(self) -> None:
+        key = self.current_key
+        if key is not None:
+            self.call(f"History of {key}", lambda api: api.history(key),
+                      lambda data: self.app.push_screen(JsonScreen(f"history of {key}", data)))
+
+    def action_prune(self) -> None:
+        from app.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.call("Prune images", lambda api: api.prune_images(),
+                          lambda r: self.notify(f"Reclaimed {human_bytes((r or {}).get('SpaceReclaimed') or 0)}"))
+
+        self.app.push_screen(ConfirmScreen("Remove all dangling images?"), answered)
+
+
+class NetworksScreen(TableScreen):
+    KIND = "networks"
+    COLUMNS = ("NAME", "NETWORK ID", "DRIVER", "SCOPE")
+    BINDINGS = [Binding("n", "create", "Create", id="network_create")]
+
+    def list_rows(self, api: Any) -> list[tuple[str, tuple[str, ...]]]:
+        return sorted((n["Name"], (n["Name"], n["Id"][:12], n.get("Driver", ""), n.get("Scope", "")))
+                      for n in api.networks())
+
+    def remove_object(self, api: Any, key: str) -> None:
+        api.remove_network(key)
+
+    def inspect_object(self, api: Any, key: str) -> Any:
+        return api.inspect_network(key)
+
+    def action_create(self) -> None:
+        self.ask("New network name", lambda name: self.call(f"Create network {name}",
+                                                             lambda api: api.create_network(name)))
+
+
+class VolumesScreen(TableScreen):
+    KIND = "volumes"
+    COLUMNS = ("VOLUME NAME", "DRIVER", "MOUNTPOINT")
+    BINDINGS = [Binding("n", "create", "Create", id="volume_create")]
+
+    def list_rows(self, api: Any) -> list[tuple[str, tuple[str, ...]]]:
+        vols = (api.volumes() or {}).get("Volumes") or []
+        return sorted((v["Name"], (v["Name"], v.get("Driver", ""), v.get("Mountpoint", ""))) for v in vols)
+
+    def remove_object(self, api: Any, key: str) -> None:
+        api.remove_volume(key)
+
+    def inspect_object(self, api: Any, key: str) -> Any:
+        return api.inspect_volume(key)
+
+    def action_create(self) -> None:
+        self.ask("New volume name", lambda name: self.call(f"Create volume {name}",
+                                                            lambda api: api.create_volume(name)))
+
+
+class EventsScreen(Screen[None]):
+    """The engine's /events as they come (the app's one stream, forwarded)."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Label("Events (live)", classes="section")
+        yield RichLog(id="events-log", max_lines=5000)
+        yield Footer()
+
+    @on(DockerEvent)
+    def _event(self, message: DockerEvent) -> None:
+        ev = message.event
+        actor = ev.get("Actor") or {}
+        attrs = actor.get("Attributes") or {}
+        when = datetime.datetime.fromtimestamp(ev.get("time", 0), datetime.UTC).strftime("%H:%M:%S")
+        name = attrs.get("name") or (actor.get("ID") or "")[:12]
+        self.query_one(RichLog).write(
+            f"{when} [b]{escape(str(ev.get('Type')))}[/] {escape(str(ev.get('Action')))} {escape(name)}"
+        )
