@@ -80,6 +80,8 @@ async def test_every_form_pulls_and_runs_from_its_rootfs(
     assert rec.repo_tags == [f"{registry.host}/testbed/{tag}"]
     assert rec.repo_digests and rec.repo_digests[0].startswith(f"{registry.host}/testbed/")
     statuses = [e.get("status", "") for e in events]
+    repo_name, _, tag_name = tag.partition(":")
+    assert events[0]["status"] == f"Pulling from testbed/{repo_name}" and events[0]["id"] == tag_name
     assert "Pull complete" in statuses and "Download complete" in statuses
     assert any(s.startswith("Digest: sha256:") for s in statuses)
     assert statuses[-1] == f"Status: Downloaded newer image for {registry.host}/testbed/{tag}"

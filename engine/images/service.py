@@ -340,7 +340,7 @@ class ImageService:
         creds: Credentials | None,
         emit: Emitter,
     ) -> ImageRecord:
-        emit.status(f"Pulling from {r.familiar_name}", r.tag_or_digest if not r.digest else r.digest)
+        emit.status(f"Pulling from {r.path}", r.tag_or_digest if not r.digest else r.digest)
         repo, top = await self._resolve_manifest(session, r, creds)
         manifest = top
         if top.media_type in INDEX_TYPES:
@@ -564,7 +564,7 @@ class ImageService:
         media = manifest.get("mediaType") or MEDIA_OCI_MANIFEST
         emit = Emitter(progress)
         tag = r.tag or "latest"
-        emit.status(f"The push refers to repository [{r.familiar_name}]")
+        emit.status(f"The push refers to repository [{r.name}]")
         layers = list(manifest.get("layers") or [])
         for d in layers:
             if not self.content.has(d["digest"]):
@@ -764,7 +764,9 @@ class ImageService:
             image_id = self.get(image_id).id
         layer = ContainerLayer(self, container_id, image_id or "")
         if layer.dir.exists():
-            raise Conflict(f"container layer {container_id} already exists")
+            if any(cid == container_id for cid, _img in self.meta.container_layers()):
+                raise Conflict(f"container layer {container_id} already exists")
+            shutil.rmtree(layer.dir)  # left by a create killed before its record was written
         layer.upper_dir.mkdir(parents=True)
         layer.work_dir.mkdir()
         with self.meta.tx() as db:
