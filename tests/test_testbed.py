@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import ssl
 import subprocess
 import tarfile
 import urllib.error
 import urllib.request
 import zlib
+from pathlib import Path
 
 import pytest
 import zstandard
@@ -126,14 +128,18 @@ def test_auth_registry_wants_basic_auth_over_verified_tls(auth_registry: Registr
     assert (auth_registry.certs_dir / "ca.crt").read_bytes() == auth_registry.ca_cert.read_bytes()  # type: ignore[union-attr]
 
 
-def test_rootfs_binaries_run_from_their_own_libraries(testbed: TestBed) -> None:
+def test_rootfs_binaries_run_from_their_own_libraries(testbed: TestBed, tmp_path: Path) -> None:
     out = subprocess.run(
         ["chroot", str(testbed.busybox_rootfs), "/bin/sh", "-c", "echo hi from $(id -un)"],
         capture_output=True, text=True, timeout=30, check=True,
     )
     assert out.stdout == "hi from root\n"
+    # nginx -t opens its logs (and would create dev/stdout as a file), so it runs on a copy: the cached
+    # rootfs is shared and read-only.
+    nginx_copy = tmp_path / "nginx"
+    shutil.copytree(testbed.nginx_rootfs, nginx_copy, symlinks=True)
     out = subprocess.run(
-        ["chroot", str(testbed.nginx_rootfs), "/usr/sbin/nginx", "-t"],
+        ["chroot", str(nginx_copy), "/usr/sbin/nginx", "-t"],
         capture_output=True, text=True, timeout=30, check=False,
     )
     assert out.returncode == 0, out.stderr
@@ -146,3 +152,6 @@ def test_cache_is_reused_while_inputs_are_unchanged(testbed: TestBed) -> None:
     again = images.ensure_built()
     assert again.busybox_rootfs == testbed.busybox_rootfs
     assert (again.root / "complete").exists()
+    # Nothing in the session may write into the shared root filesystems.
+    for stray in ("dev/stdout", "dev/stderr", "run/nginx.pid"):
+        assert not (testbed.nginx_rootfs / stray).exists(), stray
