@@ -468,3 +468,19 @@ def test_create_errors_are_dockers(daemon: PortsideDaemon, busybox: str) -> None
     assert status == 400 and "Invalid container name" in msg
     status, msg = create({"Image": busybox, "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}})
     assert status == 400 and "invalid restart policy" in msg
+
+
+def test_logs_timestamps_since_until_and_streams(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    import re
+
+    name = f"pst-logopts-{os.getpid()}"
+    names.append(name)
+    assert daemon.docker("run", "--name", name, busybox, "sh", "-c", "echo o1; echo e1 >&2; echo o2").returncode == 0
+    stamped = daemon.docker("logs", "-t", name)
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z o1$", stamped.stdout.splitlines()[0])
+    assert daemon.docker("logs", name).stdout == "o1\no2\n"
+    only_err = daemon.docker("logs", name)
+    assert only_err.stderr == "e1\n"
+    future = f"{time.time() + 3600:.0f}"
+    assert daemon.docker("logs", "--since", future, name).stdout == ""
+    assert daemon.docker("logs", "--until", "1", name).stdout == ""
