@@ -116,3 +116,15 @@ async def test_catalog_tags_and_search(svc: ImageService, registry: Registry) ->
     # the registry has no v1 search: a clear error, not a hang
     with pytest.raises(Unavailable, match="search"):
         await svc.search(f"{registry.host}/busybox")
+
+
+async def test_unreachable_registry_is_reported_in_dockerds_words(svc: ImageService) -> None:
+    from tests.testbed.registry import free_port
+
+    port = free_port()  # nothing listens there
+    with pytest.raises(Unavailable) as err:
+        await svc.pull(f"127.0.0.1:{port}/testbed/busybox:latest")
+    message = err.value.message
+    assert f'"http://127.0.0.1:{port}/v2/' in message or f'"https://127.0.0.1:{port}/v2/' in message
+    assert f"dial tcp 127.0.0.1:{port}: connect: connection refused" in message
+    assert "SSLContext" not in message and "object at 0x" not in message

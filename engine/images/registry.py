@@ -11,7 +11,9 @@ import asyncio
 import base64
 import ipaddress
 import json
+import os
 import re
+import socket
 import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -292,9 +294,9 @@ class Repository:
                     self.endpoint = Endpoint(self.endpoint.host, "http", False, self.endpoint.mirror)
                     url = "http://" + url[len("https://") :]
                     continue
-                raise Unavailable(f"{method} \"{url}\": {e}") from None
+                raise Unavailable(f"{method.capitalize()} \"{url}\": {_describe(e)}") from None
             except aiohttp.ClientError as e:
-                raise Unavailable(f"{method} \"{url}\": {e}") from None
+                raise Unavailable(f"{method.capitalize()} \"{url}\": {_describe(e)}") from None
             # It answered in this scheme: later connection errors are errors, not a reason to try plain HTTP.
             self.endpoint.fallback_http = False
             if resp.status == 401 and "WWW-Authenticate" in resp.headers:
@@ -490,6 +492,25 @@ class Repository:
             if resp.status != 200:
                 raise self._not_found_or_denied(resp.status, body, f"repository {self.ref.familiar_name}", url, "GET")
             return list(json.loads(body).get("tags") or [])
+
+
+def _describe(e: aiohttp.ClientError) -> str:
+    """A connection error in the words dockerd uses (`dial tcp host:443: connect: connection refused`),
+    rather than aiohttp's repr, which names internal objects such as the SSL context."""
+    if isinstance(e, aiohttp.ClientConnectorError):
+        os_error = e.os_error
+        if isinstance(os_error, OSError) and os_error.errno and not isinstance(os_error, socket.gaierror):
+            reason = os.strerror(os_error.errno)  # asyncio's own text names the address tuple instead
+        elif isinstance(os_error, OSError) and os_error.strerror:
+            reason = os_error.strerror
+        else:
+            reason = str(os_error) or type(os_error).__name__
+        if isinstance(os_error, socket.gaierror):
+            return f"dial tcp: lookup {e.host}: {reason.lower()}"
+        return f"dial tcp {e.host}:{e.port}: connect: {reason.lower()}"
+    if isinstance(e, aiohttp.ServerDisconnectedError):
+        return "EOF"
+    return str(e) or type(e).__name__
 
 
 async def catalog(session: aiohttp.ClientSession, hosts: RegistryHosts, domain: str,
