@@ -484,3 +484,11 @@ def test_logs_timestamps_since_until_and_streams(daemon: PortsideDaemon, busybox
     future = f"{time.time() + 3600:.0f}"
     assert daemon.docker("logs", "--since", future, name).stdout == ""
     assert daemon.docker("logs", "--until", "1", name).stdout == ""
+
+
+def test_stdin_pipe_and_half_close(daemon: PortsideDaemon, busybox: str) -> None:
+    # the CLI half-closes its write side at stdin's end; the daemon must keep the output flowing after that
+    out = daemon.docker("run", "--rm", "-i", busybox, "sh", "-c", "cat; sleep 0.3; echo after-eof",
+                        input="piped line\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "piped line\nafter-eof\n"
