@@ -145,8 +145,19 @@ async def cleanup(m: ContainerManager, rec: dict[str, Any]) -> None:
             except Exception:
                 log.exception("removing the network of %s", cid[:12])
 
-    # The process is gone: its runtime state and its network can go at the same time.
-    await asyncio.gather(runtime_state(), network())
+    async def filesystem() -> None:
+        await runtime_state()  # no process may hold the rootfs when it is unmounted
+        rootfs = m.bundle(cid) / "rootfs"
+        if d.images is not None:
+            try:
+                layer = await asyncio.to_thread(d.images.container_layer, cid)
+                await asyncio.to_thread(_unmount_quiet, layer, rootfs)
+            except EngineError:
+                pass
+        await asyncio.to_thread(shutil.rmtree, m.bundle(cid), True)
+
+    # The process is gone: its network goes while its runtime state and root filesystem go.
+    await asyncio.gather(filesystem(), network())
     ns = rec.get("NetworkSettings") or {}
     ns["Ports"] = {}
     for ep in (ns.get("Networks") or {}).values():
@@ -157,14 +168,6 @@ async def cleanup(m: ContainerManager, rec: dict[str, Any]) -> None:
     for key in ("IPAddress", "Gateway", "MacAddress", "EndpointID", "SandboxKey", "SandboxID"):
         if key in ns:
             ns[key] = ""
-    rootfs = m.bundle(cid) / "rootfs"
-    if d.images is not None:
-        try:
-            layer = await asyncio.to_thread(d.images.container_layer, cid)
-            await asyncio.to_thread(_unmount_quiet, layer, rootfs)
-        except EngineError:
-            pass
-    await asyncio.to_thread(shutil.rmtree, m.bundle(cid), True)
     rec["_portside"]["CleanedUp"] = True
 
 
