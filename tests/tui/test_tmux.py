@@ -55,10 +55,13 @@ def test_portside_in_tmux_lists_a_cli_container_and_its_logs(engine: Engine, tmp
         _wait_screen(server, session, [name, "running"])
         # move the cursor onto our container (others may be listed), then its log shows on the Home tab
         subprocess.run(["tmux", "-L", server, "send-keys", "-t", session, "/"], check=True)
+        _wait_screen(server, session, ["filter containers"])
         subprocess.run(["tmux", "-L", server, "send-keys", "-t", session, "-l", name], check=True)
         subprocess.run(["tmux", "-L", server, "send-keys", "-t", session, "Enter"], check=True)
         screen = _wait_screen(server, session, [name, "hello-from-tmux"])
         assert "unix://" in screen or "-H" in screen  # the header names the endpoint
+        subprocess.run(["tmux", "-L", server, "send-keys", "-t", session, "Escape"], check=True)
+        time.sleep(0.3)
         subprocess.run(["tmux", "-L", server, "send-keys", "-t", session, "q"], check=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
