@@ -497,6 +497,10 @@ class Repository:
 def _describe(e: aiohttp.ClientError) -> str:
     """A connection error in the words dockerd uses (`dial tcp host:443: connect: connection refused`),
     rather than aiohttp's repr, which names internal objects such as the SSL context."""
+    if isinstance(e, aiohttp.ClientConnectorCertificateError):
+        return f"tls: failed to verify certificate: {e.certificate_error}"
+    if isinstance(e, aiohttp.ClientConnectorError) and isinstance(e.os_error, ssl.SSLError):
+        return f"tls: {e.os_error}"
     if isinstance(e, aiohttp.ClientConnectorError):
         os_error = e.os_error
         if isinstance(os_error, OSError) and os_error.errno and not isinstance(os_error, socket.gaierror):
