@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -59,6 +60,40 @@ def dockerd_engine(registry: Registry) -> Iterator[Engine]:
         d.stop()
 
 
+@pytest.fixture(scope="session")
+def portside_engine(registry: Registry) -> Iterator[Engine]:
+    """portside's own engine, embedded in this process (DaemonThread, the TUI's in-process mode), with busybox
+    and nginx pulled from the test registry. Private roots, a `pst` bridge and a portside-test cgroup parent."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("the portside engine needs root")
+    import docker
+
+    from engine.daemon import DaemonConfig, DaemonThread
+    from tests.api.conftest import new_daemon, remove_daemon_dirs
+
+    d = new_daemon()
+    cfg = DaemonConfig(data_root=d.data_root, exec_root=d.exec_root, hosts=[d.host], bridge=d.bridge,
+                       ip_forward=False, cgroup_parent=f"portside-test-{d.bridge}",
+                       insecure_registries=[registry.host])
+    thread = DaemonThread(cfg)
+    try:
+        thread.start()
+        api = docker.APIClient(base_url=d.host, version="auto", timeout=120)
+        refs = {}
+        for name in ("busybox", "nginx"):
+            repo = f"{registry.host}/testbed/{name}"
+            api.pull(repo, tag="latest")
+            refs[name] = f"{repo}:latest"
+        yield Engine(d.host, api, refs["busybox"], refs["nginx"])
+    finally:
+        thread.stop()
+        d.cleanup_containers()
+        d.destroy_network_state()
+        remove_daemon_dirs(d)
+
+
 async def wait_for(pilot: Any, predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
     """Let the app run until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -83,7 +118,8 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-ENGINES = ["dockerd"]
+# PORTSIDE_TUI_ENGINES=dockerd,portside chooses; by default every engine that is known to pass the flows.
+ENGINES = [e for e in os.environ.get("PORTSIDE_TUI_ENGINES", "portside,dockerd").split(",") if e]
 
 
 @pytest.fixture(params=ENGINES)
