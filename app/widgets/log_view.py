@@ -78,14 +78,17 @@ class LogView(ScrollView, can_focus=True):
         self.matches: list[int] = []
         self.match_index = -1
         self.save_dir = Path.cwd()
+        self._drain_scheduled = False
 
     # --- feeding (any thread) ---
 
     def feed(self, lines: list[str]) -> None:
         """Queue lines from a reader thread (thread-safe) and ask the UI thread to take them."""
         with self._lock:
+            was_empty = not self._queue
             self._queue.extend(lines)
-        self.post_message(self.Pending())
+        if was_empty:
+            self.post_message(self.Pending())
 
     def clear_lines(self) -> None:
         with self._lock:
@@ -102,6 +105,14 @@ class LogView(ScrollView, can_focus=True):
         self._status()
 
     def on_log_view_pending(self, _: Pending) -> None:
+        # Drain at most 20 times a second: under a flood, each drain re-lays out the view, and keys must not
+        # queue behind a message per chunk.
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self.set_timer(0.05, self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
         with self._lock:
             batch = list(self._queue)
             self._queue.clear()
