@@ -736,7 +736,9 @@ class NetworkService:
                 self._detach(sb, net["Name"])
                 self._save_sandbox(sb)
                 raise
-            self._write_files(sb, resolv=False)
+            # Joining a user network brings the embedded DNS server (127.0.0.11) into resolv.conf, as dockerd's
+            # rebuildDNS does, so the new network's names resolve without a restart.
+            self._write_files(sb, resolv=bool(self._sandbox_dns_networks(sb)))
             self._save_sandbox(sb)
             if self._sandbox_dns_networks(sb) or self.dns is not None:
                 self._dns().sync(self)

@@ -257,6 +257,12 @@ def test_user_network_dns_and_connect(daemon: PortsideDaemon, busybox: str, name
         a_ip = json.loads(daemon.docker("inspect", a).stdout)[0]["NetworkSettings"]["Networks"][net]["IPAddress"]
         ping2 = daemon.docker("exec", b, "ping", "-c", "1", "-W", "2", a_ip)
         assert ping2.returncode == 0, ping2.stdout + ping2.stderr
+        # After the connect the network's names resolve too, through the embedded DNS server.
+        resolv = daemon.docker("exec", b, "cat", "/etc/resolv.conf").stdout
+        assert "nameserver 127.0.0.11" in resolv, resolv
+        by_name = daemon.docker("exec", b, "ping", "-c", "1", "-W", "2", a)
+        assert by_name.returncode == 0, by_name.stdout + by_name.stderr
+        assert a_ip in by_name.stdout
     finally:
         for n in (a, b):
             daemon.docker("rm", "-f", n)
