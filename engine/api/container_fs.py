@@ -14,7 +14,7 @@ from aiohttp import web
 
 from engine.api.containers import manager
 from engine.api.params import qbool
-from engine.api.server import add, json_response
+from engine.api.server import add, json_response, tar_stream_response
 from engine.containers import archive
 from engine.containers import stats as cstats
 from engine.containers.manager import ContainerManager
@@ -138,19 +138,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     layer = await asyncio.to_thread(svc.container_layer, rec["Id"])
     rootfs = m.bundle(rec["Id"]) / "rootfs" if rec["State"]["Running"] else None
     chunks = await asyncio.to_thread(svc.export, layer, rootfs)
-    resp = web.StreamResponse(status=200)
-    resp.content_type = "application/x-tar"
-    await resp.prepare(request)
-    it = iter(chunks)
-    done = object()
-    try:
-        while (chunk := await asyncio.to_thread(next, it, done)) is not done:
-            await resp.write(chunk)  # type: ignore[arg-type]
-    finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(close)
+    resp = await tar_stream_response(request, chunks)
     m.emit(rec, "export")
     return resp
 

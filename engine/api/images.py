@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.api.params import check_filters, filters, json_body, qbool, qint
-from engine.api.server import add, daemon_of, error_response, json_response
+from engine.api.server import add, daemon_of, error_response, json_response, tar_stream_response
 from engine.daemon import decode_registry_auth
 from engine.errors import EngineError, InvalidArgument, NotFound
 
@@ -230,19 +230,7 @@ async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
         if await asyncio.to_thread(svc.resolve, n) is None:
             raise NotFound(f"No such image: {n}")
     chunks = await asyncio.to_thread(svc.save, names)
-    resp = web.StreamResponse(status=200)
-    resp.content_type = "application/x-tar"
-    await resp.prepare(request)
-    it = iter(chunks)
-    done = object()
-    try:
-        while (chunk := await asyncio.to_thread(next, it, done)) is not done:
-            await resp.write(chunk)  # type: ignore[arg-type]
-    finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(close)
+    resp = await tar_stream_response(request, chunks)
     for n in names:
         daemon_of(request).events.publish("image", "save", n, {"name": n})
     return resp

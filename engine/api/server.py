@@ -14,7 +14,7 @@ import logging
 import os
 import ssl
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -218,3 +218,23 @@ def json_stream_response(**kw: Any) -> web.StreamResponse:
     resp = web.StreamResponse(**kw)
     resp.content_type = "application/json"
     return resp
+
+
+async def tar_stream_response(request: web.Request, chunks: Iterable[bytes]) -> web.StreamResponse:
+    """Stream a blocking iterator of tar chunks (export, save) to the client, a chunk per worker-thread step,
+    closing the iterator even when the client hangs up midway."""
+    resp = web.StreamResponse(status=200)
+    resp.content_type = "application/x-tar"
+    await resp.prepare(request)
+    it = iter(chunks)
+    done = object()
+    try:
+        while (chunk := await asyncio.to_thread(next, it, done)) is not done:
+            await resp.write(chunk)  # type: ignore[arg-type]
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(close)
+    return resp
+
