@@ -485,14 +485,7 @@ def container_main(
         setup_rootfs(spec, bundle)
         proc = spec["process"]
         if proc.get("terminal"):
-            master, slave = open_pty(console=True)
-            send_fd(sync, b"P", master)
-            os.close(master)
-            for i in range(3):
-                os.dup2(slave, i)
-            if slave > 2:
-                os.close(slave)
-            fcntl.ioctl(0, TIOCSCTTY, 0)
+            take_terminal(sync, console=True)
         finish_rootfs(spec)
         path = setup_process(proc, bpf)
     except SetupError as e:
@@ -512,6 +505,19 @@ def container_main(
         sync.close()
         run_init_reaper(child)
     exec_process(path, proc, sync)
+
+
+def take_terminal(sync: socket.socket, console: bool) -> None:
+    """Open the container's pty, hand the master to the supervisor, and make the slave this process's stdio
+    and controlling terminal."""
+    master, slave = open_pty(console=console)
+    send_fd(sync, b"P", master)
+    os.close(master)
+    for i in range(3):
+        os.dup2(slave, i)
+    if slave > 2:
+        os.close(slave)
+    fcntl.ioctl(0, TIOCSCTTY, 0)
 
 
 def exec_main(init_pid: int, spec: dict[str, Any], proc: dict[str, Any], cgroup_dirs: list[str],
@@ -537,14 +543,7 @@ def exec_main(init_pid: int, spec: dict[str, Any], proc: dict[str, Any], cgroup_
             linux.setns(fd, 0)
             os.close(fd)
         if proc.get("terminal"):
-            master, slave = open_pty(console=False)
-            send_fd(sync, b"P", master)
-            os.close(master)
-            for i in range(3):
-                os.dup2(slave, i)
-            if slave > 2:
-                os.close(slave)
-            fcntl.ioctl(0, TIOCSCTTY, 0)
+            take_terminal(sync, console=False)
         path = setup_process(proc, bpf)
     except SetupError as e:
         _fail(sync, str(e))
