@@ -143,23 +143,25 @@ async def export(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def archive_head(request: web.Request) -> web.Response:
+def _archive_target(request: web.Request) -> tuple[ContainerManager, dict[str, Any], str]:
+    """The container and the `path` query of an archive request (HEAD, GET, PUT)."""
     m = manager(request)
     rec = m.get(request.match_info["id"])
     path = request.query.get("path", "")
     if not path:
-        raise InvalidArgument("path is required")  # hmm
+        raise InvalidArgument("path is required")
+    return m, rec, path
+
+
+async def archive_head(request: web.Request) -> web.Response:
+    m, rec, path = _archive_target(request)
     async with container_root(m, rec) as root:
         st = await archive.stat_path(root, path, request.match_info["id"])
     return web.Response(status=200, headers={"X-Docker-Container-Path-Stat": archive.stat_header(st)})
 
 
 async def archive_get(request: web.Request) -> web.StreamResponse:
-    m = manager(request)
-    rec = m.get(request.match_info["id"])
-    path = request.query.get("path", "")
-    if not path:
-        raise InvalidArgument("path is required")
+    m, rec, path = _archive_target(request)
     async with container_root(m, rec) as root:
         st = await archive.stat_path(root, path, request.match_info["id"])
         resp = web.StreamResponse(status=200, headers={"X-Docker-Container-Path-Stat": archive.stat_header(st)})
@@ -172,11 +174,7 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
 
 
 async def archive_put(request: web.Request) -> web.Response:
-    m = manager(request)
-    rec = m.get(request.match_info["id"])
-    path = request.query.get("path", "")
-    if not path:
-        raise InvalidArgument("path is required")
+    m, rec, path = _archive_target(request)
     if rec["HostConfig"].get("ReadonlyRootfs"):
         raise Conflict("container rootfs is marked read-only")
     data = await request.read()
