@@ -30,7 +30,7 @@ def _write(path: str, value: str) -> None:
 
 
 def _v1_mounts() -> dict[str, str]:
-    """controller -> mount point of its v1 hierarchy."""
+    """controller -> mount point of its v1 hierarchy; "" -> the cgroup2 mount of a hybrid host."""
     out: dict[str, str] = {}
     try:
         text = _read("/proc/self/mountinfo")
@@ -39,6 +39,8 @@ def _v1_mounts() -> dict[str, str]:
     for line in text.splitlines():
         pre, _, post = line.partition(" - ")
         fields = post.split()
+        if len(fields) >= 1 and fields[0] == "cgroup2" and "" not in out:
+            out[""] = pre.split()[4]
         if len(fields) < 3 or fields[0] != "cgroup":
             continue
         mnt = pre.split()[4]
@@ -55,8 +57,23 @@ def layout() -> tuple[int, dict[str, str]]:
     """(2, {}) on a pure cgroup v2 host; (1, {controller: mount point}) on a legacy or hybrid one."""
     global _layout
     if _layout is None:
-        _layout = (2, {}) if os.path.exists(ROOT + "/cgroup.controllers") else (1, _v1_mounts())
+        if os.path.exists(ROOT + "/cgroup.controllers"):
+            _layout = (2, {})
+        else:
+            mounts = _v1_mounts()
+            global _hybrid_v2
+            _hybrid_v2 = mounts.pop("", None)
+            _layout = (1, mounts)
     return _layout
+
+
+_hybrid_v2: str | None = None
+
+
+def hybrid_v2_root() -> str | None:
+    """The cgroup2 mount of a hybrid host (/sys/fs/cgroup/unified), None on legacy and pure v2 hosts."""
+    layout()
+    return _hybrid_v2
 
 
 def _parse_kv(text: str) -> dict[str, int]:
@@ -73,7 +90,16 @@ class Cgroup:
     """One container's cgroup, `path` relative to the hierarchy roots (e.g. "portside/<id>")."""
 
     def __init__(self, path: str, *, v2_root: str | None = None) -> None:
-        """`v2_root`: use this cgroup2 mount as a pure v2 host would (tests: the hybrid host's unified one)."""
+        """`v2_root`: use this cgroup2 mount as a pure v2 host would (tests: the hybrid host's unified one).
+
+        A `path` inside a hybrid host's cgroup2 mount (an OCI cgroupsPath such as
+        "/sys/fs/cgroup/unified/portside-test-x/<id>") means the same: that cgroup2 directory only, so tests
+        run real containers through the v2 code (device filter included) on a hybrid host.
+        """
+        if v2_root is None and path.startswith("/"):
+            hybrid = hybrid_v2_root()
+            if hybrid and path.startswith(hybrid + "/"):
+                v2_root, path = hybrid, path[len(hybrid) :]
         self.path = path.strip("/")
         self.root = v2_root or ROOT
         self.version, self.mounts = (2, {}) if v2_root else layout()
@@ -262,7 +288,12 @@ class Cgroup:
         pids = res.get("pids") or {}
         if pids.get("limit") and os.path.exists(d + "/pids.max"):
             _write(d + "/pids.max", "max" if pids["limit"] <= 0 else str(pids["limit"]))
-        # device rules need an eBPF program on v2; not done yet (the default devices are all the container sees)
+        if "devices" in res:
+            # no devices controller on v2: an eBPF program attached to the directory filters device access; it
+            # goes away with the cgroup
+            from engine.exec import devicefilter
+
+            devicefilter.apply(d, res["devices"] or [])
 
     # --- freezer ---
 
