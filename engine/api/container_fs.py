@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import base64
 import json
 import tempfile
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from aiohttp import web
 
@@ -114,23 +112,6 @@ async def changes(request: web.Request) -> web.Response:
     return json_response(out or None)
 
 
-@contextlib.asynccontextmanager
-async def container_root(m: ContainerManager, rec: dict[str, Any]) -> AsyncIterator[str]:
-    """The container's filesystem as a path: /proc/<pid>/root while it runs, else its layer mounted for now."""
-    if rec["State"]["Running"] and rec["State"].get("Pid"):
-        yield f"/proc/{rec['State']['Pid']}/root"
-        return
-    layer = await asyncio.to_thread(m.d.images.container_layer, rec["Id"])
-    tmp = Path(tempfile.mkdtemp(prefix=f"cp-{rec['Id'][:12]}-", dir=m.d.config.exec_root))
-    await asyncio.to_thread(layer.mount, tmp)
-    try:
-        yield str(tmp)
-    finally:
-        await asyncio.to_thread(layer.unmount, tmp)
-        with contextlib.suppress(OSError):
-            tmp.rmdir()
-
-
 async def export(request: web.Request) -> web.StreamResponse:
     m = manager(request)
     rec = m.get(request.match_info["id"])
@@ -141,6 +122,10 @@ async def export(request: web.Request) -> web.StreamResponse:
     resp = await tar_stream_response(request, chunks)
     m.emit(rec, "export")
     return resp
+
+
+def _stat_header(st: dict[str, Any]) -> str:
+    return base64.b64encode(json.dumps(st).encode()).decode()
 
 
 def _archive_target(request: web.Request) -> tuple[ContainerManager, dict[str, Any], str]:
@@ -155,31 +140,27 @@ def _archive_target(request: web.Request) -> tuple[ContainerManager, dict[str, A
 
 async def archive_head(request: web.Request) -> web.Response:
     m, rec, path = _archive_target(request)
-    async with container_root(m, rec) as root:
-        st = await archive.stat_path(root, path, request.match_info["id"])
-    return web.Response(status=200, headers={"X-Docker-Container-Path-Stat": archive.stat_header(st)})
+    st = await asyncio.to_thread(archive.stat, m.d.images, rec, path, m.d.config.exec_root)
+    return web.Response(status=200, headers={"X-Docker-Container-Path-Stat": _stat_header(st)})
 
 
 async def archive_get(request: web.Request) -> web.StreamResponse:
     m, rec, path = _archive_target(request)
-    async with container_root(m, rec) as root:
-        st = await archive.stat_path(root, path, request.match_info["id"])
-        resp = web.StreamResponse(status=200, headers={"X-Docker-Container-Path-Stat": archive.stat_header(st)})
-        resp.content_type = "application/x-tar"
-        await resp.prepare(request)
-        async for chunk in archive.get_tar(root, path):
-            await resp.write(chunk)
+    st, chunks = await asyncio.to_thread(archive.get, m.d.images, rec, path, m.d.config.exec_root)
+    resp = await tar_stream_response(request, chunks, headers={"X-Docker-Container-Path-Stat": _stat_header(st)})
     m.emit(rec, "archive-path")
     return resp
 
 
 async def archive_put(request: web.Request) -> web.Response:
     m, rec, path = _archive_target(request)
-    if rec["HostConfig"].get("ReadonlyRootfs"):
-        raise Conflict("container rootfs is marked read-only")
-    data = await request.read()
-    async with container_root(m, rec) as root:
-        await archive.put_tar(root, path, data, qbool(request, "noOverwriteDirNonDir"), request.match_info["id"])
+    # Spooled: the extraction runs on a worker thread, and noOverwriteDirNonDir reads the tar twice.
+    with tempfile.SpooledTemporaryFile(max_size=16 << 20, dir=str(m.d.config.exec_root)) as body:
+        async for chunk in request.content.iter_chunked(1 << 20):
+            body.write(chunk)
+        body.seek(0)
+        await asyncio.to_thread(archive.put, m.d.images, rec, path, cast(BinaryIO, body), m.d.config.exec_root,
+                                no_overwrite_dir_non_dir=qbool(request, "noOverwriteDirNonDir"))
     m.emit(rec, "extract-to-dir")
     return web.Response(status=200)
 

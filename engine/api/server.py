@@ -220,10 +220,12 @@ def json_stream_response(**kw: Any) -> web.StreamResponse:
     return resp
 
 
-async def tar_stream_response(request: web.Request, chunks: Iterable[bytes]) -> web.StreamResponse:
+async def tar_stream_response(
+    request: web.Request, chunks: Iterable[bytes], headers: dict[str, str] | None = None
+) -> web.StreamResponse:
     """Stream a blocking iterator of tar chunks (export, save) to the client, a chunk per worker-thread step,
     closing the iterator even when the client hangs up midway."""
-    resp = web.StreamResponse(status=200)
+    resp = web.StreamResponse(status=200, headers=headers)
     resp.content_type = "application/x-tar"
     await resp.prepare(request)
     it = iter(chunks)

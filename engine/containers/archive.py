@@ -1,136 +1,129 @@
-"""`docker cp` and `docker export`: tar streams in and out of a container's filesystem.
+"""`docker cp`: the container's filesystem as Docker shows it, volumes included, for the archive endpoints.
 
-The tar work runs in a short-lived Python child that chroots into the container's root first (the running
-container's `/proc/<pid>/root`, which also shows its volumes, or the mounted layer of a stopped one), so no
-symlink inside the container can lead a path out of it.
+Every path is resolved by engine/images/archive.py with openat2(RESOLVE_IN_ROOT) under this root, so no symlink
+inside the container leads out of it. A running container's root is `/proc/<pid>/root`, which also shows its
+volumes and binds. A stopped one has its layer mounted for the call, with its binds and named volumes mounted
+on top at their destinations, as dockerd does, so `docker cp` reaches a volume's content either way.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
-import sys
-from collections.abc import AsyncIterator
-from typing import Any
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
 
-from engine.errors import EngineError, InvalidArgument, NotFound
+from engine.errors import InvalidArgument
+from engine.exec import linux
+from engine.images import archive
+from engine.images.archive import open_in_root
+from engine.images.service import ImageService
 
-# Every module the child needs is imported before the chroot: nothing can be imported after it.
-_STAT = r"""
-import datetime, json, os, stat, sys
-root, path = sys.argv[1], sys.argv[2]
-os.chroot(root); os.chdir("/")
-try:
-    st = os.lstat(path)
-except FileNotFoundError:
-    print(json.dumps({"missing": True})); sys.exit(0)
-m = st.st_mode
-mode = stat.S_IMODE(m) & 0o777
-if stat.S_ISDIR(m): mode |= 1 << 31
-if stat.S_ISLNK(m): mode |= 1 << 27
-if stat.S_ISFIFO(m): mode |= 1 << 25
-if stat.S_ISSOCK(m): mode |= 1 << 24
-if m & stat.S_ISUID: mode |= 1 << 23
-if m & stat.S_ISGID: mode |= 1 << 22
-if stat.S_ISCHR(m): mode |= (1 << 26) | (1 << 21)
-if stat.S_ISBLK(m): mode |= 1 << 26
-if m & stat.S_ISVTX: mode |= 1 << 20
-mt = datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-name = os.path.basename(path.rstrip("/")) or "/"
-link = os.readlink(path) if stat.S_ISLNK(m) else ""
-print(json.dumps({"name": name, "size": st.st_size, "mode": mode, "mtime": mt, "linkTarget": link}))
-"""
-
-_GET = r"""
-import os, sys, tarfile
-root, path = sys.argv[1], sys.argv[2]
-os.chroot(root); os.chdir("/")
-contents = path.endswith("/.")
-path = os.path.normpath(path)
-arc = "." if contents else (os.path.basename(path) or ".")
-with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-    if contents:
-        for entry in sorted(os.listdir(path)):
-            tar.add(os.path.join(path, entry), arcname=entry)
-    else:
-        tar.add(path, arcname=arc)
-"""
-
-_PUT = r"""
-import os, stat, sys, tarfile
-root, path, no_overwrite = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-os.chroot(root); os.chdir("/")
-try:
-    st = os.stat(path)
-except FileNotFoundError:
-    sys.stderr.write("missing"); sys.exit(3)
-if not stat.S_ISDIR(st.st_mode):
-    sys.stderr.write("notdir"); sys.exit(4)
-with tarfile.open(fileobj=sys.stdin.buffer, mode="r|*") as tar:
-    for member in tar:
-        dest = os.path.join(path, member.name)
-        if no_overwrite and os.path.lexists(dest):
-            is_dir = os.path.isdir(dest) and not os.path.islink(dest)
-            if is_dir != member.isdir():
-                sys.stderr.write("overwrite:" + member.name); sys.exit(5)
-        # Inside the chroot nothing can lead out: extract as the archive says, owners included.
-        tar.extract(member, path, numeric_owner=True, filter="fully_trusted")
-"""
+MNT_DETACH = 2
 
 
-async def _run(script: str, *args: str, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-I", "-c", script, *args, stdin=asyncio.subprocess.PIPE if stdin is not None else None,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate(stdin)
-    return proc.returncode or 0, out, err
+def _mount_point(root_fd: int, dest: str) -> int:
+    """An O_PATH fd of directory `dest` inside the root, made (like dockerd does at mount time) if missing."""
+    at = "/"
+    for part in [p for p in dest.split("/") if p not in ("", ".")]:
+        parent = open_in_root(root_fd, at, os.O_PATH | os.O_DIRECTORY)
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=parent)
+        finally:
+            os.close(parent)
+        at = f"{at.rstrip('/')}/{part}"
+    return open_in_root(root_fd, at, os.O_PATH | os.O_DIRECTORY)
 
 
-async def stat_path(root: str, path: str, cname: str) -> dict[str, Any]:
-    if not path.startswith("/"):
-        path = "/" + path
-    code, out, err = await _run(_STAT, root, path)
-    if code != 0:
-        raise EngineError(f"stat {path}: {err.decode(errors='replace').strip()}")
-    st = json.loads(out)
-    if st.get("missing"):
-        raise NotFound(f"Could not find the file {path} in container {cname}")
-    return st
-
-
-def stat_header(st: dict[str, Any]) -> str:
-    return base64.b64encode(json.dumps(st).encode()).decode()
-
-
-async def get_tar(root: str, path: str) -> AsyncIterator[bytes]:
-    if not path.startswith("/"):
-        path = "/" + path
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-I", "-c", _GET, root, path, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
+@contextlib.contextmanager
+def _volumes_mounted(root: Path, mounts: list[dict[str, Any]]) -> Iterator[None]:
+    done: list[str] = []
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        while chunk := await proc.stdout.read(65536):
-            yield chunk
+        for mt in sorted(mounts, key=lambda mt: mt["Destination"].count("/")):
+            if mt.get("Type") not in ("bind", "volume") or not mt.get("Source"):
+                continue  # a tmpfs has no content while the container is stopped
+            if not os.path.isdir(mt["Source"]):
+                continue  # a bind of a single file: copy through the layer's own file
+            fd = _mount_point(root_fd, mt["Destination"])
+            try:
+                # Mount through the fd: the destination was resolved inside the root, symlinks and all.
+                target = os.readlink(f"/proc/self/fd/{fd}")
+                linux.mount(mt["Source"], f"/proc/self/fd/{fd}", None, linux.MS_BIND | linux.MS_REC)
+            finally:
+                os.close(fd)
+            done.append(target)
+            if not mt.get("RW", True):
+                linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+        yield
     finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
+        os.close(root_fd)
+        for target in reversed(done):
+            with contextlib.suppress(OSError):
+                linux.umount2(target, MNT_DETACH)
 
 
-async def put_tar(root: str, path: str, data: bytes, no_overwrite: bool, cname: str) -> None:
-    if not path.startswith("/"):
-        path = "/" + path
-    code, _, err = await _run(_PUT, root, path, "1" if no_overwrite else "0", stdin=data)
-    msg = err.decode(errors="replace").strip()
-    if code == 3:
-        raise NotFound(f"Could not find the file {path} in container {cname}")
-    if code == 4:
-        raise InvalidArgument(f"extraction point is not a directory: {path}")
-    if code == 5:
-        raise InvalidArgument(f"cannot overwrite non-directory with directory ({msg.split(':', 1)[-1]})")
-    if code != 0:
-        raise EngineError(f"extracting into {path}: {msg.splitlines()[-1] if msg else code}")
+@contextlib.contextmanager
+def container_root(images: ImageService, rec: dict[str, Any], scratch: Path) -> Iterator[Path]:
+    """The container's filesystem as a path, for the length of the `with`."""
+    if rec["State"]["Running"] and rec["State"].get("Pid"):
+        yield Path(f"/proc/{rec['State']['Pid']}/root")
+        return
+    layer = images.container_layer(rec["Id"])
+    tmp = Path(tempfile.mkdtemp(prefix=f"cp-{rec['Id'][:12]}-", dir=scratch))
+    try:
+        layer.mount(tmp)
+        try:
+            with _volumes_mounted(tmp, rec.get("Mounts") or []):
+                yield tmp
+        finally:
+            layer.unmount(tmp)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.rmdir()
+
+
+def _check_writable(rec: dict[str, Any], path: str) -> None:
+    """dockerd refuses a copy into a read-only volume, or outside the volumes of a read-only root filesystem."""
+    norm = os.path.normpath("/" + path.lstrip("/"))
+    for mt in rec.get("Mounts") or []:
+        dest = mt["Destination"].rstrip("/") or "/"
+        if norm == dest or norm.startswith(dest + "/"):
+            if not mt.get("RW", True):
+                raise InvalidArgument("mounted volume is marked read-only")
+            return
+    if rec["HostConfig"].get("ReadonlyRootfs"):
+        raise InvalidArgument("container rootfs is marked read-only")
+
+
+def stat(images: ImageService, rec: dict[str, Any], path: str, scratch: Path) -> dict[str, Any]:
+    with container_root(images, rec, scratch) as root:
+        return archive.path_stat(root, path)
+
+
+def get(images: ImageService, rec: dict[str, Any], path: str, scratch: Path) -> tuple[dict[str, Any], Iterator[bytes]]:
+    """The path's stat (NotFound raised now, before any byte is sent) and its tar stream."""
+    st = stat(images, rec, path, scratch)
+
+    def write(out: BinaryIO) -> None:
+        with container_root(images, rec, scratch) as root:
+            archive.archive_get(root, path, out)
+
+    return st, archive.pipe_stream(write)
+
+
+def put(images: ImageService, rec: dict[str, Any], path: str, body: BinaryIO, scratch: Path, *,
+        no_overwrite_dir_non_dir: bool = False) -> None:
+    _check_writable(rec, path)
+    with container_root(images, rec, scratch) as root:
+        try:
+            archive.archive_put(root, path, body, limits=images.snapshots.limits,
+                                no_overwrite_dir_non_dir=no_overwrite_dir_non_dir)
+        except OSError as e:
+            if e.errno == errno.EROFS:
+                raise InvalidArgument("container rootfs is marked read-only") from None
+            raise

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
-from engine.errors import InvalidArgument, NotFound
+from engine.errors import EngineError, InvalidArgument, NotFound
 from engine.images import platform as platforms
 from engine.images.changes import write_tree
 from engine.images.content import digest_bytes, hex_of
@@ -786,9 +786,38 @@ def _write_single(tar: tarfile.TarFile, dirfd: int, name: str) -> None:
         os.close(tmp)
 
 
-def archive_put(root: Path, path: str, fileobj: BinaryIO, *, limits: Limits | None = None) -> None:
+def _refuse_dir_non_dir_swaps(dfd: int, where: str, fileobj: BinaryIO) -> None:
+    """noOverwriteDirNonDir: no entry of the tar may replace a directory with a non-directory or the reverse
+    (dockerd's words and status); reads the tar once, then rewinds it for the real extraction."""
+    start = fileobj.tell()
+    with tarfile.open(fileobj=cast(IO[bytes], fileobj), mode="r|*") as tar:
+        for member in tar:
+            parent, name = _split_container_path(member.name)
+            if not name:
+                continue
+            try:
+                pfd = open_in_root(dfd, parent, os.O_PATH | os.O_DIRECTORY)
+            except OSError:
+                continue  # its parent doesn't exist yet, so neither does it
+            try:
+                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            finally:
+                os.close(pfd)
+            dest = os.path.normpath(f"{where}/{member.name}")
+            if stat.S_ISDIR(st.st_mode) and not member.isdir():
+                raise EngineError(f'cannot overwrite directory "{dest}" with non-directory "{where}"')
+            if not stat.S_ISDIR(st.st_mode) and member.isdir():
+                raise EngineError(f'cannot overwrite non-directory "{dest}" with directory "{where}"')
+    fileobj.seek(start)
+
+
+def archive_put(root: Path, path: str, fileobj: BinaryIO, *, limits: Limits | None = None,
+                no_overwrite_dir_non_dir: bool = False) -> None:
     """`docker cp - CONTAINER:path`: extracts a tar into directory `path`, resolved inside `root` (symlinks
-    included); entries are created by the layer applier, so none can leave that directory."""
+    included); entries are created by the layer applier, so none can leave that directory. With
+    `no_overwrite_dir_non_dir` `fileobj` must be seekable."""
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
@@ -798,6 +827,8 @@ def archive_put(root: Path, path: str, fileobj: BinaryIO, *, limits: Limits | No
                 raise InvalidArgument(f"extraction point is not a directory: {path}") from None
             raise _not_found(path) from None
         try:
+            if no_overwrite_dir_non_dir:
+                _refuse_dir_non_dir_swaps(dfd, "/" + path.strip("/"), fileobj)
             apply_layer(fileobj, dfd, limits=limits, whiteouts=False)
         finally:
             os.close(dfd)

@@ -147,6 +147,46 @@ def test_cp_both_ways_and_diff(daemon: PortsideDaemon, busybox: str, names: list
     assert "A /tmp/hello.txt" in diff and "A /root/made.txt" in diff
 
 
+def test_cp_reaches_volumes_of_a_stopped_container_and_keeps_docker_rules(
+    daemon: PortsideDaemon, busybox: str, names: list[str], tmp_path: Path
+) -> None:
+    name = f"pst-cpvol-{os.getpid()}"
+    vol = f"pst-cpvol-{os.getpid()}"
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    names.append(name)
+    try:
+        out = daemon.docker("run", "--name", name, "-v", f"{vol}:/data", "-v", f"{ro}:/ro:ro", busybox,
+                            "sh", "-c", "echo in-volume > /data/f; echo plain > /tmp/file")
+        assert out.returncode == 0, out.stderr
+        # Stopped now: the volume's content is still what `docker cp` sees at /data, both ways.
+        back = tmp_path / "f"
+        out = daemon.docker("cp", f"{name}:/data/f", str(back))
+        assert out.returncode == 0, out.stderr
+        assert back.read_text() == "in-volume\n"
+        src = tmp_path / "into.txt"
+        src.write_text("copied in\n")
+        assert daemon.docker("cp", str(src), f"{name}:/data/").returncode == 0
+        r = daemon.docker("run", "--rm", "-v", f"{vol}:/data", busybox, "cat", "/data/into.txt")
+        assert r.stdout == "copied in\n", r.stderr
+        # A read-only bind refuses the copy, as dockerd does.
+        out = daemon.docker("cp", str(src), f"{name}:/ro/")
+        assert out.returncode != 0 and "mounted volume is marked read-only" in out.stderr
+        assert not (ro / "into.txt").exists()
+        # `docker cp` asks for noOverwriteDirNonDir: a directory can't replace the file /tmp/file.
+        d = tmp_path / "file"
+        d.mkdir()
+        (d / "inner").write_text("x")
+        out = daemon.docker("cp", str(d), f"{name}:/tmp/")
+        assert out.returncode != 0 and "cannot overwrite non-directory" in out.stderr, out.stderr
+        # Nothing of the call stays mounted.
+        mounts = Path("/proc/self/mountinfo").read_text()
+        assert str(daemon.exec_root) + "/cp-" not in mounts
+    finally:
+        daemon.docker("rm", "-f", name)
+        daemon.docker("volume", "rm", vol)
+
+
 def test_volume_keeps_data_across_containers(daemon: PortsideDaemon, busybox: str) -> None:
     vol = f"pst-data-{os.getpid()}"
     try:
