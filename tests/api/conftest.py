@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import engine
+from tests.testbed.registry import Registry
 
 ENGINE_PARENT = str(Path(engine.__file__).resolve().parent.parent)
 DOCKER = shutil.which("docker", path="/usr/local/bin") or "docker"
@@ -185,3 +186,22 @@ def daemon() -> Iterator[PortsideDaemon]:
         d.cleanup_containers()
         d.destroy_network_state()
         remove_daemon_dirs(d)
+
+
+@pytest.fixture(scope="session")
+def busybox(daemon: PortsideDaemon, registry: Registry) -> str:
+    """`busybox:latest` in the daemon: pulled from the test registry by the CLI, then tagged."""
+    src = f"{registry.host}/testbed/busybox:latest"
+    out = daemon.docker("pull", src)
+    assert out.returncode == 0, out.stderr
+    assert daemon.docker("tag", src, "busybox:latest").returncode == 0
+    return "busybox"
+
+
+@pytest.fixture
+def names(daemon: PortsideDaemon) -> Iterator[list[str]]:
+    """Container names a test makes; removed (forced) afterwards, also on failure."""
+    made: list[str] = []
+    yield made
+    for n in made:
+        daemon.docker("rm", "-f", "-v", n)

@@ -9,7 +9,6 @@ import pty
 import select
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,25 +20,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 # The runtime part lands in parallel; until the daemon can run containers these tests cannot run.
 pytest.importorskip("engine.exec.runtime", reason="no container runtime in this tree yet")
-
-
-@pytest.fixture(scope="session")
-def busybox(daemon: PortsideDaemon, registry: Registry) -> str:
-    """`busybox:latest` in the daemon: pulled from the test registry by the CLI, then tagged."""
-    src = f"{registry.host}/testbed/busybox:latest"
-    out = daemon.docker("pull", src)
-    assert out.returncode == 0, out.stderr
-    assert daemon.docker("tag", src, "busybox:latest").returncode == 0
-    return "busybox"
-
-
-@pytest.fixture
-def names(daemon: PortsideDaemon) -> Iterator[list[str]]:
-    """Container names a test makes; removed (forced) afterwards, also on failure."""
-    made: list[str] = []
-    yield made
-    for n in made:
-        daemon.docker("rm", "-f", "-v", n)
 
 
 def test_run_rm_echo_prints_and_exits_0(daemon: PortsideDaemon, busybox: str) -> None:
