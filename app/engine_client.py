@@ -20,9 +20,11 @@ CALL_TIMEOUT = 60
 class EngineClient:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self.api = docker.APIClient(base_url=endpoint.url, version="auto", timeout=CALL_TIMEOUT, max_pool_size=16)
+        self.api = docker.APIClient(base_url=endpoint.url, version="auto", timeout=CALL_TIMEOUT, max_pool_size=16,
+                                    tls=endpoint.tls or False)
         version = self.api.api_version
-        self.streams = docker.APIClient(base_url=endpoint.url, version=version, timeout=None, max_pool_size=64)
+        self.streams = docker.APIClient(base_url=endpoint.url, version=version, timeout=None, max_pool_size=64,
+                                        tls=endpoint.tls or False)
         self.server_version: dict[str, Any] = {}
 
     def ping(self) -> bool:

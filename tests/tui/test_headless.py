@@ -94,6 +94,43 @@ def test_endpoint_order(tmp_path: Path) -> None:
     assert ep.kind == "embedded" and started == ["yes"]
 
 
+def test_docker_context_picks_the_host_as_the_cli_does(tmp_path: Path) -> None:
+    """A context made by the real docker CLI is used (after -H and $DOCKER_HOST), $DOCKER_CONTEXT overrides the
+    config's current one, "default" falls through to the portside daemon / embedded engine, and a missing
+    context is a plain error."""
+    import shutil
+
+    import pytest
+
+    cli = shutil.which("docker")
+    if cli is None:
+        pytest.skip("no docker CLI")
+    cfg = tmp_path / "cfg"
+    env = {"DOCKER_CONFIG": str(cfg)}
+    for name, sock in (("pst-ctx-a", "/run/pst-a.sock"), ("pst-ctx-b", "/run/pst-b.sock")):
+        out = subprocess.run([cli, "context", "create", name, "--docker", f"host=unix://{sock}"],
+                             env={**os.environ, **env}, capture_output=True, text=True, check=False)
+        assert out.returncode == 0, out.stderr
+    assert subprocess.run([cli, "context", "use", "pst-ctx-a"], env={**os.environ, **env},
+                          capture_output=True, check=False).returncode == 0
+
+    def embedded() -> endpoint.Endpoint:
+        return endpoint.Endpoint("unix:///x", "embedded", "embedded")
+
+    none = str(tmp_path / "none.sock")
+    ep = endpoint.choose(None, env=env, portside_socket=none, start_embedded=embedded)
+    assert (ep.url, ep.kind) == ("unix:///run/pst-a.sock", "host") and "pst-ctx-a" in ep.label
+    ep = endpoint.choose(None, env={**env, "DOCKER_CONTEXT": "pst-ctx-b"}, portside_socket=none,
+                         start_embedded=embedded)
+    assert ep.url == "unix:///run/pst-b.sock"
+    assert endpoint.choose(None, env={**env, "DOCKER_HOST": "unix:///h.sock"}).url == "unix:///h.sock"
+    ep = endpoint.choose(None, env={**env, "DOCKER_CONTEXT": "default"}, portside_socket=none,
+                         start_embedded=embedded)
+    assert ep.kind == "embedded"
+    with pytest.raises(endpoint.NoEngine, match="pst-ctx-missing"):
+        endpoint.choose(None, env={**env, "DOCKER_CONTEXT": "pst-ctx-missing"}, portside_socket=none)
+
+
 def test_non_root_is_told_the_engine_needs_root() -> None:
     """Run as nobody, with no daemon and no DOCKER_HOST: the message says plainly that root is needed."""
     if os.geteuid() != 0:
