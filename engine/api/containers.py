@@ -47,6 +47,9 @@ async def list_containers(request: web.Request) -> web.Response:
     for s in f.get("status", []):
         if s not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
             raise InvalidArgument(f"invalid filter 'status={s}'")
+    for s in f.get("health", []):
+        if s not in ("starting", "healthy", "unhealthy", "none"):
+            raise InvalidArgument(f"Unrecognised filter value for health: {s}")
     out = await asyncio.to_thread(
         m.list_containers, qbool(request, "all"), qint(request, "limit"), qbool(request, "size"), f
     )

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import ids
 from engine.containers import shape
+from engine.containers.health import HealthMonitor, merge_config, status_of
 from engine.containers.store import ContainerStore, check_name
 from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, NotModified
 from engine.volumes import ANONYMOUS_LABEL
@@ -64,6 +65,7 @@ class ContainerManager:
         self._pending_attach: dict[str, list[asyncio.Future[None]]] = {}
         self._created: dict[str, asyncio.Event] = {}
         self.execs: dict[str, dict[str, Any]] = {}  # exec id -> Docker's exec inspect shape (+ "_proc")
+        self.health = HealthMonitor(self)
 
     # -- helpers ------------------------------------------------------------------------------------------------
     @property
@@ -176,6 +178,7 @@ class ContainerManager:
             for key in ("WorkingDir", "User", "StopSignal"):
                 if not config.get(key) and image_config.get(key):
                     config[key] = image_config[key]
+            merge_config(config, image_config)  # the image's HEALTHCHECK under the container's
             labels = dict(image_config.get("Labels") or {})
             labels.update(config.get("Labels") or {})
             config["Labels"] = labels
@@ -336,6 +339,7 @@ class ContainerManager:
         rec["State"].update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False,
                             Dead=False, Error="", ExitCode=0, StartedAt=shape.now_rfc3339(),
                             FinishedAt=shape.ZERO_TIME)
+        self.health.start(rec)
         self.store.save(rec)
         self.emit(rec, "start")
         self._monitor(rec["Id"])
@@ -394,6 +398,7 @@ class ContainerManager:
             code, oom = 255, False
         if self._closing:
             return
+        self.health.stop(cid)
         rec = self.store.find(cid)
         if rec is None:
             return
@@ -521,6 +526,7 @@ class ContainerManager:
         if rec["State"]["Paused"]:
             raise Conflict(f"Container {rec['Id']} is already paused")
         await self.rt.pause(rec["Id"])
+        self.health.stop(rec["Id"])
         rec["State"].update(Status="paused", Paused=True)
         self.store.save(rec)
         self.emit(rec, "pause")
@@ -532,6 +538,7 @@ class ContainerManager:
         await self.rt.unpause(rec["Id"])
         rec["State"].update(Status="running", Paused=False)
         self.store.save(rec)
+        self.health.resume(rec)
         self.emit(rec, "unpause")
 
     # -- wait ---------------------------------------------------------------------------------------------------
@@ -732,6 +739,7 @@ class ContainerManager:
                     st.update(Status="running", Running=True)
                 self.store.save(rec)
                 self._monitor(cid)
+                self.health.resume(rec)
                 continue
             if not (st["Running"] or st["Restarting"]) and not rec["_portside"].get("CleanedUp", True):
                 # the engine died between a create and a start, or mid-cleanup: release what is left
@@ -757,6 +765,7 @@ class ContainerManager:
 
     async def close(self) -> None:
         self._closing = True
+        await self.health.close()
         for t in [*self._monitors.values(), *self._restart_tasks.values()]:
             t.cancel()
         for t in [*self._monitors.values(), *self._restart_tasks.values()]:
@@ -787,6 +796,8 @@ def _match_filters(m: ContainerManager, r: dict[str, Any], f: dict[str, list[str
     if (v := f.get("name")) and not any(x.lstrip("/") in r["Name"].lstrip("/") for x in v):
         return False
     if (v := f.get("status")) and st["Status"] not in v:
+        return False
+    if (v := f.get("health")) and status_of(r) not in v:
         return False
     if (v := f.get("exited")) and (st["Status"] != "exited" or str(st["ExitCode"]) not in v):
         return False

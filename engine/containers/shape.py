@@ -6,6 +6,7 @@ import copy
 import time
 from typing import Any
 
+from engine.containers.health import status_suffix
 from engine.containers.logs import format_time_ns, parse_time_ns
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -93,7 +94,7 @@ def _ago(ts: str) -> float:
 def status_text(state: dict[str, Any]) -> str:
     st = state["Status"]
     if st == "running":
-        return f"Up {human_duration(_ago(state['StartedAt']))}"
+        return f"Up {human_duration(_ago(state['StartedAt']))}{status_suffix(state)}"
     if st == "paused":
         return f"Up {human_duration(_ago(state['StartedAt']))} (Paused)"
     if st == "restarting":
