@@ -1,22 +1,31 @@
 """Pull throughput from a local registry: a ~100 MB image and an image of 10,000 small files.
 
-portside's ImageService (download, verify, unpack into snapshots) against `skopeo copy` to a dir (download and
-verify only, no unpack) and, when installed, `podman pull`. Each run starts from an empty store, so the image is
-never there before. MB/s counts the compressed bytes the registry sends. dockerd is not installed here; the notes
-measured it at 107 MB/s on the 106 MB image on this machine kind (target: 1.5x that).
+The same operation everywhere - fetch, verify, unpack into a snapshot - timed interleaved, the image removed
+between runs (not timed):
+- `docker pull` (the docker 28 CLI) against a private portside daemon and a private dockerd 20.10 (overlay2),
+  both on fresh temp roots;
+- portside's ImageService called directly (no daemon, no CLI), on a fresh root each run;
+- `podman pull` when installed, and `skopeo copy` to a dir (download and verify only, no unpack).
+MB/s counts the compressed bytes the registry sends. Ratios are against dockerd (target: 1.5x).
+`BENCH_RUNS` (default 5) sets the runs per tool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from bench.bench_docker_run import DOCKER, _stop, _wait_sock
 from bench.common import Table, peer, timed
 from engine.images.service import ImageService
 from tests.testbed.oci import Entry, Layout, tar_entries
@@ -25,8 +34,7 @@ from tests.testbed.registry import Registry
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "portside" / "bench-pull-v3"
 CONFIG = {"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/bin:/bin"]}
-DOCKERD_MBPS = 107.0
-SKOPEO_MBPS = 220.0
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _big_layers() -> list[bytes]:
@@ -86,24 +94,53 @@ def blob_bytes(layout: Path) -> int:
     return sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir())
 
 
+@contextmanager
+def _daemon(cmd: list[str], home: Path, sock: Path, **kw: object) -> Iterator[None]:
+    log = home / "log"
+    with open(log, "wb") as f:
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]
+    try:
+        _wait_sock(sock, p, log, timeout=120)
+        yield
+    finally:
+        _stop(p)
+
+
+def _docker(sock: Path, *args: str) -> None:
+    subprocess.run([DOCKER, "-H", f"unix://{sock}", *args], check=True, capture_output=True, timeout=600)
+
+
 def main() -> None:
     layouts = build_layouts()
     work = Path(tempfile.mkdtemp(prefix="portside-bench-pull-"))
+    # short: the daemon's supervisor sockets live below it and must fit AF_UNIX's 108 bytes
+    exec_root = Path(tempfile.mkdtemp(prefix="portside-bench-x", dir="/tmp"))
     reg = Registry(work / "registry")
+    bridge = "pstbp" + str(os.getpid() % 100000)
     try:
-        reg.start()
-        for name, layout in layouts.items():
-            reg.push_layout(layout, "latest", f"bench/{name}:latest", fmt="v2s2")
-        for name, layout in layouts.items():
-            ref = f"{reg.host}/bench/{name}:latest"
-            mb = blob_bytes(layout) / 1e6
-            table = Table(f"pull {name} image ({mb:.0f} MB compressed)", "MB/s", baseline="dockerd (notes)",
-                          lower_is_better=False)
-            table.add_value("dockerd (notes)", DOCKERD_MBPS, "measured earlier on a quiet machine of this kind")
+        with ExitStack() as stack:
+            reg.start()
+            for name, layout in layouts.items():
+                reg.push_layout(layout, "latest", f"bench/{name}:latest", fmt="v2s2")
+            tools: dict[str, Callable[[str], None]] = {}
+            # portside daemon, driven by the docker CLI
+            ps = work / "portside"
+            ps.mkdir()
+            psock = ps / "sock"
+            stack.enter_context(_daemon(
+                [sys.executable, "-m", "app.cli", "daemon", "--data-root", str(ps / "data"), "--exec-root",
+                 str(exec_root), "-H", f"unix://{psock}", "--bridge", bridge, "--ip-forward=false",
+                 "--cgroup-parent", f"portside-test-{bridge}"],
+                ps, psock, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT))))
+
+            def portside_cli(ref: str) -> None:
+                _docker(psock, "pull", "-q", ref)
+
+            tools["portside daemon (docker pull)"] = portside_cli
             roots: list[Path] = []
 
-            def portside_pull(ref: str = ref, roots: list[Path] = roots) -> None:
-                root = Path(tempfile.mkdtemp(prefix="portside-bench-root-", dir=work))
+            def portside_direct(ref: str) -> None:
+                root = Path(tempfile.mkdtemp(prefix="root-", dir=work))
                 roots.append(root)
                 svc = ImageService(root, certs_dirs=(), docker_config=root / "none.json")
                 try:
@@ -111,15 +148,36 @@ def main() -> None:
                 finally:
                     svc.close()
 
-            def cleanup(roots: list[Path] = roots) -> None:
-                for r in roots:
-                    shutil.rmtree(r, ignore_errors=True)
-                roots.clear()
+            tools["portside ImageService"] = portside_direct
+            removers: dict[str, Callable[[str], None]] = {
+                "portside daemon (docker pull)": lambda ref: _docker(psock, "rmi", ref),
+            }
+            if peer("dockerd"):
+                dd = work / "dockerd"
+                dd.mkdir()
+                dsock = dd / "sock"
+                stack.enter_context(_daemon(
+                    ["dockerd", "--data-root", str(dd / "data"), "--exec-root", str(dd / "exec"), "--pidfile",
+                     str(dd / "pid"), "-H", f"unix://{dsock}", "--iptables=false", "--ip6tables=false",
+                     "--bridge=none", "--insecure-registry", reg.host, "--containerd-namespace", bridge,
+                     "--containerd-plugins-namespace", bridge + "-plugins"], dd, dsock))
 
-            tools: dict[str, object] = {"portside (pull + unpack)": portside_pull}
+                def dockerd(ref: str) -> None:
+                    _docker(dsock, "pull", "-q", ref)
+
+                tools["dockerd 20.10 (docker pull)"] = dockerd
+                removers["dockerd 20.10 (docker pull)"] = lambda ref: _docker(dsock, "rmi", ref)
+            if peer("podman"):
+                def podman(ref: str) -> None:
+                    subprocess.run(["podman", "pull", "-q", "--tls-verify=false", ref], check=True,
+                                   capture_output=True, timeout=600)
+
+                tools["podman pull"] = podman
+                removers["podman pull"] = lambda ref: subprocess.run(["podman", "rmi", "-f", ref], check=True,
+                                                                     capture_output=True, timeout=600)
             if peer("skopeo"):
-                def skopeo(ref: str = ref) -> None:
-                    dest = Path(tempfile.mkdtemp(prefix="portside-bench-skopeo-", dir=work))
+                def skopeo(ref: str) -> None:
+                    dest = Path(tempfile.mkdtemp(prefix="skopeo-", dir=work))
                     try:
                         subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}",
                                         f"dir:{dest}"], check=True, capture_output=True, timeout=600)
@@ -127,31 +185,43 @@ def main() -> None:
                         shutil.rmtree(dest, ignore_errors=True)
 
                 tools["skopeo copy (no unpack)"] = skopeo
-            if peer("podman"):
-                def podman(ref: str = ref) -> None:
-                    subprocess.run(["podman", "pull", "-q", "--tls-verify=false", ref], check=True,
-                                   capture_output=True, timeout=600)
-                    subprocess.run(["podman", "rmi", "-f", ref], check=True, capture_output=True, timeout=600)
-
-                tools["podman pull"] = podman
-            # Interleaved runs, so that the load of a shared machine weighs on every tool alike.
-            samples: dict[str, list[float]] = {name: [] for name in tools}
-            for _ in range(RUNS):
-                for name, fn in tools.items():
-                    samples[name] += timed(fn, 1, warmup=0)  # type: ignore[arg-type]
-                    cleanup()
-            for name in tools:
-                med = table.add(name, [mb / s for s in samples[name]])
-                if name.startswith("skopeo"):
-                    # The notes measured dockerd at 107 MB/s while skopeo did 220 on the same image: scale this
-                    # run's skopeo by that ratio for a dockerd figure under today's load.
-                    table.add_value("dockerd (est. from skopeo)", med * DOCKERD_MBPS / SKOPEO_MBPS,
-                                    "skopeo x 107/220")
-                    table.baseline = "dockerd (est. from skopeo)"
-            table.print()
+            baseline = "dockerd 20.10 (docker pull)" if "dockerd 20.10 (docker pull)" in tools else None
+            for name, layout in layouts.items():
+                ref = f"{reg.host}/bench/{name}:latest"
+                mb = blob_bytes(layout) / 1e6
+                table = Table(f"pull {name} image ({mb:.0f} MB compressed)", "MB/s", baseline=baseline,
+                              lower_is_better=False)
+                # Interleaved runs, so that the load of a shared machine weighs on every tool alike.
+                samples: dict[str, list[float]] = {tool: [] for tool in tools}
+                for _ in range(RUNS):
+                    for tool, fn in tools.items():
+                        samples[tool] += timed(lambda fn=fn, ref=ref: fn(ref), 1, warmup=0)  # type: ignore[misc]
+                        if tool in removers:
+                            removers[tool](ref)
+                        for r in roots:
+                            shutil.rmtree(r, ignore_errors=True)
+                        roots.clear()
+                for tool in tools:
+                    table.add(tool, [mb / s for s in samples[tool]],
+                              "min..max " + " ".join(f"{mb / s:.0f}" for s in (max(samples[tool]),
+                                                                              min(samples[tool]))))
+                table.print()
     finally:
         reg.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        from engine.net import NetworkService
+        from engine.parts import nft_table_for
+
+        if (work / "portside" / "data").exists():  # the daemon's bridge and nft table
+            svc = NetworkService(work / "portside" / "data", exec_root, default_bridge=bridge,
+                                 nft_table=nft_table_for(bridge), enable_ip_forward=False)
+            svc.start()
+            svc.destroy()
+        for d in (work, exec_root):
+            subprocess.run(["umount", "-R", "-l", str(d)], capture_output=True, check=False)
+            shutil.rmtree(d, ignore_errors=True)
+        for cg in Path("/sys/fs/cgroup").glob(f"*/portside-test-{bridge}"):
+            with contextlib.suppress(OSError):
+                cg.rmdir()
 
 
 if __name__ == "__main__":
