@@ -257,3 +257,36 @@ def test_docker_config_cred_helpers(tmp_path: Path) -> None:
         assert c is not None and c.username == "u-https://index.docker.io/v1/"
     finally:
         os.environ["PATH"] = old
+
+
+async def test_remove_prunes_untagged_parents_unless_noprune(svc: ImageService, registry: Registry) -> None:
+    base = await svc.pull(f"{registry.host}/testbed/busybox:latest")
+
+    def commit_on(image_id: str, name: str, **kw: str) -> str:
+        layer = svc.create_container_layer(f"pst-{name}-{os.urandom(4).hex()}", image_id)
+        try:
+            (layer.upper_dir / name).write_text(name)
+            return svc.commit(layer, **kw).id
+        finally:
+            layer.remove()
+
+    mid = commit_on(base.id, "mid")  # untagged, like a build's intermediate image
+    child = commit_on(mid, "child", repo="pst/child", tag="1")
+    assert svc.inspect("pst/child:1")["Parent"] == mid and svc.inspect(mid)["Parent"] == base.id
+    assert svc.get(base.id).parent == ""
+    with pytest.raises(Conflict, match=r"unable to delete [0-9a-f]{12} \(cannot be forced\) - image has dependent "
+                                        r"child images"):
+        svc.remove(mid, force=True)
+    assert svc.remove("pst/child:1", noprune=True) == [{"Untagged": "pst/child:1"}, {"Deleted": child}]
+    assert svc.get(mid).dangling  # kept: noprune
+    child = commit_on(mid, "child", repo="pst/child", tag="2")
+    # untagging the last tag of a parent of others keeps it (untagged); deleting its child then prunes it
+    svc.tag(mid, "pst/mid:1")
+    assert svc.remove("pst/mid:1") == [{"Untagged": "pst/mid:1"}]
+    assert svc.remove("pst/child:2") == [{"Untagged": "pst/child:2"}, {"Deleted": child}, {"Deleted": mid}]
+    assert [r.id for r in svc.list()] == [base.id]  # a tagged parent stays
+    # prune takes a child and then its untagged parent (newest first)
+    mid = commit_on(base.id, "mid2")
+    child = commit_on(mid, "child2")
+    assert {d["Deleted"] for d in svc.prune()["ImagesDeleted"] or []} == {mid, child}
+    assert [r.id for r in svc.list()] == [base.id]

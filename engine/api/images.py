@@ -130,7 +130,12 @@ async def list_images(request: web.Request) -> web.Response:
     out = []
     import fnmatch
 
+    # Untagged parents of other images (intermediate images) only show with all=1, as in Docker.
+    has_children = {r.parent for r in recs if r.parent}
+    show_all = qbool(request, "all")
     for rec in recs:
+        if rec.dangling and rec.id in has_children and not show_all:
+            continue
         if f.get("dangling"):
             want = f["dangling"][0].lower() in ("1", "true")
             if rec.dangling != want:

@@ -511,7 +511,7 @@ def _record_new_image(
         "layers": layers,
     }
     manifest_digest = svc.content.put(json.dumps(manifest, separators=(",", ":")).encode())
-    svc.meta.add_image(image_id, manifest_digest, tags=tags)
+    svc.meta.add_image(image_id, manifest_digest, tags=tags, parent=base.id if base is not None else "")
     return svc.get(image_id)
 
 
@@ -805,7 +805,7 @@ def _refuse_dir_non_dir_swaps(dfd: int, where: str, fileobj: BinaryIO) -> None:
                 continue
             finally:
                 os.close(pfd)
-            dest = os.path.normpath(f"{where}/{member.name}")
+            dest = "/" + os.path.normpath(f"{where}/{member.name}").lstrip("/")  # normpath keeps a leading "//"
             if stat.S_ISDIR(st.st_mode) and not member.isdir():
                 raise EngineError(f'cannot overwrite directory "{dest}" with non-directory "{where}"')
             if not stat.S_ISDIR(st.st_mode) and member.isdir():

@@ -33,7 +33,12 @@ CREATE TABLE IF NOT EXISTS extra_blobs (
     digest TEXT PRIMARY KEY,        -- indexes kept for repo digests
     image_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS parents (
+    id TEXT PRIMARY KEY,            -- an image made from another (commit): Docker's Parent, for rmi's pruning
+    parent TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS tags_image ON tags(image_id);
+CREATE INDEX IF NOT EXISTS parents_parent ON parents(parent);
 CREATE INDEX IF NOT EXISTS digests_image ON digests(image_id);
 """
 
@@ -102,6 +107,13 @@ class MetadataStore:
     def all_digests(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self._q("SELECT ref, image_id FROM digests")]
 
+    def parent_of(self, image_id: str) -> str:
+        rows = self._q("SELECT parent FROM parents WHERE id=?", image_id)
+        return str(rows[0][0]) if rows else ""
+
+    def children_of(self, image_id: str) -> list[str]:
+        return [r[0] for r in self._q("SELECT id FROM parents WHERE parent=? ORDER BY id", image_id)]
+
     def extra_blobs(self) -> list[str]:
         return [r[0] for r in self._q("SELECT digest FROM extra_blobs")]
 
@@ -116,6 +128,7 @@ class MetadataStore:
         tags: Sequence[str] = (),
         digests: Sequence[str] = (),
         extra_blobs: Sequence[str] = (),
+        parent: str = "",
     ) -> list[str]:
         """Records an image and points tags/digests at it in one transaction; returns the ids that lost their
         last tag to this (now dangling)."""
@@ -135,4 +148,6 @@ class MetadataStore:
                 db.execute("INSERT OR REPLACE INTO digests(ref, image_id) VALUES(?,?)", (d, image_id))
             for b in extra_blobs:
                 db.execute("INSERT OR REPLACE INTO extra_blobs(digest, image_id) VALUES(?,?)", (b, image_id))
+            if parent and parent != image_id:
+                db.execute("INSERT OR REPLACE INTO parents(id, parent) VALUES(?,?)", (image_id, parent))
         return previous

@@ -63,6 +63,7 @@ class ImageRecord:
     repo_digests: list[str] = field(default_factory=list)  # nginx@sha256:...
     size: int = 0
     chain: list[str] = field(default_factory=list)  # chain ids, bottom first
+    parent: str = ""  # the image this one was committed from ("" for pulled, loaded, imported images)
 
     @property
     def diff_ids(self) -> list[str]:
@@ -93,7 +94,7 @@ class ImageRecord:
             "Id": self.id,
             "RepoTags": list(self.repo_tags),
             "RepoDigests": list(self.repo_digests),
-            "Parent": "",
+            "Parent": self.parent,
             "Comment": c.get("comment", "") or "",
             "Created": self.created,
             "DockerVersion": c.get("docker_version", "") or "",
@@ -117,7 +118,7 @@ class ImageRecord:
         """One entry of GET /images/json."""
         return {
             "Id": self.id,
-            "ParentId": "",
+            "ParentId": self.parent,
             "RepoTags": list(self.repo_tags),
             "RepoDigests": list(self.repo_digests),
             "Created": self.created_unix,

@@ -220,6 +220,7 @@ class ImageService:
             repo_digests=[_familiar(r) for r in self.meta.digests_of(image_id)],
             size=size,
             chain=chain,
+            parent=self.meta.parent_of(image_id),
         )
 
     def resolve(self, name_or_id: str) -> str | None:
@@ -645,7 +646,13 @@ class ImageService:
             if key in tags or key in digests:
                 ref_key = key
         users = self.in_use(image_id)
+        children = self.meta.children_of(image_id)
         out: builtins.list[dict[str, str]] = []
+        if ref_key is None and children:
+            # A hard conflict in Docker: even force does not delete an image other images are made from.
+            raise Conflict(
+                f"conflict: unable to delete {_short(image_id)} (cannot be forced) - image has dependent child images"
+            )
         if ref_key is not None:
             other_tags = [t for t in tags if t != ref_key]
             if other_tags:
@@ -676,8 +683,8 @@ class ImageService:
                 )
         self._untag(tags + digests)
         out = [{"Untagged": _familiar(t)} for t in tags + digests]
-        if users and ref_key is not None:
-            return out  # forced by name while in use: the image stays, dangling
+        if (users or children) and ref_key is not None:
+            return out  # forced by name while in use, or a parent of others: the image stays, untagged
         out.extend(self._delete(image_id, noprune))
         return out
 
@@ -688,10 +695,22 @@ class ImageService:
                 db.execute("DELETE FROM digests WHERE ref=?", (ref,))
 
     def _delete(self, image_id: str, noprune: bool) -> builtins.list[dict[str, str]]:
-        with self.meta.tx() as db:
-            db.execute("DELETE FROM extra_blobs WHERE image_id=?", (image_id,))
-            db.execute("DELETE FROM images WHERE id=?", (image_id,))
-        out = [{"Deleted": image_id}]
+        """Deletes the image and then, unless `noprune`, its parents while they are untagged, unused and have no
+        other children (Docker's pruning of untagged parents)."""
+        out: builtins.list[dict[str, str]] = []
+        while image_id:
+            parent = self.meta.parent_of(image_id)
+            with self.meta.tx() as db:
+                db.execute("DELETE FROM extra_blobs WHERE image_id=?", (image_id,))
+                db.execute("DELETE FROM parents WHERE id=?", (image_id,))
+                db.execute("DELETE FROM images WHERE id=?", (image_id,))
+            out.append({"Deleted": image_id})
+            if noprune or not parent or self.meta.image(parent) is None:
+                break
+            if self.meta.tags_of(parent) or self.meta.children_of(parent) or self.in_use(parent):
+                break
+            self._untag(self.meta.digests_of(parent))
+            image_id = parent
         self.gc()
         return out
 
@@ -728,21 +747,26 @@ class ImageService:
         """`docker image prune`: dangling images (or, with dangling_only=False, every unused one)."""
         deleted: builtins.list[dict[str, str]] = []
         before = self._space()
-        for rec in self.list():
-            if dangling_only and not rec.dangling:
-                continue
-            if self.in_use(rec.id):
-                continue
-            if not _filters_match(rec, filters or {}):
-                continue
-            for t in rec.repo_tags + rec.repo_digests:
-                deleted.append({"Untagged": t})
-            with self.meta.tx() as db:
-                db.execute("DELETE FROM tags WHERE image_id=?", (rec.id,))
-                db.execute("DELETE FROM digests WHERE image_id=?", (rec.id,))
-                db.execute("DELETE FROM extra_blobs WHERE image_id=?", (rec.id,))
-                db.execute("DELETE FROM images WHERE id=?", (rec.id,))
-            deleted.append({"Deleted": rec.id})
+        progress = True
+        while progress:  # a parent becomes prunable once the last of its children is gone
+            progress = False
+            for rec in self.list():
+                if dangling_only and not rec.dangling:
+                    continue
+                if self.in_use(rec.id) or self.meta.children_of(rec.id):
+                    continue
+                if not _filters_match(rec, filters or {}):
+                    continue
+                for t in rec.repo_tags + rec.repo_digests:
+                    deleted.append({"Untagged": t})
+                with self.meta.tx() as db:
+                    db.execute("DELETE FROM tags WHERE image_id=?", (rec.id,))
+                    db.execute("DELETE FROM digests WHERE image_id=?", (rec.id,))
+                    db.execute("DELETE FROM extra_blobs WHERE image_id=?", (rec.id,))
+                    db.execute("DELETE FROM parents WHERE id=?", (rec.id,))
+                    db.execute("DELETE FROM images WHERE id=?", (rec.id,))
+                deleted.append({"Deleted": rec.id})
+                progress = True
         self.gc()
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": max(0, before - self._space())}
 
