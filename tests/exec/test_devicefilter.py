@@ -58,6 +58,20 @@ def test_a_wildcard_rule_resets_and_later_rules_take_access_away() -> None:
         devicefilter.fold([{"allow": True, "type": "c", "access": "x"}])
 
 
+def test_device_cgroup_rules_become_rules() -> None:
+    _, rules = spec._devices({"DeviceCgroupRules": ["c 1:11 r", "b *:* rw"]})
+    assert rules == [{"allow": True, "type": "c", "access": "r", "major": 1, "minor": 11},
+                     {"allow": True, "type": "b", "access": "rw"}]  # fmt: skip
+    allow, exc = devicefilter.fold([*DEFAULT_RULES, *rules])
+    assert allow is False and exc[(C, 1, 11)] == R and exc[(B, -1, -1)] == M | R | W
+    # 'a *:* ...' is everything, as the v1 kernel reads it
+    _, rules = spec._devices({"DeviceCgroupRules": ["a *:* rwm"]})
+    assert devicefilter.fold([*DEFAULT_RULES, *rules]) == (True, {})
+    for bad in ("c 1:11", "x 1:1 r", "c 1:1 rx", "c a:1 r"):
+        with pytest.raises(Exception, match="invalid device cgroup rule format"):
+            spec._devices({"DeviceCgroupRules": [bad]})
+
+
 def test_program_shape() -> None:
     prog = devicefilter.compile_rules(PRIVILEGED_RULES)
     assert len(prog) == 8 * 8  # 6 loads of the context, r0 = 1, exit
@@ -244,27 +258,33 @@ async def _run_in_v2(rt: Runtime, make_bundle: MakeBundle, parent: str, script: 
 @pytest.mark.integration
 @needs_v2
 @pytest.mark.timeout(120)
-async def test_busybox_container_on_the_v2_path(runtime: Runtime, make_bundle: MakeBundle) -> None:
+async def test_busybox_container_on_the_v2_path(runtime: Runtime, make_bundle: MakeBundle, node_dir: str) -> None:
+    # /dev/fuse (10:229) as the char device: opening it needs no capability, so EPERM can only be the filter's
     parent = f"{UNIFIED}/portside-test-devc-{uuid.uuid4().hex[:8]}"
     os.mkdir(parent)
+    loop = f"{node_dir}/loop0"  # the host node --device names (no need for a /dev/loop0 on the host)
+    os.mknod(loop, stat.S_IFBLK | 0o600, os.makedev(7, 0))
     try:
         script = ("head -c1 /dev/zero | wc -c; echo x > /dev/null && echo null-ok;"
-                  " mknod /tmp/kmsg c 1 11 && echo mknod-ok; head -c0 /tmp/kmsg;"
+                  " mknod /tmp/fuse c 10 229 && echo mknod-ok; head -c0 /tmp/fuse && echo fuse-r-ok;"
                   " mknod /tmp/loop b 7 0 && head -c0 /tmp/loop && echo loop-ok; exit 0")  # fmt: skip
         code, out = await _run_in_v2(runtime, make_bundle, parent, script)
         assert code == 0, out
         assert "null-ok" in out and "mknod-ok" in out and out.split()[0] == "1"
-        assert "head: /tmp/kmsg: Operation not permitted" in out, out
+        assert "head: /tmp/fuse: Operation not permitted" in out and "fuse-r-ok" not in out, out
         assert "head: /tmp/loop: Operation not permitted" in out and "loop-ok" not in out, out
-        # --device /dev/loop0: that one block device is usable, /dev/kmsg still is not
-        if not os.path.exists("/dev/loop0"):
-            os.mknod("/dev/loop0", stat.S_IFBLK | 0o660, os.makedev(7, 0))
+        # --device <loop node>: that one block device is usable, fuse still is not
         code, out = await _run_in_v2(runtime, make_bundle, parent, script,
-                                     {"Devices": [{"PathOnHost": "/dev/loop0", "PathInContainer": "/dev/loop0",
+                                     {"Devices": [{"PathOnHost": loop, "PathInContainer": "/dev/loop0",
                                                    "CgroupPermissions": "rwm"}]})  # fmt: skip
-        assert "loop-ok" in out and "/tmp/kmsg: Operation not permitted" in out, out
+        assert "loop-ok" in out and "/tmp/fuse: Operation not permitted" in out, out
+        # --device-cgroup-rule 'c 10:229 r': reading that char device is allowed, writing it is not
+        code, out = await _run_in_v2(runtime, make_bundle, parent, script.replace("exit 0", "echo x > /tmp/fuse"),
+                                     {"DeviceCgroupRules": ["c 10:229 r"]})  # fmt: skip
+        assert "fuse-r-ok" in out and "/tmp/loop: Operation not permitted" in out, out
+        assert "can't create /tmp/fuse: Operation not permitted" in out, out
         # privileged: all devices
         code, out = await _run_in_v2(runtime, make_bundle, parent, script, {"Privileged": True})
-        assert "loop-ok" in out and "Operation not permitted" not in out, out
+        assert "loop-ok" in out and "fuse-r-ok" in out and "Operation not permitted" not in out, out
     finally:
         _remove_cgroup(parent)
