@@ -23,7 +23,7 @@ import pytest
 
 from engine.exec import cgroups, devicefilter, spec
 from engine.exec.runtime import Runtime
-from tests.exec.conftest import MakeBundle, new_id
+from tests.exec.conftest import MakeBundle, new_id, run
 
 UNIFIED = "/sys/fs/cgroup/unified"
 DEFAULT_RULES = spec._DEFAULT_DEVICE_RULES
@@ -288,3 +288,16 @@ async def test_busybox_container_on_the_v2_path(runtime: Runtime, make_bundle: M
         assert "loop-ok" in out and "fuse-r-ok" in out and "Operation not permitted" not in out, out
     finally:
         _remove_cgroup(parent)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+async def test_device_cgroup_rule_on_the_hosts_own_cgroup_path(runtime: Runtime, make_bundle: MakeBundle) -> None:
+    """The same rules through the runtime's default cgroup (the v1 devices controller here, the filter on v2)."""
+    script = "mknod /tmp/fuse c 10 229 && head -c0 /tmp/fuse && echo fuse-r-ok; exit 0"
+    b = make_bundle(["sh", "-c", script])
+    assert (await run(runtime, b)).exit_code == 0
+    assert "head: /tmp/fuse: Operation not permitted" in b.stream("stderr"), b.logs()
+    b = make_bundle(["sh", "-c", script], {}, {"DeviceCgroupRules": ["c 10:229 r"]})
+    assert (await run(runtime, b)).exit_code == 0
+    assert "fuse-r-ok" in b.stream("stdout"), b.logs()
