@@ -1,16 +1,21 @@
 """The adapter from the container manager to engine/exec's `Runtime` (OCI bundles under per-container
-supervisors). Bundles live in `<exec-root>/bundles/<id>`, the runtime's own state in `<exec-root>/rt/<id>`."""
+supervisors). Bundles live in `<exec-root>/bundles/<id>`, the runtime's own state in `<exec-root>/rt/<id>`.
+
+The runtime keeps a zygote (a container-less supervisor to fork new ones from) while the engine runs: without
+it, a `docker run` with no other container alive pays a Python interpreter's start-up and imports."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
+import json
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import Conflict, NotFound
-from engine.store import write_json
 
 if TYPE_CHECKING:
     from engine.daemon import Daemon
@@ -63,19 +68,28 @@ class ExecRuntime:
     def __init__(self, daemon: Daemon) -> None:
         runtime_mod = importlib.import_module("engine.exec.runtime")
         self.exec_root = daemon.config.exec_root
-        # A short dir name: the supervisor's socket path must fit AF_UNIX's 108 bytes with a 64-hex id in it.
-        self.rt = runtime_mod.Runtime(self.exec_root / "rt", cgroup_parent=daemon.config.cgroup_parent)
+        self.rt = runtime_mod.Runtime(self.exec_root / "rt", cgroup_parent=daemon.config.cgroup_parent,
+                                      zygote=True)
+        # the zygote's interpreter starts while the engine finishes its own start, not at the first container
+        threading.Thread(target=self.rt.warm, name="portside-zygote", daemon=True).start()
+
+    async def close(self) -> None:
+        """Ends the zygote; containers keep running under their supervisors."""
+        await asyncio.to_thread(self.rt.close)
 
     def bundle(self, cid: str) -> Path:
         return self.exec_root / "bundles" / cid
 
     async def create(self, cid: str, bundle: Path, spec: dict[str, Any], *, tty: bool, stdin: bool,
                      stdin_once: bool = False, log_path: Path, log_config: dict[str, Any]) -> int:
-        write_json(bundle / "config.json", spec)
+        # the OCI bundle as runc would take it; the runtime gets the spec as it is (no read back), and no fsync:
+        # the bundle lives in the exec-root, which is about live processes only
+        await asyncio.to_thread((bundle / "config.json").write_text, json.dumps(spec))
         opts = log_config.get("Config") or {}
         max_file = int(opts.get("max-file") or 1)
         pid: int = await self.rt.create(cid, bundle, log_path=log_path, log_max_size=parse_size(opts.get("max-size")),
-                                        log_max_file=max_file, tty=tty, open_stdin=stdin, stdin_once=stdin_once)
+                                        log_max_file=max_file, tty=tty, open_stdin=stdin, stdin_once=stdin_once,
+                                        spec=spec)
         return pid
 
     async def start(self, cid: str) -> int:

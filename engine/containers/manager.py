@@ -409,7 +409,10 @@ class ContainerManager:
             started = rec["State"].get("StartedAt", "")
             rec["State"].update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
                                 ExitCode=code, OOMKilled=oom, FinishedAt=shape.now_rfc3339())
-            self.store.save(rec)
+            if not rec["HostConfig"].get("AutoRemove"):
+                # a --rm container's record goes right after this: no need to write it (a crash in between
+                # leaves a "running" record, which restore() cleans up and removes as well)
+                self.store.save(rec)
             if oom:
                 self.emit(rec, "oom")
             self.emit(rec, "die", exitCode=str(code))
@@ -741,8 +744,10 @@ class ContainerManager:
                 self._monitor(cid)
                 self.health.resume(rec)
                 continue
-            if not (st["Running"] or st["Restarting"]) and not rec["_portside"].get("CleanedUp", True):
-                # the engine died between a create and a start, or mid-cleanup: release what is left
+            if not (st["Running"] or st["Restarting"]) and (not rec["_portside"].get("CleanedUp", True)
+                                                             or self.bundle(cid).exists()):
+                # the engine died during a start or mid-cleanup: release what is left (a start makes the bundle
+                # directory before anything else, and a cleanup removes it last)
                 await runner.cleanup(self, rec)
                 self.store.save(rec)
             if st["Running"] or st["Restarting"]:

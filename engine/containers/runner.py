@@ -42,38 +42,52 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
     undo: list[tuple[bool, Any]] = []  # (is_async, step) to run in reverse when a later step fails
     t0 = time.monotonic()
     marks: list[tuple[str, float]] = []
-    rec["_portside"]["CleanedUp"] = False  # from here on, something may need releasing
-    m.store.save(rec)
+    # From here on, something may need releasing. Not written to disk now: restore() cleans up after a crash
+    # before the start is recorded, as it finds this bundle directory (the first thing made).
+    rec["_portside"]["CleanedUp"] = False
+    bundle.mkdir(parents=True, exist_ok=True)
 
     def mark(step: str) -> None:
         marks.append((step, time.monotonic()))
 
     try:
-        bundle.mkdir(parents=True, exist_ok=True)
-        layer = await asyncio.to_thread(d.images.container_layer, cid)
-        await asyncio.to_thread(layer.mount, rootfs)
-        undo.append((False, lambda: layer.unmount(rootfs)))
-        mark("rootfs")
-        # Docker's copy-up: a volume's first mount gets what the image has at the mount path.
-        for mt in rec.get("Mounts") or []:
-            if mt.get("Type") == "volume" and mt.get("Name"):
-                src = rootfs / mt["Destination"].lstrip("/")
-                await asyncio.to_thread(d.volumes.populate, mt["Name"], src)
         mode = _resolve_network_mode(m, hc.get("NetworkMode") or "bridge")
         networking = rec["_portside"].get("NetworkingConfig") or {}
         endpoints = networking.get("EndpointsConfig") or None
-        sb = await asyncio.to_thread(
-            lambda: d.networks.create_sandbox(
-                cid, name=rec["Name"].lstrip("/"), hostname=cfg.get("Hostname") or cid[:12],
-                domainname=cfg.get("Domainname") or "", network_mode=mode, endpoints=endpoints,
-                port_bindings=hc.get("PortBindings") or None, publish_all=bool(hc.get("PublishAllPorts")),
-                exposed_ports=tuple((cfg.get("ExposedPorts") or {}).keys()), dns=hc.get("Dns") or None,
-                dns_search=hc.get("DnsSearch") or None, dns_options=hc.get("DnsOptions") or None,
-                extra_hosts=hc.get("ExtraHosts") or None,
+
+        async def filesystem() -> None:
+            layer = await asyncio.to_thread(d.images.container_layer, cid)
+            await asyncio.to_thread(layer.mount, rootfs)
+            undo.append((False, lambda: layer.unmount(rootfs)))
+            mark("rootfs")
+            # Docker's copy-up: a volume's first mount gets what the image has at the mount path.
+            for mt in rec.get("Mounts") or []:
+                if mt.get("Type") == "volume" and mt.get("Name"):
+                    src = rootfs / mt["Destination"].lstrip("/")
+                    await asyncio.to_thread(d.volumes.populate, mt["Name"], src)
+
+        async def network() -> Any:
+            sb = await asyncio.to_thread(
+                lambda: d.networks.create_sandbox(
+                    cid, name=rec["Name"].lstrip("/"), hostname=cfg.get("Hostname") or cid[:12],
+                    domainname=cfg.get("Domainname") or "", network_mode=mode, endpoints=endpoints,
+                    port_bindings=hc.get("PortBindings") or None, publish_all=bool(hc.get("PublishAllPorts")),
+                    exposed_ports=tuple((cfg.get("ExposedPorts") or {}).keys()), dns=hc.get("Dns") or None,
+                    dns_search=hc.get("DnsSearch") or None, dns_options=hc.get("DnsOptions") or None,
+                    extra_hosts=hc.get("ExtraHosts") or None,
+                )
             )
-        )
-        undo.append((False, lambda: d.networks.remove_sandbox(cid)))
-        mark("network")
+            undo.append((False, lambda: d.networks.remove_sandbox(cid)))
+            mark("network")
+            return sb
+
+        # The root filesystem and the network do not depend on each other: both at once. Each adds its undo
+        # step once done, so a failure of one still releases the other.
+        done = await asyncio.gather(filesystem(), network(), return_exceptions=True)
+        for res in done:
+            if isinstance(res, BaseException):
+                raise res
+        sb: Any = done[1]
         extra: list[dict[str, Any]] = []
         for path, dest in ((sb.hosts_path, "/etc/hosts"), (sb.resolv_conf_path, "/etc/resolv.conf"),
                            (sb.hostname_path, "/etc/hostname")):
@@ -123,6 +137,8 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
                     await asyncio.to_thread(fn)
             except Exception:
                 log.exception("undoing a failed start of %s", cid[:12])
+        if not rootfs.is_mount():  # never through a rootfs whose unmount failed: that would delete its files
+            await asyncio.to_thread(shutil.rmtree, bundle, True)
         rec["NetworkSettings"]["Ports"] = {}
         rec["_portside"]["CleanedUp"] = True
         raise

@@ -473,13 +473,16 @@ def reset_signals() -> None:
 
 
 def container_main(
-    spec: dict[str, Any], bundle: str, cgroup_dirs: list[str], sync: socket.socket, seccomp_cache: str | None = None
+    spec: dict[str, Any], bundle: str, cgroup_dirs: list[str], sync: socket.socket, seccomp_cache: str | None = None,
+    *, bpf: bytes | None = None,
 ) -> None:
-    """The container's init: set-up, report ready, wait for start, execve. Never returns."""
+    """The container's init: set-up, report ready, wait for start, execve. Never returns. `bpf`: the spec's
+    seccomp program compiled already (by the engine); None compiles it here (or reads `seccomp_cache`)."""
     try:
         reset_signals()
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
-        bpf = seccomp.prepare(spec["linux"]["seccomp"], seccomp_cache) if spec["linux"].get("seccomp") else None
+        if bpf is None and spec["linux"].get("seccomp"):
+            bpf = seccomp.prepare(spec["linux"]["seccomp"], seccomp_cache)
         os.setsid()
         join_namespaces(spec, cgroup_dirs)
         setup_rootfs(spec, bundle)
@@ -521,13 +524,14 @@ def take_terminal(sync: socket.socket, console: bool) -> None:
 
 
 def exec_main(init_pid: int, spec: dict[str, Any], proc: dict[str, Any], cgroup_dirs: list[str],
-              sync: socket.socket, seccomp_cache: str | None = None) -> None:  # fmt: skip
-    """A process exec'd into a running container: joins its cgroup and namespaces, then as the init. Never returns."""
+              sync: socket.socket, seccomp_cache: str | None = None, *, bpf: bytes | None = None) -> None:  # fmt: skip
+    """A process exec'd into a running container: joins its cgroup and namespaces, then as the init. Never returns.
+    `bpf`: the container's compiled seccomp program (not used for a privileged exec)."""
     try:
         reset_signals()
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
         sc = None if proc.get("privileged") else spec["linux"].get("seccomp")
-        bpf = seccomp.prepare(sc, seccomp_cache) if sc else None
+        bpf = None if not sc else bpf if bpf is not None else seccomp.prepare(sc, seccomp_cache)
         os.setsid()
         for d in cgroup_dirs:
             with open(d + "/cgroup.procs", "w") as f:

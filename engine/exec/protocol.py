@@ -7,6 +7,10 @@ exit notices are `marshal`ed dicts (no json import in the supervisor: its memory
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+
 STDIN = 0
 STDOUT = 1
 STDERR = 2
@@ -28,3 +32,25 @@ def frame(kind: int, payload: bytes) -> bytes:
 
 def parse_header(head: bytes) -> tuple[int, int]:
     return head[0], int.from_bytes(head[4:8], "big")
+
+
+# sockaddr_un.sun_path holds 108 bytes with the terminating NUL
+_SUN_PATH_MAX = 107
+
+
+@contextlib.contextmanager
+def socket_path(path: str) -> Iterator[str]:
+    """A name for bind/connect of the unix socket `path` that fits AF_UNIX whatever the exec-root's length.
+
+    A path too long is reached through a descriptor of its directory (`/proc/self/fd/N/ctl.sock`): the socket
+    still lives at `path`, so anything that knows the path finds it, and no process-wide chdir is involved (the
+    engine connects from several threads). Use the name inside the `with` block only."""
+    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+        yield path
+        return
+    parent, _, name = path.rpartition("/")
+    fd = os.open(parent or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{name}"
+    finally:
+        os.close(fd)

@@ -26,6 +26,7 @@ from typing import Any
 
 from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
 from engine.exec import protocol as P
+from engine.exec import seccomp
 from engine.exec.cgroups import Cgroup
 
 _ENGINE_PARENT = str(Path(__file__).resolve().parents[2])
@@ -74,6 +75,16 @@ def _start_time(pid: int) -> int:
 
 def _alive(pid: int, start: int) -> bool:
     return pid > 0 and _start_time(pid) == start and start != 0
+
+
+async def _open(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    with P.socket_path(str(path)) as name:
+        return await asyncio.open_unix_connection(name)
+
+
+def _connect(s: socket.socket, path: Path) -> None:
+    with P.socket_path(str(path)) as name:
+        s.connect(name)
 
 
 class Stream:
@@ -137,6 +148,8 @@ class Runtime:
         self._zygote_path: Path | None = None
         self._zygote_life = -1
         self._zygote_lock = threading.Lock()
+        self._bpf: dict[bytes, bytes] = {}
+        self._bpf_lock = threading.Lock()
         self.cgroup_parent = cgroup_parent.strip("/")
         self.exec_root.mkdir(parents=True, exist_ok=True, mode=0o711)
         self._exits: asyncio.Queue[ContainerState] | None = None
@@ -185,12 +198,13 @@ class Runtime:
         tty: bool = False,
         open_stdin: bool = False,
         stdin_once: bool = False,
+        spec: dict[str, Any] | None = None,
     ) -> int:
         """Starts the supervisor, which creates the container's init and leaves it waiting for `start`.
 
         The init's set-up (mounts, user, capabilities, seccomp, the executable's look-up) is done here, so a
         missing executable already raises `ContainerStartError` (127) from `create`; nothing is left behind then.
-        Returns the init's pid (host view).
+        Returns the init's pid (host view). `spec`: the bundle's config.json when the caller has it at hand.
         """
         d = self._dir(container_id)
         try:
@@ -198,7 +212,8 @@ class Runtime:
         except FileExistsError:
             raise Conflict(f'Conflict. The container ID "{container_id}" is already in use') from None
         try:
-            spec = json.loads((Path(bundle) / "config.json").read_text())
+            if spec is None:
+                spec = json.loads((Path(bundle) / "config.json").read_text())
             cgroup = spec.get("linux", {}).get("cgroupsPath") or f"{self.cgroup_parent}/{container_id}"
             params = {
                 "id": container_id, "bundle": str(Path(bundle).resolve()), "cgroup": cgroup,
@@ -210,7 +225,7 @@ class Runtime:
             params["resources"] = spec["linux"].get("resources") or {}
             (d / "spec").write_bytes(marshal.dumps(spec))
             (d / "params").write_bytes(marshal.dumps(params))
-            return await asyncio.to_thread(self._launch, d)
+            return await asyncio.to_thread(self._launch, d, spec["linux"].get("seccomp"))
         except BaseException:
             shutil.rmtree(d, ignore_errors=True)
             raise
@@ -222,6 +237,11 @@ class Runtime:
                 os.close(self._zygote_life)
                 self._zygote_life = -1
                 self._zygote_path = None
+
+    def warm(self) -> None:
+        """Starts the zygote now (blocking, in the caller's thread) rather than at the first `create`."""
+        if self.zygote and self.fork_supervisors:
+            self._zygote_socket()
 
     def _zygote_socket(self) -> Path | None:
         with self._zygote_lock:
@@ -268,7 +288,7 @@ class Runtime:
             try:
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                     s.settimeout(30)
-                    s.connect(str(sock_path))
+                    _connect(s, sock_path)
                     s.sendall(P.frame(P.CONTROL, marshal.dumps({"op": "spawn", "dir": str(d)})))
                     buf = b""
                     while True:
@@ -285,7 +305,28 @@ class Runtime:
                 continue
         return None
 
-    def _launch(self, d: Path) -> int:
+    def _seccomp_program(self, profile: dict[str, Any]) -> bytes | None:
+        """The compiled BPF of a seccomp profile, kept in memory: containers mostly share a few profiles, and the
+        init would otherwise hash the profile and read the file cache (or compile it) on the critical path."""
+        key = marshal.dumps(profile)
+        with self._bpf_lock:
+            prog = self._bpf.get(key)
+        if prog is None:
+            try:
+                prog = seccomp.prepare(profile, str(self.exec_root / ".seccomp"))
+            except (OSError, ValueError, KeyError, TypeError):
+                return None  # the init compiles it and reports the error in runc's words
+            with self._bpf_lock:
+                if len(self._bpf) >= 16:
+                    self._bpf.pop(next(iter(self._bpf)))
+                self._bpf[key] = prog
+        return prog
+
+    def _launch(self, d: Path, profile: dict[str, Any] | None = None) -> int:
+        if profile:
+            prog = self._seccomp_program(profile)
+            if prog is not None:
+                (d / "seccomp.bpf").write_bytes(prog)
         msg = self._spawn(d) if self.fork_supervisors else None
         if msg is None:
             msg = self._start_supervisor(d)
@@ -325,7 +366,7 @@ class Runtime:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
             try:
-                s.connect(str(d / "ctl.sock"))
+                _connect(s, d / "ctl.sock")
             except (FileNotFoundError, ConnectionRefusedError):
                 raise Conflict(f"container {cid} is not running") from None
             s.sendall(P.frame(P.CONTROL, marshal.dumps(req)))
@@ -388,7 +429,7 @@ class Runtime:
             if st.status == "exited":
                 return st
             try:
-                reader, writer = await asyncio.open_unix_connection(str(d / "ctl.sock"))
+                reader, writer = await _open(d / "ctl.sock")
             except (FileNotFoundError, ConnectionRefusedError):
                 await asyncio.sleep(0.01)
                 continue
@@ -530,7 +571,7 @@ class Runtime:
         """Output from now on, and the container's stdin when it was created with open_stdin (or a tty)."""
         d = self._existing(container_id)
         try:
-            reader, writer = await asyncio.open_unix_connection(str(d / "ctl.sock"))
+            reader, writer = await _open(d / "ctl.sock")
         except (FileNotFoundError, ConnectionRefusedError):
             raise Conflict("You cannot attach to a stopped container, start it first") from None
         writer.write(P.frame(P.CONTROL, marshal.dumps({"op": "attach", "stdin": stdin, "stdout": stdout,
@@ -571,7 +612,7 @@ class Runtime:
         if self.state(container_id).status != "running":
             raise Conflict(f"Container {container_id} is not running")
         try:
-            reader, writer = await asyncio.open_unix_connection(str(d / "ctl.sock"))
+            reader, writer = await _open(d / "ctl.sock")
         except (FileNotFoundError, ConnectionRefusedError):
             raise Conflict(f"Container {container_id} is not running") from None
         writer.write(P.frame(P.CONTROL, marshal.dumps({"op": "exec", "process": process, "stdin": stdin})))
