@@ -239,3 +239,39 @@ def test_content_store_verifies_and_resumes(tmp_path: Path) -> None:
     w.abort()
     deleted, reclaimed = cs.gc([], stale_ingest_seconds=0)
     assert deleted == [d] and reclaimed >= len(data) and not cs.has(d)
+
+
+def test_many_small_files_queued_to_writers_keep_archive_order(tmp_path: Path) -> None:
+    """Small files are written by threads in batches: a later entry for a queued path, a hardlink to one, and a
+    directory replacing one must still see the archive's order."""
+    entries: list[tuple] = [("d", "dir")]
+    entries += [(f"d/f{i:03d}", "file", b"first %d" % i) for i in range(300)]
+    entries += [(f"d/f{i:03d}", "file", b"second %d" % i) for i in range(0, 300, 7)]
+    entries += [("d/link", "hardlink", "d/f001"), ("d/f002", "dir"), ("d/f002/inner", "file", b"in")]
+    dest = tmp_path / "x"
+    dest.mkdir()
+    apply_layer(io.BytesIO(gzip.compress(make_tar(entries))), dest)
+    assert (dest / "d/f000").read_bytes() == b"second 0" and (dest / "d/f001").read_bytes() == b"first 1"
+    assert (dest / "d/f007").read_bytes() == b"second 7" and (dest / "d/f299").read_bytes() == b"first 299"
+    assert os.stat(dest / "d/link").st_ino == os.stat(dest / "d/f001").st_ino
+    assert (dest / "d/f002/inner").read_bytes() == b"in"
+    assert len(os.listdir(dest / "d")) == 301
+
+
+def test_snapshot_roots_are_top_directories(tmp_path: Path) -> None:
+    """chattr +T: ext4 spreads each snapshot over the block groups (see snapshots.mark_topdir)."""
+    import fcntl
+    import struct
+
+    store = SnapshotStore(tmp_path / "snaps")
+    fd = os.open(store.root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            flags = struct.unpack("i", fcntl.ioctl(fd, 0x80086601, b"\0" * 4))[0]
+        except OSError:
+            pytest.skip("this filesystem has no inode flags")
+    finally:
+        os.close(fd)
+    if not flags & 0x00020000:
+        pytest.skip("this filesystem keeps no TOPDIR flag")  # e.g. tmpfs, overlayfs
+    assert flags & 0x00020000

@@ -41,7 +41,7 @@ from engine.images.registry import (
     RegistryHosts,
     Repository,
 )
-from engine.images.snapshots import SnapshotStore, chain_ids
+from engine.images.snapshots import SnapshotStore, chain_ids, mark_topdir
 from engine.images.unpack import OPAQUE_XATTR, Limits
 
 DEFAULT_CERTS_DIRS = (Path("/etc/portside/certs.d"), Path("/etc/docker/certs.d"))
@@ -187,6 +187,7 @@ class ImageService:
         self.content = ContentStore(self.root / "content")
         self.snapshots = SnapshotStore(self.root / "snapshots", limits)
         (self.root / "layers").mkdir(exist_ok=True)
+        mark_topdir(self.root / "layers")  # each container's upper dir is a tree of its own, as snapshots are
         self.meta = MetadataStore(self.root / "images.db")
         self.hosts = RegistryHosts(insecure_registries, registry_mirrors, certs_dirs)
         if docker_config is None:

@@ -8,10 +8,12 @@ directory named after a chain id is always complete.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +22,27 @@ from typing import BinaryIO
 
 from engine.images.content import hex_of
 from engine.images.unpack import ApplyResult, Limits, apply_layer
+
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def mark_topdir(path: Path) -> None:
+    """Flags `path` as the top of directory hierarchies (chattr +T), so ext4's Orlov allocator spreads each
+    directory made in it over the block groups instead of packing them into the parent's group.
+
+    Every snapshot is a tree of its own; in the parent's group the inodes a removed image just freed are
+    skipped one by one while they are recent (ext4 without a journal checks each), which made unpacking many
+    small files right after removing an image several times slower. Best effort: other filesystems refuse it."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            flags = struct.unpack("i", fcntl.ioctl(fd, _FS_IOC_GETFLAGS, b"\0" * 4))[0]
+            if not flags & _FS_TOPDIR_FL:
+                fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("i", flags | _FS_TOPDIR_FL))
+        finally:
+            os.close(fd)
 
 
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
@@ -46,6 +69,7 @@ class SnapshotStore:
         self.root = root
         self.limits = limits or Limits()
         root.mkdir(parents=True, exist_ok=True)
+        mark_topdir(root)
         self.empty = root / "empty"
         self.empty.mkdir(exist_ok=True)
 

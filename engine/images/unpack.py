@@ -9,6 +9,7 @@ from filling the disk.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import gzip
@@ -45,6 +46,10 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _READ = 1 << 20
 _TAR_BUF = 32 << 10  # tarfile's stream mode copies its buffer on every read: keep it small
 _SMALL = 256 << 10
+_WRITERS = 4  # threads creating small files: file creation is mostly kernel time, which runs without the GIL
+_BATCH_FILES = 32
+_BATCH_BYTES = 1 << 20
+_INFLIGHT = 16  # batches queued before the parser waits for the oldest
 _EUID, _EGID = os.geteuid(), os.getegid()
 # xattrs a layer may carry onto files; trusted.overlay.* would steer overlayfs (redirects, metacopy) and is refused.
 _ALLOWED_XATTR_PREFIXES = ("user.", "security.capability", "trusted.")
@@ -298,8 +303,13 @@ class _Applier:
         self.progress = progress
         # File creation costs mostly kernel time per file; small files are written by a few threads while this
         # one parses the tar. Anything that could touch a pending path waits for them first (drain).
+        # Files go to the threads in batches (one future per batch, not per file), and the parser waits only for
+        # the oldest batch when too many are in flight, so the pipeline stays full.
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: dict[tuple[str, ...], Future[None]] = {}
+        self._pending: set[tuple[str, ...]] = set()  # paths queued or being written
+        self._batch: list[tuple[tarfile.TarInfo, int, str, bytes]] = []
+        self._batch_bytes = 0
+        self._inflight: collections.deque[Future[None]] = collections.deque()
         # In an empty root (a new snapshot) only paths this layer made can exist: skip lookups for the others.
         self.fresh = False
         self.created: set[tuple[str, ...]] = set()
@@ -315,14 +325,24 @@ class _Applier:
             if st.f_bavail * st.f_frsize < self.limits.min_free_bytes:
                 raise LayerError("no space left on device: layer refused to keep the disk from filling up")
 
+    def _flush(self) -> None:
+        if not self._batch:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_WRITERS, thread_name_prefix="portside-unpack")
+        self._inflight.append(self._pool.submit(self._write_batch, self._batch))
+        self._batch, self._batch_bytes = [], 0
+
     def drain(self) -> None:
-        pending, self._pending = self._pending, {}
+        """Waits until every queued small file is written (before anything that could touch their paths)."""
+        self._flush()
         first: BaseException | None = None
-        for f in pending.values():
+        while self._inflight:
             try:
-                f.result()
+                self._inflight.popleft().result()
             except BaseException as e:
                 first = first or e
+        self._pending.clear()
         if first is not None:
             raise first
 
@@ -336,21 +356,34 @@ class _Applier:
 
     def _small_file(self, tar: tarfile.TarFile, m: tarfile.TarInfo, parts: list[str]) -> None:
         key = tuple(parts)
-        if key in self._pending or len(self._pending) >= 256 or len(self.r._cache) > 500:
+        if key in self._pending or len(self.r._cache) + len(parts) > 500:  # queued files hold cached dir fds
             self.drain()
         dirfd = self.r.dir(parts[:-1], create=True)
         base = parts[-1]
         if not self.fresh or key in self.created:
             self.r.remove(dirfd, base, key)
         self.created.add(key)
-        src = tar.extractfile(m)
-        data = src.read() if src is not None else b""
+        # Straight from the stream: tarfile's extractfile() builds three objects per member. The next member
+        # header is read after skipping to its offset, padding included, as with extractfile.
+        fileobj = tar.fileobj
+        assert fileobj is not None
+        data = fileobj.read(m.size) if m.size else b""
+        if len(data) != m.size:
+            raise tarfile.ReadError("unexpected end of data")
         self._check_space(len(data))
         if self.progress is not None:
             self.progress(len(data))
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(4, thread_name_prefix="portside-unpack")
-        self._pending[key] = self._pool.submit(self._write_small, m, dirfd, base, data)
+        self._pending.add(key)
+        self._batch.append((m, dirfd, base, data))
+        self._batch_bytes += len(data)
+        if len(self._batch) >= _BATCH_FILES or self._batch_bytes >= _BATCH_BYTES:
+            self._flush()
+            if len(self._inflight) > _INFLIGHT:
+                self._inflight.popleft().result()
+
+    def _write_batch(self, batch: list[tuple[tarfile.TarInfo, int, str, bytes]]) -> None:
+        for m, dirfd, base, data in batch:
+            self._write_small(m, dirfd, base, data)
 
     def _write_small(self, m: tarfile.TarInfo, dirfd: int, base: str, data: bytes) -> None:
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
@@ -376,7 +409,7 @@ class _Applier:
 
     def apply(self, tar: tarfile.TarFile) -> None:
         for m in tar:
-            if m.isreg() and m.size <= _SMALL:
+            if m.isreg() and m.size <= _SMALL and not m.issparse():
                 parts = _clean(m.name)
                 if parts and not (self.whiteouts and parts[-1].startswith(WHITEOUT_PREFIX)):
                     self._small_file(tar, m, parts)
