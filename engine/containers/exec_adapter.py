@@ -92,6 +92,18 @@ class ExecRuntime:
                                         spec=spec)
         return pid
 
+    async def prepare(self, cid: str, bundle: Path, *, tty: bool, stdin: bool, stdin_once: bool = False,
+                      log_path: Path, log_config: dict[str, Any]) -> None:
+        """Starts the container's supervisor while the caller makes its rootfs and network (see Runtime.prepare);
+        `create` with the same arguments finishes it, `discard` drops it."""
+        opts = log_config.get("Config") or {}
+        await self.rt.prepare(cid, bundle, log_path=log_path, log_max_size=parse_size(opts.get("max-size")),
+                              log_max_file=int(opts.get("max-file") or 1), tty=tty, open_stdin=stdin,
+                              stdin_once=stdin_once)
+
+    async def discard(self, cid: str) -> None:
+        await self.rt.discard(cid)
+
     async def start(self, cid: str) -> int:
         pid: int = await self.rt.start(cid)
         return pid

@@ -81,9 +81,17 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
             mark("network")
             return sb
 
-        # The root filesystem and the network do not depend on each other: both at once. Each adds its undo
-        # step once done, so a failure of one still releases the other.
-        done = await asyncio.gather(filesystem(), network(), return_exceptions=True)
+        async def supervisor() -> None:
+            # the runtime's supervisor and init get ready (cgroup joined) meanwhile, when the runtime can
+            if hasattr(d.runtime, "prepare"):
+                undo.append((True, lambda: d.runtime.discard(cid)))
+                await d.runtime.prepare(cid, bundle, tty=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
+                                        stdin_once=bool(cfg.get("StdinOnce")), log_path=m.log_path(cid),
+                                        log_config=hc.get("LogConfig") or {})
+
+        # The root filesystem, the network and the supervisor do not depend on each other: all at once. Each
+        # adds its undo step, so a failure of one still releases the others.
+        done = await asyncio.gather(filesystem(), network(), supervisor(), return_exceptions=True)
         for res in done:
             if isinstance(res, BaseException):
                 raise res

@@ -91,6 +91,19 @@ def _loopback_up() -> None:
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | 0x1))  # IFF_UP
 
 
+def join_cgroups(cgroup_dirs: list[str], sync: socket.socket) -> None:
+    """A staged init's first step: join the container's cgroup, then wait for the supervisor's "S" (the engine
+    wrote the spec). Never returns on failure."""
+    try:
+        for d in cgroup_dirs:
+            with open(d + "/cgroup.procs", "w") as f:
+                f.write("0")
+    except OSError as e:
+        _fail(sync, f"unable to start container process: joining the cgroup: {e}")
+    if sync.recv(1) != b"S":
+        os._exit(1)
+
+
 def join_namespaces(spec: dict[str, Any], cgroup_dirs: list[str]) -> None:
     """Joins the cgroup, then makes or joins every namespace but pid (the supervisor did pid before forking)."""
     for d in cgroup_dirs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 STDIN = 0
 STDOUT = 1
@@ -32,6 +33,21 @@ def frame(kind: int, payload: bytes) -> bytes:
 
 def parse_header(head: bytes) -> tuple[int, int]:
     return head[0], int.from_bytes(head[4:8], "big")
+
+
+def recv_frame(sock: Any) -> tuple[int, bytes] | None:
+    """One whole frame from a blocking socket; None at EOF."""
+    buf = b""
+    need = HEADER
+    while len(buf) < need:
+        chunk = sock.recv(need - len(buf))  # never past this frame: the caller may read the next one
+        if not chunk:
+            return None
+        buf += chunk
+        if len(buf) >= HEADER:
+            need = HEADER + parse_header(buf[:HEADER])[1]
+    kind, size = parse_header(buf[:HEADER])
+    return kind, buf[HEADER : HEADER + size]
 
 
 # sockaddr_un.sun_path holds 108 bytes with the terminating NUL

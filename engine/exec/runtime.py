@@ -149,6 +149,7 @@ class Runtime:
         self._zygote_life = -1
         self._zygote_lock = threading.Lock()
         self._bpf: dict[bytes, bytes] = {}
+        self._staged: dict[str, tuple[socket.socket, dict[str, Any]]] = {}
         self._bpf_lock = threading.Lock()
         self.cgroup_parent = cgroup_parent.strip("/")
         self.exec_root.mkdir(parents=True, exist_ok=True, mode=0o711)
@@ -207,28 +208,117 @@ class Runtime:
         Returns the init's pid (host view). `spec`: the bundle's config.json when the caller has it at hand.
         """
         d = self._dir(container_id)
-        try:
-            d.mkdir(mode=0o700)
-        except FileExistsError:
-            raise Conflict(f'Conflict. The container ID "{container_id}" is already in use') from None
+        staged = self._staged.pop(container_id, None)
+        if staged is None:
+            self._make_dir(d)
         try:
             if spec is None:
                 spec = json.loads((Path(bundle) / "config.json").read_text())
             cgroup = spec.get("linux", {}).get("cgroupsPath") or f"{self.cgroup_parent}/{container_id}"
-            params = {
-                "id": container_id, "bundle": str(Path(bundle).resolve()), "cgroup": cgroup,
-                "log_path": str(log_path), "log_max_size": log_max_size, "log_max_file": log_max_file,
-                "tty": tty, "open_stdin": open_stdin, "stdin_once": stdin_once,
-            }  # fmt: skip
+            params = self._params(container_id, bundle, cgroup, log_path, log_max_size, log_max_file, tty,
+                                  open_stdin, stdin_once)
             pid_ns = next((ns for ns in spec["linux"].get("namespaces") or [] if ns["type"] == "pid"), None)
             params["pidns"] = None if pid_ns is None else pid_ns.get("path") or "new"
             params["resources"] = spec["linux"].get("resources") or {}
+            if staged is not None and staged[1] != {**params, "resources": {}}:
+                # prepared for another shape (cgroup path, pid namespace, stdio): start over the usual way
+                await asyncio.to_thread(self._abandon, d, staged[0])
+                self._make_dir(d)
+                staged = None
             (d / "spec").write_bytes(marshal.dumps(spec))
             (d / "params").write_bytes(marshal.dumps(params))
-            return await asyncio.to_thread(self._launch, d, spec["linux"].get("seccomp"))
+            sock = None if staged is None else staged[0]
+            return await asyncio.to_thread(self._launch, d, spec["linux"].get("seccomp"), sock)
+        except BaseException:
+            if staged is not None:
+                self._abandon(d, staged[0])  # a no-op once _launch has used (and closed) the socket
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+
+    def _make_dir(self, d: Path) -> None:
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            raise Conflict(f'Conflict. The container ID "{d.name}" is already in use') from None
+
+    @staticmethod
+    def _params(container_id: str, bundle: Path, cgroup: str, log_path: Path, log_max_size: int | None,
+                log_max_file: int, tty: bool, open_stdin: bool, stdin_once: bool) -> dict[str, Any]:  # fmt: skip
+        return {
+            "id": container_id, "bundle": str(Path(bundle).resolve()), "cgroup": cgroup,
+            "log_path": str(log_path), "log_max_size": log_max_size, "log_max_file": log_max_file,
+            "tty": tty, "open_stdin": open_stdin, "stdin_once": stdin_once, "pidns": "new", "resources": {},
+        }  # fmt: skip
+
+    async def prepare(
+        self,
+        container_id: str,
+        bundle: Path,
+        *,
+        log_path: Path,
+        log_max_size: int | None = None,
+        log_max_file: int = 1,
+        tty: bool = False,
+        open_stdin: bool = False,
+        stdin_once: bool = False,
+    ) -> bool:
+        """Starts the container's supervisor and init ahead of `create`, before the caller has the spec: the init
+        joins the container's cgroup (for which the kernel waits for an RCU grace period, ~10-20 ms) and waits,
+        while the caller mounts the rootfs and makes the network. `create` with the same id and arguments then
+        finishes it; `discard` gives it up. Returns False when nothing was prepared (no zygote to fork from, or
+        another shape than Docker's usual new pid namespace and default cgroup path): `create` does it all."""
+        if not (self.zygote and self.fork_supervisors) or container_id in self._staged:
+            return False
+        d = self._dir(container_id)
+        self._make_dir(d)
+        try:
+            params = self._params(container_id, bundle, f"{self.cgroup_parent}/{container_id}", log_path,
+                                  log_max_size, log_max_file, tty, open_stdin, stdin_once)
+            (d / "params").write_bytes(marshal.dumps(params))
+            sock = await asyncio.to_thread(self._stage, d)
         except BaseException:
             shutil.rmtree(d, ignore_errors=True)
             raise
+        if sock is None:
+            shutil.rmtree(d, ignore_errors=True)
+            return False
+        self._staged[container_id] = (sock, params)
+        return True
+
+    async def discard(self, container_id: str) -> None:
+        """Gives up a prepared container (see `prepare`); nothing is left. No-op when none is prepared."""
+        staged = self._staged.pop(container_id, None)
+        if staged is not None:
+            await asyncio.to_thread(self._abandon, self._dir(container_id), staged[0])
+
+    def _stage(self, d: Path) -> socket.socket | None:
+        z = self._zygote_socket()
+        if z is None:
+            return None
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(30)
+            _connect(s, z)
+            s.sendall(P.frame(P.CONTROL, marshal.dumps({"op": "spawn", "dir": str(d), "staged": True})))
+            got = P.recv_frame(s)
+            reply = marshal.loads(got[1]) if got is not None else {}
+            if reply.get("prepared") == "P":
+                return s
+        except (OSError, ValueError, EOFError):
+            pass
+        self._abandon(d, s)
+        return None
+
+    @staticmethod
+    def _abandon(d: Path, s: socket.socket) -> None:
+        # EOF tells the waiting supervisor to kill its init, remove the cgroup and exit; its hang-up says it did
+        with contextlib.suppress(OSError):
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(10)
+            while s.recv(65536):
+                pass
+        s.close()
+        shutil.rmtree(d, ignore_errors=True)
 
     def close(self) -> None:
         """Ends the zygote (containers and their supervisors keep running)."""
@@ -322,12 +412,12 @@ class Runtime:
                 self._bpf[key] = prog
         return prog
 
-    def _launch(self, d: Path, profile: dict[str, Any] | None = None) -> int:
+    def _launch(self, d: Path, profile: dict[str, Any] | None = None, staged: socket.socket | None = None) -> int:
         if profile:
             prog = self._seccomp_program(profile)
             if prog is not None:
                 (d / "seccomp.bpf").write_bytes(prog)
-        msg = self._spawn(d) if self.fork_supervisors else None
+        msg = self._go(staged) if staged is not None else self._spawn(d) if self.fork_supervisors else None
         if msg is None:
             msg = self._start_supervisor(d)
         if msg.startswith("R"):
@@ -336,6 +426,20 @@ class Runtime:
             raise _start_error(msg[1:])
         log = (d / "supervisor.log").read_text(errors="replace")[-2000:]
         raise EngineError(f"container supervisor failed to start: {log.strip() or 'no output'}")
+
+    @staticmethod
+    def _go(s: socket.socket) -> str:
+        """Lets a prepared supervisor carry on (the spec and params are written); its "R<pid>"/"E..." reply."""
+        try:
+            s.settimeout(60)
+            s.sendall(P.frame(P.CONTROL, marshal.dumps({"op": "go"})))
+            got = P.recv_frame(s)
+            reply = marshal.loads(got[1]) if got is not None else {}
+        except (OSError, ValueError, EOFError) as e:
+            reply = {"spawned": f"Econtainer supervisor failed to start: {e}"}
+        finally:
+            s.close()
+        return str(reply.get("spawned") or "")
 
     def _start_supervisor(self, d: Path) -> str:
         r, w = os.pipe()
@@ -628,6 +732,9 @@ class Runtime:
 
     async def delete(self, container_id: str, force: bool = False) -> None:
         """Removes the container's state (and with `force` kills it first); its cgroup goes too."""
+        if container_id in self._staged:
+            await self.discard(container_id)
+            return
         d = self._existing(container_id)
         st = self.state(container_id)
         if st.status in ("running", "paused") and not force:

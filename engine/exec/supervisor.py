@@ -246,11 +246,15 @@ class Supervisor:
             if msg[:1] == b"P":
                 continue
 
-    def setup(self) -> str | None:
+    def setup(self, handshake: Any = None) -> str | None:
+        """Creates the cgroup and the init. With `handshake` (a staged create), the init joins its cgroup and
+        waits; `handshake(b"P")` tells the engine and returns once it has written the spec (None: it gave up)."""
         from engine.exec import linux
 
+        staged = handshake is not None
         self.cgroup.create()
-        self.cgroup.set_resources(self.p["resources"])
+        if not staged:
+            self.cgroup.set_resources(self.p["resources"])
         pidns = self.p["pidns"]
         if pidns == "new":
             # our later children (the init, then exec'd processes) are born in the container's pid namespace
@@ -268,14 +272,25 @@ class Supervisor:
         def target(sync: socket.socket) -> None:
             from engine.exec import container
 
+            if staged:
+                # the slow part of joining (the kernel waits for an RCU grace period) overlaps the engine's work
+                container.join_cgroups(cg_dirs, sync)
             # only the child loads the whole spec: an idle supervisor's memory is a benchmark figure
             with open(spec_path, "rb") as f:
                 spec = marshal.load(f)
-            container.container_main(spec, bundle, cg_dirs, sync, cache, bpf=read_bpf(bpf_path))
+            container.container_main(spec, bundle, [] if staged else cg_dirs, sync, cache, bpf=read_bpf(bpf_path))
 
         proc, sock = self.fork_child(target, self.tty, bool(self.p.get("open_stdin")))
         self.init = proc
         self.sync = sock
+        if staged:
+            if handshake(b"P") is None:
+                return "the engine gave the container up before creating it"
+            with open(self.dir + "/params", "rb") as f:
+                self.p = marshal.load(f)
+            self.cgroup.set_resources(self.p["resources"])
+            with contextlib.suppress(OSError):  # an init that failed already says why below
+                sock.sendall(b"S")
         err = self.wait_ready(proc, sock)
         if err is not None:
             return err
@@ -539,7 +554,7 @@ class Supervisor:
         if op == "state":
             return dict(self.state)
         if op == "spawn":
-            spawn(c.sock, str(req["dir"]))
+            spawn(c.sock, str(req["dir"]), staged=bool(req.get("staged")))
             self.drop(c)
             return None
         return {"error": f"unknown op {op!r}"}
@@ -641,8 +656,10 @@ class Supervisor:
             self.drop(c)
 
 
-def run(state_dir: str, report: Any) -> None:
-    """The supervisor's life: set up the container, `report(b"R<pid>" or b"E<error>")`, serve, exit."""
+def run(state_dir: str, report: Any, handshake: Any = None) -> None:
+    """The supervisor's life: set up the container, `report(b"R<pid>" or b"E<error>")`, serve, exit.
+
+    `handshake`: a staged create (see Supervisor.setup)."""
     with open(state_dir + "/params", "rb") as f:
         params = marshal.load(f)
     wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -652,7 +669,7 @@ def run(state_dir: str, report: Any) -> None:
         _signal.signal(sig, _signal.SIG_IGN)
     sup = Supervisor(state_dir, params)
     try:
-        err = sup.setup()
+        err = sup.setup(handshake)
     except Exception as e:
         err = f"{type(e).__name__}: {e}"
     if err is not None:
@@ -680,12 +697,14 @@ def run(state_dir: str, report: Any) -> None:
     os._exit(0)
 
 
-def spawn(conn: socket.socket, state_dir: str) -> None:
+def spawn(conn: socket.socket, state_dir: str, staged: bool = False) -> None:
     """Forks a new supervisor for another container from this live one (op "spawn").
 
     No interpreter start-up and no imports, and the new supervisor shares this one's pages copy-on-write: what
     makes create fast and supervisors small. The new one leaves our process tree (double fork, own session) and
     answers on `conn`; our children are born in our container's pid namespace, so we fork from the host's.
+    `staged`: the engine writes the spec later; the new supervisor answers {"prepared": "P"} once its init waits
+    in the cgroup, then waits for a frame on `conn` (EOF: given up) before it carries on.
     """
     from engine.exec import linux
 
@@ -713,7 +732,17 @@ def spawn(conn: socket.socket, state_dir: str) -> None:
                         sock.sendall(P.frame(P.CONTROL, marshal.dumps({"spawned": msg.decode()})))
                     sock.close()
 
-                run(state_dir, report)
+                def handshake(msg: bytes) -> tuple[int, bytes] | None:
+                    try:
+                        sock.sendall(P.frame(P.CONTROL, marshal.dumps({"prepared": msg.decode()})))
+                        sock.settimeout(300)
+                        got = P.recv_frame(sock)
+                        sock.settimeout(None)
+                        return got
+                    except OSError:
+                        return None
+
+                run(state_dir, report, handshake if staged else None)
             finally:
                 os._exit(1)
         os.waitpid(pid, 0)
@@ -772,7 +801,7 @@ def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
                     buf += chunk
                 req = marshal.loads(buf[P.HEADER :])
                 if req.get("op") == "spawn":
-                    spawn(conn, str(req["dir"]))
+                    spawn(conn, str(req["dir"]), staged=bool(req.get("staged")))
             except Exception as e:
                 print(f"portside zygote: {type(e).__name__}: {e}", file=sys.stderr)
             finally:
