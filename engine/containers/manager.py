@@ -404,7 +404,7 @@ class ContainerManager:
             return
         t0 = time.monotonic()
         async with self.lock(cid):
-            await runner.cleanup(self, rec)
+            await runner.cleanup(self, rec, drop_layer=bool(rec["HostConfig"].get("AutoRemove")))
             log.debug("exit %s: cleanup %.1fms", cid[:12], 1000 * (time.monotonic() - t0))
             started = rec["State"].get("StartedAt", "")
             rec["State"].update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,

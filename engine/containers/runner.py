@@ -152,8 +152,9 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
         raise
 
 
-async def cleanup(m: ContainerManager, rec: dict[str, Any]) -> None:
-    """After the process exited: release the runtime state, the network and the rootfs mount."""
+async def cleanup(m: ContainerManager, rec: dict[str, Any], *, drop_layer: bool = False) -> None:
+    """After the process exited: release the runtime state, the network and the rootfs mount. `drop_layer`: the
+    container is about to be removed (--rm): its layer goes too, while the network is being released."""
     d = m.d
     cid = rec["Id"]
 
@@ -176,6 +177,8 @@ async def cleanup(m: ContainerManager, rec: dict[str, Any]) -> None:
             try:
                 layer = await asyncio.to_thread(d.images.container_layer, cid)
                 await asyncio.to_thread(_unmount_quiet, layer, rootfs)
+                if drop_layer:
+                    await asyncio.to_thread(layer.remove)
             except EngineError:
                 pass
         await asyncio.to_thread(shutil.rmtree, m.bundle(cid), True)
