@@ -7,7 +7,9 @@ between runs (not timed):
 - portside's ImageService called directly (no daemon, no CLI), on a fresh root each run;
 - `podman pull` when installed, and `skopeo copy` to a dir (download and verify only, no unpack).
 MB/s counts the compressed bytes the registry sends. Ratios are against dockerd (target: 1.5x).
-`BENCH_RUNS` (default 5) sets the runs per tool.
+`BENCH_RUNS` (default 5) sets the runs per tool; `BENCH_DOCKERD_TOPDIR=1` gives dockerd's overlay2 dir the
+TOPDIR flag portside's snapshot dir has (on ext4 without a journal it decides how fast many small files are
+created right after an image was removed).
 """
 
 from __future__ import annotations
@@ -161,6 +163,13 @@ def main() -> None:
                      str(dd / "pid"), "-H", f"unix://{dsock}", "--iptables=false", "--ip6tables=false",
                      "--bridge=none", "--insecure-registry", reg.host, "--containerd-namespace", bridge,
                      "--containerd-plugins-namespace", bridge + "-plugins"], dd, dsock))
+
+                if os.environ.get("BENCH_DOCKERD_TOPDIR") == "1":
+                    # Like-for-like unpacking: dockerd's layers spread over ext4's block groups as portside's
+                    # snapshots are (see engine/images/snapshots.mark_topdir).
+                    from engine.images.snapshots import mark_topdir
+
+                    mark_topdir(dd / "data" / "overlay2")
 
                 def dockerd(ref: str) -> None:
                     _docker(dsock, "pull", "-q", ref)

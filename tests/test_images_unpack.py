@@ -275,3 +275,17 @@ def test_snapshot_roots_are_top_directories(tmp_path: Path) -> None:
     if not flags & 0x00020000:
         pytest.skip("this filesystem keeps no TOPDIR flag")  # e.g. tmpfs, overlayfs
     assert flags & 0x00020000
+
+
+@pytest.mark.parametrize("size", [100, 300 << 10])  # a small file (writer threads) and a big one (streamed)
+def test_truncated_layer_is_refused(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    tar = make_tar([("f", "file", data)])
+    dest = tmp_path / "x"
+    dest.mkdir()
+    with pytest.raises(LayerError, match="invalid layer"):
+        apply_layer(io.BytesIO(tar[: 512 + size // 2]), dest)
+    dest2 = tmp_path / "y"
+    dest2.mkdir()
+    apply_layer(io.BytesIO(gzip.compress(tar)), dest2)
+    assert (dest2 / "f").read_bytes() == data

@@ -44,6 +44,7 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _READ = 1 << 20
+_INFLATE = 4 << 20  # most output one inflate step makes (bounds memory against bombs)
 _TAR_BUF = 32 << 10  # tarfile's stream mode copies its buffer on every read: keep it small
 _SMALL = 256 << 10
 _WRITERS = 4  # threads creating small files: file creation is mostly kernel time, which runs without the GIL
@@ -98,6 +99,7 @@ class _Decompressed:
         self._zlib: Any = None
         self._kind = kind
         self._buf = b""
+        self._bufpos = 0
         self._eof = False
         if kind == "gzip":
             self._zlib = _zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -119,6 +121,18 @@ class _Decompressed:
                 return self._zstd.read(n)
             except Exception as e:  # zstandard.ZstdError: corrupt frames
                 raise LayerError(f"invalid layer: zstd: {e}") from None
+        # Inflate in big steps and hand out slices: with tarfile's small reads as max_length, zlib would copy
+        # the rest of each 1 MiB input chunk (its unconsumed_tail) for every 32 KiB it returns.
+        if self._bufpos >= len(self._buf):
+            self._buf, self._bufpos = self._inflate(_INFLATE), 0
+            if len(self._buf) <= n:
+                data, self._buf = self._buf, b""
+                return data
+        data = self._buf[self._bufpos : self._bufpos + n]
+        self._bufpos += len(data)
+        return data
+
+    def _inflate(self, n: int) -> bytes:
         assert self._zlib is not None
         out = b""
         while not out:
@@ -496,12 +510,16 @@ class _Applier:
     def _regular(self, tar: tarfile.TarFile, m: tarfile.TarInfo, dirfd: int, base: str) -> None:
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
         try:
-            src = tar.extractfile(m)
+            # Straight from the stream (after next() it stands at the member's data), except sparse members
+            # whose data needs tarfile's map.
+            src: Any = tar.extractfile(m) if m.issparse() else tar.fileobj
+            left = m.size
             if src is not None:
-                while True:
-                    chunk = src.read(_READ)
+                while left > 0:
+                    chunk = src.read(min(left, _READ))
                     if not chunk:
-                        break
+                        raise tarfile.ReadError("unexpected end of data")
+                    left -= len(chunk)
                     self._check_space(len(chunk))
                     view = memoryview(chunk)
                     while view:
