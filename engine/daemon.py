@@ -26,6 +26,10 @@ from engine.events import EventBus
 from engine.volumes import VolumeStore, dir_size
 
 log = logging.getLogger("portside.daemon")
+# pyroute2 logs every netlink message at debug level (kilobytes per container start): --log-level debug is for
+# the engine's own steps, so its netlink dumps stay out unless asked for by name
+if logging.getLogger("pyroute2").level == logging.NOTSET:
+    logging.getLogger("pyroute2").setLevel(logging.INFO)
 
 DEFAULT_DATA_ROOT = Path("/var/lib/portside")
 DEFAULT_EXEC_ROOT = Path("/run/portside")

@@ -88,6 +88,7 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
                 await d.runtime.prepare(cid, bundle, tty=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
                                         stdin_once=bool(cfg.get("StdinOnce")), log_path=m.log_path(cid),
                                         log_config=hc.get("LogConfig") or {})
+                mark("supervisor")
 
         # The root filesystem, the network and the supervisor do not depend on each other: all at once. Each
         # adds its undo step, so a failure of one still releases the others.
@@ -131,11 +132,8 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
         rec["State"]["Pid"] = await d.runtime.start(cid)
         mark("start")
         if log.isEnabledFor(logging.DEBUG):
-            prev, parts = t0, []
-            for step, t in marks:
-                parts.append(f"{step} {1000 * (t - prev):.1f}ms")
-                prev = t
-            log.debug("start %s: %s", cid[:12], ", ".join(parts))
+            # when each step finished, from the start (rootfs, network and supervisor run at the same time)
+            log.debug("start %s: %s", cid[:12], ", ".join(f"{step} +{1000 * (t - t0):.1f}ms" for step, t in marks))
     except BaseException:
         for is_async, fn in reversed(undo):
             try:
