@@ -39,6 +39,7 @@ DEFAULT_KEYS: dict[str, str] = {
     "kill": "K",
     "remove": "delete,d",
     "mark": "space",
+    "mark_project": "g",
     "filter": "slash",
     "new": "c",
     "run_nginx": "w",

@@ -16,6 +16,10 @@ STATE_COLOURS = {
     "removing": "magenta",
 }
 
+# docker-compose (v1 and v2) label every container of a project with these.
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+
 # The ports Kitematic treated as web ports, in its order of preference, for the default URL.
 WEB_PORTS = (80, 8000, 8080, 8888, 3000, 5000, 2368, 9200, 8983, 443)
 
@@ -30,11 +34,14 @@ class ContainerRow:
     ports: str
     published: tuple[tuple[str, int, int, str], ...]  # (host ip, host port, container port, proto)
     created: int
+    project: str = ""  # the compose project it belongs to, if any
+    service: str = ""
 
     @classmethod
     def from_api(cls, c: dict[str, Any]) -> ContainerRow:
         names = c.get("Names") or [""]
         ports = c.get("Ports") or []
+        labels = c.get("Labels") or {}
         published = tuple(
             (p.get("IP", ""), int(p["PublicPort"]), int(p["PrivatePort"]), p.get("Type", "tcp"))
             for p in ports
@@ -49,6 +56,8 @@ class ContainerRow:
             ports=displayable_ports(ports),
             published=published,
             created=int(c.get("Created", 0)),
+            project=labels.get(PROJECT_LABEL, ""),
+            service=labels.get(SERVICE_LABEL, ""),
         )
 
     @property
@@ -56,9 +65,24 @@ class ContainerRow:
         return self.id[:12]
 
     def matches(self, text: str) -> bool:
-        """The filter-as-you-type test: every word appears in the name, image, state or ports."""
-        hay = f"{self.name} {self.image} {self.state} {self.ports} {self.short_id}".lower()
+        """The filter-as-you-type test: every word appears in the name, image, state, ports or compose project."""
+        hay = f"{self.name} {self.image} {self.state} {self.ports} {self.short_id} {self.project}".lower()
         return all(word in hay for word in text.lower().split())
+
+
+def list_order(rows: list[ContainerRow]) -> list[ContainerRow]:
+    """Running stacks first, then by name, as Kitematic sorted; a compose project's containers stay together
+    (under the project's name) so a stack reads as one block and can be marked as one."""
+    live = ("running", "paused", "restarting")
+    group_live: dict[str, bool] = {}
+    for r in rows:
+        if r.project:
+            group_live[r.project] = group_live.get(r.project, False) or r.state in live
+    def key(r: ContainerRow) -> tuple[bool, str, str]:
+        is_live = group_live[r.project] if r.project else r.state in live
+        return (not is_live, r.project or r.name, r.name)
+
+    return sorted(rows, key=key)
 
 
 def _join_host_port(ip: str, port: int) -> str:

@@ -9,13 +9,16 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from app.containers import STATE_COLOURS, ContainerRow
+from app.containers import STATE_COLOURS, ContainerRow, list_order
 
 
 class ContainerList(DataTable[Text]):
     """Rows keyed by container id; the set of rows is kept by the screen, the table shows the filtered ones."""
 
-    BINDINGS = [Binding("space", "mark", "Mark", id="mark")]
+    BINDINGS = [
+        Binding("space", "mark", "Mark", id="mark"),
+        Binding("g", "mark_project", "Mark stack", id="mark_project"),
+    ]
 
     @dataclass
     class Highlighted(Message):
@@ -64,9 +67,7 @@ class ContainerList(DataTable[Text]):
         self.refresh_rows()
 
     def _ordered(self) -> list[ContainerRow]:
-        # Running first, then by name: the order Kitematic settled on.
-        rows = [r for r in self.rows_by_id.values() if r.matches(self.filter_text)]
-        return sorted(rows, key=lambda r: (r.state not in ("running", "paused", "restarting"), r.name))
+        return list_order([r for r in self.rows_by_id.values() if r.matches(self.filter_text)])
 
     def refresh_rows(self) -> None:
         current = self.current_id
@@ -91,6 +92,12 @@ class ContainerList(DataTable[Text]):
         if col == "state":
             return Text(row.state, style=STATE_COLOURS.get(row.state, ""))
         if col == "name":
+            if row.project:
+                # The stack it belongs to, dimmed, so a compose project reads as one block.
+                short = row.name
+                for sep in ("-", "_"):  # compose v2 names project-service-N, v1 project_service_N
+                    short = short.removeprefix(row.project + sep)
+                return Text.assemble((row.project, "dim"), (" / ", "dim"), (short, "bold"))
             return Text(row.name, style="bold")
         return Text(getattr(row, col))
 
@@ -128,6 +135,20 @@ class ContainerList(DataTable[Text]):
         self.update_cell(cid, "mark", self._cell(self.rows_by_id[cid], "mark"))
         if self.cursor_row < len(self._shown) - 1:
             self.move_cursor(row=self.cursor_row + 1)
+
+    def action_mark_project(self) -> None:
+        """Mark (or unmark) every container of the cursor's compose project, so a verb acts on the whole stack."""
+        row = self.current
+        if row is None or not row.project:
+            self.notify("Not part of a compose project", severity="warning")
+            return
+        members = {r.id for r in self.rows_by_id.values() if r.project == row.project}
+        if members <= self.marked:
+            self.marked -= members
+        else:
+            self.marked |= members
+        for cid in members & set(self._shown):
+            self.update_cell(cid, "mark", self._cell(self.rows_by_id[cid], "mark"))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()

@@ -255,3 +255,45 @@ async def test_editing_a_port_recreates_keeping_env_and_command(engine: Engine, 
             assert resp.status == 200
         await wait_for(pilot, lambda: "started with FOO=bar baz" in main.log_view.lines, what="its log")
         engine.api.remove_container(new_id, force=True)
+
+
+async def test_compose_stack_groups_and_stops_as_one(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """Containers labelled as one compose project sit together under the project's name, and `g` marks the whole
+    stack so one key stops it, leaving other containers alone."""
+    tag = uuid.uuid4().hex[:6]
+    project = f"pststack{tag}"
+    ids = []
+    for service in ("web", "db"):
+        name = f"{project}-{service}-1"
+        hc = engine.api.create_host_config(network_mode="none")
+        cid = engine.api.create_container(
+            engine.busybox, SLEEPER, name=name, host_config=hc,
+            labels={"com.docker.compose.project": project, "com.docker.compose.service": service},
+        )["Id"]
+        engine.api.start(cid)
+        ids.append(cid)
+    other = engine.run(SLEEPER, f"pst-outside-{tag}")
+    app = PortsideApp(host=engine.url, config=engine.config())
+    async with app.run_test(size=(160, 45)) as pilot:
+        main = _main(app)
+        cl = main.container_list
+        await wait_for(pilot, lambda: all(i in cl.rows_by_id for i in [*ids, other]), what="all listed")
+        assert {cl.rows_by_id[i].project for i in ids} == {project}
+        assert cl.rows_by_id[ids[0]].service == "web"
+        # the filter knows the project; the stack's rows are adjacent in the list
+        cl.set_filter(tag)
+        await pilot.pause(0.1)
+        shown = cl._shown
+        assert set(shown) == {*ids, other}
+        assert abs(shown.index(ids[0]) - shown.index(ids[1])) == 1
+        assert str(cl.get_cell(ids[0], "name")) == f"{project} / web-1"
+        cl.focus()
+        assert cl.select_id(ids[1])
+        await pilot.press("g")
+        assert cl.marked == set(ids)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: all(cl.rows_by_id[i].state == "exited" for i in ids), timeout=30,
+                       what="the stack exited")
+        assert cl.rows_by_id[other].state == "running"
+    for cid in [*ids, other]:
+        engine.api.remove_container(cid, force=True)

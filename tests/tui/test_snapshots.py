@@ -43,6 +43,12 @@ def test_snapshot_new_container(snap_compare: Any, tmp_config_home: Any) -> None
     async def run_before(pilot: Any) -> None:
         await pilot.press("c")
         await wait_for(pilot, lambda: getattr(pilot.app.screen, "shown", None), what="results")
+        # A blinking cursor is drawn or not depending on when the shot is taken: hold it on.
+        from textual.widgets import Input
+
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False
+        await pilot.pause()
 
     assert snap_compare(_offline_app(), terminal_size=SIZE, run_before=run_before)
 
