@@ -69,32 +69,40 @@ async def ours_once(rt: Runtime, bundle: Path, log: Path) -> None:
 
 
 async def bench_run(table: Table, base: Path, bundle: Path, parent: str) -> None:
+    """Ours and each peer alternate run by run: on a shared machine, load changes hit them alike."""
     rt = Runtime(base / "exec", parent, zygote=True)
     log = base / "bench.log"
-    samples = []
-    await ours_once(rt, bundle, log)  # warm-up
-    for _ in range(RUNS):
-        t = time.perf_counter()
-        await ours_once(rt, bundle, log)
-        samples.append(time.perf_counter() - t)
-    table.add("portside (engine/exec)", [s * 1000 for s in samples], "zygote supervisor, cached seccomp BPF")
-    rt.close()
+    await ours_once(rt, bundle, log)  # warm-up (starts the zygote)
+    peers: dict[str, list[str]] = {}
+    failed: list[tuple[str, str]] = []
     for name in ("runc", "crun"):
         exe = peer(name)
         if not exe:
             continue
         pb = peer_bundle(bundle, name, parent)
         cmd = [exe, "--root", str(base / f"{name}-state"), "run", "--bundle", str(pb), f"bench-{name}"]
-        res = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+        res = subprocess.run(cmd, capture_output=True, timeout=60, check=False)  # warm-up, and can it run here?
         if res.returncode != 0:
-            table.add_value(name, float("nan"), f"failed: {res.stderr.decode(errors='replace').strip()[-160:]}")
+            failed.append((name, f"failed: {res.stderr.decode(errors='replace').strip()[-160:]}"))
             continue
-        times = []
+        peers[name] = cmd
+    samples: dict[str, list[float]] = {"ours": [], **{name: [] for name in peers}}
+    try:
         for _ in range(RUNS):
             t = time.perf_counter()
-            subprocess.run(cmd, capture_output=True, timeout=60, check=True)
-            times.append((time.perf_counter() - t) * 1000)
-        table.add(name, times, "`run` of the same bundle")
+            await ours_once(rt, bundle, log)
+            samples["ours"].append((time.perf_counter() - t) * 1000)
+            for name, cmd in peers.items():
+                t = time.perf_counter()
+                subprocess.run(cmd, capture_output=True, timeout=60, check=True)
+                samples[name].append((time.perf_counter() - t) * 1000)
+    finally:
+        rt.close()
+    table.add("portside (engine/exec)", samples["ours"], "zygote supervisor, engine-compiled seccomp BPF")
+    for name in peers:
+        table.add(name, samples[name], "`run` of the same bundle")
+    for name, why in failed:
+        table.add_value(name, float("nan"), why)
 
 
 def _pss_kib(pid: int) -> tuple[int, int]:
