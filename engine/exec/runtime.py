@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -298,7 +298,11 @@ class Runtime:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.settimeout(30)
-            _connect(s, z)
+            try:
+                _connect(s, z)
+            except (ConnectionRefusedError, FileNotFoundError):
+                self._zygote_gone(z)
+                raise
             s.sendall(P.frame(P.CONTROL, marshal.dumps({"op": "spawn", "dir": str(d), "staged": True})))
             got = P.recv_frame(s)
             reply = marshal.loads(got[1]) if got is not None else {}
@@ -367,12 +371,18 @@ class Runtime:
 
     def _spawn(self, d: Path) -> str | None:
         """Asks the zygote or a live supervisor of this exec-root to fork the new one; None when none can."""
-        candidates = [self.exec_root / cid / "ctl.sock" for cid in reversed(self.list()) if cid != d.name]
-        if self.zygote:
-            z = self._zygote_socket()
-            if z is not None:
-                candidates.insert(0, z)
-        for sock_path in candidates:
+
+        def candidates() -> Iterator[Path]:
+            if self.zygote:
+                z = self._zygote_socket()
+                if z is not None:
+                    yield z
+            # only when the zygote cannot: listing the exec-root costs a look at every container
+            for cid in reversed(self.list()):
+                if cid != d.name:
+                    yield self.exec_root / cid / "ctl.sock"
+
+        for sock_path in candidates():
             if not sock_path.exists():
                 continue
             try:
@@ -391,9 +401,22 @@ class Runtime:
                 reply = marshal.loads(buf[P.HEADER : P.HEADER + P.parse_header(buf[: P.HEADER])[1]])
                 if "spawned" in reply:
                     return str(reply["spawned"])
+            except (ConnectionRefusedError, FileNotFoundError):
+                self._zygote_gone(sock_path)
             except (OSError, ValueError, EOFError):
                 continue
         return None
+
+    def _zygote_gone(self, path: Path) -> None:
+        """The zygote at `path` died (killed): the next create starts a new one."""
+        with self._zygote_lock:
+            if path == self._zygote_path:
+                self._zygote_path = None
+                if self._zygote_life >= 0:
+                    os.close(self._zygote_life)
+                    self._zygote_life = -1
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def _seccomp_program(self, profile: dict[str, Any]) -> bytes | None:
         """The compiled BPF of a seccomp profile, kept in memory: containers mostly share a few profiles, and the

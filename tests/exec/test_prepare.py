@@ -92,3 +92,38 @@ async def test_failed_create_after_prepare_leaves_nothing(zrt: Runtime, make_bun
         await zrt.create(cid, b.dir, log_path=b.log)
     assert e.value.exit_code == 127 and "executable file not found" in str(e.value)
     assert not (zrt.exec_root / cid).exists() and not _cgroup_dirs(zrt, cid)
+
+
+async def test_a_killed_zygote_is_replaced(zrt: Runtime, make_bundle: MakeBundle) -> None:
+    import os
+    import signal
+
+    b = make_bundle(["true"])
+    zpath = await asyncio.to_thread(zrt._zygote_socket)
+    assert zpath is not None
+    pid = next(int(p.name) for p in Path("/proc").iterdir()
+               if p.name.isdigit() and str(zpath).encode() in _read(p / "cmdline"))  # fmt: skip
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(200):
+        if not Path(f"/proc/{pid}").exists():
+            break
+        await asyncio.sleep(0.01)
+    for _ in range(2):  # the first create finds the zygote gone (and still runs), the next has a new one
+        cid = new_id()
+        await zrt.prepare(cid, b.dir, log_path=b.log)
+        await zrt.create(cid, b.dir, log_path=b.log)
+        try:
+            await zrt.start(cid)
+            assert (await asyncio.wait_for(zrt.wait(cid), 30)).exit_code == 0
+        finally:
+            await zrt.delete(cid, force=True)
+    assert zrt._zygote_path is not None and zrt._zygote_path.exists()
+    assert [int(p.name) for p in Path("/proc").iterdir()
+            if p.name.isdigit() and str(zpath).encode() in _read(p / "cmdline")] not in ([], [pid])  # fmt: skip
+
+
+def _read(p: Path) -> bytes:
+    try:
+        return p.read_bytes()
+    except OSError:
+        return b""
