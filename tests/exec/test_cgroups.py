@@ -67,13 +67,15 @@ async def _grows(value: Callable[[], int], than: int, timeout: float = 10) -> bo
 
 
 async def test_pause_freezes_and_unpause_resumes(runtime: Runtime, make_bundle: MakeBundle) -> None:
-    b = make_bundle(["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.02; done"])
+    # Written aside and renamed: a freeze between `>`'s truncation and the write would leave it empty for good.
+    b = make_bundle(["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; mv /tmp/n /tmp/count; "
+                                 "sleep 0.02; done"])
     counter = b.dir / "upper" / "tmp" / "count"
     cid = new_id()
     await runtime.create(cid, b.dir, log_path=b.log)
 
     def value() -> int:
-        for _ in range(100):
+        for _ in range(1000):  # up to 10 s: the first write can be slow on a loaded machine
             text = counter.read_text().strip() if counter.exists() else ""
             if text:
                 return int(text)
