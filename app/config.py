@@ -45,6 +45,7 @@ DEFAULT_KEYS: dict[str, str] = {
     "run_nginx": "w",
     "exec": "e",
     "save_settings": "ctrl+s",
+    "delete_row": "ctrl+d",
 }
 
 _KEY = re.compile(r"^[A-Za-z0-9_+\-]+$")

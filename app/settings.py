@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import re
 import shlex
 import socket
 import uuid
@@ -160,33 +161,191 @@ def host_port_free(ip: str, port: int, proto: str) -> bool:
     return True
 
 
-def validate_ports(ports: list[PortMapping], container_id: str, containers: list[dict[str, Any]],
-                   own_current: list[PortMapping]) -> list[str]:
-    """Clashes caught before saving: duplicates, ports other containers publish, ports taken on this host."""
-    errors: list[str] = []
-    bound: list[PortMapping] = []
-    for p in ports:
-        if p.host_port is None:
+WILDCARD_IPS = frozenset({"", "0.0.0.0", "::"})
+
+
+def port_clashes(ports: list[PortMapping | None], container_id: str, containers: list[dict[str, Any]],
+                 own_current: list[PortMapping], *, check_host: bool = True) -> dict[int, list[str]]:
+    """Clashes of each form row (by index; None rows are skipped): the same host ip:port twice, a host port
+    another container on this engine publishes (its list entry's Ports), and - when the engine runs on this
+    machine (`check_host`) - a port something already holds here. The container's own current ports are not
+    clashes with themselves."""
+    found: dict[int, list[str]] = {}
+
+    def add(i: int, text: str) -> None:
+        if text not in found.setdefault(i, []):
+            found[i].append(text)
+
+    for i, p in enumerate(ports):
+        if p is None or p.host_port is None:
             continue
-        for q in bound:
-            wild = {"", "0.0.0.0", "::"}
-            same_ip = p.host_ip == q.host_ip or p.host_ip in wild or q.host_ip in wild
+        for q in ports[:i]:
+            if q is None or q.host_port is None:
+                continue
+            same_ip = p.host_ip == q.host_ip or p.host_ip in WILDCARD_IPS or q.host_ip in WILDCARD_IPS
             if same_ip and (q.host_port, q.proto) == (p.host_port, p.proto):
-                errors.append(f"host port {p.host_port}/{p.proto} is used twice")
-        bound.append(p)
-    own = {(p.host_port, p.proto) for p in own_current if p.host_port}
+                add(i, f"host port {p.host_port}/{p.proto} is used twice")
     for c in containers:
         if c["Id"] == container_id:
             continue
         name = (c.get("Names") or ["?"])[0].lstrip("/")
         for cp in c.get("Ports") or []:
-            for p in ports:
-                if p.host_port and cp.get("PublicPort") == p.host_port and cp.get("Type") == p.proto:
-                    errors.append(f"host port {p.host_port}/{p.proto} is already published by {name}")
-    for p in ports:
-        if p.host_port and (p.host_port, p.proto) not in own and not host_port_free(p.host_ip, p.host_port, p.proto):
-            errors.append(f"host port {p.host_port}/{p.proto} is in use on this machine")
-    return sorted(set(errors))
+            for i, p in enumerate(ports):
+                if p and p.host_port and cp.get("PublicPort") == p.host_port and cp.get("Type") == p.proto:
+                    add(i, f"host port {p.host_port}/{p.proto} is already published by {name}")
+    if check_host:
+        own = {(p.host_port, p.proto) for p in own_current if p.host_port}
+        for i, p in enumerate(ports):
+            if p and p.host_port and (p.host_port, p.proto) not in own and not host_port_free(
+                    p.host_ip, p.host_port, p.proto):
+                add(i, f"host port {p.host_port}/{p.proto} is in use on this machine")
+    return found
+
+
+def validate_ports(ports: list[PortMapping], container_id: str, containers: list[dict[str, Any]],
+                   own_current: list[PortMapping], *, check_host: bool = True) -> list[str]:
+    """Clashes caught before saving: duplicates, ports other containers publish, ports taken on this host."""
+    found = port_clashes(list(ports), container_id, containers, own_current, check_host=check_host)
+    return sorted({e for errs in found.values() for e in errs})
+
+
+def is_local_engine(url: str) -> bool:
+    """True when the engine at `url` publishes ports on this machine (a unix socket, or TCP on loopback), so a
+    port bound here also clashes with what the engine would publish."""
+    if url.startswith(("unix://", "/", "npipe://")):
+        return True
+    host = url.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- one form field at a time (the Settings forms check each field as it is typed) ---
+
+PROTOCOLS = ("tcp", "udp", "sctp")
+_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # dockerd's rule for named volumes
+
+
+def check_port_text(text: str, what: str, *, required: bool) -> str | None:
+    """None when `text` is a port number 1-65535 (or empty and not `required`), else why not."""
+    text = text.strip()
+    if not text:
+        return f"{what} is required" if required else None
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        return f"{what} must be a number from 1 to 65535"
+    return None
+
+
+def check_host_ip(text: str) -> str | None:
+    text = text.strip().strip("[]")
+    if not text:
+        return None
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return f"{text!r} is not an IP address"
+    return None
+
+
+def check_env_key(key: str) -> str | None:
+    """Docker takes any name without '=' or whitespace; an empty name is a mistake."""
+    if not key:
+        return "the name is empty"
+    if "=" in key:
+        return f"{key!r}: a name cannot contain '='"
+    if any(c.isspace() for c in key):
+        return f"{key!r}: a name cannot contain spaces"
+    if "\0" in key:
+        return f"{key!r}: a name cannot contain NUL"
+    return None
+
+
+def check_volume_source(kind: str, text: str) -> str | None:
+    text = text.strip()
+    if kind == "bind":
+        if not text:
+            return "the host path is required"
+        if not text.startswith("/"):
+            return f"{text!r}: a host path must be absolute (start with /)"
+        if ":" in text:
+            return f"{text!r}: a host path cannot contain ':'"
+        return None
+    if not text:
+        return "the volume name is required"
+    if not _VOLUME_NAME.match(text):
+        return f"{text!r}: a volume name is letters, digits, '_', '.' or '-' (2 or more, not starting with _.-)"
+    return None
+
+
+def check_container_path(text: str) -> str | None:
+    text = text.strip()
+    if not text:
+        return "the container path is required"
+    if not text.startswith("/"):
+        return f"{text!r}: the container path must be absolute (start with /)"
+    if text.rstrip("/") == "":
+        return "the container path cannot be /"
+    if ":" in text:
+        return f"{text!r}: the container path cannot contain ':'"
+    return None
+
+
+@dataclass(frozen=True)
+class BindEntry:
+    """One HostConfig.Binds entry as the Volumes form shows it."""
+
+    source: str  # an absolute host path (a bind) or a volume name
+    target: str
+    read_only: bool = False
+    options: tuple[str, ...] = ()  # other options (z, Z, nocopy, propagation) kept as they were
+
+    @property
+    def kind(self) -> str:
+        return "bind" if self.source.startswith("/") else "volume"
+
+    def __str__(self) -> str:
+        opts = [o for o in self.options if o not in ("ro", "rw")]
+        if self.read_only:
+            opts.insert(0, "ro")
+        return f"{self.source}:{self.target}" + (f":{','.join(opts)}" if opts else "")
+
+
+def parse_bind(text: str) -> BindEntry:
+    parts = text.split(":")
+    if len(parts) < 2:
+        raise ValueError(f"{text!r} is not SOURCE:/container/path[:ro]")
+    opts = tuple(o for o in (parts[2].split(",") if len(parts) > 2 else []) if o)
+    return BindEntry(parts[0], parts[1], "ro" in opts, tuple(o for o in opts if o not in ("ro", "rw")))
+
+
+def mount_point_clashes(targets: list[str | None]) -> dict[int, str]:
+    """Rows (by index) whose container path an earlier row already uses: dockerd refuses 'Duplicate mount
+    point'."""
+    seen: set[str] = set()
+    out: dict[int, str] = {}
+    for i, t in enumerate(targets):
+        if not t:
+            continue
+        norm = t.rstrip("/") or "/"
+        if norm in seen:
+            out[i] = f"duplicate mount point: {norm}"
+        seen.add(norm)
+    return out
+
+
+def env_key_clashes(keys: list[str | None]) -> dict[int, str]:
+    seen: set[str] = set()
+    out: dict[int, str] = {}
+    for i, k in enumerate(keys):
+        if not k:
+            continue
+        if k in seen:
+            out[i] = f"{k} is set twice"
+        seen.add(k)
+    return out
 
 
 # --- the plan ---

@@ -97,6 +97,8 @@ class MainScreen(Screen[None]):
         data: dict[str, Any]
         networks: list[str]
         containers: list[str]
+        container_list: list[dict[str, Any]]
+        volumes: list[str]
 
     @dataclass
     class SavePlanned(Message):
@@ -423,16 +425,26 @@ class MainScreen(Screen[None]):
             api = self.app.wait_engine().api  # type: ignore[attr-defined]
             data = api.inspect_container(cid)
             networks = sorted(n["Name"] for n in api.networks())
-            names = sorted((c.get("Names") or ["/"])[0].lstrip("/") for c in api.containers(all=True))
+            listed = api.containers(all=True)
+            names = sorted((c.get("Names") or ["/"])[0].lstrip("/") for c in listed)
+            volumes = sorted(v["Name"] for v in (api.volumes().get("Volumes") or []))
         except Exception:
             return
-        self.post_message(self.InspectLoaded(cid, data, networks, names))
+        self.post_message(self.InspectLoaded(cid, data, networks, names, listed, volumes))
+
+    @property
+    def engine_is_local(self) -> bool:
+        """Ports bound on this machine clash with what the engine publishes only when the engine runs here."""
+        ep = getattr(self.app, "endpoint", None)
+        return st.is_local_engine(ep.url) if ep is not None else True
 
     @on(InspectLoaded)
-    def _inspect_loaded(self, message: InspectLoaded) -> None:
+    async def _inspect_loaded(self, message: InspectLoaded) -> None:
         if message.container_id == self.selected_id:
             self.query_one(JsonTree).load(message.data, message.data.get("Name", "").lstrip("/"))
-            self.settings_pane.load(message.container_id, message.data, message.networks, message.containers)
+            await self.settings_pane.load(message.container_id, message.data, message.networks, message.containers,
+                                          container_list=message.container_list, volumes=message.volumes,
+                                          local_engine=self.engine_is_local)
 
     @property
     def settings_pane(self) -> SettingsPane:
@@ -453,7 +465,8 @@ class MainScreen(Screen[None]):
             api = self.app.wait_engine().api  # type: ignore[attr-defined]
             data = api.inspect_container(cid)
             old = st.from_inspect(data)
-            errors = st.validate_ports(new.ports, cid, api.containers(all=True), old.ports)
+            errors = st.validate_ports(new.ports, cid, api.containers(all=True), old.ports,
+                                       check_host=self.engine_is_local)
             if new.name != old.name and any(
                 (c.get("Names") or [""])[0].lstrip("/") == new.name for c in api.containers(all=True)
             ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from textual.widgets import Input
 
 from app.messages import ActionFailed
 from app.screens.main import MainScreen
@@ -226,14 +227,15 @@ async def test_editing_a_port_recreates_keeping_env_and_command(engine: Engine, 
         main.query_one("#tabs").active = "tab-settings"
         pane = main.settings_pane
         await wait_for(pilot, lambda: pane.container_id == cid and pane.loaded is not None, what="settings loaded")
-        ports = pane.query_one("#set-ports")
-        assert ports.text == f"80/tcp -> 127.0.0.1:{old_port}"
-        # a clash is caught before anything is sent
-        ports.text = "80/tcp -> 127.0.0.1:99999\n"
+        row = pane.ports_editor.rows[0]
+        assert str(row.value()) == f"80/tcp -> 127.0.0.1:{old_port}"
+        # a bad port is caught before anything is sent
+        hport = row.query_one(".port-hport", Input)
+        hport.value = "99999"
         pane.query_one("#set-name").focus()
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: "65535" in str(pane.query_one("#set-errors").render()), what="a range error")
-        ports.text = f"80/tcp -> 127.0.0.1:{new_port}"
+        hport.value = str(new_port)
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("y")

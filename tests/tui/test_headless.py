@@ -210,3 +210,27 @@ def test_port_clashes_are_found() -> None:
     errors = st.validate_ports([*ports, st.parse_port("5432 -> 5432")], "me", others, [])
     assert "host port 18080/tcp is used twice" in errors
     assert "host port 5432/tcp is already published by db" in errors
+
+
+def test_form_checks_and_bind_entries() -> None:
+    """The Settings forms' field checks, Binds entries round-trip, and which engines are on this machine."""
+    from app import settings as st
+
+    assert st.check_port_text("", "host port", required=False) is None
+    assert st.check_port_text("0", "host port", required=False) == "host port must be a number from 1 to 65535"
+    assert st.check_port_text("", "container port", required=True) == "container port is required"
+    assert st.check_host_ip("[::1]") is None and st.check_host_ip("1.2.3") == "'1.2.3' is not an IP address"
+    assert st.check_env_key("A B") and st.check_env_key("A=B") and st.check_env_key("") and not st.check_env_key("A")
+    assert st.check_volume_source("bind", "rel/path") and not st.check_volume_source("bind", "/srv")
+    assert st.check_volume_source("volume", "_x") and not st.check_volume_source("volume", "data-1")
+    assert st.check_container_path("/") and st.check_container_path("x") and not st.check_container_path("/x")
+    entry = st.parse_bind("/srv:/data:z,ro")
+    assert (entry.kind, entry.source, entry.target, entry.read_only, entry.options) == ("bind", "/srv", "/data",
+                                                                                         True, ("z",))
+    assert str(entry) == "/srv:/data:ro,z" and str(st.parse_bind("v:/x:rw")) == "v:/x"
+    assert st.mount_point_clashes(["/a", "/b/", "/b"]) == {2: "duplicate mount point: /b"}
+    assert st.env_key_clashes(["A", None, "A"]) == {2: "A is set twice"}
+    assert st.is_local_engine("unix:///run/docker.sock") and st.is_local_engine("tcp://127.0.0.1:2375")
+    assert st.is_local_engine("tcp://[::1]:2375") and not st.is_local_engine("tcp://10.1.2.3:2376")
+    rows = [st.parse_port("80 -> 127.0.0.1:18080"), None, st.parse_port("81 -> 18080")]
+    assert st.port_clashes(rows, "me", [], [], check_host=False) == {2: ["host port 18080/tcp is used twice"]}
