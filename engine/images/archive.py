@@ -365,7 +365,8 @@ def load(
 
 # ---- config changes (import / commit --change) -------------------------------------------------------------------
 
-_CHANGE_KEYS = {"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"}
+_CHANGE_KEYS = {"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME",
+                "WORKDIR"}  # fmt: skip
 
 
 def _json_or_shell(arg: str, shell_form: bool) -> list[str]:
@@ -435,6 +436,10 @@ def apply_changes(cfg: dict[str, Any], changes: list[str]) -> dict[str, Any]:
             cfg["WorkingDir"] = arg.strip()
         elif word == "STOPSIGNAL":
             cfg["StopSignal"] = arg.strip()
+        elif word == "HEALTHCHECK":
+            from engine.containers.health import parse_instruction
+
+            cfg["Healthcheck"] = parse_instruction(arg)
         elif word == "ONBUILD":
             cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), arg.strip()]
     return cfg

@@ -61,6 +61,19 @@ def test_go_durations_and_ps_suffixes() -> None:
     assert health.status_suffix({}) == ""
 
 
+def test_healthcheck_instruction_and_go_durations_parse() -> None:
+    assert health.parse_go_duration("1m30s") == 90 * health.SECOND
+    assert health.parse_go_duration("1.5s") == 1_500_000_000 and health.parse_go_duration("200ms") == 200_000_000
+    with pytest.raises(Exception, match='invalid duration "5 s"'):
+        health.parse_go_duration("5 s")
+    assert health.parse_instruction("--interval=200ms --retries=2 CMD test -e /tmp/ok || exit 1") == {
+        "Interval": 200_000_000, "Retries": 2, "Test": ["CMD-SHELL", "test -e /tmp/ok || exit 1"]}  # fmt: skip
+    assert health.parse_instruction('CMD ["wget", "-q", "localhost"]') == {"Test": ["CMD", "wget", "-q", "localhost"]}
+    assert health.parse_instruction("NONE") == {"Test": ["NONE"]}
+    with pytest.raises(Exception, match="Unknown flag: bogus"):
+        health.parse_instruction("--bogus=1 CMD true")
+
+
 # --- through the CLI ---
 
 
@@ -268,3 +281,34 @@ def test_compose_waits_for_service_healthy(daemon: PortsideDaemon, image: str, t
     finally:
         down = compose("down", "-v")
         assert down.returncode == 0, down.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_image_healthcheck_is_inherited_by_new_containers(daemon: PortsideDaemon, image: str,
+                                                          names: list[str]) -> None:  # fmt: skip
+    base, tag = f"pst-health-base-{os.getpid()}", f"pst-health-img-{os.getpid()}:latest"
+    child, over, off = (f"pst-health-{k}-{os.getpid()}" for k in ("child", "over", "off"))
+    names += [base, child, over, off]
+    try:
+        assert daemon.docker("create", "--name", base, image, "sleep", "300").returncode == 0
+        out = daemon.docker("commit", "--change", "HEALTHCHECK --interval=200ms --retries=2 CMD test -e /etc/passwd",
+                            base, tag)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        img = json.loads(daemon.docker("image", "inspect", tag).stdout)[0]
+        assert img["Config"]["Healthcheck"] == {"Test": ["CMD-SHELL", "test -e /etc/passwd"],
+                                                "Interval": 200_000_000, "Retries": 2}  # fmt: skip
+        assert daemon.docker("run", "-d", "--name", child, tag).returncode == 0
+        assert _until(lambda: _health(daemon, child).get("Status") == "healthy")
+        # the container's flags override the image's field by field; --no-healthcheck disables it
+        assert daemon.docker("run", "-d", "--name", over, "--health-cmd", "false", tag).returncode == 0
+        assert _inspect(daemon, over)["Config"]["Healthcheck"] == {"Test": ["CMD-SHELL", "false"],
+                                                                   "Interval": 200_000_000, "Retries": 2}
+        assert _until(lambda: _health(daemon, over).get("Status") == "unhealthy")
+        assert daemon.docker("run", "-d", "--name", off, "--no-healthcheck", tag).returncode == 0
+        time.sleep(0.5)
+        assert "Health" not in _inspect(daemon, off)["State"]
+    finally:
+        for n in (child, over, off):
+            daemon.docker("rm", "-f", n)
+        daemon.docker("rmi", "-f", tag)
