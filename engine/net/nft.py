@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 from engine.errors import EngineError
 from engine.net import nsutil
@@ -108,6 +109,9 @@ def _load_libnftables() -> ctypes.CDLL | None:
     lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
     lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
     lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
+    lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+    lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
+    lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
     return lib
 
 
@@ -116,14 +120,20 @@ def _load_libnftables() -> ctypes.CDLL | None:
 _LIB = _load_libnftables()
 
 
-def _run_lib(lib: ctypes.CDLL, script: str) -> None:
+_NFT_CTX_OUTPUT_JSON = 1 << 4
+
+
+def _run_lib(lib: ctypes.CDLL, script: str, json_out: bool = False) -> str:
     ctx = lib.nft_ctx_new(0)
     try:
         lib.nft_ctx_buffer_output(ctx)
         lib.nft_ctx_buffer_error(ctx)
+        if json_out:
+            lib.nft_ctx_output_set_flags(ctx, _NFT_CTX_OUTPUT_JSON)
         if lib.nft_run_cmd_from_buffer(ctx, script.encode()) != 0:
             err = lib.nft_ctx_get_error_buffer(ctx) or b""
             raise EngineError(f"nftables: {err.decode(errors='replace').strip()}")
+        return (lib.nft_ctx_get_output_buffer(ctx) or b"").decode(errors="replace")
     finally:
         lib.nft_ctx_free(ctx)
 
@@ -152,6 +162,45 @@ def apply(table: str, bridges: list[BridgeRules], ports: list[PortRule]) -> None
 def delete_table(table: str, netns: str | None = None) -> None:
     t = _table(table)
     nft(f"table ip {t}\ndelete table ip {t}\n", netns)
+
+
+def _ruleset_json() -> dict[str, Any]:
+    if _LIB is not None:
+        out = _run_lib(_LIB, "list ruleset ip", json_out=True)
+    else:
+        r = subprocess.run(["nft", "-j", "list", "ruleset", "ip"], capture_output=True, text=True)
+        out = r.stdout if r.returncode == 0 else ""
+    try:
+        data = json.loads(out or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def foreign_published(own_table: str) -> set[tuple[str, str, int]]:
+    """(proto, host ip or "0.0.0.0", port) DNATed by the `published` chain of any other portside engine's table.
+
+    Engines share the host's ports but not their allocators: without this, two engines (or a test's service next
+    to a daemon) both hand out 32768 and the first table in the hook order silently wins.
+    """
+    found: set[tuple[str, str, int]] = set()
+    for item in _ruleset_json().get("nftables", []):
+        rule = item.get("rule") if isinstance(item, dict) else None
+        if not rule or rule.get("table") == own_table or rule.get("chain") != "published":
+            continue
+        ip, proto, port = "0.0.0.0", "", 0
+        for expr in rule.get("expr", []):
+            m = expr.get("match") if isinstance(expr, dict) else None
+            if not m or m.get("op") != "==":
+                continue
+            left = (m.get("left") or {}).get("payload") or {}
+            if left.get("protocol") == "ip" and left.get("field") == "daddr" and isinstance(m.get("right"), str):
+                ip = m["right"]
+            elif left.get("field") == "dport" and isinstance(m.get("right"), int):
+                proto, port = str(left.get("protocol")), m["right"]
+        if proto and port:
+            found.add((proto, ip, port))
+    return found
 
 
 def table_exists(table: str) -> bool:

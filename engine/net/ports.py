@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,12 +216,17 @@ def _host_free(proto: str, ip: str, port: int) -> OSError | None:
 class PortAllocator:
     """Host ports in use by the engine's containers: (proto, host ip, port) -> owner container id."""
 
-    def __init__(self) -> None:
+    def __init__(self, foreign: Callable[[], Iterable[tuple[str, str, int]]] | None = None) -> None:
         self.used: dict[tuple[str, str, int], str] = {}
         self._next: dict[str, int] = {}
+        # ports another engine on this host publishes (its nft DNAT holds no socket a bind test would see)
+        self._foreign_source = foreign
+        self._foreign: set[tuple[str, str, int]] = set()
 
     def taken(self, proto: str, ip: str, port: int) -> bool:
-        return any(p == proto and n == port and _clashes(i, ip) for (p, i, n) in self.used)
+        return any(p == proto and n == port and _clashes(i, ip) for (p, i, n) in self.used) or any(
+            p == proto and n == port and _clashes(i, ip) for (p, i, n) in self._foreign
+        )
 
     def claim(self, owner: str, m: Mapping) -> None:
         self.used[(m.proto, m.host_ip, m.host_port)] = owner
@@ -233,6 +238,7 @@ class PortAllocator:
     def allocate(self, owner: str, reqs: list[Request]) -> list[Mapping]:
         """All or nothing: on any error nothing stays claimed."""
         got: list[Mapping] = []
+        self._foreign = set(self._foreign_source()) if self._foreign_source is not None and reqs else set()
         try:
             for r in reqs:
                 m = self._one(r)

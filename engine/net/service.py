@@ -91,7 +91,7 @@ class NetworkService:
         self.netns_dir = self.exec_root / "netns"
         self.networks: dict[str, dict[str, Any]] = {}
         self.sandboxes: dict[str, dict[str, Any]] = {}
-        self.allocator = ports.PortAllocator()
+        self.allocator = ports.PortAllocator(lambda: nft.foreign_published(self.table))
         self.lock = threading.RLock()
         self.dns: Any = None  # engine.net.dns.DnsServer, started when a container joins a user network
         self.started = False

@@ -48,7 +48,7 @@ class Containers:
         self.made: list[tuple[str, Path]] = []
 
     async def run(self, name: str, cmd: list[str] | None, *, image: str = "busybox", wait: bool = False,
-                  **net: Any) -> tuple[str, Sandbox, Path]:  # fmt: skip
+                  mounts: list[dict[str, Any]] | None = None, **net: Any) -> tuple[str, Sandbox, Path]:  # fmt: skip
         cid = "pst" + uuid.uuid4().hex[:29]  # short: the runtime's control socket path has a length limit
         base = Path(tempfile.mkdtemp(prefix="portside-test-netc-"))
         self.made.append((cid, base))
@@ -63,7 +63,7 @@ class Containers:
             {"destination": dst, "type": "bind", "source": str(src), "options": ["rbind", "rprivate"]}
             for dst, src in (("/etc/hosts", sb.hosts_path), ("/etc/resolv.conf", sb.resolv_conf_path),
                              ("/etc/hostname", sb.hostname_path))
-        ]  # fmt: skip
+        ] + list(mounts or [])  # fmt: skip
         cfg: dict[str, Any] = {"Hostname": name}
         if cmd is not None:
             cfg["Cmd"] = cmd
@@ -165,5 +165,34 @@ async def test_nginx_published_on_all_addresses_answers_another_machine(ctrs: Co
     out = sh(peer.ns, "curl", "-sS", "--max-time", "5", f"http://{peer.host_ip}:{port}/").stdout
     assert "Welcome to nginx" in out
 
-# UDP through a published port is shown with a UDP echo server in a test namespace (test_ports.py): the
-# test-bed images' busybox has no UDP server applet (its nc is TCP only).
+
+# Debian's busybox-static (the test-bed image) has no UDP server applet: its nc is TCP only, no udpsvd/dnsd. So
+# the echo server is the host's python3, bind-mounted read-only into the busybox container (its own rootfs,
+# netns and runtime; only the interpreter comes from the host).
+UDP_ECHO = (
+    "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',7))\n"
+    "while True:\n d,a=s.recvfrom(4096);s.sendto(b'echo:'+d,a)\n"
+)
+HOST_PYTHON = [
+    {"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate", "ro"]}
+    for dst, src in (("/usr", "/usr"), ("/lib", "/usr/lib"), ("/lib64", "/usr/lib64"))
+]
+UDP_CLIENT = (
+    "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(0.5)\n"
+    "for _ in range(20):\n"
+    " s.sendto(b'ping',(sys.argv[1],int(sys.argv[2])))\n"
+    " try:\n  print(s.recv(100).decode());break\n except TimeoutError: pass\n"
+)
+
+
+async def test_udp_published_port_reaches_an_echo_server(ctrs: Containers, peer: Peer) -> None:
+    _, sb, base = await ctrs.run("udpecho", ["/usr/bin/python3", "-c", UDP_ECHO], mounts=HOST_PYTHON,
+                                 port_bindings={"7/udp": [{"HostPort": ""}]})  # fmt: skip
+    assert sb.netns_path is not None
+    await asyncio.to_thread(wait_port, sb.netns_path, 7, "udp")
+    port = sb.network_settings["Ports"]["7/udp"][0]["HostPort"]
+    # from the host on 127.0.0.1, and from another machine through the host's address on the link to it
+    out = sh(None, "python3", "-c", UDP_CLIENT, "127.0.0.1", port).stdout
+    assert out.strip() == "echo:ping", ctrs.output(base)
+    out = sh(peer.ns, "python3", "-c", UDP_CLIENT, peer.host_ip, port).stdout
+    assert out.strip() == "echo:ping", ctrs.output(base)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,37 @@ def test_malformed_port_bindings_are_refused_before_anything_is_made(svc: Networ
         svc.create_sandbox(cid(), name="bad", hostname="bad", port_bindings={"80/tcp": [{"HostPort": "99999"}]})
     assert svc.sandboxes == {}
     assert leftovers(svc.table) == [svc.default_bridge]
+
+
+@pytest.fixture
+def foreign_table() -> Iterator[str]:
+    """An nft table shaped like another portside engine's (a `published` chain of DNATs)."""
+    name = f"pstforeign{secrets.token_hex(3)}"
+    try:
+        yield name
+    finally:
+        nft.delete_table(name)
+
+
+def _foreign_dnat(table: str, *rules: str) -> None:
+    body = "\n".join(f"    {r}" for r in rules)
+    nft.nft(f"table ip {table} {{\n  chain published {{\n{body}\n  }}\n}}\n")
+
+
+def test_ports_published_by_another_engine_are_not_handed_out(svc: NetworkService, foreign_table: str) -> None:
+    # where the allocator would go next: one allocation moves its cursor past that port
+    first = svc.create_sandbox(cid(), name="a", hostname="a", port_bindings={"80/tcp": [{"HostIp": "127.0.0.1"}]})
+    nxt = host_port(first) + 1
+    _foreign_dnat(foreign_table, f"tcp dport {nxt} dnat to 10.255.255.2:80",
+                  f"ip daddr 127.0.0.1 tcp dport {nxt + 1} dnat to 10.255.255.2:81")  # fmt: skip
+    sb = svc.create_sandbox(cid(), name="b", hostname="b", port_bindings={"80/tcp": [{"HostIp": "127.0.0.1"}]})
+    assert host_port(sb) not in (nxt, nxt + 1)
+    # a fixed HostPort another engine publishes: dockerd's allocator text, and nothing half-made
+    before_links, before_rules = sorted(leftovers(svc.table)), nft.list_rules(svc.table)
+    third = cid()
+    with pytest.raises(Conflict, match=f"Bind for 0.0.0.0:{nxt + 1} failed: port is already allocated"):
+        svc.create_sandbox(third, name="c", hostname="c", port_bindings={"80/tcp": [{"HostPort": str(nxt + 1)}]})
+    assert sorted(leftovers(svc.table)) == before_links and nft.list_rules(svc.table) == before_rules
+    assert third not in svc.sandboxes and not (svc.exec_root / "netns" / third).exists()
+    # udp on the same number is another port
+    svc.create_sandbox(cid(), name="d", hostname="d", port_bindings={"80/udp": [{"HostPort": str(nxt)}]})
