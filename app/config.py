@@ -46,6 +46,22 @@ DEFAULT_KEYS: dict[str, str] = {
     "exec": "e",
     "save_settings": "ctrl+s",
     "delete_row": "ctrl+d",
+    "log_search": "slash",
+    "log_follow": "f",
+    "log_pause": "P",
+    "log_timestamps": "t",
+    "log_next": "n",
+    "log_prev": "N",
+    "log_save": "ctrl+s",
+    "log_copy": "y",
+    "resource_remove": "delete,d",
+    "resource_inspect": "i,enter",
+    "image_pull": "p",
+    "image_history": "h",
+    "image_prune": "P",
+    "network_create": "n",
+    "volume_create": "n",
+    "pick_tag": "t",
 }
 
 _KEY = re.compile(r"^[A-Za-z0-9_+\-]+$")

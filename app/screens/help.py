@@ -30,8 +30,12 @@ class HelpScreen(ModalScreen[None]):
         stack = list(self.app.screen_stack)
         below = stack[-2] if len(stack) > 1 else stack[-1]
         nodes = [self.app, below, *below.query("*")]
+        keymap = self.app._keymap
         for node in nodes:
-            for key, bindings in node._bindings.key_to_bindings.items():
+            bmap = node._bindings.copy()
+            if keymap:
+                bmap.apply_keymap(keymap)  # what the keys really are with the config file's [keys]
+            for key, bindings in bmap.key_to_bindings.items():
                 for b in bindings:
                     if not isinstance(b, Binding) or not b.description:
                         continue
