@@ -296,6 +296,27 @@ class NetworkService:
                 rules.append(nft.PortRule(m["proto"], m["host_ip"], m["host_port"], ip, m["container_port"]))
         nft.apply(self.table, sorted(bridges, key=lambda b: b.ifname), rules)
 
+    @staticmethod
+    def _port_rules(sb: dict[str, Any]) -> list[nft.PortRule]:
+        ip = sb.get("PortsTarget") or ""
+        return [
+            nft.PortRule(m["proto"], m["host_ip"], m["host_port"], ip, m["container_port"])
+            for m in (sb.get("Ports") or [] if ip else [])
+        ]
+
+    def _add_port_rules(self, sb: dict[str, Any]) -> None:
+        """One container's DNATs, added to the live table (no whole-table swap on the `run -p` path)."""
+        try:
+            nft.add_ports(self.table, self._port_rules(sb))
+        except EngineError:
+            self._apply_nft()  # the table went missing or differs: render it whole
+
+    def _delete_port_rules(self, sb: dict[str, Any]) -> None:
+        try:
+            nft.delete_ports(self.table, self._port_rules(sb))
+        except EngineError:
+            self._apply_nft()
+
     # ------------------------------------------------------------------ networks
 
     def _find(self, ref: str) -> dict[str, Any]:
@@ -536,7 +557,7 @@ class NetworkService:
                             ) from None
                         sb["Ports"] = [m.__dict__ for m in got]
                         sb["PortsTarget"] = primary["IPAddress"]
-                        self._apply_nft()
+                        self._add_port_rules(sb)
                 self._write_files(sb)
                 self._save_sandbox(sb)
                 if self._sandbox_dns_networks(sb):
@@ -711,7 +732,7 @@ class NetworkService:
         self.sandboxes.pop(cid, None)
         (self.sb_dir / f"{cid}.json").unlink(missing_ok=True)
         if apply and had_ports:
-            self._apply_nft()
+            self._delete_port_rules(sb)
         if self.dns is not None:
             self.dns.sync(self)
 

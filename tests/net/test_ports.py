@@ -187,3 +187,15 @@ def test_ports_published_by_another_engine_are_not_handed_out(svc: NetworkServic
     assert third not in svc.sandboxes and not (svc.exec_root / "netns" / third).exists()
     # udp on the same number is another port
     svc.create_sandbox(cid(), name="d", hostname="d", port_bindings={"80/udp": [{"HostPort": str(nxt)}]})
+
+
+def test_run_time_dnat_rules_are_added_and_removed_one_container_at_a_time(svc: NetworkService) -> None:
+    a = svc.create_sandbox(cid(), name="a", hostname="a", port_bindings={"80/tcp": [{"HostIp": "127.0.0.1"}]})
+    b_id = cid()
+    b = svc.create_sandbox(b_id, name="b", hostname="b", port_bindings={"80/udp": [{"HostPort": ""}]})
+    dports = sorted(r["expr"][-2]["match"]["right"] for r in nft.list_rules(svc.table) if r["chain"] == "published")
+    assert dports == sorted([host_port(a), host_port(b, "80/udp")])
+    svc.remove_sandbox(b_id)
+    left = [r for r in nft.list_rules(svc.table) if r["chain"] == "published"]
+    assert [r["expr"][-2]["match"]["right"] for r in left] == [host_port(a)]
+    assert left[0]["expr"][-1]["dnat"] == {"addr": a.network_settings["IPAddress"], "port": 80}
