@@ -246,8 +246,8 @@ class NetworkService:
             "Labels": dict(labels),
         }
 
-    def _save_network(self, rec: dict[str, Any]) -> None:
-        store.write_json(self.net_dir / f"{rec['Id']}.json", rec)
+    def _save_network(self, rec: dict[str, Any], durable: bool = True) -> None:
+        store.write_json(self.net_dir / f"{rec['Id']}.json", rec, durable)
         self.networks[rec["Id"]] = rec
 
     def _save_sandbox(self, sb: dict[str, Any]) -> None:
@@ -630,7 +630,9 @@ class NetworkService:
         }
         if net["Name"] != "bridge":
             ep["DNSNames"] = [n for n in [sb["Name"], *ep["Aliases"], cid[:12]] if n]
-        # Reserve the address on disk first: a crash after this leaves a record start() cleans up.
+        # Reserve the address on disk first: a crash after this leaves a record start() cleans up. Not fsynced (two
+        # fsyncs on every run): after a power loss start() rebuilds each network's Containers from the sandbox
+        # records, which are durable (_repair_sandbox), and drops reservations no sandbox owns.
         net["Containers"][cid] = {
             "Name": sb["Name"],
             "EndpointID": ep["EndpointID"],
@@ -640,7 +642,7 @@ class NetworkService:
         }
         if not requested:
             net["_cursor"] = ip
-        self._save_network(net)
+        self._save_network(net, durable=False)
         # The sandbox record is saved by the caller when done: if we crash before, start() drops this
         # reservation with the sandbox (not running) and deletes the veth (its alias names no known endpoint).
         sb["Endpoints"][net["Name"]] = ep
@@ -667,7 +669,7 @@ class NetworkService:
         links.delete_link(ep["HostIfname"])
         net = self.networks.get(ep["NetworkID"])
         if net is not None and net["Containers"].pop(sb["Id"], None) is not None:
-            self._save_network(net)
+            self._save_network(net, durable=False)
 
     def _repair_sandbox(self, sb: dict[str, Any]) -> None:
         """After a restart: recreate a veth that went missing (the container's netns still exists)."""
@@ -728,7 +730,7 @@ class NetworkService:
                 fdir.rmdir()
         for net in self.networks.values():
             if net["Containers"].pop(cid, None) is not None:
-                self._save_network(net)
+                self._save_network(net, durable=False)
         self.sandboxes.pop(cid, None)
         (self.sb_dir / f"{cid}.json").unlink(missing_ok=True)
         if apply and had_ports:
