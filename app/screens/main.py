@@ -510,7 +510,8 @@ class MainScreen(Screen[None]):
     @on(SettingsApplied)
     def _settings_applied(self, message: SettingsApplied) -> None:
         self.notify("Settings saved", title="Settings")
-        self.focus_container(message.container_id)
+        if message.container_id != self.selected_id:  # recreated: follow the new container in the list
+            self.focus_container(message.container_id)
         self.load_inspect(message.container_id)
 
     # --- actions ---

@@ -74,3 +74,42 @@ def test_portside_in_tmux_lists_a_cli_container_and_its_logs(engine: Engine, tmp
             raise AssertionError("portside did not quit on q:\n" + _capture(server, session))
     finally:
         subprocess.run(["tmux", "-L", server, "kill-server"], capture_output=True, check=False)
+
+
+def test_exec_key_hands_the_terminal_to_a_shell_and_takes_it_back(engine: Engine, tmp_path: Path) -> None:
+    """In a real terminal, e suspends portside and gives the container's shell the terminal: a typed command's
+    output shows, `exit` brings portside back with the shell's exit status."""
+    if not shutil.which("tmux"):
+        pytest.fail("tmux is a test dependency: run ./scripts/install --test")
+    name = f"pst-exec-{uuid.uuid4().hex[:6]}"
+    cid = engine.run(["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"], name)
+    server, session = f"pst-{uuid.uuid4().hex[:8]}", "portside"
+    env = f"XDG_CONFIG_HOME={tmp_path} PYTHONPATH={ROOT} TERM=xterm-256color"
+    cmd = f"env -u COLUMNS -u LINES {env} {sys.executable} -m app.cli -H {engine.url}"
+    new = ["tmux", "-L", server, "-f", "/dev/null", "new-session", "-d", "-s", session, "-x", "160", "-y", "45"]
+    subprocess.run([*new, cmd], check=True, cwd=tmp_path)
+
+    def keys(*k: str, literal: bool = False) -> None:
+        subprocess.run(["tmux", "-L", server, "send-keys", "-t", session, *(["-l"] if literal else []), *k],
+                       check=True)
+
+    try:
+        _wait_screen(server, session, [name, "running"])
+        keys("/")
+        _wait_screen(server, session, ["filter containers"])
+        keys(name, literal=True)
+        keys("Enter")
+        _wait_screen(server, session, [name, "Exec"])
+        time.sleep(0.5)  # the selection settles on our row
+        keys("e")
+        _wait_screen(server, session, ["#"])  # busybox sh's prompt, on a terminal of its own
+        keys("echo tmux-$((6*7))", literal=True)
+        keys("Enter")
+        _wait_screen(server, session, ["tmux-42"])
+        keys("exit 0", literal=True)
+        keys("Enter")
+        _wait_screen(server, session, [f"Shell in {name} ended (exit 0)"])
+        keys("q")
+    finally:
+        subprocess.run(["tmux", "-L", server, "kill-server"], capture_output=True, check=False)
+        engine.api.remove_container(cid, force=True)
