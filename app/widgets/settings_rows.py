@@ -81,6 +81,11 @@ class Row(Vertical, Generic[T]):
     def fields(self) -> ComposeResult:
         raise NotImplementedError
 
+    @property
+    def ready(self) -> bool:
+        """Every field is mounted: the delete button comes last among them, the error line after them."""
+        return self.is_attached and bool(self.query(".row-del")) and bool(self.query(".row-error"))
+
     def inputs(self) -> list[Input]:
         return list(self.query(Input))
 
@@ -248,7 +253,9 @@ class RowsEditor(Vertical, Generic[R]):
 
     @property
     def rows(self) -> list[R]:
-        return list(self.query_one(".rows", Vertical).query_children(self.ROW))  # type: ignore[arg-type]
+        """The rows whose fields exist (a row just mounted has none until it has composed)."""
+        box = self.query_one(".rows", Vertical)
+        return [r for r in box.query_children(self.ROW) if r.ready]  # type: ignore[misc]
 
     async def set_values(self, values: list[Any]) -> None:
         box = self.query_one(".rows", Vertical)
