@@ -237,10 +237,17 @@ async def test_editing_a_port_recreates_keeping_env_and_command(engine: Engine, 
         await wait_for(pilot, lambda: "65535" in str(pane.query_one("#set-errors").render()), what="a range error")
         hport.value = str(new_port)
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
-        await pilot.press("y")
-        await wait_for(pilot, lambda: any(n.message == "Settings saved" for n in app._notifications), timeout=60,
-                       what="the settings saved")
+
+        def state() -> str:  # what the screen said, should a wait below time out
+            return f"errors: {pane.query_one('#set-errors').render()}; notes: {[n.message for n in app._notifications]}"
+
+        try:
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: any(n.message == "Settings saved" for n in app._notifications),
+                           timeout=60, what="the settings saved")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; {state()}") from None
         new_id = await wait_for(pilot, lambda: main.selected_id not in (None, cid) and main.selected_id,
                                 what="the recreated container selected")
         data = engine.api.inspect_container(new_id)
