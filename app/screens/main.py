@@ -28,6 +28,7 @@ from app.lifecycle import VERBS, error_text
 from app.messages import Connected, ConnectionLost, DockerEvent, EngineUnavailable, RunImage
 from app.stats import History, sample
 from app.widgets.container_list import ContainerList
+from app.widgets.exec_pane import ExecPane
 from app.widgets.home import HomePane
 from app.widgets.json_tree import JsonTree
 from app.widgets.log_view import LogView
@@ -137,6 +138,8 @@ class MainScreen(Screen[None]):
                     yield StatsPane(id="stats")
                 with TabPane("Settings", id="tab-settings"):
                     yield SettingsPane(id="settings")
+                with TabPane("Exec", id="tab-exec"):
+                    yield ExecPane(id="exec")
                 with TabPane("Inspect", id="tab-inspect"):
                     yield JsonTree(id="inspect")
         yield Footer()
@@ -284,6 +287,8 @@ class MainScreen(Screen[None]):
         if message.container_id == self.selected_id:
             return
         self.selected_id = message.container_id
+        row = self.container_list.current
+        self.query_one(ExecPane).show_target(row.name if row else None, row.state if row else None)
         self.history = History()
         self._restart_streams(clear=True)
         if self.selected_id:
@@ -559,7 +564,11 @@ class MainScreen(Screen[None]):
             self.container_list.marked.clear()
             self.container_list.refresh_rows()
 
-    def action_exec(self) -> None:
+    @on(ExecPane.Run)
+    def _exec_from_tab(self, message: ExecPane.Run) -> None:
+        self.action_exec(message.cmd)
+
+    def action_exec(self, cmd: list[str] | None = None) -> None:
         row = self.container_list.current
         if row is None:
             return
@@ -573,11 +582,14 @@ class MainScreen(Screen[None]):
             return
         try:
             with self.app.suspend():
-                code = run_shell(engine.streams, row.id)
+                code = run_shell(engine.streams, row.id, cmd)
         except Exception as exc:
+            self.query_one(ExecPane).record(f"{row.name}: {' '.join(cmd) if cmd else 'shell'} failed: {exc}")
             self.app.fail(f"Exec in {row.name}", exc)  # type: ignore[attr-defined]
             return
-        self.notify(f"Shell in {row.name} ended (exit {code})")
+        what = " ".join(cmd) if cmd else "Shell"
+        self.query_one(ExecPane).record(f"{row.name}: {what} ended (exit {code})")
+        self.notify(f"{what} in {row.name} ended (exit {code})")
 
     def action_new(self) -> None:
         try:

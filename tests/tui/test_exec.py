@@ -86,3 +86,37 @@ async def test_exec_key_without_a_terminal_is_a_message(engine: Engine, tmp_conf
         await wait_for(pilot, lambda: any("start it to run a shell" in n.message for n in app._notifications),
                        what="the stopped message")
     engine.api.remove_container(cid, force=True)
+
+
+async def test_exec_tab_names_the_container_and_runs_the_typed_command(engine: Engine, tmp_config_home: Any) -> None:
+    """The Exec tab follows the selection, takes a command typed as in a shell (quotes kept together), and
+    records each run; under Pilot there is no terminal to hand over, so the run is recorded as failed."""
+    from app.widgets.exec_pane import ExecPane
+
+    cid = engine.run(SLEEPER)
+    app = PortsideApp(host=engine.url, config=engine.config())
+    async with app.run_test(size=(160, 45)) as pilot:
+        main = app.screen
+        assert isinstance(main, MainScreen)
+        await wait_for(pilot, lambda: cid in main.container_list.rows_by_id, what="listed")
+        main.container_list.select_id(cid)
+        await wait_for(pilot, lambda: main.selected_id == cid, what="selected")
+        name = main.container_list.rows_by_id[cid].name
+        main.query_one("#tabs").active = "tab-exec"  # type: ignore[attr-defined]
+        await pilot.pause()
+        pane = main.query_one(ExecPane)
+        assert name in str(pane.query_one("#exec-target").render())
+        assert pane.command() is None  # empty: the container's shell
+        pane.query_one("#exec-cmd").focus()
+        await pilot.press(*"echo 'a b'")
+        assert pane.command() == ["echo", "a b"]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(pane.sessions), what="the run recorded")
+        assert pane.sessions[-1].startswith(f"{name}: echo a b failed")
+        assert app.is_running
+        await pilot.press("space", "'")  # an unclosed quote: a message, nothing run
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any(n.message.startswith("Command:") for n in app._notifications),
+                       what="the quote message")
+        assert len(pane.sessions) == 1
+    engine.api.remove_container(cid, force=True)
