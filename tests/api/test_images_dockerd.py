@@ -47,7 +47,7 @@ def dockerd(registry: Registry) -> Iterator[Dockerd]:
     if os.geteuid() != 0:
         pytest.skip("dockerd needs root")
     home = Path(tempfile.mkdtemp(prefix="portside-test-dockerd-"))
-    ns = "pst" + home.name.rsplit("-", 1)[-1].lower()
+    ns = f"pst{os.urandom(4).hex()}"  # containerd namespaces allow [A-Za-z0-9] only (mkdtemp may give "_")
     log = open(home / "log", "wb")  # closed in finally
     proc = subprocess.Popen(
         [DOCKERD, "--data-root", str(home / "data"), "--exec-root", str(home / "exec"), "--pidfile",
