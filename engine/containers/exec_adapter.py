@@ -19,6 +19,7 @@ from engine.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     from engine.daemon import Daemon
+    from engine.exec.runtime import Stdio
 
 _SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.IGNORECASE)
 
@@ -30,6 +31,13 @@ def parse_size(value: str | None) -> int | None:
     if not m:
         return None
     return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
+
+
+def _stdio(tty: bool, stdin: bool, stdin_once: bool, log_path: Path, log_config: dict[str, Any]) -> Stdio:
+    opts = log_config.get("Config") or {}
+    return {"log_path": log_path, "log_max_size": parse_size(opts.get("max-size")),
+            "log_max_file": int(opts.get("max-file") or 1), "tty": tty, "open_stdin": stdin,
+            "stdin_once": stdin_once}  # fmt: skip
 
 
 class ExecProcess:
@@ -85,21 +93,14 @@ class ExecRuntime:
         # the OCI bundle as runc would take it; the runtime gets the spec as it is (no read back), and no fsync:
         # the bundle lives in the exec-root, which is about live processes only
         await asyncio.to_thread((bundle / "config.json").write_text, json.dumps(spec))
-        opts = log_config.get("Config") or {}
-        max_file = int(opts.get("max-file") or 1)
-        pid: int = await self.rt.create(cid, bundle, log_path=log_path, log_max_size=parse_size(opts.get("max-size")),
-                                        log_max_file=max_file, tty=tty, open_stdin=stdin, stdin_once=stdin_once,
-                                        spec=spec)
+        pid: int = await self.rt.create(cid, bundle, spec=spec, **_stdio(tty, stdin, stdin_once, log_path, log_config))
         return pid
 
     async def prepare(self, cid: str, bundle: Path, *, tty: bool, stdin: bool, stdin_once: bool = False,
                       log_path: Path, log_config: dict[str, Any]) -> None:
         """Starts the container's supervisor while the caller makes its rootfs and network (see Runtime.prepare);
         `create` with the same arguments finishes it, `discard` drops it."""
-        opts = log_config.get("Config") or {}
-        await self.rt.prepare(cid, bundle, log_path=log_path, log_max_size=parse_size(opts.get("max-size")),
-                              log_max_file=int(opts.get("max-file") or 1), tty=tty, open_stdin=stdin,
-                              stdin_once=stdin_once)
+        await self.rt.prepare(cid, bundle, **_stdio(tty, stdin, stdin_once, log_path, log_config))
 
     async def discard(self, cid: str) -> None:
         await self.rt.discard(cid)

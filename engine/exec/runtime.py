@@ -22,7 +22,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
 from engine.exec import protocol as P
@@ -132,6 +132,17 @@ class Stream:
             await self.writer.wait_closed()
 
 
+class Stdio(TypedDict):
+    """How a container's stdio is wired and logged: the same for `prepare` and `create`, which must agree."""
+
+    log_path: Path
+    log_max_size: NotRequired[int | None]
+    log_max_file: NotRequired[int]
+    tty: NotRequired[bool]
+    open_stdin: NotRequired[bool]
+    stdin_once: NotRequired[bool]
+
+
 class Runtime:
     """Runs OCI bundles under per-container supervisors; see docs/architecture.md, "Runtime API"."""
 
@@ -188,19 +199,8 @@ class Runtime:
 
     # --- life cycle ---
 
-    async def create(
-        self,
-        container_id: str,
-        bundle: Path,
-        *,
-        log_path: Path,
-        log_max_size: int | None = None,
-        log_max_file: int = 1,
-        tty: bool = False,
-        open_stdin: bool = False,
-        stdin_once: bool = False,
-        spec: dict[str, Any] | None = None,
-    ) -> int:
+    async def create(self, container_id: str, bundle: Path, *, spec: dict[str, Any] | None = None,
+                     **stdio: Unpack[Stdio]) -> int:
         """Starts the supervisor, which creates the container's init and leaves it waiting for `start`.
 
         The init's set-up (mounts, user, capabilities, seccomp, the executable's look-up) is done here, so a
@@ -215,8 +215,7 @@ class Runtime:
             if spec is None:
                 spec = json.loads((Path(bundle) / "config.json").read_text())
             cgroup = spec.get("linux", {}).get("cgroupsPath") or f"{self.cgroup_parent}/{container_id}"
-            params = self._params(container_id, bundle, cgroup, log_path, log_max_size, log_max_file, tty,
-                                  open_stdin, stdin_once)
+            params = self._params(container_id, bundle, cgroup, stdio)
             pid_ns = next((ns for ns in spec["linux"].get("namespaces") or [] if ns["type"] == "pid"), None)
             params["pidns"] = None if pid_ns is None else pid_ns.get("path") or "new"
             params["resources"] = spec["linux"].get("resources") or {}
@@ -242,26 +241,16 @@ class Runtime:
             raise Conflict(f'Conflict. The container ID "{d.name}" is already in use') from None
 
     @staticmethod
-    def _params(container_id: str, bundle: Path, cgroup: str, log_path: Path, log_max_size: int | None,
-                log_max_file: int, tty: bool, open_stdin: bool, stdin_once: bool) -> dict[str, Any]:  # fmt: skip
+    def _params(container_id: str, bundle: Path, cgroup: str, stdio: Stdio) -> dict[str, Any]:
         return {
             "id": container_id, "bundle": str(Path(bundle).resolve()), "cgroup": cgroup,
-            "log_path": str(log_path), "log_max_size": log_max_size, "log_max_file": log_max_file,
-            "tty": tty, "open_stdin": open_stdin, "stdin_once": stdin_once, "pidns": "new", "resources": {},
+            "log_path": str(stdio["log_path"]), "log_max_size": stdio.get("log_max_size"),
+            "log_max_file": stdio.get("log_max_file", 1), "tty": stdio.get("tty", False),
+            "open_stdin": stdio.get("open_stdin", False), "stdin_once": stdio.get("stdin_once", False),
+            "pidns": "new", "resources": {},
         }  # fmt: skip
 
-    async def prepare(
-        self,
-        container_id: str,
-        bundle: Path,
-        *,
-        log_path: Path,
-        log_max_size: int | None = None,
-        log_max_file: int = 1,
-        tty: bool = False,
-        open_stdin: bool = False,
-        stdin_once: bool = False,
-    ) -> bool:
+    async def prepare(self, container_id: str, bundle: Path, **stdio: Unpack[Stdio]) -> bool:
         """Starts the container's supervisor and init ahead of `create`, before the caller has the spec: the init
         joins the container's cgroup (for which the kernel waits for an RCU grace period, ~10-20 ms) and waits,
         while the caller mounts the rootfs and makes the network. `create` with the same id and arguments then
@@ -272,8 +261,7 @@ class Runtime:
         d = self._dir(container_id)
         self._make_dir(d)
         try:
-            params = self._params(container_id, bundle, f"{self.cgroup_parent}/{container_id}", log_path,
-                                  log_max_size, log_max_file, tty, open_stdin, stdin_once)
+            params = self._params(container_id, bundle, f"{self.cgroup_parent}/{container_id}", stdio)
             (d / "params").write_bytes(marshal.dumps(params))
             sock = await asyncio.to_thread(self._stage, d)
         except BaseException:
