@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import Table, peer
 
@@ -61,6 +62,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="portside-test-bench-"))
     reg = Registry(work / "registry")
     procs: list[subprocess.Popen[bytes]] = []
+    dockerds: list[Any] = []
     dirs = [work]
     table = Table("docker run --rm busybox true (docker 28 CLI)", "ms", baseline="dockerd 20.10")
     bridge = "pstbench" + str(os.getpid() % 10000)
@@ -91,18 +93,12 @@ def main() -> None:
             ("portside (bridge)", sock, [], ""),
         ]
         if peer("dockerd"):
-            dd = work / "dockerd"
-            dd.mkdir()
-            dsock = dd / "sock"
-            dlog = dd / "log"
-            with open(dlog, "wb") as f:
-                q = subprocess.Popen(["dockerd", "--data-root", str(dd / "data"), "--exec-root", str(dd / "exec"),
-                                      "--pidfile", str(dd / "pid"), "-H", f"unix://{dsock}", "--iptables=false",
-                                      "--ip6tables=false", "--bridge=none", "--containerd-namespace", "pstbench",
-                                      "--containerd-plugins-namespace", "pstbench-plugins"],
-                                     stdout=f, stderr=subprocess.STDOUT)
-            procs.append(q)
-            _wait_sock(dsock, q, dlog, timeout=120)
+            from tests.testbed import dockerd as testbed_dockerd
+
+            dd = testbed_dockerd.make(parent=work)
+            dockerds.append(dd)
+            dd.start(timeout=120)
+            dsock = dd.socket
             _docker(dsock, "pull", src)
             _docker(dsock, "tag", src, "busybox")
             cases.append(("dockerd 20.10", dsock, ["--network", "none"], "--network none, --iptables=false"))
@@ -118,6 +114,8 @@ def main() -> None:
             table.add(name, samples[name], note)
         table.print()
     finally:
+        for dd in dockerds:
+            dd.stop()
         for proc in procs:
             _stop(proc)
         reg.stop()

@@ -30,6 +30,7 @@ from pathlib import Path
 from bench.bench_docker_run import DOCKER, _stop, _wait_sock
 from bench.common import Table, peer, timed
 from engine.images.service import ImageService
+from tests.testbed import dockerd as testbed_dockerd
 from tests.testbed.oci import Entry, Layout, tar_entries
 from tests.testbed.registry import Registry
 
@@ -155,21 +156,16 @@ def main() -> None:
                 "portside daemon (docker pull)": lambda ref: _docker(psock, "rmi", ref),
             }
             if peer("dockerd"):
-                dd = work / "dockerd"
-                dd.mkdir()
-                dsock = dd / "sock"
-                stack.enter_context(_daemon(
-                    ["dockerd", "--data-root", str(dd / "data"), "--exec-root", str(dd / "exec"), "--pidfile",
-                     str(dd / "pid"), "-H", f"unix://{dsock}", "--iptables=false", "--ip6tables=false",
-                     "--bridge=none", "--insecure-registry", reg.host, "--containerd-namespace", bridge,
-                     "--containerd-plugins-namespace", bridge + "-plugins"], dd, dsock))
+                dd = stack.enter_context(testbed_dockerd.running(insecure_registries=(reg.host,), parent=work,
+                                                                 timeout=120))
+                dsock = dd.socket
 
                 if os.environ.get("BENCH_DOCKERD_TOPDIR") == "1":
                     # Like-for-like unpacking: dockerd's layers spread over ext4's block groups as portside's
                     # snapshots are (see engine/images/snapshots.mark_topdir).
                     from engine.images.snapshots import mark_topdir
 
-                    mark_topdir(dd / "data" / "overlay2")
+                    mark_topdir(dd.data_root / "overlay2")
 
                 def dockerd(ref: str) -> None:
                     _docker(dsock, "pull", "-q", ref)

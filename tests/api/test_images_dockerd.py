@@ -6,74 +6,27 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import signal
-import subprocess
 import tarfile
-import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import DOCKER, PortsideDaemon
+from tests.api.conftest import PortsideDaemon
+from tests.testbed import dockerd as testbed_dockerd
+from tests.testbed.dockerd import Dockerd
 from tests.testbed.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-DOCKERD = "/usr/sbin/dockerd"
-
-
-@dataclass
-class Dockerd:
-    home: Path
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def sock(self) -> Path:
-        return self.home / "sock"
-
-    def docker(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([DOCKER, "-H", f"unix://{self.sock}", *args], capture_output=True, text=True,
-                              timeout=timeout, check=False, env=dict(os.environ, DOCKER_CONFIG=str(self.home / "cli")))
 
 
 @pytest.fixture(scope="module")
 def dockerd(registry: Registry) -> Iterator[Dockerd]:
-    """A private dockerd on temp roots (no iptables, no bridge), stopped by its PID and its roots removed."""
-    if not os.path.exists(DOCKERD) or shutil.which("containerd") is None:
-        pytest.skip("dockerd is not installed")
-    if os.geteuid() != 0:
-        pytest.skip("dockerd needs root")
-    home = Path(tempfile.mkdtemp(prefix="portside-test-dockerd-"))
-    ns = f"pst{os.urandom(4).hex()}"  # containerd namespaces allow [A-Za-z0-9] only (mkdtemp may give "_")
-    log = open(home / "log", "wb")  # closed in finally
-    proc = subprocess.Popen(
-        [DOCKERD, "--data-root", str(home / "data"), "--exec-root", str(home / "exec"), "--pidfile",
-         str(home / "pid"), "-H", f"unix://{home / 'sock'}", "--iptables=false", "--ip6tables=false",
-         "--bridge=none", "--insecure-registry", registry.host, "--containerd-namespace", ns,
-         "--containerd-plugins-namespace", ns + "-plugins"],
-        stdout=log, stderr=subprocess.STDOUT)
-    d = Dockerd(home, proc)
-    try:
-        deadline = time.monotonic() + 90
-        while d.docker("version").returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"dockerd did not start: {(home / 'log').read_text()[-2000:]}")
-            time.sleep(0.2)
+    """A private dockerd on temp roots (no iptables, no bridge)."""
+    if not testbed_dockerd.available():
+        pytest.skip("dockerd is not installed, or we are not root")
+    with testbed_dockerd.running(insecure_registries=(registry.host,)) as d:
         yield d
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        log.close()
-        subprocess.run(["umount", "-R", "-l", str(home)], capture_output=True, check=False)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_portside_save_loads_in_dockerd_and_runs(daemon: PortsideDaemon, dockerd: Dockerd, registry: Registry,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from app.config import Config
+from tests.testbed import dockerd
 from tests.testbed.registry import Registry
-from tests.tui import dockerd
 
 
 @dataclass
@@ -46,7 +46,7 @@ def dockerd_engine(registry: Registry) -> Iterator[Engine]:
         pytest.skip("dockerd (Debian's docker.io) is not installed or we are not root")
     import docker
 
-    d = dockerd.make()
+    d = dockerd.make(bridge=True)
     try:
         d.start()
         api = docker.APIClient(base_url=d.url, version="auto", timeout=120)
