@@ -2,13 +2,17 @@
 first HTTP 200.
 
 1. A 256 MiB download (BENCH_NET_SIZE) from busybox httpd in a container netns made by NetworkService, fetched
-   with curl straight from the container's address, through the published port on 127.0.0.1 (kernel DNAT, no
-   proxy) and through dockerd's userland proxy (docker-proxy) on the same server; rounds in rotating order, each
-   path divided by the direct download of its round, median. Target >= 0.9 (docker 0.64 proxy / 0.81 without).
+   with curl straight from the container's address, through a published port on 127.0.0.1 served by the socket
+   hook (the connect() rewrite of engine/net/sockhook.py, what host clients get), through a second published port
+   of the same server whose hook entry is taken out (kernel DNAT alone, what other hosts and an engine without the
+   hook get), and through dockerd's userland proxy (docker-proxy) on the same server; rounds in rotating order,
+   each path divided by the direct download of its round, median. Target >= 0.9 (docker 0.64 proxy / 0.81
+   without).
 2. A portside daemon on temp roots; the docker CLI runs `run -d -p 127.0.0.1:PORT:80 nginx` (test-bed image from
    the test-bed registry) and a raw-socket client polls until the first HTTP 200. Target: < 151 ms (podman here);
    the daemon's network step (create_sandbox) is read from its debug log.
    Peers' figures are the ones measured on this machine kind (docs in the shared notes), shown for reference.
+BENCH_NET=throughput (or first200) runs one part only; BENCH_RUNS sets the rounds.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ def throughput() -> None:
     """Rounds of one download per path, the order rotating each round, every path divided by the direct download
     of its own round: on a shared 2-core machine the load changes from second to second, so only figures taken
     side by side compare. Small downloads (256 MiB, ~0.2 s) and many rounds keep a round's paths close in time."""
+    from engine.net import sockhook
     from engine.net.service import NetworkService
 
     tag = secrets.token_hex(3)
@@ -77,8 +82,8 @@ def throughput() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         svc.start()
-        sb = svc.create_sandbox(secrets.token_hex(16), name="bench", hostname="bench",
-                                port_bindings={"80/tcp": [{"HostIp": "127.0.0.1"}]})  # fmt: skip
+        twice = [{"HostIp": "127.0.0.1"}, {"HostIp": "127.0.0.1"}]  # one port for the hook, one for nft DNAT
+        sb = svc.create_sandbox(secrets.token_hex(16), name="bench", hostname="bench", port_bindings={"80/tcp": twice})
         assert sb.netns_path is not None
         www = work / "www"
         www.mkdir()
@@ -86,9 +91,16 @@ def throughput() -> None:
         procs.append(subprocess.Popen(["nsenter", f"--net={sb.netns_path}", "busybox", "httpd", "-f", "-p", "80",
                                        "-h", str(www)], start_new_session=True, stdout=subprocess.DEVNULL))  # fmt: skip
         _wait_listen(sb.netns_path, 80)
-        port = sb.network_settings["Ports"]["80/tcp"][0]["HostPort"]
+        hook_port, nft_port = (int(b["HostPort"]) for b in sb.network_settings["Ports"]["80/tcp"])
         cip = sb.network_settings["IPAddress"]
-        urls = {"direct": f"http://{cip}/big", "portside": f"http://127.0.0.1:{port}/big"}
+        urls = {"direct": f"http://{cip}/big"}
+        if svc.hook is not None:
+            urls["hook"] = f"http://127.0.0.1:{hook_port}/big"
+            # the second port's entry out of the hook's map: connects to it go through nft DNAT
+            svc.hook.remove([sockhook.Entry("tcp", "127.0.0.1", nft_port, cip, 80)])
+        else:
+            print("  (no socket hook here: portside's 127.0.0.1 path is nft DNAT only)")
+        urls["nft"] = f"http://127.0.0.1:{nft_port}/big"
         # dockerd's userland proxy in front of the same server, as dockerd 20.10 runs it for -p 127.0.0.1::80
         # (its default, userland-proxy=true); no dockerd and no firewall change needed for that.
         proxy = peer("docker-proxy")
@@ -115,7 +127,9 @@ def throughput() -> None:
         table = Table(f"{DOWNLOAD} download from busybox httpd in a container netns, {RUNS * 2} rotating rounds",
                       "MB/s", baseline="direct", lower_is_better=False)  # fmt: skip
         table.add("direct", speeds["direct"], "container address")
-        table.add("portside 127.0.0.1 (DNAT)", speeds["portside"], "kernel DNAT, route_localnet")
+        if "hook" in speeds:
+            table.add("portside 127.0.0.1 (hook)", speeds["hook"], "connect() rewritten to the container, no NAT")
+        table.add("portside 127.0.0.1 (nft DNAT)", speeds["nft"], "kernel DNAT, route_localnet")
         if "docker-proxy" in speeds:
             table.add("docker-proxy 127.0.0.1", speeds["docker-proxy"], "dockerd's userland proxy, same server")
         table.print()
@@ -123,6 +137,7 @@ def throughput() -> None:
             rs = sorted(ratios[n])
             q1, q3 = rs[len(rs) // 4], rs[(3 * len(rs)) // 4]
             print(f"  {n} / direct = {statistics.median(rs):.2f} median of rounds (IQR {q1:.2f}-{q3:.2f})")
+        print(f"  portside's path for host clients: {'hook' if 'hook' in urls else 'nft DNAT'}")
         print("  targets: portside >= 0.9; docker 0.64 proxy / 0.81 no proxy, podman 0.68 (measured before)")
     finally:
         for p in procs:
@@ -295,7 +310,11 @@ def first_200_runtime() -> None:
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    throughput()
+    parts = os.environ.get("BENCH_NET", "throughput,first200").split(",")  # which parts to run
+    if "throughput" in parts:
+        throughput()
+    if "first200" not in parts:
+        return
     try:
         first_200()
     except subprocess.CalledProcessError as e:

@@ -20,44 +20,30 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
-# include/uapi/linux/bpf.h
-BPF_PROG_LOAD = 5
-BPF_PROG_ATTACH = 8
-BPF_PROG_DETACH = 9
-BPF_PROG_GET_FD_BY_ID = 13
-BPF_PROG_QUERY = 16
-BPF_PROG_TYPE_CGROUP_DEVICE = 15
-BPF_CGROUP_DEVICE = 6
-BPF_F_ALLOW_MULTI = 2
+from engine import bpf
+
+BPF_PROG_TYPE_CGROUP_DEVICE = bpf.PROG_TYPE_CGROUP_DEVICE
+BPF_CGROUP_DEVICE = bpf.CGROUP_DEVICE
+BPF_F_ALLOW_MULTI = bpf.F_ALLOW_MULTI
 DEV_BLOCK, DEV_CHAR = 1, 2
 ACC_MKNOD, ACC_READ, ACC_WRITE = 1, 2, 4
 ACC_ALL = ACC_MKNOD | ACC_READ | ACC_WRITE
-LICENSE = b"Apache\0"
 PROG_NAME = b"portside_dev"  # shows in bpftool prog list (max 15 chars)
-_SYS_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351, "riscv64": 280}
 
 _TYPES = {"c": DEV_CHAR, "b": DEV_BLOCK}
 _ACCESS = {"r": ACC_READ, "w": ACC_WRITE, "m": ACC_MKNOD}
 
-# eBPF opcodes (class | op | source)
-_LDXW = 0x61  # BPF_LDX | BPF_MEM | BPF_W: dst = *(u32 *)(src + off)
-_AND32_K = 0x54  # BPF_ALU | BPF_AND | BPF_K
-_RSH32_K = 0x74  # BPF_ALU | BPF_RSH | BPF_K
-_MOV32_K = 0xB4  # BPF_ALU | BPF_MOV | BPF_K
-_MOV32_X = 0xBC  # BPF_ALU | BPF_MOV | BPF_X
-_JNE_K = 0x55  # BPF_JMP | BPF_JNE | BPF_K
-_EXIT = 0x95  # BPF_JMP | BPF_EXIT
+_LDXW, _AND32_K, _RSH32_K, _MOV32_K, _MOV32_X = bpf.LDXW, bpf.AND32_K, bpf.RSH32_K, bpf.MOV32_K, bpf.MOV32_X
+_JNE_K, _EXIT = bpf.JNE_K, bpf.EXIT
 R0, R1, R2, R3, R4, R5 = range(6)
 
 Key = tuple[int, int, int]  # (type, major or -1, minor or -1)
 
 
-class DeviceFilterError(OSError):
-    pass
+DeviceFilterError = bpf.BpfError
 
 
-def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
-    return struct.pack("<BBhi", code, (src << 4) | dst, off, imm)
+_insn = bpf.insn
 
 
 def _access_bits(access: str) -> int:
@@ -141,76 +127,23 @@ def compile_rules(rules: Iterable[dict[str, Any]]) -> bytes:
     return b"".join(prog)
 
 
-# --- bpf(2) ---
-
-_libc: Any = None
-
-
-def _bpf(cmd: int, attr: bytearray) -> int:
-    global _libc
-    import ctypes
-
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    nr = _SYS_BPF.get(os.uname().machine)
-    if nr is None:
-        raise DeviceFilterError(95, f"bpf(2): unsupported architecture {os.uname().machine}")
-    buf = (ctypes.c_char * len(attr)).from_buffer(attr)
-    ret = _libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr)))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise DeviceFilterError(err, os.strerror(err))
-    return int(ret)
-
-
-def _addr(b: Any) -> int:
-    import ctypes
-
-    return ctypes.addressof(b)
-
-
 def load(program: bytes) -> int:
     """BPF_PROG_LOAD; returns the program's fd (close it once attached: the attachment holds the program)."""
-    import ctypes
-
-    insns = ctypes.create_string_buffer(program, len(program))
-    lic = ctypes.create_string_buffer(LICENSE, len(LICENSE))
-    log = ctypes.create_string_buffer(65536)
-    # union bpf_attr, BPF_PROG_LOAD: prog_type, insn_cnt, insns, license, log_level, log_size, log_buf,
-    # kern_version, prog_flags, prog_name[16], prog_ifindex, expected_attach_type
-    attr = bytearray(struct.pack("<IIQQIIQII16sII", BPF_PROG_TYPE_CGROUP_DEVICE, len(program) // 8,
-                                 _addr(insns), _addr(lic), 0, 0, 0, 0, 0, PROG_NAME, 0, BPF_CGROUP_DEVICE))  # fmt: skip
-    try:
-        return _bpf(BPF_PROG_LOAD, attr)
-    except DeviceFilterError as e:
-        # load again with the verifier's log for the message
-        attr[24:40] = struct.pack("<IIQ", 1, len(log), _addr(log))
-        with contextlib.suppress(DeviceFilterError):
-            os.close(_bpf(BPF_PROG_LOAD, attr))
-        text = log.value.decode(errors="replace").strip()
-        msg = f"loading the device filter: {e.strerror}" + (f": {text}" if text else "")
-        raise DeviceFilterError(e.errno, msg) from None
+    return bpf.load(BPF_PROG_TYPE_CGROUP_DEVICE, BPF_CGROUP_DEVICE, program, PROG_NAME)
 
 
 def attached(cgroup_fd: int) -> list[int]:
     """Ids of the device programs attached to this cgroup directory itself."""
-    import ctypes
-
-    ids = (ctypes.c_uint32 * 64)()
-    # BPF_PROG_QUERY: target_fd, attach_type, query_flags, attach_flags, prog_ids, prog_cnt
-    attr = bytearray(struct.pack("<IIIIQI4x", cgroup_fd, BPF_CGROUP_DEVICE, 0, 0, _addr(ids), len(ids)))
-    _bpf(BPF_PROG_QUERY, attr)
-    (count,) = struct.unpack_from("<I", attr, 24)
-    return [ids[i] for i in range(min(count, len(ids)))]
+    return bpf.prog_query(cgroup_fd, BPF_CGROUP_DEVICE)
 
 
 def _prog_fd(prog_id: int) -> int:
-    return _bpf(BPF_PROG_GET_FD_BY_ID, bytearray(struct.pack("<III", prog_id, 0, 0)))
+    return bpf.prog_fd_by_id(prog_id)
 
 
 def _attach(cmd: int, cgroup_fd: int, prog_fd: int, flags: int) -> None:
     # BPF_PROG_ATTACH/DETACH: target_fd, attach_bpf_fd, attach_type, attach_flags, replace_bpf_fd
-    _bpf(cmd, bytearray(struct.pack("<IIIII", cgroup_fd, prog_fd, BPF_CGROUP_DEVICE, flags, 0)))
+    bpf.call(cmd, bytearray(struct.pack("<IIIII", cgroup_fd, prog_fd, BPF_CGROUP_DEVICE, flags, 0)))
 
 
 def apply(cgroup_dir: str, rules: Iterable[dict[str, Any]]) -> int:
@@ -225,7 +158,7 @@ def apply(cgroup_dir: str, rules: Iterable[dict[str, Any]]) -> int:
         old = attached(cg)
         prog = load(program)
         try:
-            _attach(BPF_PROG_ATTACH, cg, prog, BPF_F_ALLOW_MULTI)
+            _attach(bpf.PROG_ATTACH, cg, prog, BPF_F_ALLOW_MULTI)
             new = set(attached(cg)) - set(old)
         finally:
             os.close(prog)
@@ -243,7 +176,7 @@ def detach(cgroup_fd: int, prog_ids: Iterable[int]) -> None:
             continue  # gone meanwhile
         try:
             with contextlib.suppress(DeviceFilterError):
-                _attach(BPF_PROG_DETACH, cgroup_fd, fd, 0)
+                _attach(bpf.PROG_DETACH, cgroup_fd, fd, 0)
         finally:
             os.close(fd)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, NotFound
-from engine.net import files, ipam, links, nft, nsutil, ports, store
+from engine.net import files, ipam, links, nft, nsutil, ports, sockhook, store
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class NetworkService:
         host_resolv_conf: Path = Path("/etc/resolv.conf"),
         dns_upstreams: list[tuple[str, int]] | None = None,
         mtu: int = DEFAULT_MTU,
+        socket_hook: bool = True,
     ) -> None:
         self.data_root = Path(data_root)
         self.exec_root = Path(exec_root)
@@ -94,6 +95,9 @@ class NetworkService:
         self.allocator = ports.PortAllocator(lambda: nft.foreign_published(self.table))
         self.lock = threading.RLock()
         self.dns: Any = None  # engine.net.dns.DnsServer, started when a container joins a user network
+        # host clients of published ports connect straight to the container (sockhook.py); nft DNAT otherwise
+        self.socket_hook = socket_hook
+        self.hook: sockhook.SockHook | None = None
         self.started = False
 
     # ------------------------------------------------------------------ names
@@ -153,22 +157,31 @@ class NetworkService:
             self._remove_stale_kernel_state()
             if self.enable_ip_forward:
                 links.set_sysctl("net/ipv4/ip_forward", "1")
+            if self.socket_hook and self.hook is None:
+                self.hook = sockhook.SockHook.open()
             self._apply_nft()
             self.started = True
             if any(self._sandbox_dns_networks(sb) for sb in self.sandboxes.values()):
                 self._dns().sync(self)
 
     def close(self) -> None:
-        """Stop the engine's own threads (DNS). The kernel state stays: running containers keep working."""
+        """Stop the engine's own threads (DNS) and its socket hook. The rest of the kernel state stays: running
+        containers keep working, published ports through nft DNAT."""
         with self.lock:
             if self.dns is not None:
                 self.dns.close()
                 self.dns = None
+            if self.hook is not None:
+                self.hook.close()
+                self.hook = None
             self.started = False
 
     def destroy(self) -> None:
         """Remove every sandbox, network, bridge and the nft table (tests; uninstall)."""
         with self.lock:
+            if self.hook is not None:
+                self.hook.close()
+                self.hook = None
             for cid in list(self.sandboxes):
                 self._remove_sandbox_locked(cid, apply=False)
             for net in list(self.networks.values()):
@@ -295,6 +308,20 @@ class NetworkService:
             for m in sb.get("Ports", []) if ip else []:
                 rules.append(nft.PortRule(m["proto"], m["host_ip"], m["host_port"], ip, m["container_port"]))
         nft.apply(self.table, sorted(bridges, key=lambda b: b.ifname), rules)
+        self._hook("sync", rules)
+
+    def _hook(self, op: str, rules: list[nft.PortRule]) -> None:
+        """Mirror DNAT rules into the socket hook's map (op: sync, add, remove). A failing hook is dropped whole
+        (nft serves every port then) rather than left with entries that may be stale."""
+        if self.hook is None:
+            return
+        entries = [sockhook.Entry(r.proto, r.host_ip, r.host_port, r.container_ip, r.container_port) for r in rules]
+        try:
+            getattr(self.hook, op)(entries)
+        except OSError:
+            log.exception("published ports: socket hook %s failed, dropping the hook (nft DNAT serves)", op)
+            self.hook.close()
+            self.hook = None
 
     @staticmethod
     def _port_rules(sb: dict[str, Any]) -> list[nft.PortRule]:
@@ -310,8 +337,10 @@ class NetworkService:
             nft.add_ports(self.table, self._port_rules(sb))
         except EngineError:
             self._apply_nft()  # the table went missing or differs: render it whole
+        self._hook("add", self._port_rules(sb))
 
     def _delete_port_rules(self, sb: dict[str, Any]) -> None:
+        self._hook("remove", self._port_rules(sb))
         try:
             nft.delete_ports(self.table, self._port_rules(sb))
         except EngineError:

@@ -18,6 +18,7 @@ from engine.net import links, nft, nsutil
 from engine.net.service import NetworkService
 
 from .conftest import Procs, leftovers, sh, wait_port
+from .test_sockhook import assert_detached
 from .test_user_networks import lookup
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -38,7 +39,8 @@ web = svc.create_sandbox("a" * 64, name="web", hostname="web", network_mode="pst
 app = svc.create_sandbox("b" * 64, name="app", hostname="app", network_mode="pst-restart")
 print(json.dumps({"port": web.network_settings["Ports"]["80/tcp"][0]["HostPort"],
                   "web_ns": str(web.netns_path), "app_ns": str(app.netns_path),
-                  "web_ip": web.network_settings["Networks"]["pst-restart"]["IPAddress"]}), flush=True)
+                  "web_ip": web.network_settings["Networks"]["pst-restart"]["IPAddress"],
+                  "hook": svc.hook.ids()}), flush=True)
 sys.stdin.read()
 """
 
@@ -70,7 +72,9 @@ def test_kill_and_restart_keeps_published_ports_and_duplicates_nothing(
     procs.start(info["web_ns"], "busybox", "httpd", "-f", "-p", "80", "-h", str(www))
     wait_port(info["web_ns"], 80)
     url = f"http://127.0.0.1:{info['port']}/"
-    # with the engine dead, the kernel keeps forwarding
+    # the engine's socket hook died with it (links live as long as its fds): nothing stays attached to the host
+    assert_detached(info["hook"])
+    # with the engine dead, the kernel keeps forwarding (nft DNAT)
     assert sh(None, "curl", "-sS", "--max-time", "5", url).stdout == "still here\n"
     table = str(kw["nft_table"])
     rules_before = rule_set(table)
