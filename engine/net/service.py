@@ -691,11 +691,12 @@ class NetworkService:
         )
         return ep
 
-    def _detach(self, sb: dict[str, Any], net_name: str) -> None:
+    def _detach(self, sb: dict[str, Any], net_name: str, delete_link: bool = True) -> None:
         ep = sb["Endpoints"].pop(net_name, None)
         if ep is None:
             return
-        links.delete_link(ep["HostIfname"])
+        if delete_link:
+            links.delete_link(ep["HostIfname"])
         net = self.networks.get(ep["NetworkID"])
         if net is not None and net["Containers"].pop(sb["Id"], None) is not None:
             self._save_network(net, durable=False)
@@ -739,17 +740,22 @@ class NetworkService:
     def remove_sandbox(self, container_id: str) -> None:
         """Undo create_sandbox: veths, netns, addresses, ports, DNS, files. Missing is fine."""
         with self.lock:
-            self._remove_sandbox_locked(container_id, apply=True)
+            self._remove_sandbox_locked(container_id, apply=True, lazy_links=True)
 
-    def _remove_sandbox_locked(self, cid: str, apply: bool) -> None:
+    def _remove_sandbox_locked(self, cid: str, apply: bool, lazy_links: bool = False) -> None:
+        """`lazy_links`: leave the veths to the kernel, which destroys each pair with the netns once its last user
+        is gone (the container has exited: at once) - deleting them here waits out RCU grace periods, ~20-30 ms
+        of every `docker rm`. A netns something still holds keeps its veth until then; start()'s reconcile deletes
+        any veth no sandbox owns. Failure paths delete synchronously, so a failed create leaves nothing behind."""
         sb = self.sandboxes.get(cid)
         if sb is None:
             sb = {"Id": cid, "Endpoints": {}, "Ports": []}
         had_ports = bool(sb.get("Ports"))
         self.allocator.release_owner(cid)
         if sb.get("Mode") != "container":
+            lazy = lazy_links and bool(sb.get("NetnsPath")) and nsutil.is_netns(Path(sb["NetnsPath"]))
             for net_name in list(sb.get("Endpoints", {})):
-                self._detach(sb, net_name)
+                self._detach(sb, net_name, delete_link=not lazy)
             if sb.get("NetnsPath"):
                 nsutil.remove_netns(Path(sb["NetnsPath"]))
             fdir = Path(sb.get("FilesDir") or self.files_dir / cid)

@@ -93,6 +93,17 @@ def leftovers(table: str) -> list[str]:
     return [link.name for link in links.list_links() if link.alias.startswith(prefix)]
 
 
+def settled_leftovers(table: str, expected: list[str], timeout: float = 5) -> list[str]:
+    """leftovers() once they match `expected` (sorted), or as they are at the timeout: a removed sandbox's veth goes
+    with its netns, which the kernel destroys asynchronously."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = sorted(leftovers(table))
+        if now == sorted(expected) or time.monotonic() > deadline:
+            return now
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def svc_factory() -> Iterator[tuple[Path, str, dict[str, object]]]:
     """A root dir and service arguments; the test makes (and may remake) services from them. Cleans up all."""

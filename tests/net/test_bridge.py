@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import secrets
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from engine.errors import NotFound
 from engine.net import links, nft, nsutil
 from engine.net.service import NetworkService
 
-from .conftest import Peer, Procs, leftovers, sh, wait_port
+from .conftest import Peer, Procs, leftovers, settled_leftovers, sh, wait_port
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +81,8 @@ def test_remove_sandbox_leaves_nothing(svc: NetworkService) -> None:
     files_dir = s.hosts_path.parent
     svc.remove_sandbox(c)
     assert not s.netns_path.exists()
-    assert leftovers(svc.table) == [svc.default_bridge]
+    # the veth goes with the netns (the kernel destroys both once unpinned and unused)
+    assert settled_leftovers(svc.table, [svc.default_bridge]) == [svc.default_bridge]
     assert not files_dir.exists()
     assert svc.inspect("bridge")["Containers"] == {}
     svc.remove_sandbox(c)  # twice is fine
@@ -153,3 +157,43 @@ def test_netns_helpers_roundtrip(tmp_path: Path) -> None:
     finally:
         nsutil.remove_netns(p)
     assert not p.exists() and not nsutil.is_netns(p)
+
+
+def test_a_removed_sandboxs_veth_goes_with_its_netns(
+    svc_factory: tuple[Path, str, dict[str, object]], procs: Procs
+) -> None:
+    _, _, kw = svc_factory
+    svc = NetworkService(**kw)  # type: ignore[arg-type]
+    svc.start()
+    try:
+        held, freed = cid(), cid()
+        a = svc.create_sandbox(held, name="held", hostname="held")
+        b = svc.create_sandbox(freed, name="freed", hostname="freed")
+        assert a.netns_path is not None and b.netns_path is not None
+        holder = procs.start(a.netns_path, "sleep", "60")  # something still in the netns, as a leaked process
+        wait_in_netns(holder.pid, a.netns_path)
+        veth_a = [svc.sandboxes[held]["Endpoints"]["bridge"]["HostIfname"]]
+        svc.remove_sandbox(freed)
+        svc.remove_sandbox(held)
+        # the unused netns is destroyed by the kernel with its veth pair; the held one keeps its veth for now
+        assert settled_leftovers(svc.table, [svc.default_bridge, *veth_a]) == sorted([svc.default_bridge, *veth_a])
+    finally:
+        svc.close()
+    # a restart's reconcile deletes a veth no sandbox owns, whatever holds its netns
+    svc = NetworkService(**kw)  # type: ignore[arg-type]
+    svc.start()
+    try:
+        assert leftovers(svc.table) == [svc.default_bridge]
+    finally:
+        svc.close()
+
+
+def wait_in_netns(pid: int, netns: Path) -> None:
+    """Until the process has joined the netns (nsenter execs it after setns)."""
+    want = os.stat(netns).st_ino
+    for _ in range(250):
+        with contextlib.suppress(OSError):
+            if os.stat(f"/proc/{pid}/ns/net").st_ino == want and "sleep" in Path(f"/proc/{pid}/comm").read_text():
+                return
+        time.sleep(0.02)
+    raise AssertionError("the holder did not join the netns")
