@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # Session fixtures are torn down by now: whatever carries a test name and is new is a leak.
     leaked = sorted(leaks.snapshot() - _before)
+    # some things go asynchronously (the kernel destroys a removed sandbox's veth with its netns): let them settle
+    deadline = time.monotonic() + 3
+    while any(x.startswith("link ") for x in leaked) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        leaked = sorted(leaks.snapshot() - _before)
     if not leaked:
         return
     print("\nLEAKED by this test session (mounts, links, netns, cgroups, nft tables, processes):", flush=True)
