@@ -44,7 +44,39 @@ class Settings:
     ports: list[PortMapping]
     network_mode: str
     networks: list[str] = field(default_factory=list)  # user networks besides the mode's own
-    binds: list[str] = field(default_factory=list)
+    binds: list[str] = field(default_factory=list)  # HostConfig.Binds, then the anonymous volumes by name
+    mounts: list[dict[str, Any]] = field(default_factory=list)  # HostConfig.Mounts (`--mount`), as inspect has them
+    anonymous: list[str] = field(default_factory=list)  # the `binds` entries that stand for anonymous volumes
+
+
+def anonymous_volumes(data: dict[str, Any]) -> list[str]:
+    """Anonymous volumes (`-v /path`, an image's VOLUME) as Binds entries `<generated name>:/path`: a recreate that
+    mounts them by name keeps their data, and the Volumes form can show and remove them."""
+    hc = data.get("HostConfig") or {}
+    taken = {b.split(":")[1].rstrip("/") for b in hc.get("Binds") or [] if ":" in b}
+    taken |= {str(m.get("Target") or "").rstrip("/") for m in hc.get("Mounts") or []}
+    out = []
+    for m in data.get("Mounts") or []:
+        dest = str(m.get("Destination") or "")
+        if m.get("Type") == "volume" and m.get("Name") and dest.rstrip("/") not in taken:
+            out.append(f"{m['Name']}:{dest}{'' if m.get('RW', True) else ':ro'}")
+    return out
+
+
+def host_mounts(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """HostConfig.Mounts; a volume mount without a Source (an anonymous `--mount type=volume`) gets the name the
+    engine gave it, so a recreate mounts the same volume instead of a new empty one."""
+    names = {str(m.get("Destination") or "").rstrip("/"): m.get("Name")
+             for m in data.get("Mounts") or [] if m.get("Type") == "volume"}
+    out = []
+    for m in (data.get("HostConfig") or {}).get("Mounts") or []:
+        m = dict(m)
+        if m.get("Type") == "volume" and not m.get("Source"):
+            name = names.get(str(m.get("Target") or "").rstrip("/"))
+            if name:
+                m["Source"] = name
+        out.append(m)
+    return out
 
 
 def from_inspect(data: dict[str, Any]) -> Settings:
@@ -60,6 +92,7 @@ def from_inspect(data: dict[str, Any]) -> Settings:
     nets = [n for n in ((data.get("NetworkSettings") or {}).get("Networks") or {}) if n != mode]
     if mode == "default":
         nets = [n for n in nets if n != "bridge"]
+    anon = anonymous_volumes(data)
     return Settings(
         name=str(data.get("Name", "")).lstrip("/"),
         command=list(cfg["Cmd"]) if cfg.get("Cmd") else None,
@@ -68,7 +101,9 @@ def from_inspect(data: dict[str, Any]) -> Settings:
         ports=ports,
         network_mode=mode,
         networks=sorted(nets),
-        binds=list(hc.get("Binds") or []),
+        binds=list(hc.get("Binds") or []) + anon,
+        mounts=host_mounts(data),
+        anonymous=anon,
     )
 
 
@@ -265,6 +300,8 @@ def check_env_key(key: str) -> str | None:
 
 def check_volume_source(kind: str, text: str) -> str | None:
     text = text.strip()
+    if kind == "tmpfs":
+        return None  # memory: no source
     if kind == "bind":
         if not text:
             return "the host path is required"
@@ -319,6 +356,22 @@ def parse_bind(text: str) -> BindEntry:
         raise ValueError(f"{text!r} is not SOURCE:/container/path[:ro]")
     opts = tuple(o for o in (parts[2].split(",") if len(parts) > 2 else []) if o)
     return BindEntry(parts[0], parts[1], "ro" in opts, tuple(o for o in opts if o not in ("ro", "rw")))
+
+
+def mount_entry(m: dict[str, Any]) -> BindEntry:
+    """A HostConfig.Mounts entry as the Volumes form shows it (its Type is kept by the row, not guessed)."""
+    return BindEntry(str(m.get("Source") or ""), str(m.get("Target") or ""), bool(m.get("ReadOnly")))
+
+
+def edited_mount(m: dict[str, Any], kind: str, entry: BindEntry) -> dict[str, Any]:
+    """The Mounts entry `m` with the form's type, source, target and mode; options of another type dropped."""
+    out = dict(m, Type=kind, Source=entry.source, Target=entry.target, ReadOnly=entry.read_only)
+    for opts, owner in (("BindOptions", "bind"), ("VolumeOptions", "volume"), ("TmpfsOptions", "tmpfs")):
+        if kind != owner:
+            out.pop(opts, None)
+    if kind == "tmpfs":
+        out.pop("Source", None)
+    return out
 
 
 def mount_point_clashes(targets: list[str | None]) -> dict[int, str]:
@@ -388,7 +441,7 @@ def plan(old: Settings, new: Settings) -> Plan:
         p.recreate.append("environment")
     if sorted(map(str, new.ports)) != sorted(map(str, old.ports)):
         p.recreate.append("ports")
-    if new.binds != old.binds:
+    if new.binds != old.binds or new.mounts != old.mounts:
         p.recreate.append("volumes")
     if new.network_mode != old.network_mode:
         p.recreate.append("network mode")
@@ -424,17 +477,15 @@ def recreate_body(data: dict[str, Any], new: Settings) -> tuple[dict[str, Any], 
         for key in bindings:
             exposed.setdefault(key, {})
         cfg["ExposedPorts"] = exposed
-    if new.binds != old.binds:
-        hc["Binds"] = new.binds
-    # Anonymous volumes would be new and empty in the replacement: carry them over by name.
-    binds = list(hc.get("Binds") or [])
-    targets = {b.split(":")[1] for b in binds if ":" in b}
-    mount_targets = {mm.get("Target") for mm in hc.get("Mounts") or []}
-    for m in data.get("Mounts") or []:
-        dest = m.get("Destination")
-        if m.get("Type") == "volume" and m.get("Name") and dest not in targets and dest not in mount_targets:
-            binds.append(f"{m['Name']}:{m['Destination']}{'' if m.get('RW', True) else ':ro'}")
-    hc["Binds"] = binds or None
+    # Anonymous volumes are in `binds` by name (they would be new and empty in the replacement otherwise); one the
+    # user removed also leaves Config.Volumes, so only an image's own VOLUME brings a fresh one back.
+    hc["Binds"] = list(new.binds) or None
+    kept = {b.split(":")[1] for b in new.binds if ":" in b}
+    dropped = {a.split(":")[1] for a in old.anonymous} - kept
+    if dropped and cfg.get("Volumes"):
+        cfg["Volumes"] = {k: v for k, v in cfg["Volumes"].items() if k not in dropped} or None
+    if new.mounts or hc.get("Mounts"):
+        hc["Mounts"] = [dict(m) for m in new.mounts] or None
     hc["RestartPolicy"] = _restart_policy(new.restart, hc.get("RestartPolicy"))
     hc["NetworkMode"] = new.network_mode
     endpoints: dict[str, Any] = {}

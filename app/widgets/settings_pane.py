@@ -66,7 +66,8 @@ class SettingsPane(VerticalScroll):
         yield Label("Also connected to (user networks)")
         yield SelectionList[str](id="set-networks")
         yield Label("Volumes", classes="section")
-        yield Label("named volume or bind (host path) -> container path, rw/ro", markup=False, classes="hint")
+        yield Label("named volume or bind (host path) -> container path, rw/ro; `--mount` and anonymous volumes too",
+                    markup=False, classes="hint")
         yield VolumesEditor(id="set-binds")
         yield Static("", id="set-errors")
         with Horizontal(classes="buttons"):
@@ -112,9 +113,10 @@ class SettingsPane(VerticalScroll):
         ports.own_current = list(s.ports)
         ports.check_host = local_engine
         self.volumes_editor.volume_names = sorted(volumes or [])
+        self.volumes_editor.anonymous = set(s.anonymous)
         await self.env_editor.set_values(s.env)
         await ports.set_values(s.ports)
-        await self.volumes_editor.set_values(s.binds)
+        await self.volumes_editor.set_values([*s.binds, *s.mounts])
         self.show_errors([])
         self.loaded = s
         self.container_id = cid
@@ -144,6 +146,8 @@ class SettingsPane(VerticalScroll):
             network_mode=str(self.query_one("#set-mode", Select).value),
             networks=sorted(self.query_one("#set-networks", SelectionList).selected),
             binds=self.volumes_editor.binds(),
+            mounts=self.volumes_editor.mounts(),
+            anonymous=list(self.loaded.anonymous) if self.loaded else [],
         )
 
     def show_errors(self, errors: list[str]) -> None:

@@ -65,6 +65,7 @@ class Row(Vertical, Generic[T]):
     Row .env-value { width: 3fr; }
     Row .vol-kind { width: 14; }
     Row .vol-mode { width: 10; }
+    Row .vol-note { width: 11; padding: 1 0 0 1; color: $text-muted; }
     """
 
     def __init__(self, value: T | None = None) -> None:
@@ -172,19 +173,25 @@ class EnvRow(Row[str]):
 
 
 class VolumeRow(Row[st.BindEntry]):
-    """bind host path or named volume -> container path, rw/ro."""
+    """bind host path, named volume (or tmpfs, for a `--mount`) -> container path, rw/ro.
+
+    A row comes from a HostConfig.Binds entry (`raw`), from a HostConfig.Mounts entry (`mount`, noted `--mount`)
+    or is new; an anonymous volume shows as a volume row with its generated name, noted `anonymous`."""
 
     def __init__(self, value: st.BindEntry | None = None, *, raw: str | None = None,
-                 volume_names: list[str] | None = None) -> None:
+                 volume_names: list[str] | None = None, mount: dict[str, Any] | None = None, note: str = "") -> None:
         super().__init__(value)
         self.raw = raw  # the Binds entry as the engine had it: given back unchanged while the row is untouched
+        self.mount_spec = mount  # the Mounts entry as the engine had it, likewise
+        self.note = note
         self.volume_names = volume_names or []
 
     def fields(self) -> ComposeResult:
         b = self.original
-        kind = b.kind if b else "volume"
-        yield Select([("volume", "volume"), ("bind", "bind")], value=kind, allow_blank=False, classes="vol-kind")
-        yield Input(b.source if b else "", placeholder="volume name" if kind == "volume" else "/host/path",
+        kind = str(self.mount_spec.get("Type") or "volume") if self.mount_spec else (b.kind if b else "volume")
+        kinds = ["tmpfs"] if kind == "tmpfs" else ["volume", "bind"]
+        yield Select([(k, k) for k in kinds], value=kind, allow_blank=False, classes="vol-kind")
+        yield Input(b.source if b else "", placeholder=_SOURCE_HINT.get(kind, ""), disabled=kind == "tmpfs",
                     classes="vol-source", validators=[Check(lambda t: st.check_volume_source(self.kind, t))],
                     suggester=SuggestFromList(self.volume_names, case_sensitive=True) if kind == "volume" else None)
         yield Label("->", classes="arrow")
@@ -192,12 +199,16 @@ class VolumeRow(Row[st.BindEntry]):
                     validators=[Check(st.check_container_path)])
         yield Select([("rw", "rw"), ("ro", "ro")], value="ro" if b and b.read_only else "rw", allow_blank=False,
                      classes="vol-mode")
+        if self.note:
+            yield Label(self.note, classes="vol-note")
 
     @property
     def kind(self) -> str:
         try:
             return str(self.query_one(".vol-kind", Select).value)
         except Exception:
+            if self.mount_spec:
+                return str(self.mount_spec.get("Type") or "volume")
             return self.original.kind if self.original else "volume"
 
     @property
@@ -208,7 +219,7 @@ class VolumeRow(Row[st.BindEntry]):
     def _kind_changed(self, event: Select.Changed) -> None:
         source = self.query_one(".vol-source", Input)
         volume = event.value == "volume"
-        source.placeholder = "volume name" if volume else "/host/path"
+        source.placeholder = _SOURCE_HINT.get(str(event.value), "")
         source.suggester = SuggestFromList(self.volume_names, case_sensitive=True) if volume else None
         source.validate(source.value)
 
@@ -219,6 +230,9 @@ class VolumeRow(Row[st.BindEntry]):
                              self.query_one(".vol-mode", Select).value == "ro",
                              self.original.options if self.original else ())
         return entry
+
+
+_SOURCE_HINT = {"volume": "volume name", "bind": "/host/path", "tmpfs": "(memory)"}
 
 
 R = TypeVar("R", bound=Row[Any])
@@ -370,20 +384,36 @@ class VolumesEditor(RowsEditor[VolumeRow]):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.volume_names: list[str] = []  # the engine's named volumes, offered while typing a volume's name
+        self.anonymous: set[str] = set()  # Binds-style entries that stand for anonymous volumes
 
     def make_row(self, value: Any) -> Row[Any]:
+        """`value`: None (a new row), a Binds entry, or a Mounts entry (a dict)."""
         if value is None:
             return VolumeRow(None, volume_names=self.volume_names)
-        return VolumeRow(st.parse_bind(value), raw=value, volume_names=self.volume_names)
+        if isinstance(value, dict):
+            return VolumeRow(st.mount_entry(value), mount=value, note="--mount", volume_names=self.volume_names)
+        note = "anonymous" if value in self.anonymous else ""
+        return VolumeRow(st.parse_bind(value), raw=value, note=note, volume_names=self.volume_names)
 
     def binds(self) -> list[str]:
-        """The rows as HostConfig.Binds entries; an untouched row gives back its entry exactly."""
+        """The Binds rows (and new ones) as HostConfig.Binds entries; an untouched row gives back its entry
+        exactly."""
         out = []
         for row in self.rows:
             entry = row.value()
-            if entry is None:
+            if entry is None or row.mount_spec is not None:
                 continue
             out.append(row.raw if row.raw is not None and entry == row.original else str(entry))
+        return out
+
+    def mounts(self) -> list[dict[str, Any]]:
+        """The rows that came from HostConfig.Mounts, as Mounts entries; an untouched row gives back its entry."""
+        out = []
+        for row in self.rows:
+            entry = row.value()
+            if entry is None or row.mount_spec is None:
+                continue
+            out.append(row.mount_spec if entry == row.original else st.edited_mount(row.mount_spec, row.kind, entry))
         return out
 
     def cross_row_errors(self) -> dict[int, str]:
