@@ -222,6 +222,29 @@ class PortsideApp(App[None]):
         for name in ("images", "networks", "volumes", "events"):
             yield SystemCommand(f"Show {name}", f"Open the {name} screen", lambda n=name: self.action_screen(n))
         yield SystemCommand("Help", "Keys and what they do", self.action_help)
+        yield from self._binding_commands(screen)
+
+    # Actions the commands above already offer under clearer names.
+    _PALETTE_COVERED = ("verb(", "new", "run_nginx", "screen(", "help", "quit", "app.", "command_palette")
+
+    def _binding_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """Every other action bound on the screen and its focused widgets (pull, prune, create, exec, mark...),
+        so the palette reaches all that the keys reach; the help text names the key."""
+        seen: set[str] = set()
+        for key, active in screen.active_bindings.items():
+            binding, node = active.binding, active.node
+            if not binding.description or not active.enabled or binding.action.startswith(self._PALETTE_COVERED):
+                continue
+            name = f"{binding.description} ({type(node).__name__.removesuffix('Screen')})"
+            if name in seen:
+                continue
+            seen.add(name)
+            display = self.get_key_display(binding)
+
+            async def run(action: str = binding.action, where: Any = node) -> None:
+                await self.run_action(action, where)
+
+            yield SystemCommand(name, f"key {display or key}", run)
 
     def _main_screen(self) -> Any:
         from app.screens.main import MainScreen

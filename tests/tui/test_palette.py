@@ -1,0 +1,49 @@
+"""The command palette reaches every action the keys reach: besides the container verbs and screens, each
+screen's own bindings (create a network, pull an image, exec, mark...) are commands naming their key."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from textual.command import CommandPalette
+
+from app.screens.resources import NameScreen, NetworksScreen
+from app.tui import PortsideApp
+from tests.tui.conftest import Engine, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.tui, pytest.mark.timeout(120)]
+
+
+def _names(app: PortsideApp) -> dict[str, str]:
+    return {c.title: c.help for c in app.get_system_commands(app.screen)}
+
+
+async def test_palette_offers_each_screens_actions_and_runs_them(engine: Engine, tmp_config_home: Any) -> None:
+    """On the main screen the palette has Exec and Mark besides the verbs; on Networks, choosing "Create" from the
+    palette asks for a name and the network really exists in the engine."""
+    app = PortsideApp(host=engine.url, config=engine.config())
+    name = f"pstpal{uuid.uuid4().hex[:6]}"
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected, what="connection")
+        main = _names(app)
+        assert main["Exec (Main)"] == "key e" and main["Mark (ContainerList)"] == "key space"
+        assert "Container: Kill" in main and "Kill (Main)" not in main  # covered once, by the verb command
+        await pilot.press("O")
+        await wait_for(pilot, lambda: isinstance(app.screen, NetworksScreen), what="networks screen")
+        assert {"Create (Networks)", "Remove (Networks)", "Inspect (Networks)"} <= set(_names(app))
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
+        await pilot.press(*"Create (Net")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NameScreen), what="the name prompt")
+        await pilot.press(*name, "enter")
+        nets = app.screen
+        assert isinstance(nets, NetworksScreen)
+        await wait_for(pilot, lambda: name in [str(k.value) for k in nets.table.rows], what="the network listed")
+    try:
+        assert engine.api.inspect_network(name)["Name"] == name
+    finally:
+        engine.api.remove_network(name)
