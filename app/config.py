@@ -59,6 +59,7 @@ DEFAULT_KEYS: dict[str, str] = {
     "image_pull": "p",
     "image_history": "h",
     "image_prune": "P",
+    "image_remove_force": "D",
     "network_create": "n",
     "volume_create": "n",
     "pick_tag": "t",

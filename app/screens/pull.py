@@ -110,7 +110,10 @@ class PullScreen(ModalScreen[str | None]):
                 bar = ProgressBar(total=None, show_eta=False, id=f"layer-{lid}")
                 self.bars[lid] = bar
                 await box.mount(label, bar)
-            bar.update(total=total or None, progress=current)
+            if status == "Already exists":  # nothing to download: a full bar, not an endless "waiting" one
+                bar.update(total=1, progress=1)
+            else:
+                bar.update(total=total or None, progress=current)
             self.query_one(f"#layer-label-{lid}", Label).update(
                 f"{lid}: {status} {human_bytes(current, False)}/{human_bytes(total, False) if total else '?'}"
             )
@@ -119,7 +122,8 @@ class PullScreen(ModalScreen[str | None]):
     @on(Finished)
     def _finished(self, message: Finished) -> None:
         if message.error:
-            self.app.notify(message.error, title=f"Could not run {self.reference}", severity="error", timeout=15)
+            verb = "pull" if self.pull_only else "run"
+            self.app.notify(message.error, title=f"Could not {verb} {self.reference}", severity="error", timeout=15)
             self.dismiss(None)
             return
         self.dismiss(message.container_id)

@@ -186,6 +186,34 @@ def _age(ts: int | str) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M")
 
 
+class HistoryScreen(ModalScreen[None]):
+    """An image's layers as `docker history` shows them: newest first, the command that made each, its size."""
+
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "Close")]
+
+    def __init__(self, reference: str, history: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.reference = reference
+        self.history = history
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog json-dialog"):
+            yield Label(f"History of [b]{escape(self.reference)}[/]")
+            yield DataTable(id="history-table", cursor_type="row")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")
+        for layer in self.history:
+            lid = str(layer.get("Id") or "")
+            short = lid.split(":")[-1][:12] if lid and lid != "<missing>" else "<missing>"
+            created_by = " ".join(str(layer.get("CreatedBy") or "").split())
+            created_by = created_by.removeprefix("/bin/sh -c #(nop) ").removeprefix("/bin/sh -c ")
+            table.add_row(short, _age(layer.get("Created") or 0), created_by[:60],
+                          human_bytes(layer.get("Size") or 0, False), str(layer.get("Comment") or ""))
+        table.focus()
+
+
 class ImagesScreen(TableScreen):
     KIND = "images"
     COLUMNS = ("REPOSITORY:TAG", "IMAGE ID", "CREATED", "SIZE")
@@ -193,7 +221,9 @@ class ImagesScreen(TableScreen):
         Binding("p", "pull", "Pull", id="image_pull"),
         Binding("h", "history", "History", id="image_history"),
         Binding("P", "prune", "Prune", id="image_prune"),
+        Binding("D", "remove_force", "Remove (force)", id="image_remove_force"),
     ]
+    last_pull: Any = None  # the PullScreen of the latest pull (its per-layer bars stay readable after it closes)
 
     def list_rows(self, api: Any) -> list[tuple[str, tuple[str, ...]]]:
         rows = []
@@ -207,6 +237,19 @@ class ImagesScreen(TableScreen):
     def remove_object(self, api: Any, key: str) -> None:
         api.remove_image(key)
 
+    def action_remove_force(self) -> None:
+        """`docker rmi -f`: untags an image other tags or containers still use; removes it otherwise."""
+        key = self.current_key
+        if key is None:
+            return
+        from app.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.call(f"Remove {key}", lambda api: api.remove_image(key, force=True))
+
+        self.app.push_screen(ConfirmScreen(f"Force-remove image {key}, even if containers use it?"), answered)
+
     def inspect_object(self, api: Any, key: str) -> Any:
         return api.inspect_image(key)
 
@@ -214,7 +257,13 @@ class ImagesScreen(TableScreen):
         from app.screens.pull import PullScreen
 
         def pull(ref: str) -> None:
-            self.app.push_screen(PullScreen(ref, pull_only=True), lambda _: self._reload())
+            def done(result: str | None) -> None:
+                if result is not None:  # None: failed, and the pull screen said why
+                    self.notify(f"Pulled {ref}", title="Images")
+                self._reload()
+
+            self.last_pull = PullScreen(ref, pull_only=True)
+            self.app.push_screen(self.last_pull, done)
 
         self.ask("Image to pull (name[:tag])", pull)
 
@@ -225,7 +274,7 @@ class ImagesScreen(TableScreen):
         key = self.current_key
         if key is not None:
             self.call(f"History of {key}", lambda api: api.history(key),
-                      lambda data: self.app.push_screen(JsonScreen(f"history of {key}", data)))
+                      lambda data: self.app.push_screen(HistoryScreen(key, data or [])))
 
     def action_prune(self) -> None:
         from app.screens.confirm import ConfirmScreen

@@ -1,0 +1,93 @@
+"""The Images screen against a real engine: pull by name with a progress bar per layer, `docker history` as a
+table, remove (an image a container uses is refused with Docker's message, then force-removed), remove."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import Any
+
+import docker.errors
+import pytest
+from textual.widgets import DataTable
+
+from app.screens.confirm import ConfirmScreen
+from app.screens.resources import HistoryScreen, ImagesScreen, NameScreen
+from app.tui import PortsideApp
+from tests.testbed.registry import Registry
+from tests.tui.conftest import Engine, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.tui, pytest.mark.timeout(180)]
+
+
+def _keys(screen: ImagesScreen) -> list[str]:
+    return [str(k.value) for k in screen.table.rows]
+
+
+async def _at(pilot: Any, screen: ImagesScreen, key: str) -> None:
+    await wait_for(pilot, lambda: key in _keys(screen), what=f"{key} listed")
+    screen.table.move_cursor(row=_keys(screen).index(key))
+    await pilot.pause()
+    assert screen.current_key == key
+
+
+async def test_pull_history_and_remove_images(engine: Engine, registry: Registry, tmp_config_home: Any) -> None:
+    tag = uuid.uuid4().hex[:6]
+    ref = f"{registry.host}/testbed/layers:latest"
+    with contextlib.suppress(docker.errors.NotFound):
+        engine.api.remove_image(ref)
+    # an image with one tag that a container uses: only a forced remove takes the tag away
+    base = engine.run(["true"], f"pst-base-{tag}")
+    engine.api.wait(base, timeout=30)
+    mine = f"pst-img-{tag}:v1"
+    engine.api.commit(base, repository=f"pst-img-{tag}", tag="v1")
+    engine.api.remove_container(base)
+    user = engine.api.create_container(mine, ["true"], name=f"pst-user-{tag}")["Id"]
+    app = PortsideApp(host=engine.url, config=engine.config())
+    try:
+        async with app.run_test(size=(160, 45)) as pilot:
+            await wait_for(pilot, lambda: app.connected, what="connection")
+            await pilot.press("I")
+            images = await wait_for(pilot, lambda: isinstance(app.screen, ImagesScreen) and app.screen)
+            await pilot.press("p")
+            await wait_for(pilot, lambda: isinstance(app.screen, NameScreen), what="the reference prompt")
+            await pilot.press(*ref, "enter")
+            await wait_for(pilot, lambda: ref in _keys(images), timeout=60, what="the pulled image listed")
+            await wait_for(pilot, lambda: any(n.message == f"Pulled {ref}" for n in app._notifications),
+                           what="the pull reported")
+            layers = engine.api.inspect_image(ref)["RootFS"]["Layers"]
+            pull = images.last_pull
+            assert len(layers) > 2 and len(pull.bars) == len(layers)  # one bar per layer
+            assert all(bar.total and bar.progress == bar.total for bar in pull.bars.values())
+            # history: one row per `docker history` line
+            await _at(pilot, images, ref)
+            await pilot.press("h")
+            hist = await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen)
+            assert hist.query_one(DataTable).row_count == len(engine.api.history(ref))
+            await pilot.press("escape")
+            # an image in use: d is refused with the engine's message, D removes the tag
+            await _at(pilot, images, mine)
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: any(n.title == f"Remove {mine}" and n.severity == "error"
+                                              for n in app._notifications), what="the refusal")
+            assert engine.api.images(name=f"pst-img-{tag}")
+            await pilot.press("D")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: mine not in _keys(images), what="the tag gone from the list")
+            assert not engine.api.images(name=f"pst-img-{tag}")
+            # and a plain remove
+            await _at(pilot, images, ref)
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: ref not in _keys(images), what="the pulled image removed")
+        with pytest.raises(docker.errors.NotFound):
+            engine.api.inspect_image(ref)
+    finally:
+        engine.api.remove_container(user, force=True)
+        for leftover in (mine, ref):
+            with contextlib.suppress(docker.errors.APIError):
+                engine.api.remove_image(leftover, force=True)
