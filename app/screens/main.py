@@ -1,8 +1,11 @@
 """The main screen: containers on the left, the selected container's tabs on the right.
 
 Data flow: the app's /events stream is forwarded here; container events mark ids dirty and one debounced worker
-re-lists just those ids. Logs, stats and the URL check of the selected container run in thread workers that
-stop when the selection changes (a generation number) and post messages back.
+re-lists just those ids. Logs and the URL check of the selected container run in thread workers that stop when
+the selection changes (a generation number) and post messages back. Stats come from one shared stream per
+container (app/stats_streams.py): the selected running container's always, every running container's while the
+Stats tab shows (its table); a sample of the selected container updates whichever of Home and Stats is shown,
+the table is redrawn from the histories every TABLE_PERIOD seconds, changed cells only.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from app import settings as st
 from app.containers import ContainerRow, urls
 from app.lifecycle import VERBS, error_text
 from app.messages import Connected, ConnectionLost, DockerEvent, EngineUnavailable, RunImage
-from app.stats import History, sample
+from app.stats import History
+from app.stats_streams import StatsStreams
 from app.widgets.container_list import ContainerList
 from app.widgets.exec_pane import ExecPane
 from app.widgets.home import HomePane
@@ -40,6 +44,11 @@ LIST_ACTIONS = {
     "create", "start", "restart", "stop", "die", "kill", "pause", "unpause", "rename", "destroy", "update",
     "health_status", "oom",
 }
+
+# Container states `docker stats` lists (a paused container still runs, frozen).
+STATS_STATES = {"running", "paused"}
+# Seconds between redraws of the Stats tab's table of all running containers.
+TABLE_PERIOD = 2.0
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -121,6 +130,8 @@ class MainScreen(Screen[None]):
         self._streams_lock = threading.Lock()
         self.selected_id: str | None = None
         self.history = History()
+        self.stats_streams = StatsStreams(self._open_stats, self._stats_arrived)
+        self.active_tab = "tab-home"
         self.url_states: dict[str, str] = {}
         self.loaded = threading.Event()
 
@@ -175,6 +186,7 @@ class MainScreen(Screen[None]):
         self.query_one("#filter", Input).display = False
         self.home.search_input.display = False
         self.container_list.focus()
+        self._table_timer = self.set_interval(TABLE_PERIOD, self._refresh_table, pause=True)
         if getattr(self.app, "connected", False):
             self.load()
 
@@ -214,6 +226,7 @@ class MainScreen(Screen[None]):
     def _rows_loaded(self, message: RowsLoaded) -> None:
         self.container_list.set_rows(message.rows)
         self.loaded.set()
+        self._watch_stats()
 
     @on(DockerEvent)
     def _docker_event(self, message: DockerEvent) -> None:
@@ -228,6 +241,8 @@ class MainScreen(Screen[None]):
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.set_timer(0.05, self._flush)
+        if action in ("start", "restart") and cid in self.stats_streams.watched:
+            self.stats_streams.restart(cid)  # a stream of the run before may linger
         if cid == self.selected_id and action in ("start", "restart", "unpause"):
             self._restart_streams()
 
@@ -254,6 +269,8 @@ class MainScreen(Screen[None]):
         for cid in message.ids:
             if cid not in found:
                 self.container_list.discard(cid)
+        self._watch_stats()
+        self._refresh_table()
         if self.selected_id in found:
             self._show_urls_for(self.container_list.rows_by_id[self.selected_id])
 
@@ -289,21 +306,25 @@ class MainScreen(Screen[None]):
         self.selected_id = message.container_id
         row = self.container_list.current
         self.query_one(ExecPane).show_target(row.name if row else None, row.state if row else None)
-        self.history = History()
+        self.history = self.stats_streams.history(self.selected_id) if self.selected_id else History()
         self._restart_streams(clear=True)
+        self._watch_stats()
+        self._show_stats()
         if self.selected_id:
             self.load_inspect(self.selected_id)
 
-    def _stop_streams(self) -> None:
+    def _stop_streams(self, keep_stats: bool = False) -> None:
         self.generation += 1
         with self._streams_lock:
             streams, self._streams = self._streams, []
         for s in streams:
             with contextlib.suppress(Exception):
                 s.close()
+        if not keep_stats:
+            self.stats_streams.close_all()
 
     def _restart_streams(self, clear: bool = False) -> None:
-        self._stop_streams()
+        self._stop_streams(keep_stats=True)  # the stats streams follow what is wanted (_watch_stats), not this
         gen = self.generation
         row = self.container_list.current
         if clear:
@@ -317,7 +338,6 @@ class MainScreen(Screen[None]):
         self.log_view.container_name = row.name  # type: ignore[attr-defined]
         since = self._last_log_time()
         self._stream_logs(row.id, gen, since)
-        self._stream_stats(row.id, gen)
         self._show_urls_for(row)
         self._check_urls(gen)
 
@@ -368,36 +388,63 @@ class MainScreen(Screen[None]):
                 view.feed([buf.decode("utf-8", "replace").rstrip("\r")])
             stream.close()
 
-    @work(thread=True, group="stats", exit_on_error=False)
-    def _stream_stats(self, cid: str, gen: int) -> None:
-        try:
-            stream = self.app.wait_engine().stats(cid)  # type: ignore[attr-defined]
-        except Exception:
-            return
-        if not self._keep(gen, stream):
-            stream.close()
-            return
-        history = self.history
-        try:
-            for raw in stream:
-                if gen != self.generation:
-                    break
-                if not raw.get("read") or str(raw.get("read")).startswith("0001"):
-                    continue  # a stopped container's empty sample
-                history.add(sample(raw))
-                self.post_message(self.StatsSample(gen, cid))
-        except Exception:
-            pass
-        finally:
-            stream.close()
+    # --- stats ---
+
+    def _open_stats(self, cid: str) -> Any:
+        return self.app.wait_engine().stats(cid)  # type: ignore[attr-defined]
+
+    def _stats_arrived(self, cid: str) -> None:
+        """On a stream's thread: only the selected container's samples are drawn as they come."""
+        if cid == self.selected_id:
+            self.post_message(self.StatsSample(self.generation, cid))
+
+    def _watch_stats(self) -> None:
+        """Stream the selected container if it runs, and every running one while the Stats tab shows."""
+        rows = self.container_list.rows_by_id
+        running = {cid for cid, r in rows.items() if r.state in STATS_STATES}
+        wanted = running if self.active_tab == "tab-stats" else set()
+        if self.selected_id in running:
+            wanted.add(self.selected_id)
+        if not getattr(self.app, "connected", False):
+            wanted = set()
+        self.stats_streams.watch(wanted)
+        self.stats_streams.forget(rows)
 
     @on(StatsSample)
     def _stats_sample(self, message: StatsSample) -> None:
-        if message.generation != self.generation:
+        if message.container_id == self.selected_id:
+            self._show_stats()
+
+    def _show_stats(self) -> None:
+        """Draw the selected container's stats on the tab that shows them; the hidden one is drawn when shown."""
+        if self.active_tab == "tab-home":
+            row = self.container_list.current
+            self.home.show_summary(self.history, row.state if row else "")
+        elif self.active_tab == "tab-stats":
+            self.stats_pane.show(self.history)
+
+    def _refresh_table(self) -> None:
+        if self.active_tab != "tab-stats":
             return
-        row = self.container_list.current
-        self.home.show_summary(self.history, row.state if row else "")
-        self.stats_pane.show(self.history)
+        histories = self.stats_streams.histories()
+        rows = {}
+        for cid, row in self.container_list.rows_by_id.items():
+            h = histories.get(cid)
+            last = h.last if h is not None and row.state in STATS_STATES else None
+            if last is not None:
+                rows[cid] = (row.name, last)
+        self.stats_pane.show_table(rows)
+
+    @on(TabbedContent.TabActivated, "#tabs")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.active_tab = event.pane.id or ""
+        self._watch_stats()
+        self._show_stats()
+        if self.active_tab == "tab-stats":
+            self._refresh_table()
+            self._table_timer.resume()
+        else:
+            self._table_timer.pause()
 
     def _show_urls_for(self, row: ContainerRow) -> None:
         wanted = urls(row.published)

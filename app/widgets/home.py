@@ -10,15 +10,18 @@ from textual.containers import Vertical
 from textual.widgets import Input, Static
 
 from app.stats import History, human_bytes
+from app.widgets.fixed_label import FixedLabel
 from app.widgets.log_view import LogView
 
 
 class HomePane(Vertical):
     BINDINGS = [Binding("slash", "search", "Search logs", id="log_search")]
 
+    _urls_text: str | None = None
+
     def compose(self) -> ComposeResult:
         yield Static("", id="urls")
-        yield Static("", id="summary")
+        yield FixedLabel("", id="summary")
         yield Static("", id="log-status")
         yield LogView(id="logs")
         yield Input(placeholder="search the log (regex); Enter keeps it, Esc clears", id="log-search")
@@ -58,18 +61,19 @@ class HomePane(Vertical):
 
     def show_urls(self, states: dict[str, str]) -> None:
         if not states:
-            self.query_one("#urls", Static).update("[dim]no published TCP ports[/]")
-            return
-        lines = [f"[b]{escape(url)}[/] -> {escape(state)}" for url, state in states.items()]
-        self.query_one("#urls", Static).update("\n".join(lines))
+            text = "[dim]no published TCP ports[/]"
+        else:
+            text = "\n".join(f"[b]{escape(url)}[/] -> {escape(state)}" for url, state in states.items())
+        if text != self._urls_text:  # the check repeats every few seconds: an unchanged answer costs nothing
+            self._urls_text = text
+            self.query_one("#urls", Static).update(text)
 
     def show_summary(self, history: History | None, state: str) -> None:
         last = history.last if history else None
         if last is None:
-            self.query_one("#summary", Static).update(f"[dim]{state}: no stats[/]" if state else "")
-            return
-        limit = human_bytes(last.mem_limit) if last.mem_limit else "no limit"
-        self.query_one("#summary", Static).update(
-            f"CPU [b]{last.cpu_percent:.2f}%[/]   MEM [b]{human_bytes(last.mem_used)}[/] / {limit}"
-            f" ({last.mem_percent:.2f}%)   PIDs {last.pids}"
-        )
+            text = f"[dim]{state}: no stats[/]" if state else ""
+        else:
+            limit = human_bytes(last.mem_limit) if last.mem_limit else "no limit"
+            text = (f"CPU [b]{last.cpu_percent:.2f}%[/]   MEM [b]{human_bytes(last.mem_used)}[/] / {limit}"
+                    f" ({last.mem_percent:.2f}%)   PIDs {last.pids}")
+        self.query_one("#summary", FixedLabel).set(text)
