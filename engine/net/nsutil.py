@@ -105,6 +105,11 @@ def remove_netns(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+def setns(fd: int) -> None:
+    """Move the calling thread into the network namespace of `fd` (call it in a thread of its own)."""
+    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+
+
 def run_in_netns(path: Path | str, fn: Callable[[], T]) -> T:
     """Call fn in a thread that has joined the netns at `path` (a pinned file or /proc/PID/ns/net).
 

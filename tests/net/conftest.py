@@ -107,6 +107,13 @@ def settled_leftovers(table: str, expected: list[str], timeout: float = 5) -> li
 @pytest.fixture
 def svc_factory() -> Iterator[tuple[Path, str, dict[str, object]]]:
     """A root dir and service arguments; the test makes (and may remake) services from them. Cleans up all."""
+    with service_env() as env:
+        yield env
+
+
+@contextlib.contextmanager
+def service_env() -> Iterator[tuple[Path, str, dict[str, object]]]:
+    """svc_factory's body, for tests that need more than one engine."""
     tag = secrets.token_hex(3)
     root = Path(tempfile.mkdtemp(prefix="portside-test-net-"))
     kw = service_kwargs(root, tag)

@@ -17,7 +17,7 @@ from engine import bpf
 from engine.net import nft, sockhook
 from engine.net.service import NetworkService, Sandbox
 
-from .conftest import Procs, sh, wait_port
+from .conftest import Procs, service_env, sh, wait_port
 from .test_ports import UDP_ECHO, web
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -33,11 +33,14 @@ def host_port(sb: Sandbox, key: str = "80/tcp") -> int:
 
 def kernel_peer(sock: socket.socket, proto: str = "tcp") -> str:
     """The peer the kernel holds for this socket (ss), whatever getpeername shows."""
-    lport = sock.getsockname()[1]
+    lip, lport = sock.getsockname()
     flag = "-Htan" if proto == "tcp" else "-Huan"
-    out = sh(None, "ss", flag, f"sport = :{lport}").stdout.split()
-    assert out, f"no socket with local port {lport}"
-    return out[-1]
+    out = sh(None, "ss", flag, f"sport = :{lport}").stdout
+    # other sockets may share the port number (with other addresses): pick ours by its local address
+    rows = [line.split() for line in out.splitlines()]
+    peers = [r[4] for r in rows if len(r) >= 5 and r[3] == f"{lip}:{lport}"]
+    assert len(peers) == 1, f"sockets with local address {lip}:{lport}: {out}"
+    return peers[0]
 
 
 def http_get(host: str, port: int) -> tuple[bytes, socket.socket]:
@@ -63,7 +66,7 @@ def assert_detached(ids: dict[str, int]) -> None:
     """Every program of the hook is off the cgroup root, and its maps are freed (freeing may lag a little)."""
     for name, attach in sockhook.SockHook.ATTACH:
         assert ids[name] not in attached(attach), name
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10  # maps are freed after an RCU grace period, later under load
     for name in ("services", "reverse"):
         while True:
             try:
@@ -193,6 +196,32 @@ def test_the_hook_goes_with_the_service_and_comes_back_filled(
     finally:
         s2.close()
     assert_detached(ids)
+
+
+def test_two_engines_each_rewrite_only_their_own_ports(svc: NetworkService, procs: Procs, tmp_path: Path) -> None:
+    with service_env() as (_, _, kw):
+        other = NetworkService(**kw)  # type: ignore[arg-type]
+        other.start()
+        try:
+            local = {"80/tcp": [{"HostIp": "127.0.0.1"}]}
+            mine = svc.create_sandbox(cid(), name="a", hostname="a", port_bindings=local)
+            theirs = other.create_sandbox(cid(), name="b", hostname="b", port_bindings=local)
+            web(procs, mine, tmp_path, "engine one\n")
+            web(procs, theirs, tmp_path, "engine two\n")
+            assert hook_keys(svc) == {sockhook.service_key("127.0.0.1", host_port(mine), "tcp")}
+            assert hook_keys(other) == {sockhook.service_key("127.0.0.1", host_port(theirs), "tcp")}
+            for sb, body in ((mine, b"engine one\n"), (theirs, b"engine two\n")):
+                data, s = http_get("127.0.0.1", host_port(sb))
+                with s:
+                    assert data.endswith(body) and kernel_peer(s) == f"{sb.network_settings['IPAddress']}:80"
+            # one engine going away leaves the other's hook working
+            other.close()
+            data, s = http_get("127.0.0.1", host_port(mine))
+            with s:
+                assert data.endswith(b"engine one\n") and kernel_peer(s) == f"{mine.network_settings['IPAddress']}:80"
+        finally:
+            other.close()
+            procs.stop()
 
 
 def test_service_key_layout() -> None:
