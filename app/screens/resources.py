@@ -6,11 +6,14 @@ Each list reloads on the engine's events for its type, not by polling.
 from __future__ import annotations
 
 import datetime
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.markup import escape
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -327,24 +330,70 @@ class VolumesScreen(TableScreen):
                                                             lambda api: api.create_volume(name)))
 
 
-class EventsScreen(Screen[None]):
-    """The engine's /events as they come (the app's one stream, forwarded)."""
+_HEX_ID = re.compile(r"[0-9a-f]{64}")
 
+
+class EventsScreen(Screen[None]):
+    """The engine's /events: what happened in the last minutes (as far as the engine remembers: dockerd keeps
+    256 events) when the screen opens, then live (the app's one stream, forwarded)."""
+
+    HISTORY_SECONDS = 600
     BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+
+    @dataclass
+    class History(Message):
+        events: list[dict[str, Any]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: list[dict[str, Any]] | None = []  # live events held back until the history is shown
+        self._shown: set[tuple[Any, ...]] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Label("Events (live)", classes="section")
+        yield Label(f"Events (the last {self.HISTORY_SECONDS // 60} minutes, then live)", classes="section")
         yield RichLog(id="events-log", max_lines=5000)
         yield Footer()
 
+    def on_mount(self) -> None:
+        self._load_history(time.time())
+
+    @work(thread=True, exit_on_error=False)
+    def _load_history(self, now: float) -> None:
+        events: list[dict[str, Any]] = []
+        try:
+            api = self.app.wait_engine().api  # type: ignore[attr-defined]
+            # `until` now: the stream ends with the history instead of following
+            events = list(api.events(since=int(now) - self.HISTORY_SECONDS, until=f"{now:.6f}", decode=True))
+        except Exception as exc:
+            self.app.fail("Reading past events", exc)  # type: ignore[attr-defined]
+        self.post_message(self.History(events))
+
+    @on(History)
+    def _history(self, message: History) -> None:
+        pending, self._pending = self._pending or [], None
+        for ev in sorted(message.events, key=lambda e: e.get("timeNano") or 0):
+            self._write(ev)
+        for ev in pending:
+            self._write(ev)
+
     @on(DockerEvent)
     def _event(self, message: DockerEvent) -> None:
-        ev = message.event
+        if self._pending is not None:
+            self._pending.append(message.event)
+        else:
+            self._write(message.event)
+
+    def _write(self, ev: dict[str, Any]) -> None:
         actor = ev.get("Actor") or {}
+        key = (ev.get("timeNano"), ev.get("Type"), ev.get("Action"), actor.get("ID"))
+        if key in self._shown:  # at the seam of history and live stream
+            return
+        self._shown.add(key)
         attrs = actor.get("Attributes") or {}
         when = datetime.datetime.fromtimestamp(ev.get("time", 0), datetime.UTC).strftime("%H:%M:%S")
-        name = attrs.get("name") or (actor.get("ID") or "")[:12]
+        ident = str(actor.get("ID") or "")
+        name = attrs.get("name") or (ident[:12] if _HEX_ID.fullmatch(ident) else ident)  # a volume's ID is its name
         self.query_one(RichLog).write(
-            f"{when} [b]{escape(str(ev.get('Type')))}[/] {escape(str(ev.get('Action')))} {escape(name)}"
+            Text.assemble(f"{when} ", (str(ev.get("Type")), "bold"), f" {ev.get('Action')} {name}")
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
@@ -47,3 +48,51 @@ async def test_images_networks_volumes_and_events(engine: Engine, tmp_config_hom
 
         log = events.query_one(RichLog)
         await wait_for(pilot, lambda: any(f"pstvol{tag}" in line.text for line in log.lines), what="the event")
+
+
+async def test_events_show_the_recent_past_then_live_and_volumes_inspect_and_remove(engine: Engine,
+                                                                                     tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """E opens with what just happened (a volume created before it opened, once, under its whole name), then
+    adds what happens next; on V, i shows a volume's inspect and d removes it from the engine."""
+    import docker.errors
+    from textual.widgets import RichLog
+
+    from app.screens.confirm import ConfirmScreen
+    from app.screens.resources import JsonScreen
+    from app.widgets.json_tree import JsonTree
+
+    tag = uuid.uuid4().hex[:6]
+    before, after = f"pst-before-{tag}", f"pst-after-{tag}"
+    engine.api.create_volume(before)
+    app = PortsideApp(host=engine.url, config=engine.config())
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await wait_for(pilot, lambda: app.connected, what="connection")
+            await pilot.press("E")
+            events = await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen) and app.screen)
+            log = events.query_one(RichLog)
+
+            def lines() -> list[str]:
+                return [line.text for line in log.lines]
+
+            await wait_for(pilot, lambda: any(f"volume create {before}" in t for t in lines()), what="the past event")
+            engine.api.create_volume(after)
+            await wait_for(pilot, lambda: any(f"volume create {after}" in t for t in lines()), what="the live event")
+            assert sum(f"volume create {before}" in t for t in lines()) == 1
+            await pilot.press("escape", "V")
+            vols = await wait_for(pilot, lambda: isinstance(app.screen, VolumesScreen) and app.screen)
+            await wait_for(pilot, lambda: after in [str(k.value) for k in vols.table.rows], what="volume listed")
+            vols.table.move_cursor(row=[str(k.value) for k in vols.table.rows].index(after))
+            await pilot.press("i")
+            shown = await wait_for(pilot, lambda: isinstance(app.screen, JsonScreen) and app.screen)
+            assert shown.data["Name"] == after and shown.query_one(JsonTree)
+            await pilot.press("escape", "d")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: after not in [str(k.value) for k in vols.table.rows], what="removed")
+        with pytest.raises(docker.errors.NotFound):
+            engine.api.inspect_volume(after)
+    finally:
+        for v in (before, after):
+            with contextlib.suppress(Exception):
+                engine.api.remove_volume(v)
