@@ -261,11 +261,12 @@ class SockHook:
             raise
 
     @classmethod
-    def open(cls) -> SockHook | None:
-        """The hook, or None where it cannot be had (no cgroup2, old kernel, no BPF rights): logged once per
-        process, published ports then work through nft DNAT alone."""
+    def open(cls, cgroup_root: str | None = None) -> SockHook | None:
+        """The hook (at the root of the cgroup2 hierarchy unless `cgroup_root` is given), or None where it cannot be
+        had (no cgroup2, old kernel, no BPF rights): logged once per process, published ports then work through nft
+        DNAT alone."""
         global _warned
-        root = bpf.cgroup2_root()
+        root = cgroup_root or bpf.cgroup2_root()
         try:
             if root is None:
                 raise OSError("no cgroup2 hierarchy mounted")

@@ -224,6 +224,14 @@ def test_two_engines_each_rewrite_only_their_own_ports(svc: NetworkService, proc
             procs.stop()
 
 
+def test_a_hook_that_cannot_attach_is_none_and_leaves_nothing(tmp_path: Path) -> None:
+    # a directory that is no cgroup: maps and programs load, the link is refused
+    fds_before = set(os.listdir("/proc/self/fd"))
+    assert sockhook.SockHook.open(str(tmp_path)) is None
+    # every map and program fd closed again: nothing else holds them, the kernel frees them
+    assert set(os.listdir("/proc/self/fd")) <= fds_before
+
+
 def test_service_key_layout() -> None:
     # what the programs build from struct bpf_sock_addr: address and port in network order, then the protocol
     assert sockhook.service_key("127.0.0.1", 8080, "tcp") == bytes([127, 0, 0, 1, 0x1F, 0x90, 6, 0])
