@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,7 @@ from tests.api.conftest import PortsideDaemon, new_daemon, remove_daemon_dirs
 from tests.testbed.registry import Registry
 
 from .conftest import leftovers
+from .test_sockhook import http_get, kernel_peer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -66,3 +68,27 @@ def test_host_port_taken_by_a_host_process_or_the_engine(dmn: PortsideDaemon) ->
         assert state.stdout.strip() == "created"
     finally:
         dmn.docker("rm", "-f", name, name + "b")
+
+
+def test_daemon_serves_host_clients_through_the_socket_hook(dmn: PortsideDaemon) -> None:
+    name = f"pst-hook-{os.getpid()}"
+    out = dmn.docker("run", "-d", "--name", name, "-p", "127.0.0.1::8080", "busybox", "sh", "-c",
+                     "echo hooked > /tmp/index.html && exec httpd -f -p 8080 -h /tmp")  # fmt: skip
+    try:
+        assert out.returncode == 0, out.stderr
+        port = int(dmn.docker("port", name, "8080/tcp").stdout.split(":")[-1])
+        ip = dmn.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).stdout.strip()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                data, s = http_get("127.0.0.1", port)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "no answer on the published port"
+                time.sleep(0.05)
+        with s:
+            assert data.endswith(b"hooked\n")
+            assert s.getpeername() == ("127.0.0.1", port)
+            assert kernel_peer(s) == f"{ip}:8080"  # connected to the container itself: the daemon's hook did it
+    finally:
+        dmn.docker("rm", "-f", name)
