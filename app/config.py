@@ -5,6 +5,7 @@ theme = "nord"                   # any Textual theme name
 registries = ["127.0.0.1:5000"]  # searched by the new-container screen (registry v2 catalog)
 nginx_image = "nginx:latest"     # what the one-key nginx runs
 log_tail = 1000                  # lines of history a log view starts with
+hub_search = true                # search Docker Hub (through the engine) as you type in the new-container screen
 
 [keys]                           # binding id = "key[,key...]"; ids are listed by the help screen
 run_nginx = "w"
@@ -76,6 +77,7 @@ class Config:
     registries: list[str] = field(default_factory=list)
     nginx_image: str = "nginx:latest"
     log_tail: int = 1000
+    hub_search: bool = True
 
 
 def config_path(env: dict[str, str] | None = None) -> Path:
@@ -105,7 +107,7 @@ def parse(data: dict[str, Any], cfg: Config | None = None) -> tuple[Config, list
     cfg = cfg or Config()
     where = str(cfg.path) if cfg.path else "config"
     errors: list[str] = []
-    known = {"theme", "keys", "registries", "nginx_image", "log_tail"}
+    known = {"theme", "keys", "registries", "nginx_image", "log_tail", "hub_search"}
     for key in data:
         if key not in known:
             errors.append(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
@@ -131,6 +133,11 @@ def parse(data: dict[str, Any], cfg: Config | None = None) -> tuple[Config, list
             cfg.log_tail = tail
         else:
             errors.append(f"{where}: log_tail must be a whole number of lines (0 or more)")
+    if "hub_search" in data:
+        if isinstance(data["hub_search"], bool):
+            cfg.hub_search = data["hub_search"]
+        else:
+            errors.append(f"{where}: hub_search must be true or false")
     keys = data.get("keys", {})
     if not isinstance(keys, dict):
         errors.append(f"{where}: [keys] must be a table of binding id = \"key\"")

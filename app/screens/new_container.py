@@ -3,10 +3,10 @@ Enter runs the highlighted image (pull with progress, then run with its ports pu
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,21 +18,47 @@ from textual.widgets.option_list import Option
 
 from app import images
 from app.images import Candidate
+from app.lifecycle import error_text
 from app.messages import RunImage
 
 
 class TagScreen(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
+    """Pick a tag; typing filters the list (Kitematic's tag filter), Enter takes the highlighted one."""
+
+    BINDINGS = [Binding("escape", "dismiss_none", "Cancel"), Binding("down", "focus_tags", show=False)]
 
     def __init__(self, reference: str, tags: list[str]) -> None:
         super().__init__()
         self.reference = reference
         self.tags = tags
+        self.shown = list(tags)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"Tags of [b]{self.reference}[/]")
+            yield Label(f"Tags of [b]{escape(self.reference)}[/]")
+            yield Input(placeholder="filter tags", id="tag-filter")
             yield OptionList(*[Option(t, id=t) for t in self.tags], id="tags")
+
+    def on_mount(self) -> None:
+        self.query_one("#tag-filter", Input).focus()
+
+    @on(Input.Changed, "#tag-filter")
+    def _filter(self, event: Input.Changed) -> None:
+        text = event.value.strip().lower()
+        self.shown = [t for t in self.tags if text in t.lower()]
+        tags = self.query_one("#tags", OptionList)
+        tags.clear_options()
+        tags.add_options([Option(t, id=t) for t in self.shown])
+        if self.shown:
+            tags.highlighted = 0
+
+    @on(Input.Submitted, "#tag-filter")
+    def _take(self, _: Input.Submitted) -> None:
+        if self.shown:
+            self.dismiss(self.shown[self.query_one("#tags", OptionList).highlighted or 0])
+
+    def action_focus_tags(self) -> None:
+        self.query_one("#tags", OptionList).focus()
 
     @on(OptionList.OptionSelected)
     def _chosen(self, event: OptionList.OptionSelected) -> None:
@@ -40,6 +66,11 @@ class TagScreen(ModalScreen[str | None]):
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(error_text(exc).split())
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 class NewContainerScreen(Screen[None]):
@@ -54,16 +85,18 @@ class NewContainerScreen(Screen[None]):
         query: str
         source: str
         candidates: list[Candidate]
+        note: str = ""  # why a source gave nothing (unreachable), shown under the search box
 
     def __init__(self) -> None:
         super().__init__()
         self.by_source: dict[str, list[Candidate]] = {}
+        self.notes: dict[str, str] = {}
         self.shown: list[Candidate] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder="search images: local, recommended, registries, Docker Hub", id="image-search")
-        yield Label("", id="search-note")
+        yield Label("", id="search-note", markup=False)
         yield OptionList(id="results")
         yield Footer()
 
@@ -98,26 +131,33 @@ class NewContainerScreen(Screen[None]):
             api = None
         time.sleep(0.2)  # debounce the network searches, as Kitematic did
         for host in app.config.registries:  # type: ignore[attr-defined]
-            with contextlib.suppress(Exception):  # an unreachable registry just gives no results
-                self.post_message(self.Results(query, f"registry {host}", images.registry_candidates(host, query)))
-        if api is not None and query:
-            with contextlib.suppress(Exception):  # Docker Hub unreachable: degrade quietly
+            source = f"registry {host}"
+            try:
+                self.post_message(self.Results(query, source, images.registry_candidates(host, query)))
+            except Exception as exc:  # an unreachable registry gives no results and a note, not an error
+                self.post_message(self.Results(query, source, [], f"{host} not reachable ({_short(exc)})"))
+        if api is not None and query and app.config.hub_search:  # type: ignore[attr-defined]
+            try:
                 self.post_message(self.Results(query, "hub", images.hub_candidates(api, query)))
+            except Exception as exc:  # offline: say so quietly
+                self.post_message(self.Results(query, "hub", [], f"Docker Hub not reachable ({_short(exc)})"))
 
     @on(Results)
     def _results(self, message: Results) -> None:
         if message.query != self.query_one(Input).value.strip():
             return
         self.by_source[message.source] = message.candidates
+        self.notes[message.source] = message.note
         order = ["local", "recommended", *sorted(s for s in self.by_source if s.startswith("registry")), "hub"]
         self.shown = [c for s in order for c in self.by_source.get(s, [])]
         self.results.clear_options()
         for c in self.shown:
             ref = f"{c.reference}:{c.tag}" if c.source == "local" else c.reference
-            self.results.add_option(Option(f"[b]{ref}[/]  [dim]{c.source}[/]  {c.description}"))
+            self.results.add_option(Option(f"[b]{escape(ref)}[/]  [dim]{escape(c.source)}[/]  {escape(c.description)}"))
         if self.shown:
             self.results.highlighted = 0
-        self.query_one("#search-note", Label).update(f"{len(self.shown)} images")
+        notes = [n for n in self.notes.values() if n]
+        self.query_one("#search-note", Label).update("; ".join([f"{len(self.shown)} images", *notes]))
 
     @on(OptionList.OptionSelected, "#results")
     def _selected(self, event: OptionList.OptionSelected) -> None:

@@ -28,7 +28,8 @@ class Engine:
     nginx: str
 
     def config(self) -> Config:
-        return Config(nginx_image=self.nginx, registries=[], log_tail=1000)
+        # Docker Hub stays unasked: tests reach no address outside 127.0.0.0/8.
+        return Config(nginx_image=self.nginx, registries=[], log_tail=1000, hub_search=False)
 
     def run(self, cmd: list[str], name: str | None = None, **host: Any) -> str:
         """Create and start a busybox container (no network unless asked) and return its id."""

@@ -306,3 +306,37 @@ async def test_compose_stack_groups_and_stops_as_one(engine: Engine, tmp_config_
         assert cl.rows_by_id[other].state == "running"
     for cid in [*ids, other]:
         engine.api.remove_container(cid, force=True)
+
+
+async def test_registry_search_tag_picker_runs_the_chosen_tag(engine: Engine, registry, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """With the test registry configured (and one that does not answer), typing finds the registry's busybox; the
+    unreachable one is a note, not an error; t lists its tags, typing filters them, Enter pulls and runs that tag."""
+    from app.screens.new_container import NewContainerScreen, TagScreen
+
+    cfg = engine.config()
+    cfg.registries = [registry.host, "127.0.0.1:1"]
+    app = PortsideApp(host=engine.url, config=cfg)
+    ref = f"{registry.host}/testbed/busybox"
+    async with app.run_test(size=(160, 45)) as pilot:
+        main = _main(app)
+        await wait_for(pilot, lambda: app.connected and main.loaded.is_set(), what="connection")
+        await pilot.press("c")
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, NewContainerScreen) and app.screen)
+        await pilot.press(*"busybox")
+        await wait_for(pilot, lambda: screen.by_source.get(f"registry {registry.host}"), what="registry results")
+        assert [c.reference for c in screen.by_source[f"registry {registry.host}"]] == [ref]
+        await wait_for(pilot, lambda: "127.0.0.1:1 not reachable" in str(screen.query_one("#search-note").render()),
+                       what="the unreachable registry noted")
+        await pilot.press("down")
+        screen.results.highlighted = next(i for i, c in enumerate(screen.shown) if c.source.startswith("registry"))
+        await pilot.press("t")
+        tags = await wait_for(pilot, lambda: isinstance(app.screen, TagScreen) and app.screen, what="the tags")
+        assert tags.tags[0] == "latest" and "oci" in tags.tags
+        await pilot.press(*"oc")
+        assert tags.shown == ["oci"]
+        await pilot.press("enter")
+        cid = await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and main.selected_id and any(
+            c["Id"] == main.selected_id and c["Image"] == f"{ref}:oci" for c in engine.api.containers(all=True))
+            and main.selected_id, timeout=60, what="a container of the chosen tag selected")
+        assert engine.api.inspect_container(cid)["Config"]["Image"] == f"{ref}:oci"
+        assert not [n for n in app._notifications if n.severity == "error"]
