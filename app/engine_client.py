@@ -13,6 +13,7 @@ import docker
 from docker.types.daemon import CancellableStream
 
 from app.endpoint import Endpoint
+from app.log_stream import LogStream
 
 CALL_TIMEOUT = 60
 
@@ -40,11 +41,9 @@ class EngineClient:
     def events(self) -> CancellableStream:
         return self.streams.events(decode=True)
 
-    def logs(self, cid: str, tail: int | str = 1000) -> CancellableStream:
-        stream: CancellableStream = self.streams.logs(
-            cid, stream=True, follow=True, timestamps=True, tail=tail, stdout=True, stderr=True
-        )
-        return stream
+    def logs(self, cid: str, tail: int | str = 1000, since: float | None = None) -> LogStream:
+        """Follow stdout and stderr with timestamps; iterating gives lists of lines (see log_stream.py)."""
+        return LogStream(self.streams, cid, tail=tail, since=since)
 
     def stats(self, cid: str) -> CancellableStream:
         api = self.streams

@@ -361,10 +361,9 @@ class MainScreen(Screen[None]):
         view = self.log_view
         try:
             engine = self.app.wait_engine()  # type: ignore[attr-defined]
-            if since is None:
-                stream = engine.logs(cid, tail=self.app.config.log_tail)  # type: ignore[attr-defined]
-            else:
-                stream = engine.streams.logs(cid, stream=True, follow=True, timestamps=True, since=since)
+            # the configured tail on a new selection; after a restart, all that came since the last line shown
+            tail = self.app.config.log_tail if since is None else "all"  # type: ignore[attr-defined]
+            stream = engine.logs(cid, tail=tail, since=since)
         except Exception as exc:
             if gen == self.generation:
                 view.feed([f"(no logs: {error_text(exc)})"])
@@ -372,20 +371,14 @@ class MainScreen(Screen[None]):
         if not self._keep(gen, stream):
             stream.close()
             return
-        buf = b""
         try:
-            for chunk in stream:
+            for lines in stream:
                 if gen != self.generation:
                     break
-                buf += chunk
-                if b"\n" in buf:
-                    *lines, buf = buf.split(b"\n")
-                    view.feed([line.decode("utf-8", "replace").rstrip("\r") for line in lines])
+                view.feed(lines)
         except Exception:
-            pass
+            pass  # the stream broke: the engine went away, or the selection changed and closed it
         finally:
-            if buf and gen == self.generation:
-                view.feed([buf.decode("utf-8", "replace").rstrip("\r")])
             stream.close()
 
     # --- stats ---
