@@ -7,6 +7,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.widgets import Input, Static
 
 from app.stats import History, human_bytes
@@ -57,7 +58,8 @@ class HomePane(Vertical):
     @on(LogView.StatusChanged)
     def _status(self, event: LogView.StatusChanged) -> None:
         event.stop()
-        self.query_one("#log-status", Static).update(event.text)
+        # one line of fixed height: no layout of the screen (the text is plain, a search pattern is no markup)
+        self.query_one("#log-status", Static).update(Content(event.text), layout=False)
 
     def show_urls(self, states: dict[str, str]) -> None:
         if not states:

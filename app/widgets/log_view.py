@@ -1,13 +1,19 @@
 """A virtual log view (toolong's design): only visible lines are rendered, so 100k lines scroll without lag.
 
 Lines arrive from a thread into a deque; the thread posts `Pending`, which Textual coalesces (`can_replace`), and
-the widget drains the deque on the UI thread. Follow keeps the end in view; pause holds new lines back.
+the widget drains the deque on the UI thread at most 20 times a second. Follow keeps the end in view; pause holds
+new lines back. The view keeps the last `max_lines` lines (a list trimmed at the front on each drain).
+
+Under a flood nothing here may make Textual lay out the screen again: the virtual size is set without the
+reactive's layout (only the scrollbars are updated), and the status line's text is posted at most 4 times a
+second for a new line count (a key's change of follow, pause or search is posted at once).
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +26,10 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.widget import Widget
 
-MAX_LINES = 1_000_000
+MAX_LINES = 200_000  # about 40 MB of 60-character lines with their timestamps
+STATUS_INTERVAL = 0.25  # seconds between status lines that only count new lines
 
 _MATCH = Style(bgcolor="yellow", color="black")
 _CURRENT = Style(bgcolor="magenta", color="white", bold=True)
@@ -49,6 +57,7 @@ class LogView(ScrollView, can_focus=True):
         Binding("home,g", "scroll_home", show=False),
         Binding("end,G", "scroll_end", show=False),
     ]
+    max_lines = MAX_LINES
 
     follow: reactive[bool] = reactive(True)
     paused: reactive[bool] = reactive(False)
@@ -79,6 +88,9 @@ class LogView(ScrollView, can_focus=True):
         self.match_index = -1
         self.save_dir = Path.cwd()
         self._drain_scheduled = False
+        self._status_text = ""
+        self._status_at = 0.0
+        self._status_scheduled = False
 
     # --- feeding (any thread) ---
 
@@ -99,7 +111,7 @@ class LogView(ScrollView, can_focus=True):
         self._width = 0
         self.matches = []
         self.match_index = -1
-        self.virtual_size = Size(0, 0)
+        self._set_virtual_size(Size(0, 0))
         self.scroll_to(0, 0, animate=False)
         self.refresh()
         self._status()
@@ -120,32 +132,51 @@ class LogView(ScrollView, can_focus=True):
             return
         if self.paused:
             self._held.extend(batch)
-            self._status()
+            if len(self._held) > self.max_lines:
+                del self._held[: len(self._held) - self.max_lines]
+            self._status(soon=True)
             return
         self._append(batch)
 
     def _append(self, batch: list[str]) -> None:
-        start = len(self.lines)
-        for raw in batch:
-            ts, text = split_timestamp(raw)
-            self.timestamps.append(ts)
-            self.lines.append(text)
-            width = len(text) + (len(ts) + 1 if ts else 0)
-            if width > self._width:
-                self._width = width
-        if len(self.lines) > MAX_LINES:
-            drop = len(self.lines) - MAX_LINES
-            del self.lines[:drop]
-            del self.timestamps[:drop]
+        lines, timestamps = self.lines, self.timestamps
+        start = len(lines)
+        for raw in batch:  # split_timestamp, inlined: this loop sees every line
+            if len(raw) > 20 and raw[10] == "T" and raw[4] == "-":
+                ts, sep, text = raw.partition(" ")
+                if sep:
+                    timestamps.append(ts)
+                    lines.append(text)
+                    continue
+            timestamps.append("")
+            lines.append(raw)
+        width = max(map(len, lines[start:])) + (len(timestamps[-1]) + 1 if timestamps[-1] else 0)
+        self._width = max(self._width, width)
+        drop = len(lines) - self.max_lines
+        if drop > 0:
+            del lines[:drop]
+            del timestamps[:drop]
             start = max(0, start - drop)
-            self.matches = [m - drop for m in self.matches if m >= drop]
+            if self.matches:
+                self.matches = [m - drop for m in self.matches if m >= drop]
+                self.match_index = min(max(self.match_index, 0), len(self.matches) - 1)
+            if not self.follow:  # the lines in view moved up: keep them in view
+                self.scroll_to(y=max(0, self.scroll_offset.y - drop), animate=False, immediate=True)
         if self._search is not None:
-            self.matches.extend(i for i in range(start, len(self.lines)) if self._search.search(self.lines[i]))
-        self.virtual_size = Size(self._width, len(self.lines))
+            rx = self._search
+            self.matches.extend(i for i in range(start, len(lines)) if rx.search(lines[i]))
+        self._set_virtual_size(Size(self._width, len(lines)))
         if self.follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         self.refresh()
-        self._status()
+        self._status(soon=True)
+
+    def _set_virtual_size(self, size: Size) -> None:
+        """Like `self.virtual_size = size` without the reactive's layout of the whole screen: the view's own
+        size does not change, only how far it scrolls (the scrollbars and the scroll limits are updated)."""
+        if size != self.virtual_size:
+            self.set_reactive(Widget.virtual_size, size)
+            self._scroll_update(size)
 
     # --- rendering ---
 
@@ -256,6 +287,23 @@ class LogView(ScrollView, can_focus=True):
     def _on_mouse_scroll_up(self, event: object) -> None:
         self.follow = False
 
+    # Moving up leaves follow (else the next lines would pull the view back down); the end takes it up again.
+    def action_scroll_up(self) -> None:
+        self.follow = False
+        super().action_scroll_up()
+
+    def action_page_up(self) -> None:
+        self.follow = False
+        super().action_page_up()
+
+    def action_scroll_home(self) -> None:
+        self.follow = False
+        super().action_scroll_home()
+
+    def action_scroll_end(self) -> None:
+        self.follow = True
+        super().action_scroll_end()
+
     def plain_text(self, with_timestamps: bool | None = None) -> str:
         ts = self.show_timestamps if with_timestamps is None else with_timestamps
         if ts:
@@ -283,7 +331,9 @@ class LogView(ScrollView, can_focus=True):
         self.app.copy_to_clipboard(text)
         self.notify(f"Copied {text.count(chr(10)) + 1 if text else 0} line(s)", title="Logs")
 
-    def _status(self) -> None:
+    def _status(self, soon: bool = False) -> None:
+        """Post the status line's text if it changed: at once, or (`soon`, for a new line count) within
+        STATUS_INTERVAL of the last one."""
         parts = [f"{len(self.lines)} lines"]
         parts.append("following" if self.follow else "not following (f)")
         if self.paused:
@@ -291,4 +341,19 @@ class LogView(ScrollView, can_focus=True):
         if self._search is not None:
             where = f"{self.match_index + 1}/{len(self.matches)}" if self.matches else "no matches"
             parts.append(f"/{self._search.pattern}: {where}")
-        self.post_message(self.StatusChanged(" · ".join(parts)))
+        text = " · ".join(parts)
+        if text == self._status_text:
+            return
+        wait = self._status_at + STATUS_INTERVAL - time.monotonic() if soon else 0
+        if wait > 0:
+            if not self._status_scheduled:
+                self._status_scheduled = True
+                self.set_timer(wait, self._status_later)
+            return
+        self._status_text = text
+        self._status_at = time.monotonic()
+        self.post_message(self.StatusChanged(text))
+
+    def _status_later(self) -> None:
+        self._status_scheduled = False
+        self._status(soon=True)
