@@ -7,6 +7,8 @@ Two low-level clients: `api` with a timeout for calls, and `streams` without one
 from __future__ import annotations
 
 import contextlib
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import docker
@@ -46,10 +48,19 @@ class EngineClient:
         return LogStream(self.streams, cid, tail=tail, since=since)
 
     def stats(self, cid: str) -> CancellableStream:
+        """A sample a second, decoded. The engine writes one JSON object per line (Go's json.Encoder; portside
+        the same), so lines are split and parsed whole: docker-py's own decoder reads the body a byte at a
+        time and re-scans its buffer in Python, about half of what 20 streams cost the TUI."""
         api = self.streams
         res = api._get(api._url("/containers/{0}/stats", cid), params={"stream": True}, stream=True)
         api._raise_for_status(res)
-        return CancellableStream(api._stream_helper(res, decode=True), res)
+
+        def decoded() -> Iterator[dict[str, Any]]:
+            for line in res.iter_lines(chunk_size=1 << 16):  # chunked reads return each chunk as it arrives
+                if line.strip():
+                    yield json.loads(line)
+
+        return CancellableStream(decoded(), res)
 
     def pull(self, repository: str, tag: str | None) -> CancellableStream:
         api = self.streams

@@ -34,6 +34,10 @@ def cpu_percent(s: dict[str, Any]) -> float:
     cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get(
         "total_usage", 0
     )
+    if not pre.get("system_cpu_usage"):
+        # A stream's first sample has no previous one: the delta would be the average since the container
+        # started, a number of another kind that would set the CPU graph's scale for its whole window.
+        return 0.0
     system_delta = (cpu.get("system_cpu_usage") or 0) - (pre.get("system_cpu_usage") or 0)
     online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
     if system_delta > 0 and cpu_delta > 0:

@@ -131,6 +131,7 @@ class MainScreen(Screen[None]):
         self.selected_id: str | None = None
         self.history = History()
         self.stats_streams = StatsStreams(self._open_stats, self._stats_arrived)
+        self._stats_pane: StatsPane | None = None
         self.active_tab = "tab-home"
         self.url_states: dict[str, str] = {}
         self.loaded = threading.Event()
@@ -171,7 +172,9 @@ class MainScreen(Screen[None]):
 
     @property
     def stats_pane(self) -> StatsPane:
-        return self.query_one(StatsPane)
+        if self._stats_pane is None:  # drawn every second: no DOM query each time
+            self._stats_pane = self.query_one(StatsPane)
+        return self._stats_pane
 
     @property
     def banner(self) -> Static:
@@ -436,6 +439,7 @@ class MainScreen(Screen[None]):
         if self.active_tab == "tab-stats":
             self._refresh_table()
             self._table_timer.resume()
+            self.set_timer(1.2, self._refresh_table)  # the streams just opened give their first samples by then
         else:
             self._table_timer.pause()
 

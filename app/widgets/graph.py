@@ -39,8 +39,12 @@ class StatsGraph(Sparkline):
         # No data and a single value draw fixed pictures; from two values on, each column's bar height and colour
         # shade say it all.
         width, height = self.size
-        bar_steps = len(BARS) * height - 1
-        shapes = tuple((int(r * bar_steps), int(r * COLOUR_STEPS)) for r in self._columns_of(data, width))
+        shapes: object
+        if len(data) >= 2 and min(data) == max(data):
+            shapes = "flat"  # the common idle case (no IO, same PIDs and memory): no need to look at columns
+        else:
+            bar_steps = len(BARS) * height - 1
+            shapes = tuple((int(r * bar_steps), int(r * COLOUR_STEPS)) for r in self._columns_of(data, width))
         picture = (width, height, min(len(data), 2), shapes)
         if picture == self._picture:
             return False

@@ -30,13 +30,13 @@ GRAPHS = (
 # The table's columns, as `docker stats` names them, with fixed widths: a changing value never resizes a
 # column (which would re-measure every cell and re-lay out the table).
 COLUMNS = (
-    ("NAME", 20),
-    ("CPU %", 8),
-    ("MEM USAGE / LIMIT", 21),
-    ("MEM %", 7),
-    ("NET I/O", 19),
-    ("BLOCK I/O", 19),
-    ("PIDS", 5),
+    ("NAME", 16),
+    ("CPU %", 7),
+    ("MEM USAGE / LIMIT", 20),
+    ("MEM %", 6),
+    ("NET I/O", 17),
+    ("BLOCK I/O", 17),
+    ("PIDS", 4),
 )
 
 

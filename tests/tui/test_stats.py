@@ -16,7 +16,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import Sparkline
 
 from app.screens.main import MainScreen
-from app.stats import History, Sample
+from app.stats import History, Sample, cpu_percent
 from app.tui import PortsideApp
 from app.widgets.graph import StatsGraph
 from app.widgets.stats_pane import StatsPane
@@ -170,3 +170,13 @@ async def test_constant_series_is_painted_once() -> None:
         assert graph.plot([8.0] * 10) is False  # another constant: still a flat line
         assert graph.plot([8.0] * 10 + [9.0]) is True
         assert graph.plot([1.0]) is True and graph.plot([]) is True
+
+
+def test_first_stream_sample_has_no_cpu_percent() -> None:
+    """A stream's first sample carries no previous one (dockerd: zeros; portside: no system usage): its CPU %
+    is 0, not the average since the container started, which would scale the CPU graph for two minutes."""
+    cpu = {"cpu_usage": {"total_usage": 5_000_000_000}, "system_cpu_usage": 90_000_000_000_000, "online_cpus": 2}
+    assert cpu_percent({"cpu_stats": cpu, "precpu_stats": {"cpu_usage": {"total_usage": 0}}}) == 0.0
+    assert cpu_percent({"cpu_stats": cpu, "precpu_stats": {}}) == 0.0
+    pre = {"cpu_usage": {"total_usage": 4_000_000_000}, "system_cpu_usage": 89_999_000_000_000}
+    assert cpu_percent({"cpu_stats": cpu, "precpu_stats": pre}) == 200.0
