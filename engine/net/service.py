@@ -264,7 +264,9 @@ class NetworkService:
         self.networks[rec["Id"]] = rec
 
     def _save_sandbox(self, sb: dict[str, Any]) -> None:
-        store.write_json(self.sb_dir / f"{sb['Id']}.json", sb)
+        # Not fsynced (two fsyncs on every run): a sandbox record describes kernel state (netns, veths, DNAT) that a
+        # power loss takes with it; an engine crash keeps the page cache, so the record is there for start().
+        store.write_json(self.sb_dir / f"{sb['Id']}.json", sb, durable=False)
         self.sandboxes[sb["Id"]] = sb
 
     def _ensure_bridge(self, net: dict[str, Any]) -> None:
@@ -660,8 +662,8 @@ class NetworkService:
         if net["Name"] != "bridge":
             ep["DNSNames"] = [n for n in [sb["Name"], *ep["Aliases"], cid[:12]] if n]
         # Reserve the address on disk first: a crash after this leaves a record start() cleans up. Not fsynced (two
-        # fsyncs on every run): after a power loss start() rebuilds each network's Containers from the sandbox
-        # records, which are durable (_repair_sandbox), and drops reservations no sandbox owns.
+        # fsyncs on every run): start() rebuilds each network's Containers from the sandbox records
+        # (_repair_sandbox) and drops reservations no live sandbox owns - after a power loss, none is live.
         net["Containers"][cid] = {
             "Name": sb["Name"],
             "EndpointID": ep["EndpointID"],
