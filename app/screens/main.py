@@ -659,7 +659,7 @@ class MainScreen(Screen[None]):
             if cid:
                 self.focus_container(cid)
 
-        self.app.push_screen(PullScreen(message.reference), done)
+        self.app.push_screen(PullScreen(message.reference, on_done=done))
 
     def focus_container(self, cid: str) -> None:
         """Select a container as soon as it is in the list (it may arrive by event a moment later)."""

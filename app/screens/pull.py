@@ -1,10 +1,15 @@
-"""Pull (when missing) and run an image: a step line, one progress bar per layer, then the new container."""
+"""Pull (when missing) and run an image: a step line, one progress bar per layer, then the new container.
+
+The work runs in an app-owned worker, so Escape hides the dialog and the pull goes on: its end is then a
+notification, and the caller's `on_done` still gets the result (the new container is selected)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -37,10 +42,15 @@ class PullScreen(ModalScreen[str | None]):
         container_id: str | None
         error: str = ""
 
-    def __init__(self, reference: str, pull_only: bool = False) -> None:
+    def __init__(self, reference: str, pull_only: bool = False,
+                 on_done: Callable[[str | None], object] | None = None) -> None:
         super().__init__()
         self.reference = reference
         self.pull_only = pull_only
+        self.on_done = on_done  # gets the container id ("" for a pull) or None on failure, shown or hidden
+        self.hidden = False
+        self.result: tuple[str | None, str] | None = None
+        self._app: Any = None
         self.progress = PullProgress()
         self.bars: dict[str, ProgressBar] = {}
         self.steps: list[str] = []
@@ -53,14 +63,32 @@ class PullScreen(ModalScreen[str | None]):
             yield VerticalScroll(id="pull-layers")
 
     def on_mount(self) -> None:
-        self._run()
+        # The app's worker, not the screen's: hiding (popping) the screen must not orphan the pull. A hidden
+        # screen has no `self.app` any more (it is detached), so the worker keeps the app itself.
+        self._app = self.app
+        self._app.run_worker(self._run, thread=True, group="pull", exit_on_error=False)
 
-    @work(thread=True, exit_on_error=False)
+    def _end(self, container_id: str | None, error: str = "") -> None:
+        """From the worker: hand the result to the main thread, which knows whether the dialog is still up."""
+        self._app.call_from_thread(self._ended, container_id, error)
+
+    def _ended(self, container_id: str | None, error: str) -> None:
+        self.result = (container_id, error)
+        if not self.hidden:
+            self.post_message(self.Finished(container_id, error))
+            return
+        if error:
+            self._report_error(error)
+        elif not self.pull_only:  # a pull's caller says "Pulled" itself
+            self._app.notify(f"{self.reference} is running", title="Run")
+        if self.on_done is not None:
+            self.on_done(None if error else container_id)
+
     def _run(self) -> None:
         try:
-            engine = self.app.wait_engine()  # type: ignore[attr-defined]
+            engine = self._app.wait_engine()
         except Exception as exc:
-            self.post_message(self.Finished(None, error_text(exc)))
+            self._end(None, error_text(exc))
             return
 
         def progress(p: PullProgress) -> None:
@@ -86,13 +114,13 @@ class PullScreen(ModalScreen[str | None]):
                             raise RuntimeError(p.error)
                 finally:
                     stream.close()
-                self.post_message(self.Finished(""))
+                self._end("")
                 return
             cid = run_image(engine.api, self.reference, engine.pull, progress, step)
         except Exception as exc:
-            self.post_message(self.Finished(None, error_text(exc)))
+            self._end(None, error_text(exc))
             return
-        self.post_message(self.Finished(cid))
+        self._end(cid)
 
     @on(Step)
     def _step(self, message: Step) -> None:
@@ -119,14 +147,22 @@ class PullScreen(ModalScreen[str | None]):
             )
         self.query_one("#pull-total", ProgressBar).update(total=100, progress=p.fraction * 100)
 
+    def _report_error(self, error: str) -> None:
+        verb = "pull" if self.pull_only else "run"
+        self._app.notify(error, title=f"Could not {verb} {self.reference}", severity="error", timeout=15)
+
     @on(Finished)
     def _finished(self, message: Finished) -> None:
         if message.error:
-            verb = "pull" if self.pull_only else "run"
-            self.app.notify(message.error, title=f"Could not {verb} {self.reference}", severity="error", timeout=15)
-            self.dismiss(None)
-            return
-        self.dismiss(message.container_id)
+            self._report_error(message.error)
+        result = None if message.error else message.container_id
+        self.dismiss(result)
+        if self.on_done is not None:
+            self.on_done(result)
 
     def action_hide(self) -> None:
-        self.notify("Still working in the background", title=self.reference)
+        if self.result is not None:
+            return  # already finished: the Finished message closes the dialog
+        self.hidden = True
+        self.app.notify("Still working in the background; a message will say when it is done", title=self.reference)
+        self.dismiss(None)

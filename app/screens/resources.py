@@ -263,10 +263,11 @@ class ImagesScreen(TableScreen):
             def done(result: str | None) -> None:
                 if result is not None:  # None: failed, and the pull screen said why
                     self.notify(f"Pulled {ref}", title="Images")
-                self._reload()
+                if self.is_attached:  # the pull may end after this screen was left
+                    self._reload()
 
-            self.last_pull = PullScreen(ref, pull_only=True)
-            self.app.push_screen(self.last_pull, done)
+            self.last_pull = PullScreen(ref, pull_only=True, on_done=done)
+            self.app.push_screen(self.last_pull)
 
         self.ask("Image to pull (name[:tag])", pull)
 

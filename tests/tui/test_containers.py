@@ -340,3 +340,60 @@ async def test_registry_search_tag_picker_runs_the_chosen_tag(engine: Engine, re
             and main.selected_id, timeout=60, what="a container of the chosen tag selected")
         assert engine.api.inspect_container(cid)["Config"]["Image"] == f"{ref}:oci"
         assert not [n for n in app._notifications if n.severity == "error"]
+
+
+async def test_escape_hides_a_pull_that_goes_on_and_reports_its_end(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """A pull from a registry that accepts and never answers: Escape closes the dialog and the main screen works
+    on; when the registry goes away the failure arrives as a message, and no container was made."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    cfg = engine.config()
+    cfg.nginx_image = f"127.0.0.1:{listener.getsockname()[1]}/pst/hang:latest"
+    before = {c["Id"] for c in engine.api.containers(all=True)}
+    app = PortsideApp(host=engine.url, config=cfg)
+    try:
+        async with app.run_test(size=(160, 45)) as pilot:
+            from app.screens.pull import PullScreen
+
+            main = _main(app)
+            await wait_for(pilot, lambda: app.connected and main.loaded.is_set(), what="connection")
+            await pilot.press("w")
+            pull = await wait_for(pilot, lambda: isinstance(app.screen, PullScreen) and app.screen, what="the dialog")
+            await wait_for(pilot, lambda: held, what="the engine at the registry")
+            assert pull.result is None
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is main, what="the dialog hidden")
+            assert pull.hidden and any("Still working" in n.message for n in app._notifications)
+            await pilot.press("slash", "x", "escape")  # the main screen answers keys meanwhile
+            assert main.query_one("#filter", Input).display is False
+            _close(listener, held)
+            await wait_for(pilot, lambda: any(n.title == f"Could not run {cfg.nginx_image}" and n.severity == "error"
+                                              for n in app._notifications), timeout=90, what="the failure message")
+            assert app.screen is main and pull.result is not None and pull.result[1]
+    finally:
+        _close(listener, held)
+    assert {c["Id"] for c in engine.api.containers(all=True)} == before
+
+
+def _close(listener, held) -> None:  # type: ignore[no-untyped-def]
+    """Shut the listener first: a plain close leaves a thread blocked in accept() holding it open (Linux)."""
+    import contextlib
+    import socket
+
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
+    for s in list(held):
+        s.close()
