@@ -61,6 +61,7 @@ DEFAULT_KEYS: dict[str, str] = {
     "image_history": "h",
     "image_prune": "P",
     "image_remove_force": "D",
+    "image_run": "r",
     "network_create": "n",
     "volume_create": "n",
     "pick_tag": "t",

@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, RichLog
 
-from app.messages import DockerEvent
+from app.messages import DockerEvent, RunImage
 from app.stats import human_bytes
 from app.widgets.json_tree import JsonTree
 
@@ -225,6 +225,7 @@ class ImagesScreen(TableScreen):
         Binding("h", "history", "History", id="image_history"),
         Binding("P", "prune", "Prune", id="image_prune"),
         Binding("D", "remove_force", "Remove (force)", id="image_remove_force"),
+        Binding("r", "run", "Run", id="image_run"),
     ]
     last_pull: Any = None  # the PullScreen of the latest pull (its per-layer bars stay readable after it closes)
 
@@ -239,6 +240,20 @@ class ImagesScreen(TableScreen):
 
     def remove_object(self, api: Any, key: str) -> None:
         api.remove_image(key)
+
+    def action_run(self) -> None:
+        """Kitematic's CREATE from "My Images": back to the containers, where the image runs with its ports
+        published and the new container is selected."""
+        key = self.current_key
+        if key is None:
+            return
+        if key.startswith("sha256:"):
+            self.notify("This image has no tag to run it by", severity="warning")
+            return
+        main = self.app._main_screen()  # type: ignore[attr-defined]
+        while self.app.screen is not main and len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+        main.post_message(RunImage(key))
 
     def action_remove_force(self) -> None:
         """`docker rmi -f`: untags an image other tags or containers still use; removes it otherwise."""

@@ -91,3 +91,26 @@ async def test_pull_history_and_remove_images(engine: Engine, registry: Registry
         for leftover in (mine, ref):
             with contextlib.suppress(docker.errors.APIError):
                 engine.api.remove_image(leftover, force=True)
+
+
+async def test_run_from_the_images_screen(engine: Engine, tmp_config_home: Any) -> None:
+    """r on an image goes back to the containers and runs it Kitematic's way: the new container is selected,
+    running that image with its exposed port published."""
+    from app.screens.main import MainScreen
+
+    app = PortsideApp(host=engine.url, config=engine.config())
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.connected, what="connection")
+        main = app.screen
+        assert isinstance(main, MainScreen)
+        await pilot.press("I")
+        images = await wait_for(pilot, lambda: isinstance(app.screen, ImagesScreen) and app.screen)
+        await _at(pilot, images, engine.nginx)
+        await pilot.press("r")
+        cid = await wait_for(pilot, lambda: app.screen is main and main.selected_id and any(
+            c["Id"] == main.selected_id and c["Image"] == engine.nginx for c in engine.api.containers())
+            and main.selected_id, timeout=60, what="the new nginx container selected and running")
+        data = engine.api.inspect_container(cid)
+        assert data["HostConfig"]["PublishAllPorts"] is True
+        assert data["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
+        engine.api.remove_container(cid, force=True)
