@@ -45,6 +45,8 @@ DEFAULT_KEYS: dict[str, str] = {
     "new": "c",
     "run_nginx": "w",
     "exec": "e",
+    "copy_id": "Y",
+    "copy_url": "U",
     "save_settings": "ctrl+s",
     "delete_row": "ctrl+d",
     "log_search": "slash",

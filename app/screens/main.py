@@ -79,6 +79,8 @@ class MainScreen(Screen[None]):
         Binding("c", "new", "New", id="new"),
         Binding("w", "run_nginx", "Run nginx", id="run_nginx"),
         Binding("e", "exec", "Exec", id="exec"),
+        Binding("Y", "copy('id')", "Copy id", id="copy_id", show=False),
+        Binding("U", "copy('url')", "Copy URL", id="copy_url", show=False),
         Binding("escape", "clear_filter", show=False),
     ]
 
@@ -611,6 +613,20 @@ class MainScreen(Screen[None]):
     @on(ExecPane.Run)
     def _exec_from_tab(self, message: ExecPane.Run) -> None:
         self.action_exec(message.cmd)
+
+    def action_copy(self, what: str) -> None:
+        """The selected container's full id, or its first published URL, to the clipboard (OSC 52: works over
+        ssh and in tmux with set-clipboard)."""
+        row = self.container_list.current
+        if row is None:
+            self.notify("No container selected", severity="warning")
+            return
+        text = row.id if what == "id" else next(iter(urls(row.published)), "")
+        if not text:
+            self.notify(f"{row.name} publishes no TCP port", severity="warning")
+            return
+        self.app.copy_to_clipboard(text)
+        self.notify(f"Copied {text}")
 
     def action_exec(self, cmd: list[str] | None = None) -> None:
         row = self.container_list.current

@@ -47,3 +47,26 @@ async def test_palette_offers_each_screens_actions_and_runs_them(engine: Engine,
         assert engine.api.inspect_network(name)["Name"] == name
     finally:
         engine.api.remove_network(name)
+
+
+async def test_copy_the_id_and_the_url_of_the_selected_container(engine: Engine, tmp_config_home: Any) -> None:
+    """Y puts the container's full id on the clipboard, U its published URL (the one the Home tab checks)."""
+    from app.screens.main import MainScreen
+
+    hc = engine.api.create_host_config(network_mode="bridge", port_bindings={80: ("127.0.0.1", None)})
+    cid = engine.api.create_container(engine.busybox, ["sleep", "100"], name=f"pst-copy-{uuid.uuid4().hex[:6]}",
+                                      ports=[80], host_config=hc)["Id"]
+    engine.api.start(cid)
+    port = engine.api.inspect_container(cid)["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
+    app = PortsideApp(host=engine.url, config=engine.config())
+    async with app.run_test(size=(140, 40)) as pilot:
+        main = app.screen
+        assert isinstance(main, MainScreen)
+        await wait_for(pilot, lambda: cid in main.container_list.rows_by_id, what="the container listed")
+        main.container_list.select_id(cid)
+        await wait_for(pilot, lambda: main.selected_id == cid, what="selected")
+        await pilot.press("Y")
+        assert app.clipboard == cid
+        await pilot.press("U")
+        assert app.clipboard == f"http://127.0.0.1:{port}"
+    engine.api.remove_container(cid, force=True)
