@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def parse_time_ns(value: str) -> int:
@@ -68,6 +69,8 @@ def log_files(path: Path) -> list[Path]:
 
 def read_entries(path: Path, tail: int | None) -> tuple[list[Entry], int]:
     """All entries now in the log (the last `tail` when given) and the live file's size read so far."""
+    if tail is not None and tail >= 0:
+        return _read_tail(path, tail)
     entries: list[Entry] = []
     offset = 0
     for f in log_files(path):
@@ -83,9 +86,62 @@ def read_entries(path: Path, tail: int | None) -> tuple[list[Entry], int]:
             e = _parse(line)
             if e is not None:
                 entries.append(e)
-    if tail is not None and tail >= 0:
-        entries = entries[-tail:] if tail else []
     return entries, offset
+
+
+def _read_tail(path: Path, tail: int) -> tuple[list[Entry], int]:
+    """The last `tail` entries, read backwards from the end of the newest file: a flooding container's log may
+    hold millions of lines, and parsing them all to keep a thousand held the daemon for seconds."""
+    newest_first: list[list[Entry]] = []
+    have = offset = 0
+    for f in reversed(log_files(path)):
+        try:
+            fh = open(f, "rb")
+        except OSError:
+            continue
+        with fh:
+            end = fh.seek(0, os.SEEK_END)
+            if f == path:  # only whole lines; a half-written last line is read on the next follow round
+                end = offset = _whole_lines_end(fh, end)
+            if have < tail:
+                found = _last_entries(fh, end, tail - have)
+                newest_first.append(found)
+                have += len(found)
+        if have >= tail:
+            break
+    return [e for entries in reversed(newest_first) for e in entries], offset
+
+
+def _whole_lines_end(fh: BinaryIO, end: int, block: int = 1 << 12) -> int:
+    """The offset just after the last newline before `end` (0 if there is none)."""
+    while end > 0:
+        start = max(0, end - block)
+        fh.seek(start)
+        data = fh.read(end - start)
+        i = data.rfind(b"\n")
+        if i >= 0:
+            return start + i + 1
+        end = start
+    return 0
+
+
+def _last_entries(fh: BinaryIO, end: int, want: int, block: int = 1 << 16) -> list[Entry]:
+    """Up to `want` entries ending at `end`, reading blocks backwards (each twice the last) until enough whole
+    lines parse."""
+    start, buf = end, b""
+    while True:
+        if start == 0:
+            return [e for e in map(_parse, buf.splitlines()) if e is not None][-want:]
+        cut = buf.find(b"\n") + 1  # what comes before the first newline may be the end of a longer line
+        if cut and buf.count(b"\n", cut) >= want:
+            found = [e for e in map(_parse, buf[cut:].splitlines()) if e is not None]
+            if len(found) >= want:
+                return found[-want:]
+        n = min(block, start)
+        block *= 2
+        start -= n
+        fh.seek(start)
+        buf = fh.read(n) + buf
 
 
 async def follow(path: Path, offset: int, done: Callable[[], bool], interval: float = 0.05) -> AsyncIterator[Entry]:
