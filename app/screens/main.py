@@ -100,7 +100,6 @@ class MainScreen(Screen[None]):
 
     @dataclass
     class StatsSample(Message):
-        generation: int
         container_id: str
 
     @dataclass
@@ -276,6 +275,8 @@ class MainScreen(Screen[None]):
                 self.container_list.discard(cid)
         self._watch_stats()
         self._refresh_table()
+        if self.selected_id in message.ids:
+            self._show_stats()  # its state may have changed
         if self.selected_id in found:
             self._show_urls_for(self.container_list.rows_by_id[self.selected_id])
 
@@ -394,7 +395,7 @@ class MainScreen(Screen[None]):
     def _stats_arrived(self, cid: str) -> None:
         """On a stream's thread: only the selected container's samples are drawn as they come."""
         if cid == self.selected_id:
-            self.post_message(self.StatsSample(self.generation, cid))
+            self.post_message(self.StatsSample(cid))
 
     def _watch_stats(self) -> None:
         """Stream the selected container if it runs, and every running one while the Stats tab shows."""
@@ -417,7 +418,9 @@ class MainScreen(Screen[None]):
         """Draw the selected container's stats on the tab that shows them; the hidden one is drawn when shown."""
         if self.active_tab == "tab-home":
             row = self.container_list.current
-            self.home.show_summary(self.history, row.state if row else "")
+            state = row.state if row else ""
+            # a stopped container's last sample is history, not its state now
+            self.home.show_summary(self.history if state in STATS_STATES else None, state)
         elif self.active_tab == "tab-stats":
             self.stats_pane.show(self.history)
 

@@ -18,6 +18,7 @@ from textual.widgets import Sparkline
 from app.screens.main import MainScreen
 from app.stats import History, Sample, cpu_percent
 from app.tui import PortsideApp
+from app.widgets.fixed_label import FixedLabel
 from app.widgets.graph import StatsGraph
 from app.widgets.stats_pane import StatsPane
 from tests.tui.conftest import Engine, wait_for
@@ -68,6 +69,12 @@ async def test_table_lists_every_running_container(engine: Engine, tmp_config_ho
 
         main.query_one("#tabs").active = "tab-home"  # type: ignore[attr-defined]
         await wait_for(pilot, lambda: main.stats_streams.watched == {running[0]}, what="only the selected streamed")
+        # the Home summary of the stopped one says so, not its last figures
+        assert main.container_list.select_id(running[1])
+        summary = main.query_one("#summary", FixedLabel)
+        await wait_for(pilot, lambda: summary.text == "[dim]exited: no stats[/]", what=f"no stats: {summary.text}")
+        assert main.container_list.select_id(running[0])
+        await wait_for(pilot, lambda: summary.text.startswith("CPU "), what=f"figures again: {summary.text}")
         main.query_one("#tabs").active = "tab-stats"  # type: ignore[attr-defined]
         await wait_for(pilot, lambda: main.stats_streams.watched >= {running[0], running[2]}, what="streams again")
 
