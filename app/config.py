@@ -66,6 +66,8 @@ DEFAULT_KEYS: dict[str, str] = {
     "image_run": "r",
     "network_create": "n",
     "volume_create": "n",
+    "network_prune": "P",
+    "volume_prune": "P",
     "pick_tag": "t",
 }
 

@@ -175,6 +175,15 @@ class TableScreen(Screen[None]):
             self.call(f"Inspect {key}", lambda api: self.inspect_object(api, key),
                       lambda data: self.app.push_screen(JsonScreen(key, data)))
 
+    def confirm_then(self, question: str, what: str, fn: Callable[[Any], Any], then: Callable[[Any], object]) -> None:
+        from app.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.call(what, fn, then)
+
+        self.app.push_screen(ConfirmScreen(question), answered)
+
     def ask(self, prompt: str, then: Callable[[str], None]) -> None:
         def answered(value: str | None) -> None:
             if value:
@@ -309,7 +318,18 @@ class ImagesScreen(TableScreen):
 class NetworksScreen(TableScreen):
     KIND = "networks"
     COLUMNS = ("NAME", "NETWORK ID", "DRIVER", "SCOPE")
-    BINDINGS = [Binding("n", "create", "Create", id="network_create")]
+    BINDINGS = [
+        Binding("n", "create", "Create", id="network_create"),
+        Binding("P", "prune", "Prune", id="network_prune"),
+    ]
+
+    def action_prune(self) -> None:
+        def report(r: Any) -> None:
+            gone = (r or {}).get("NetworksDeleted") or []
+            self.notify(f"Removed {len(gone)} network(s)" + (f": {', '.join(gone)}" if gone else ""))
+
+        self.confirm_then("Remove every user network no container is connected to?", "Prune networks",
+                          lambda api: api.prune_networks(), report)
 
     def list_rows(self, api: Any) -> list[tuple[str, tuple[str, ...]]]:
         return sorted((n["Name"], (n["Name"], n["Id"][:12], n.get("Driver", ""), n.get("Scope", "")))
@@ -326,10 +346,34 @@ class NetworksScreen(TableScreen):
                                                              lambda api: api.create_network(name)))
 
 
+def keeps_named_volumes(app: Any) -> bool:
+    """Whether the connected engine's volume prune spares named volumes (Engine API 1.42 and later)."""
+    from docker.utils import version_gte
+
+    engine = getattr(app, "engine", None)
+    version = getattr(getattr(engine, "api", None), "_version", None)
+    return bool(version) and version_gte(version, "1.42")
+
+
 class VolumesScreen(TableScreen):
     KIND = "volumes"
     COLUMNS = ("VOLUME NAME", "DRIVER", "MOUNTPOINT")
-    BINDINGS = [Binding("n", "create", "Create", id="volume_create")]
+    BINDINGS = [
+        Binding("n", "create", "Create", id="volume_create"),
+        Binding("P", "prune", "Prune", id="volume_prune"),
+    ]
+
+    def action_prune(self) -> None:
+        def report(r: Any) -> None:
+            gone = (r or {}).get("VolumesDeleted") or []
+            freed = human_bytes((r or {}).get("SpaceReclaimed") or 0)
+            self.notify(f"Removed {len(gone)} volume(s), reclaimed {freed}")
+
+        # `docker volume prune` without -a: API 1.42+ (Docker 23+, portside) keeps named volumes even when unused;
+        # older engines remove those too, and the question says so.
+        question = ("Remove every anonymous volume no container uses? (named volumes are kept)"
+                    if keeps_named_volumes(self.app) else "Remove every volume no container uses, named ones too?")
+        self.confirm_then(question, "Prune volumes", lambda api: api.prune_volumes(), report)
 
     def list_rows(self, api: Any) -> list[tuple[str, tuple[str, ...]]]:
         vols = (api.volumes() or {}).get("Volumes") or []

@@ -96,3 +96,53 @@ async def test_events_show_the_recent_past_then_live_and_volumes_inspect_and_rem
         for v in (before, after):
             with contextlib.suppress(Exception):
                 engine.api.remove_volume(v)
+
+
+async def test_prune_volumes_and_networks(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """P on Volumes removes an anonymous volume no container uses (and a named one only where the engine's API is
+    older than 1.42, as the question says); P on Networks removes an unused user network. Checked in the engine."""
+    import docker.errors
+    from docker.utils import version_gte
+
+    from app.screens.confirm import ConfirmScreen
+
+    tag = uuid.uuid4().hex[:6]
+    named, net = f"pst-keep-{tag}", f"pstprune{tag}"
+    engine.api.create_volume(named)
+    c = engine.api.create_container(engine.busybox, ["true"], volumes=["/x"], name=f"pst-anon-{tag}",
+                                    host_config=engine.api.create_host_config(network_mode="none"))["Id"]
+    anon = next(m["Name"] for m in engine.api.inspect_container(c)["Mounts"] if m["Destination"] == "/x")
+    engine.api.remove_container(c)  # without v: the anonymous volume stays, unused
+    engine.api.create_network(net)
+    keeps_named = version_gte(engine.api._version, "1.42")
+    app = PortsideApp(host=engine.url, config=engine.config())
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await wait_for(pilot, lambda: app.connected, what="connection")
+            await pilot.press("V")
+            vols = await wait_for(pilot, lambda: isinstance(app.screen, VolumesScreen) and app.screen)
+            await wait_for(pilot, lambda: anon in [str(k.value) for k in vols.table.rows], what="volumes listed")
+            await pilot.press("P")
+            confirm = await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+            assert ("named volumes are kept" in confirm.question) == keeps_named
+            await pilot.press("y")
+            await wait_for(pilot, lambda: anon not in [str(k.value) for k in vols.table.rows], what="pruned")
+            with pytest.raises(docker.errors.NotFound):
+                engine.api.inspect_volume(anon)
+            if keeps_named:
+                assert engine.api.inspect_volume(named)["Name"] == named
+            await pilot.press("escape", "O")
+            nets = await wait_for(pilot, lambda: isinstance(app.screen, NetworksScreen) and app.screen)
+            await wait_for(pilot, lambda: net in [str(k.value) for k in nets.table.rows], what="networks listed")
+            await pilot.press("P")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: net not in [str(k.value) for k in nets.table.rows], what="net pruned")
+            with pytest.raises(docker.errors.NotFound):
+                engine.api.inspect_network(net)
+    finally:
+        for v in (named, anon):
+            with contextlib.suppress(Exception):
+                engine.api.remove_volume(v)
+        with contextlib.suppress(Exception):
+            engine.api.remove_network(net)
