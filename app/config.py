@@ -59,6 +59,7 @@ DEFAULT_KEYS: dict[str, str] = {
     "log_copy": "y",
     "resource_remove": "delete,d",
     "resource_inspect": "i,enter",
+    "resource_mark": "space",
     "image_pull": "p",
     "image_history": "h",
     "image_prune": "P",

@@ -77,6 +77,7 @@ class TableScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("delete,d", "remove", "Remove", id="resource_remove"),
         Binding("i,enter", "inspect", "Inspect", id="resource_inspect"),
+        Binding("space", "mark", "Mark", id="resource_mark"),
     ]
 
     @dataclass
@@ -95,14 +96,35 @@ class TableScreen(Screen[None]):
         yield Footer()
 
     @property
-    def table(self) -> DataTable[str]:
+    def table(self) -> DataTable[Any]:
         return self.query_one(DataTable)
 
     def on_mount(self) -> None:
+        self.marked: set[str] = set()  # Remove acts on these when there are any, as on the containers screen
+        self.table.add_column(" ", key="mark", width=1)
         for col in self.COLUMNS:
             self.table.add_column(col, key=col)
         self.table.focus()
         self.load()
+
+    def _mark_cell(self, key: str) -> Text:
+        return Text("●" if key in self.marked else " ", style="bold magenta")
+
+    def action_mark(self) -> None:
+        key = self.current_key
+        if key is None:
+            return
+        self.marked.symmetric_difference_update({key})
+        self.table.update_cell(key, "mark", self._mark_cell(key))
+        if self.table.cursor_row < self.table.row_count - 1:
+            self.table.move_cursor(row=self.table.cursor_row + 1)
+
+    def targets(self) -> list[str]:
+        """The marked rows in list order, else the one under the cursor."""
+        if self.marked:
+            return [str(k.value) for k in self.table.rows if str(k.value) in self.marked]
+        key = self.current_key
+        return [key] if key is not None else []
 
     def list_rows(self, api: Any) -> list[tuple[str, tuple[str, ...]]]:
         raise NotImplementedError
@@ -120,8 +142,9 @@ class TableScreen(Screen[None]):
     def _loaded(self, message: Loaded) -> None:
         row = self.table.cursor_row
         self.table.clear()
+        self.marked &= {key for key, _ in message.rows}
         for key, cells in message.rows:
-            self.table.add_row(*cells, key=key)
+            self.table.add_row(self._mark_cell(key), *cells, key=key)
         if message.rows:
             self.table.move_cursor(row=min(row, len(message.rows) - 1))
 
@@ -158,16 +181,22 @@ class TableScreen(Screen[None]):
         raise NotImplementedError
 
     def action_remove(self) -> None:
-        key = self.current_key
-        if key is None:
+        keys = self.targets()
+        if not keys:
             return
         from app.screens.confirm import ConfirmScreen
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.call(f"Remove {key}", lambda api: self.remove_object(api, key))
+                self.marked.clear()
+                for key in keys:
+                    self.call(f"Remove {key}", self._remover(key))
 
-        self.app.push_screen(ConfirmScreen(f"Remove {self.KIND.rstrip('s')} {key}?"), answered)
+        what = f"{self.KIND.rstrip('s')} {keys[0]}" if len(keys) == 1 else f"{len(keys)} {self.KIND}: {', '.join(keys)}"
+        self.app.push_screen(ConfirmScreen(f"Remove {what}?"), answered)
+
+    def _remover(self, key: str) -> Callable[[Any], Any]:
+        return lambda api: self.remove_object(api, key)
 
     def action_inspect(self) -> None:
         key = self.current_key

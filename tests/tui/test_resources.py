@@ -146,3 +146,46 @@ async def test_prune_volumes_and_networks(engine: Engine, tmp_config_home) -> No
                 engine.api.remove_volume(v)
         with contextlib.suppress(Exception):
             engine.api.remove_network(net)
+
+
+async def test_marked_volumes_are_removed_together(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
+    """space marks rows on a resource screen; d then asks once and removes every marked one from the engine,
+    leaving the unmarked one."""
+    import docker.errors
+
+    from app.screens.confirm import ConfirmScreen
+
+    tag = uuid.uuid4().hex[:6]
+    names = [f"pst-m{i}-{tag}" for i in range(3)]
+    for n in names:
+        engine.api.create_volume(n)
+    app = PortsideApp(host=engine.url, config=engine.config())
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await wait_for(pilot, lambda: app.connected, what="connection")
+            await pilot.press("V")
+            vols = await wait_for(pilot, lambda: isinstance(app.screen, VolumesScreen) and app.screen)
+
+            def keys() -> list[str]:
+                return [str(k.value) for k in vols.table.rows]
+
+            await wait_for(pilot, lambda: all(n in keys() for n in names), what="volumes listed")
+            vols.table.move_cursor(row=keys().index(names[0]))
+            await pilot.press("space")  # marks and moves down
+            assert vols.current_key == names[1]
+            await pilot.press("down", "space")
+            assert vols.marked == {names[0], names[2]}
+            await pilot.press("d")
+            confirm = await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+            assert f"2 volumes: {names[0]}, {names[2]}" in confirm.question
+            await pilot.press("y")
+            await wait_for(pilot, lambda: names[0] not in keys() and names[2] not in keys(), what="both removed")
+            assert names[1] in keys() and not vols.marked
+        for gone in (names[0], names[2]):
+            with pytest.raises(docker.errors.NotFound):
+                engine.api.inspect_volume(gone)
+        assert engine.api.inspect_volume(names[1])["Name"] == names[1]
+    finally:
+        for n in names:
+            with contextlib.suppress(Exception):
+                engine.api.remove_volume(n)
