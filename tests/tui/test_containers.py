@@ -180,7 +180,8 @@ async def test_one_key_nginx_runs_and_answers_200(engine: Engine, tmp_config_hom
 
 
 async def test_new_container_screen_finds_local_and_recommended(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
-    """Typing narrows local images and the recommended list (nginx first); Docker Hub failing stays quiet."""
+    """Typing narrows local images and the recommended list (nginx first); no error appears (Docker Hub is not
+    asked in tests: hub_search is off)."""
     app = PortsideApp(host=engine.url, config=engine.config())
     async with app.run_test(size=(160, 45)) as pilot:
         from app.screens.new_container import NewContainerScreen
