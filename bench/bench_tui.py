@@ -232,12 +232,14 @@ class Bench:
     def flood_counter(self, cid: str) -> tuple[float, int]:
         """(now, bursts the flood has printed), from the counter it keeps in /tmp/n (reading its log's tail would
         cost an engine more as the log grows)."""
-        t = time.perf_counter()
-        ex = self.api.exec_create(cid, ["cat", "/tmp/n"])
-        out = self.api.exec_start(ex["Id"]).decode(errors="replace").strip()
-        if not out.isdigit():
-            raise RuntimeError(f"the flood's counter does not look like one: {out!r}")
-        return t, int(out)
+        for _ in range(20):  # the shell truncates the file before it writes: it can be caught empty
+            t = time.perf_counter()
+            ex = self.api.exec_create(cid, ["cat", "/tmp/n"])
+            out = self.api.exec_start(ex["Id"]).decode(errors="replace").strip()
+            if out.isdigit():
+                return t, int(out)
+            time.sleep(0.01)
+        raise RuntimeError(f"the flood's counter does not look like one: {out!r}")
 
     def key_response(self, tree: Tree, cid: str, name: str, presses: int,
                      warmup: float) -> tuple[list[float], int, float, float]:

@@ -1,7 +1,7 @@
 """A virtual log view (toolong's design): only visible lines are rendered, so 100k lines scroll without lag.
 
 Lines arrive from a thread into a deque; the thread posts `Pending`, which Textual coalesces (`can_replace`), and
-the widget drains the deque on the UI thread at most 20 times a second. Follow keeps the end in view; pause holds
+the widget drains the deque on the UI thread at most 10 times a second. Follow keeps the end in view; pause holds
 new lines back. The view keeps the last `max_lines` lines (a list trimmed at the front on each drain).
 
 Under a flood nothing here may make Textual lay out the screen again: the virtual size is set without the
@@ -29,6 +29,9 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 MAX_LINES = 200_000  # about 40 MB of 60-character lines with their timestamps
+# Each drain repaints the view: under a flood that is most of the app's CPU (Textual's render and output), so
+# 10 a second, which still looks live; keys never wait for it.
+DRAIN_INTERVAL = 0.1
 STATUS_INTERVAL = 0.25  # seconds between status lines that only count new lines
 
 _MATCH = Style(bgcolor="yellow", color="black")
@@ -117,11 +120,10 @@ class LogView(ScrollView, can_focus=True):
         self._status()
 
     def on_log_view_pending(self, _: Pending) -> None:
-        # Drain at most 20 times a second: under a flood, each drain re-lays out the view, and keys must not
-        # queue behind a message per chunk.
+        # Drain at most DRAIN_INTERVAL apart: keys must not queue behind a message per chunk.
         if not self._drain_scheduled:
             self._drain_scheduled = True
-            self.set_timer(0.05, self._drain)
+            self.set_timer(DRAIN_INTERVAL, self._drain)
 
     def _drain(self) -> None:
         self._drain_scheduled = False
@@ -187,6 +189,10 @@ class LogView(ScrollView, can_focus=True):
         if index >= len(self.lines):
             return Strip.blank(width, self.rich_style)
         text = self.lines[index]
+        if (not self.show_timestamps and text.isascii() and text.isprintable()
+                and (self._search is None or index not in self._match_set)):
+            # the usual line, and every line of a flood: one cell per character, so one segment cut to width
+            return Strip([Segment(text[scroll_x : scroll_x + width].ljust(width), self.rich_style)], width)
         segments: list[Segment] = []
         if self.show_timestamps and self.timestamps[index]:
             segments.append(Segment(self.timestamps[index] + " ", _TS))
