@@ -22,7 +22,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
 from app import settings as st
@@ -133,6 +133,7 @@ class MainScreen(Screen[None]):
         self.history = History()
         self.stats_streams = StatsStreams(self._open_stats, self._stats_arrived)
         self._stats_pane: StatsPane | None = None
+        self._covered = False  # another screen (not a dialog) is over this one
         self.active_tab = "tab-home"
         self.url_states: dict[str, str] = {}
         self.loaded = threading.Event()
@@ -401,13 +402,24 @@ class MainScreen(Screen[None]):
         """Stream the selected container if it runs, and every running one while the Stats tab shows."""
         rows = self.container_list.rows_by_id
         running = {cid for cid, r in rows.items() if r.state in STATS_STATES}
-        wanted = running if self.active_tab == "tab-stats" else set()
+        wanted = running if self.active_tab == "tab-stats" and not self._covered else set()
         if self.selected_id in running:
             wanted.add(self.selected_id)
         if not getattr(self.app, "connected", False):
             wanted = set()
         self.stats_streams.watch(wanted)
         self.stats_streams.forget(rows)
+
+    def on_screen_suspend(self) -> None:
+        # Images, Events...: the table is out of sight, its streams close; a dialog leaves it in sight
+        self._covered = not isinstance(self.app.screen, ModalScreen)
+        self._watch_stats()
+
+    def on_screen_resume(self) -> None:
+        if self._covered:
+            self._covered = False
+            self._watch_stats()
+            self._refresh_table()
 
     @on(StatsSample)
     def _stats_sample(self, message: StatsSample) -> None:

@@ -36,7 +36,7 @@ def _used(cells: tuple[str, ...]) -> float:
 @pytest.mark.timeout(120)
 async def test_table_lists_every_running_container(engine: Engine, tmp_config_home: Any) -> None:
     """The table shows each running container with its memory, never a stopped one; a container that stops
-    leaves it; leaving the tab closes every stream but the selected container's."""
+    leaves it; leaving the tab, or another screen over it, closes every stream but the selected container's."""
     tag = uuid.uuid4().hex[:6]
     running = [engine.run(SLEEPER, f"pst-stats-{tag}-{i}") for i in range(3)]
     hc = engine.api.create_host_config(network_mode="none")
@@ -77,6 +77,14 @@ async def test_table_lists_every_running_container(engine: Engine, tmp_config_ho
         await wait_for(pilot, lambda: summary.text.startswith("CPU "), what=f"figures again: {summary.text}")
         main.query_one("#tabs").active = "tab-stats"  # type: ignore[attr-defined]
         await wait_for(pilot, lambda: main.stats_streams.watched >= {running[0], running[2]}, what="streams again")
+
+        # another screen over this one: the table's streams close until it is back
+        app.action_screen("images")  # type: ignore[attr-defined]
+        await wait_for(pilot, lambda: app.screen is not main and app.screen.is_mounted, what="the images screen")
+        await wait_for(pilot, lambda: main.stats_streams.watched == {running[0]}, what="only the selected streamed")
+        await pilot.pause(0.3)  # let the screen finish mounting (its Header) before it goes
+        app.pop_screen()
+        await wait_for(pilot, lambda: main.stats_streams.watched >= {running[0], running[2]}, what="table streams back")
 
 
 class PaneApp(App[None]):
