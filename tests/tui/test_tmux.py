@@ -62,14 +62,20 @@ def test_portside_in_tmux_lists_a_cli_container_and_its_logs(engine: Engine, tmp
         assert "unix://" in screen or "-H" in screen  # the header names the endpoint
         subprocess.run(["tmux", "-L", server, "send-keys", "-t", session, "Escape"], check=True)
         time.sleep(0.3)
-        subprocess.run(["tmux", "-L", server, "send-keys", "-t", session, "q"], check=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            alive = subprocess.run(["tmux", "-L", server, "has-session", "-t", session], capture_output=True,
-                                   check=False).returncode == 0
-            if not alive:
-                break
-            time.sleep(0.2)
+        # An ESC and a key that reach the app in one read are one key, alt+<key> (as in every terminal app): on a
+        # loaded machine the app's input thread can be late enough for that, so an unanswered q is sent again.
+        for _attempt in range(3):
+            subprocess.run(["tmux", "-L", server, "send-keys", "-t", session, "q"], check=True)
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                alive = subprocess.run(["tmux", "-L", server, "has-session", "-t", session], capture_output=True,
+                                       check=False).returncode == 0
+                if not alive:
+                    break
+                time.sleep(0.2)
+            else:
+                continue
+            break
         else:
             raise AssertionError("portside did not quit on q:\n" + _capture(server, session))
     finally:
