@@ -56,6 +56,7 @@ def _docker(sock: Path, *args: str) -> None:
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     from tests.testbed import images
+    from tests.testbed.mounts import unmount_below
     from tests.testbed.registry import Registry, fill
 
     built = images.ensure_built()
@@ -129,7 +130,7 @@ def main() -> None:
                 svc.start()
                 svc.destroy()
         for d in dirs:
-            subprocess.run(["umount", "-R", "-l", str(d)], capture_output=True, check=False)
+            unmount_below(d)
             shutil.rmtree(d, ignore_errors=True)
         for cg in Path("/sys/fs/cgroup").glob(f"*/portside-test-{bridge}"):
             with contextlib.suppress(OSError):

@@ -162,6 +162,7 @@ def first_200() -> None:
     from engine.net import NetworkService
     from engine.parts import nft_table_for
     from tests.testbed import images
+    from tests.testbed.mounts import unmount_below
     from tests.testbed.registry import Registry, fill
 
     built = images.ensure_built()
@@ -227,7 +228,7 @@ def first_200() -> None:
             svc.destroy()
         reg.stop()
         for d in (work, ps_exec):
-            subprocess.run(["umount", "-R", "-l", str(d)], capture_output=True, check=False)
+            unmount_below(d)
             shutil.rmtree(d, ignore_errors=True)
 
 
@@ -276,6 +277,7 @@ def first_200_runtime() -> None:
     from engine.exec.runtime import Runtime
     from engine.net.service import NetworkService
     from tests.testbed import images
+    from tests.testbed.mounts import unmount_below
 
     built = images.ensure_built()
     tag = secrets.token_hex(3)
@@ -304,7 +306,7 @@ def first_200_runtime() -> None:
     finally:
         svc.destroy()
         cgroups.remove_parent(rt.cgroup_parent)
-        subprocess.run(["umount", "-R", "-l", str(work)], capture_output=True, check=False)
+        unmount_below(work)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -31,6 +31,7 @@ from bench.bench_docker_run import DOCKER, _stop, _wait_sock
 from bench.common import Table, peer, timed
 from engine.images.service import ImageService
 from tests.testbed import dockerd as testbed_dockerd
+from tests.testbed.mounts import unmount_below
 from tests.testbed.oci import Entry, Layout, tar_entries
 from tests.testbed.registry import Registry
 
@@ -222,7 +223,7 @@ def main() -> None:
             svc.start()
             svc.destroy()
         for d in (work, exec_root):
-            subprocess.run(["umount", "-R", "-l", str(d)], capture_output=True, check=False)
+            unmount_below(d)
             shutil.rmtree(d, ignore_errors=True)
         for cg in Path("/sys/fs/cgroup").glob(f"*/portside-test-{bridge}"):
             with contextlib.suppress(OSError):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import engine
+from tests.testbed.mounts import unmount_below
 from tests.testbed.registry import Registry
 
 ENGINE_PARENT = str(Path(engine.__file__).resolve().parent.parent)
@@ -168,7 +169,7 @@ def new_daemon(extra_args: list[str] | None = None) -> PortsideDaemon:
 def remove_daemon_dirs(d: PortsideDaemon) -> None:
     for p in (d.tmp, d.exec_dir):
         if p is not None:
-            subprocess.run(["umount", "-R", "-l", str(p)], capture_output=True, check=False)
+            unmount_below(p)
             shutil.rmtree(p, ignore_errors=True)
 
 

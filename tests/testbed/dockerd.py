@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.testbed.mounts import unmount_below
+
 DOCKERD = "/usr/sbin/dockerd"
 # the docker 28 CLI where scripts/install puts it, else Debian's
 DOCKER = shutil.which("docker", path="/usr/local/bin") or "docker"
@@ -98,9 +100,7 @@ class Dockerd:
             if self.bridge_name:
                 subprocess.run(["ip", "link", "del", self.bridge_name], capture_output=True, check=False)
             # dockerd unmounts its own overlays on a clean stop; a killed one may leave some behind
-            for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
-                if line.split()[1].startswith(str(self.workdir)):
-                    subprocess.run(["umount", "-l", line.split()[1]], capture_output=True, check=False)
+            unmount_below(self.workdir)
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
