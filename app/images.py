@@ -135,10 +135,11 @@ class PullProgress:
 
     @property
     def fraction(self) -> float:
-        total = sum(t for _, _, t in self.layers.values())
+        layers = list(self.layers.values())  # a copy: the pull's thread may be adding layers
+        total = sum(t for _, _, t in layers)
         if not total:
             return 0.0
-        return sum(min(c, t) for _, c, t in self.layers.values()) / total
+        return sum(min(c, t) for _, c, t in layers) / total
 
 
 def split_reference(reference: str) -> tuple[str, str]:

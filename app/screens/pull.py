@@ -131,7 +131,8 @@ class PullScreen(ModalScreen[str | None]):
     async def _progress(self, _: Progress) -> None:
         p = self.progress
         box = self.query_one("#pull-layers", VerticalScroll)
-        for lid, (status, current, total) in p.layers.items():
+        # a copy: the pull's thread adds layers while this awaits the mount of new bars
+        for lid, (status, current, total) in list(p.layers.items()):
             bar = self.bars.get(lid)
             if bar is None:
                 label = Label("", id=f"layer-label-{lid}", classes="layer-label")
