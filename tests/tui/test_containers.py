@@ -64,10 +64,16 @@ async def test_stats_show_nonzero_memory(engine: Engine, tmp_config_home) -> Non
         main = await _select(pilot, app, cid)
         main.query_one("#tabs").active = "tab-stats"
         await wait_for(pilot, lambda: main.history.last and main.history.last.mem_used > 0, what="memory > 0")
-        await wait_for(pilot, lambda: "Memory:" in str(main.query_one("#label-mem").render()), what="the label")
-        label = str(main.query_one("#label-mem").render())
-        used = label.split(":")[1].split("/")[0].strip()
-        assert used[0].isdigit() and float(used.rstrip("KMGiB")) > 0, label
+
+        def used() -> float:
+            # the label follows the sample on the screen's next turn: it may still show an earlier (0B) one
+            label = str(main.query_one("#label-mem").render())
+            if "Memory:" not in label:
+                return 0.0
+            text = label.split(":")[1].split("/")[0].strip()
+            return float(text.rstrip("KMGiB")) if text[:1].isdigit() else 0.0
+
+        assert await wait_for(pilot, used, what="a non-zero memory label") > 0
         assert main.history.last.pids >= 1
 
 
