@@ -173,8 +173,18 @@ def test_failing_probe_turns_unhealthy_after_retries_and_timeouts_fail(daemon: P
     out = daemon.docker("run", "-d", "--name", slow, "--health-cmd", "echo slow; sleep 20", "--health-interval",
                         "100ms", "--health-timeout", "300ms", "--health-retries", "1", image, "sleep", "300")
     assert out.returncode == 0, out.stderr
-    h = _until(lambda: (x := _health(daemon, name)) and x["Status"] == "unhealthy" and x)
-    assert h["FailingStreak"] == 3 and [e["ExitCode"] for e in h["Log"]] == [3, 3, 3]
+    # probes run every 100 ms, so a poll may see any streak: every state seen must match its streak
+    seen: list[tuple[int, str]] = []
+
+    def unhealthy() -> dict[str, Any] | None:
+        x = _health(daemon, name)
+        if x:
+            seen.append((x["FailingStreak"], x["Status"]))
+        return x if x and x["Status"] == "unhealthy" else None
+
+    h = _until(unhealthy)
+    assert h and h["FailingStreak"] >= 3 and {e["ExitCode"] for e in h["Log"]} == {3}, h
+    assert all((status == "unhealthy") == (streak >= 3) for streak, status in seen), seen
     assert _ps(daemon, f"name={name}")[0].endswith("(unhealthy)")
     assert [ln.split("\t")[0] for ln in _ps(daemon, "health=unhealthy")].count(name) == 1
     h = _until(lambda: (x := _health(daemon, name)) and len(x["Log"]) == 5 and x["FailingStreak"] >= 7 and x)
