@@ -95,21 +95,19 @@ class EventBus:
 
     def history(self, since_ns: int | None, until_ns: int | None) -> list[Event]:
         with self._lock:
-            events = list(self._history)
-        return [
-            e for e in events
-            if (since_ns is None or e["timeNano"] >= since_ns) and (until_ns is None or e["timeNano"] <= until_ns)
-        ]
+            return _between(list(self._history), since_ns, until_ns)
 
     @contextlib.contextmanager
-    def subscribe(self) -> Iterator[asyncio.Queue[Event]]:
-        """A queue that receives every event published from now on, until the block ends."""
+    def follow(self, since_ns: int | None, until_ns: int | None) -> Iterator[tuple[list[Event], asyncio.Queue[Event]]]:
+        """The events kept from `since_ns` (to `until_ns`) and a queue of every later one, taken under one lock: an
+        event published meanwhile is in exactly one of them (read apart, it could be in both, and sent twice)."""
         queue: asyncio.Queue[Event] = asyncio.Queue()
         entry = (queue, asyncio.get_running_loop())
         with self._lock:
+            events = list(self._history)
             self._subscribers.add(entry)
         try:
-            yield queue
+            yield _between(events, since_ns, until_ns), queue
         finally:
             with self._lock:
                 self._subscribers.discard(entry)
@@ -118,3 +116,8 @@ class EventBus:
     def subscriber_count(self) -> int:
         with self._lock:
             return len(self._subscribers)
+
+
+def _between(events: list[Event], since_ns: int | None, until_ns: int | None) -> list[Event]:
+    return [e for e in events
+            if (since_ns is None or e["timeNano"] >= since_ns) and (until_ns is None or e["timeNano"] <= until_ns)]

@@ -155,10 +155,10 @@ async def events(request: web.Request) -> web.StreamResponse:
     if since is not None and until is not None and until < since:
         raise InvalidArgument("`since` time must be before `until` time")  # moby's wording
     resp = json_stream_response()
-    with d.events.subscribe() as queue:
+    with d.events.follow(since, until) as (past, queue):
         await resp.prepare(request)  # headers at once: `docker events` waits for them
         if since is not None or (until is not None and until <= now):
-            for ev in d.events.history(since, until):
+            for ev in past:
                 if matches(ev, f):
                     await resp.write(json.dumps(ev).encode() + b"\n")
         if until is not None and until <= now:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import tempfile
@@ -48,6 +49,16 @@ def test_event_filters() -> None:
     assert ev["status"] == "start" and ev["from"] == "nginx"
     assert bus.history(ev["timeNano"], None) == [ev]
     assert bus.history(ev["timeNano"] + 1, None) == []
+
+
+async def test_followed_events_are_either_kept_or_queued_never_both() -> None:
+    bus = EventBus()
+    before = bus.publish("volume", "create", "v1")
+    with bus.follow(before["timeNano"], None) as (past, queue):
+        after = bus.publish("volume", "create", "v2")
+        await asyncio.sleep(0)  # the queue is fed through the loop, as from the daemon's other threads
+        assert past == [before] and queue.get_nowait() is after and queue.empty()
+    assert bus.subscriber_count == 0
 
 
 def test_volume_store_lifecycle(tmp_path: Path) -> None:
