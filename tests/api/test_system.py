@@ -94,18 +94,22 @@ def test_volume_lifecycle_and_its_events(daemon: PortsideDaemon) -> None:
 
 
 def test_events_stream_live_and_survive_a_hang_up(daemon: PortsideDaemon) -> None:
-    name = f"pst-ev-{os.getpid()}"
-    proc = subprocess.Popen(["docker", "-H", daemon.host, "events", "--filter", "type=volume", "--format",
-                             "{{.Action}} {{.Actor.ID}}"], stdout=subprocess.PIPE, text=True)
+    name, live = f"pst-ev-{os.getpid()}", f"pst-ev-live-{os.getpid()}"
+    # --since now: the first create is seen however late the CLI subscribes (a loaded machine can take seconds)
+    proc = subprocess.Popen(["docker", "-H", daemon.host, "events", "--since", f"{time.time():.9f}", "--filter",
+                             "type=volume", "--format", "{{.Action}} {{.Actor.ID}}"], stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
     try:
-        time.sleep(0.5)  # let the subscription start
         daemon.docker("volume", "create", name)
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == f"create {name}"
+        # the stream is surely subscribed now: this one has to come live
+        daemon.docker("volume", "create", live)
+        assert proc.stdout.readline().strip() == f"create {live}"
     finally:
         proc.kill()
         proc.wait()
-        daemon.docker("volume", "rm", name)
+        daemon.docker("volume", "rm", name, live)
     assert daemon.request("GET", "/_ping")[0] == 200
 
 
