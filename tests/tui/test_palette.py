@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
-from textual.command import CommandPalette
+from textual.command import CommandList, CommandPalette
 
 from app.screens.resources import NameScreen, NetworksScreen
 from app.tui import PortsideApp
@@ -34,9 +34,13 @@ async def test_palette_offers_each_screens_actions_and_runs_them(engine: Engine,
         await wait_for(pilot, lambda: isinstance(app.screen, NetworksScreen), what="networks screen")
         assert {"Create (Networks)", "Remove (Networks)", "Inspect (Networks)"} <= set(_names(app))
         await pilot.press("ctrl+p")
-        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
+        palette = await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette) and app.screen,
+                                 what="the palette")
         await pilot.press(*"Create (Net")
-        await pilot.pause(0.5)
+        # the hits are gathered by a worker: Enter before the list shows them would pick nothing
+        hits = palette.query_one(CommandList)
+        await wait_for(pilot, lambda: hits.highlighted is not None and "Create (Networks)" in str(
+            hits.get_option_at_index(hits.highlighted).prompt), what="the Create command offered")
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, NameScreen), what="the name prompt")
         await pilot.press(*name, "enter")
