@@ -26,12 +26,14 @@ class ContainerList(DataTable[Text]):
 
         container_id: str | None
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, rows: list[ContainerRow] | None = None, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
+        self._initial = rows
         self.rows_by_id: dict[str, ContainerRow] = {}
         self.marked: set[str] = set()
         self.filter_text = ""
         self._shown: list[str] = []
+        self._drawn: dict[str, tuple[ContainerRow, bool]] = {}  # what each shown row's cells were made from
 
     def on_mount(self) -> None:
         self.add_column(" ", key="mark", width=1)
@@ -39,6 +41,9 @@ class ContainerList(DataTable[Text]):
         self.add_column("IMAGE", key="image")
         self.add_column("STATE", key="state")
         self.add_column("PORTS", key="ports")
+        if self._initial is not None:  # in the first frame, not a frame later
+            rows, self._initial = self._initial, None
+            self.set_rows(rows)
 
     # --- data ---
 
@@ -50,8 +55,7 @@ class ContainerList(DataTable[Text]):
     def upsert(self, row: ContainerRow) -> None:
         self.rows_by_id[row.id] = row
         if row.id in self._shown:
-            for col in ("mark", "name", "image", "state", "ports"):
-                self.update_cell(row.id, col, self._cell(row, col))
+            self._draw(row)
             if not row.matches(self.filter_text):
                 self.refresh_rows()
         else:
@@ -75,16 +79,22 @@ class ContainerList(DataTable[Text]):
         wanted = [r.id for r in rows]
         if wanted == self._shown:
             for r in rows:
-                for col in ("mark", "name", "image", "state", "ports"):
-                    self.update_cell(r.id, col, self._cell(r, col))
+                if self._drawn.get(r.id) != (r, r.id in self.marked):  # a reload of the same list redraws nothing
+                    self._draw(r)
             return
         self.clear()
         for r in rows:
             self.add_row(*(self._cell(r, c) for c in ("mark", "name", "image", "state", "ports")), key=r.id)
         self._shown = wanted
+        self._drawn = {r.id: (r, r.id in self.marked) for r in rows}
         if current in wanted:
             self.move_cursor(row=wanted.index(current), animate=False)
         self.post_message(self.Highlighted(self.current_id))
+
+    def _draw(self, row: ContainerRow) -> None:
+        self._drawn[row.id] = (row, row.id in self.marked)
+        for col in ("mark", "name", "image", "state", "ports"):
+            self.update_cell(row.id, col, self._cell(row, col))
 
     def _cell(self, row: ContainerRow, col: str) -> Text:
         if col == "mark":
@@ -132,7 +142,7 @@ class ContainerList(DataTable[Text]):
         if cid is None:
             return
         self.marked.symmetric_difference_update({cid})
-        self.update_cell(cid, "mark", self._cell(self.rows_by_id[cid], "mark"))
+        self._draw(self.rows_by_id[cid])
         if self.cursor_row < len(self._shown) - 1:
             self.move_cursor(row=self.cursor_row + 1)
 
@@ -148,7 +158,7 @@ class ContainerList(DataTable[Text]):
         else:
             self.marked |= members
         for cid in members & set(self._shown):
-            self.update_cell(cid, "mark", self._cell(self.rows_by_id[cid], "mark"))
+            self._draw(self.rows_by_id[cid])
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
