@@ -7,18 +7,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
 from app import endpoint as endpoints
 from app.config import Config, load_config
-from app.engine_client import EngineClient
 from app.lifecycle import error_text
 from app.messages import ActionFailed, Connected, ConnectionLost, DockerEvent, EngineUnavailable
+from app.prefetch import ContainerPrefetch
+
+if TYPE_CHECKING:
+    from app.engine_client import EngineClient
 
 
 class PortsideApp(App[None]):
@@ -42,6 +45,7 @@ class PortsideApp(App[None]):
         *,
         config: Config | None = None,
         start_embedded: Callable[[], endpoints.Endpoint] | None = None,
+        prefetch: ContainerPrefetch | None = None,
     ) -> None:
         self.config, config_errors = (config, []) if config is not None else load_config()
         super().__init__()
@@ -50,6 +54,9 @@ class PortsideApp(App[None]):
         self.engine: EngineClient | None = None
         self.endpoint: endpoints.Endpoint | None = None
         self.connected = False
+        self.connections = 0  # counts successful connections: a screen loads its list once per connection
+        self.prefetch = prefetch
+        self.first_frame = threading.Event()  # set by the main screen once its first frame is drawn
         self._quitting = threading.Event()
         self._events_stream: Any = None
         self._config_errors = config_errors
@@ -81,6 +88,7 @@ class PortsideApp(App[None]):
     def shutdown_streams(self) -> None:
         """Close every open stream so the thread workers reading them end (they would keep the process alive)."""
         self._quitting.set()
+        self.first_frame.set()  # a connect still waiting for it goes on, sees the quit and ends
         for screen in self.screen_stack:
             stop = getattr(screen, "_stop_streams", None)
             if stop is not None:
@@ -100,6 +108,12 @@ class PortsideApp(App[None]):
     @work(thread=True, exclusive=True, group="connect", exit_on_error=False)
     def connect(self) -> None:
         """Choose the endpoint (maybe starting the embedded engine), then follow /events until the app quits."""
+        if self.prefetch is not None and self.prefetch.result(timeout=1.0) is not None:
+            # the first frame shows the prefetched list: docker-py's import and handshakes wait for it to be
+            # drawn rather than share the interpreter with it
+            self.first_frame.wait(2.0)
+        from app.engine_client import EngineClient  # docker-py: a tenth of a second to import
+
         try:
             ep = endpoints.choose(self.host, start_embedded=self._start_embedded)
         except endpoints.NoEngine as exc:
@@ -139,6 +153,7 @@ class PortsideApp(App[None]):
         except Exception as exc:
             return error_text(exc)
         self._events_stream = stream
+        self.connections += 1
         self.connected = True
         self.post_message(Connected(engine.endpoint.label))
         try:
@@ -149,6 +164,12 @@ class PortsideApp(App[None]):
         return "the engine closed the event stream"
 
     # --- app-wide messages ---
+
+    @on(events.Ready)
+    def _first_frame(self) -> None:
+        main = self._main_screen()
+        if main is not None:
+            main.post_message(main.FirstFrame())
 
     @on(Connected)
     def _connected(self, message: Connected) -> None:

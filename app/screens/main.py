@@ -15,7 +15,7 @@ import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -25,19 +25,20 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
-from app import settings as st
 from app.containers import ContainerRow, urls
 from app.lifecycle import VERBS, error_text
 from app.messages import Connected, ConnectionLost, DockerEvent, EngineUnavailable, RunImage
 from app.stats import History
 from app.stats_streams import StatsStreams
 from app.widgets.container_list import ContainerList
-from app.widgets.exec_pane import ExecPane
 from app.widgets.home import HomePane
-from app.widgets.json_tree import JsonTree
 from app.widgets.log_view import LogView
-from app.widgets.settings_pane import SettingsPane
-from app.widgets.stats_pane import StatsPane
+
+if TYPE_CHECKING:  # the hidden tabs' widgets are imported when they are built (_fill_tabs)
+    from app import settings as st
+    from app.widgets.exec_pane import ExecPane
+    from app.widgets.settings_pane import SettingsPane
+    from app.widgets.stats_pane import StatsPane
 
 # Container event actions that change what the list shows.
 LIST_ACTIONS = {
@@ -137,6 +138,10 @@ class MainScreen(Screen[None]):
         self.active_tab = "tab-home"
         self.url_states: dict[str, str] = {}
         self.loaded = threading.Event()
+        self._loaded_for = -1  # the app's connection count the list was last loaded for
+        self._painted = False  # until the first frame is out, a selection's streams and forms wait
+        self._tabs_filled = False
+        self._rows_in = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -144,19 +149,42 @@ class MainScreen(Screen[None]):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield Input(placeholder="filter containers (/)", id="filter")
-                yield ContainerList(id="containers")
+                yield ContainerList(self._prefetched(), id="containers")
             with TabbedContent(id="tabs"):
                 with TabPane("Home", id="tab-home"):
                     yield HomePane(id="home")
-                with TabPane("Stats", id="tab-stats"):
-                    yield StatsPane(id="stats")
-                with TabPane("Settings", id="tab-settings"):
-                    yield SettingsPane(id="settings")
-                with TabPane("Exec", id="tab-exec"):
-                    yield ExecPane(id="exec")
-                with TabPane("Inspect", id="tab-inspect"):
-                    yield JsonTree(id="inspect")
+                # filled once the first frame is out (_first_frame_out): their ~75 widgets cost that frame a
+                # third of its time, and they are hidden until their tab is chosen
+                yield TabPane("Stats", id="tab-stats")
+                yield TabPane("Settings", id="tab-settings")
+                yield TabPane("Exec", id="tab-exec")
+                yield TabPane("Inspect", id="tab-inspect")
         yield Footer()
+
+    @property
+    def tabs_built(self) -> bool:
+        """The hidden tabs' widgets exist (they are built once the first frame is out)."""
+        return self._painted
+
+    async def _fill_tabs(self) -> None:
+        if self._tabs_filled:
+            return
+        self._tabs_filled = True
+        # imported here too: a twentieth of a second that the first frame does not wait for
+        from app.widgets.exec_pane import ExecPane
+        from app.widgets.json_tree import JsonTree
+        from app.widgets.settings_pane import SettingsPane
+        from app.widgets.stats_pane import StatsPane
+
+        for pane_id, widget in (("tab-stats", StatsPane(id="stats")), ("tab-settings", SettingsPane(id="settings")),
+                                ("tab-exec", ExecPane(id="exec")), ("tab-inspect", JsonTree(id="inspect"))):
+            await self.query_one(f"#{pane_id}", TabPane).mount(widget)
+
+    def _prefetched(self) -> list[ContainerRow] | None:
+        """The list fetched while the app imported (app/prefetch.py), so the first frame shows it."""
+        early = getattr(self.app, "prefetch", None)
+        data = early.result(timeout=0.25) if early is not None else None
+        return [ContainerRow.from_api(c) for c in data] if data is not None else None
 
     # --- typed accessors ---
 
@@ -175,7 +203,9 @@ class MainScreen(Screen[None]):
     @property
     def stats_pane(self) -> StatsPane:
         if self._stats_pane is None:  # drawn every second: no DOM query each time
-            self._stats_pane = self.query_one(StatsPane)
+            from app.widgets.stats_pane import StatsPane
+
+            self._stats_pane = self.query_one("#stats", StatsPane)
         return self._stats_pane
 
     @property
@@ -193,7 +223,32 @@ class MainScreen(Screen[None]):
         self.container_list.focus()
         self._table_timer = self.set_interval(TABLE_PERIOD, self._refresh_table, pause=True)
         if getattr(self.app, "connected", False):
-            self.load()
+            self._load_once()
+        if getattr(self.app, "_dom_ready", False):  # pushed after the app's first frame
+            self.call_after_refresh(self.post_message, self.FirstFrame())
+
+    @dataclass
+    class FirstFrame(Message):
+        """The app drew its first frame (Textual's Ready): what that frame did not need can be built now."""
+
+    @on(FirstFrame)
+    def _first_frame(self) -> None:
+        # Textual lays out the first frame inside a batch and skips drawing it: a repaint draws it now, and
+        # callbacks after a refresh run once nothing is left to draw
+        self.refresh()
+        self.call_after_refresh(self._first_frame_out)
+
+    async def _first_frame_out(self) -> None:
+        """Fill the hidden tabs, then start what the selection shows (logs, stats, inspect, settings form)."""
+        if self._painted:
+            return
+        await self._fill_tabs()
+        self._painted = True
+        self.app.first_frame.set()  # type: ignore[attr-defined]
+        if self._rows_in:
+            self.loaded.set()
+        self._tab_activated_now()
+        self._select(self.container_list.current_id)
 
     def on_unmount(self) -> None:
         self._stop_streams()
@@ -203,7 +258,7 @@ class MainScreen(Screen[None]):
     @on(Connected)
     def _connected(self, _: Connected) -> None:
         self.banner.display = False
-        self.load()
+        self._load_once()
 
     @on(ConnectionLost)
     def _lost(self, message: ConnectionLost) -> None:
@@ -218,6 +273,13 @@ class MainScreen(Screen[None]):
 
     # --- the list ---
 
+    def _load_once(self) -> None:
+        """on_mount and the Connected message can both see a new connection: one load for each connection."""
+        count = getattr(self.app, "connections", 0)
+        if count != self._loaded_for:
+            self._loaded_for = count
+            self.load()
+
     @work(thread=True, exclusive=True, group="list", exit_on_error=False)
     def load(self) -> None:
         try:
@@ -230,7 +292,9 @@ class MainScreen(Screen[None]):
     @on(RowsLoaded)
     def _rows_loaded(self, message: RowsLoaded) -> None:
         self.container_list.set_rows(message.rows)
-        self.loaded.set()
+        self._rows_in = True
+        if self._painted:  # tests and the reconnect banner wait on this: the tabs must be there too
+            self.loaded.set()
         self._watch_stats()
 
     @on(DockerEvent)
@@ -308,11 +372,15 @@ class MainScreen(Screen[None]):
 
     @on(ContainerList.Highlighted)
     def _highlighted(self, message: ContainerList.Highlighted) -> None:
-        if message.container_id == self.selected_id:
+        if self._painted:
+            self._select(message.container_id)
+
+    def _select(self, cid: str | None) -> None:
+        if cid == self.selected_id:
             return
-        self.selected_id = message.container_id
+        self.selected_id = cid
         row = self.container_list.current
-        self.query_one(ExecPane).show_target(row.name if row else None, row.state if row else None)
+        self.exec_pane.show_target(row.name if row else None, row.state if row else None)
         self.history = self.stats_streams.history(self.selected_id) if self.selected_id else History()
         self._restart_streams(clear=True)
         self._watch_stats()
@@ -451,6 +519,11 @@ class MainScreen(Screen[None]):
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.active_tab = event.pane.id or ""
+        if not self._painted:
+            return  # _first_frame_out follows
+        self._tab_activated_now()
+
+    def _tab_activated_now(self) -> None:
         self._watch_stats()
         self._show_stats()
         if self.active_tab == "tab-stats":
@@ -502,31 +575,43 @@ class MainScreen(Screen[None]):
     def engine_is_local(self) -> bool:
         """Ports bound on this machine clash with what the engine publishes only when the engine runs here."""
         ep = getattr(self.app, "endpoint", None)
+        from app import settings as st
+
         return st.is_local_engine(ep.url) if ep is not None else True
 
     @on(InspectLoaded)
     async def _inspect_loaded(self, message: InspectLoaded) -> None:
         if message.container_id == self.selected_id:
-            self.query_one(JsonTree).load(message.data, message.data.get("Name", "").lstrip("/"))
+            from app.widgets.json_tree import JsonTree
+
+            self.query_one("#inspect", JsonTree).load(message.data, message.data.get("Name", "").lstrip("/"))
             await self.settings_pane.load(message.container_id, message.data, message.networks, message.containers,
                                           container_list=message.container_list, volumes=message.volumes,
                                           local_engine=self.engine_is_local)
 
     @property
     def settings_pane(self) -> SettingsPane:
-        return self.query_one(SettingsPane)
+        from app.widgets.settings_pane import SettingsPane
 
-    @on(SettingsPane.RevertRequested)
-    def _revert(self, _: SettingsPane.RevertRequested) -> None:
+        return self.query_one("#settings", SettingsPane)
+
+    @property
+    def exec_pane(self) -> ExecPane:
+        from app.widgets.exec_pane import ExecPane
+
+        return self.query_one("#exec", ExecPane)
+
+    def on_settings_pane_revert_requested(self, _: SettingsPane.RevertRequested) -> None:
         if self.selected_id:
             self.load_inspect(self.selected_id)
 
-    @on(SettingsPane.SaveRequested)
-    def _save_requested(self, message: SettingsPane.SaveRequested) -> None:
+    def on_settings_pane_save_requested(self, message: SettingsPane.SaveRequested) -> None:
         self._plan_save(message.container_id, message.settings)
 
     @work(thread=True, exclusive=True, group="settings", exit_on_error=False)
     def _plan_save(self, cid: str, new: st.Settings) -> None:
+        from app import settings as st
+
         try:
             api = self.app.wait_engine().api  # type: ignore[attr-defined]
             data = api.inspect_container(cid)
@@ -566,6 +651,8 @@ class MainScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="settings", exit_on_error=False)
     def _apply_settings(self, cid: str, new: st.Settings) -> None:
+        from app import settings as st
+
         try:
             new_id = st.apply(self.app.wait_engine().api, cid, new)  # type: ignore[attr-defined]
         except Exception as exc:
@@ -625,8 +712,7 @@ class MainScreen(Screen[None]):
             self.container_list.marked.clear()
             self.container_list.refresh_rows()
 
-    @on(ExecPane.Run)
-    def _exec_from_tab(self, message: ExecPane.Run) -> None:
+    def on_exec_pane_run(self, message: ExecPane.Run) -> None:
         self.action_exec(message.cmd)
 
     def action_copy(self, what: str) -> None:
@@ -659,11 +745,11 @@ class MainScreen(Screen[None]):
             with self.app.suspend():
                 code = run_shell(engine.streams, row.id, cmd)
         except Exception as exc:
-            self.query_one(ExecPane).record(f"{row.name}: {' '.join(cmd) if cmd else 'shell'} failed: {exc}")
+            self.exec_pane.record(f"{row.name}: {' '.join(cmd) if cmd else 'shell'} failed: {exc}")
             self.app.fail(f"Exec in {row.name}", exc)  # type: ignore[attr-defined]
             return
         what = " ".join(cmd) if cmd else "Shell"
-        self.query_one(ExecPane).record(f"{row.name}: {what} ended (exit {code})")
+        self.exec_pane.record(f"{row.name}: {what} ended (exit {code})")
         self.notify(f"{what} in {row.name} ended (exit {code})")
 
     def action_new(self) -> None:

@@ -26,7 +26,8 @@ def _main(app: PortsideApp) -> MainScreen:
 
 async def _select(pilot, app: PortsideApp, cid: str) -> MainScreen:  # type: ignore[no-untyped-def]
     main = _main(app)
-    await wait_for(pilot, lambda: cid in main.container_list.rows_by_id, what="the container in the list")
+    await wait_for(pilot, lambda: main.tabs_built and cid in main.container_list.rows_by_id,
+                   what="the container in the list")
     assert main.container_list.select_id(cid)
     await wait_for(pilot, lambda: main.selected_id == cid, what="the selection")
     return main

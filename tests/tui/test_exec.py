@@ -72,7 +72,7 @@ async def test_exec_key_without_a_terminal_is_a_message(engine: Engine, tmp_conf
     async with app.run_test(size=(160, 45)) as pilot:
         main = app.screen
         assert isinstance(main, MainScreen)
-        await wait_for(pilot, lambda: cid in main.container_list.rows_by_id, what="listed")
+        await wait_for(pilot, lambda: main.tabs_built and cid in main.container_list.rows_by_id, what="listed")
         main.container_list.select_id(cid)
         main.container_list.focus()
         await wait_for(pilot, lambda: main.selected_id == cid, what="selected")
@@ -98,7 +98,7 @@ async def test_exec_tab_names_the_container_and_runs_the_typed_command(engine: E
     async with app.run_test(size=(160, 45)) as pilot:
         main = app.screen
         assert isinstance(main, MainScreen)
-        await wait_for(pilot, lambda: cid in main.container_list.rows_by_id, what="listed")
+        await wait_for(pilot, lambda: main.tabs_built and cid in main.container_list.rows_by_id, what="listed")
         main.container_list.select_id(cid)
         await wait_for(pilot, lambda: main.selected_id == cid, what="selected")
         name = main.container_list.rows_by_id[cid].name

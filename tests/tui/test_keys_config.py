@@ -144,6 +144,7 @@ async def test_inspect_is_folded_and_search_finds_a_key(tmp_config_home: Path) -
     app = PortsideApp(host=NOWHERE, config=Config())
     async with app.run_test(size=(120, 40)) as pilot:
         main = _main(app)
+        await wait_for(pilot, lambda: main.tabs_built, what="the hidden tabs, built after the first frame")
         main.query_one("#tabs").active = "tab-inspect"  # type: ignore[attr-defined]
         tree_w = main.query_one(JsonTree)
         tree_w.load(doc, "web")

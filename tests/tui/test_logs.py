@@ -181,7 +181,8 @@ async def test_keys_take_effect_while_a_container_floods(engine: Engine, tmp_con
         cid = engine.run(["sh", "-c", "while :; do seq 1 1000; usleep 100000; done"],
                          f"pst-flood-{uuid.uuid4().hex[:6]}")
         try:
-            await wait_for(pilot, lambda: cid in main.container_list.rows_by_id, what="the container in the list")
+            await wait_for(pilot, lambda: main.tabs_built and cid in main.container_list.rows_by_id,
+                           what="the container in the list")
             assert main.container_list.select_id(cid)
             view = main.log_view
             await wait_for(pilot, lambda: len(view.lines) > 5000, what="flooding lines")

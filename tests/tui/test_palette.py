@@ -66,7 +66,8 @@ async def test_copy_the_id_and_the_url_of_the_selected_container(engine: Engine,
     async with app.run_test(size=(140, 40)) as pilot:
         main = app.screen
         assert isinstance(main, MainScreen)
-        await wait_for(pilot, lambda: cid in main.container_list.rows_by_id, what="the container listed")
+        await wait_for(pilot, lambda: main.tabs_built and cid in main.container_list.rows_by_id,
+                       what="the container listed")
         main.container_list.select_id(cid)
         await wait_for(pilot, lambda: main.selected_id == cid, what="selected")
         await pilot.press("Y")

@@ -31,7 +31,8 @@ def _free_port() -> int:
 async def _settings_of(pilot: Any, app: PortsideApp, cid: str) -> tuple[MainScreen, Any]:
     main = app.screen
     assert isinstance(main, MainScreen)
-    await wait_for(pilot, lambda: cid in main.container_list.rows_by_id, what="the container in the list")
+    await wait_for(pilot, lambda: main.tabs_built and cid in main.container_list.rows_by_id,
+                   what="the container in the list")
     assert main.container_list.select_id(cid)
     main.query_one("#tabs").active = "tab-settings"  # type: ignore[attr-defined]
     pane = main.settings_pane

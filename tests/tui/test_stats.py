@@ -45,7 +45,8 @@ async def test_table_lists_every_running_container(engine: Engine, tmp_config_ho
     async with app.run_test(size=(160, 45)) as pilot:
         main = app.screen
         assert isinstance(main, MainScreen)
-        await wait_for(pilot, lambda: all(c in main.container_list.rows_by_id for c in [*running, stopped]),
+        await wait_for(pilot, lambda: main.tabs_built
+                                      and all(c in main.container_list.rows_by_id for c in [*running, stopped]),
                        what="the containers listed")
         assert main.container_list.select_id(running[0])
         main.query_one("#tabs").active = "tab-stats"  # type: ignore[attr-defined]

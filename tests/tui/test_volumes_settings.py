@@ -130,7 +130,8 @@ async def test_a_mount_edited_in_settings_is_remounted_with_its_data(engine: Eng
         async with app.run_test(size=(160, 60)) as pilot:
             main = app.screen
             assert isinstance(main, MainScreen)
-            await wait_for(pilot, lambda: cid in main.container_list.rows_by_id, what="the container listed")
+            await wait_for(pilot, lambda: main.tabs_built and cid in main.container_list.rows_by_id,
+                           what="the container listed")
             assert main.container_list.select_id(cid)
             main.query_one("#tabs").active = "tab-settings"  # type: ignore[attr-defined]
             pane = main.settings_pane
