@@ -9,11 +9,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from app.config import Config
+from app.screens.main import MainScreen
+from app.screens.resources import TableScreen
+from app.widgets.settings_pane import SettingsPane
 from tests.testbed import dockerd
 from tests.testbed.registry import Registry
 
@@ -105,6 +108,67 @@ async def wait_for(pilot: Any, predicate: Callable[[], Any], timeout: float = 20
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         await pilot.pause(0.05)
+
+
+S = TypeVar("S")
+
+
+async def open_screen(pilot: Any, key: str, kind: type[S]) -> S:
+    """Press `key` and wait for the screen it opens."""
+    await pilot.press(key)
+    app = pilot.app
+    screen: S = await wait_for(pilot, lambda: isinstance(app.screen, kind) and app.screen, what=kind.__name__)
+    return screen
+
+
+def row_keys(screen: TableScreen) -> list[str]:
+    return [str(k.value) for k in screen.table.rows]
+
+
+async def cursor_to(pilot: Any, screen: TableScreen, key: str) -> None:
+    """Wait for the row `key` on a resource screen and put the cursor on it, ready for a key."""
+    await wait_for(pilot, lambda: key in row_keys(screen), what=f"{key} listed")
+    screen.table.move_cursor(row=row_keys(screen).index(key))
+    await pilot.pause()
+    assert screen.current_key == key
+
+
+def main_screen(app: Any) -> MainScreen:
+    screen = app.screen
+    assert isinstance(screen, MainScreen)
+    return screen
+
+
+async def select_container(pilot: Any, cid: str) -> MainScreen:
+    """Wait for the container in the main screen's list and select it."""
+    main = main_screen(pilot.app)
+    await wait_for(pilot, lambda: main.tabs_built and cid in main.container_list.rows_by_id,
+                   what="the container in the list")
+    assert main.container_list.select_id(cid)
+    await wait_for(pilot, lambda: main.selected_id == cid, what="the selection")
+    return main
+
+
+async def settings_settled(pilot: Any, main: MainScreen, cid: str, timeout: float = 30.0) -> SettingsPane:
+    """Wait until the Settings pane holds `cid` with no reload of it still coming. A selection and a save each
+    load the pane (a recreate: twice), and an app that exits while a load mounts its rows crashes in Textual's
+    Select (NoMatches '#label' in Select._on_mount, seen once); a form edited meanwhile would be rebuilt."""
+    pane = main.settings_pane
+    app = pilot.app
+
+    def settled() -> bool:
+        loading = [w for w in app.workers if w.group == "inspect" and not w.is_finished]
+        return not loading and main._message_queue.empty() and pane.container_id == cid
+
+    await wait_for(pilot, settled, timeout, what=f"the settings of {cid[:12]} loaded")
+    return pane
+
+
+async def open_settings(pilot: Any, cid: str) -> tuple[MainScreen, SettingsPane]:
+    """Select the container and show its Settings tab, loaded."""
+    main = await select_container(pilot, cid)
+    main.query_one("#tabs").active = "tab-settings"  # type: ignore[attr-defined]
+    return main, await settings_settled(pilot, main, cid)
 
 
 @pytest.fixture

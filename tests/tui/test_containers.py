@@ -10,7 +10,7 @@ from textual.widgets import Input
 from app.messages import ActionFailed
 from app.screens.main import MainScreen
 from app.tui import PortsideApp
-from tests.tui.conftest import Engine, wait_for
+from tests.tui.conftest import Engine, main_screen, open_settings, select_container, settings_settled, wait_for
 
 # A PID 1 that ends on SIGTERM at once, so `stop` does not wait out its 10 s grace period.
 SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
@@ -18,30 +18,15 @@ SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
 pytestmark = [pytest.mark.integration, pytest.mark.tui, pytest.mark.timeout(120)]
 
 
-def _main(app: PortsideApp) -> MainScreen:
-    screen = app.screen
-    assert isinstance(screen, MainScreen)
-    return screen
-
-
-async def _select(pilot, app: PortsideApp, cid: str) -> MainScreen:  # type: ignore[no-untyped-def]
-    main = _main(app)
-    await wait_for(pilot, lambda: main.tabs_built and cid in main.container_list.rows_by_id,
-                   what="the container in the list")
-    assert main.container_list.select_id(cid)
-    await wait_for(pilot, lambda: main.selected_id == cid, what="the selection")
-    return main
-
-
 async def test_list_shows_containers_and_logs_appear_live(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
     """A container started outside the app shows up by event, and the lines it prints arrive while it runs."""
     app = PortsideApp(host=engine.url, config=engine.config())
     async with app.run_test(size=(160, 45)) as pilot:
-        main = _main(app)
+        main = main_screen(app)
         await wait_for(pilot, lambda: app.connected and main.loaded.is_set(), what="connection")
         name = f"pst-logs-{uuid.uuid4().hex[:6]}"
         cid = engine.run(["sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"], name)
-        main = await _select(pilot, app, cid)
+        main = await select_container(pilot, cid)
         row = main.container_list.rows_by_id[cid]
         assert row.name == name and row.state == "running"
         assert row.image == engine.busybox
@@ -62,7 +47,7 @@ async def test_stats_show_nonzero_memory(engine: Engine, tmp_config_home) -> Non
     app = PortsideApp(host=engine.url, config=engine.config())
     async with app.run_test(size=(160, 45)) as pilot:
         cid = engine.run(SLEEPER)
-        main = await _select(pilot, app, cid)
+        main = await select_container(pilot, cid)
         main.query_one("#tabs").active = "tab-stats"
         await wait_for(pilot, lambda: main.history.last and main.history.last.mem_used > 0, what="memory > 0")
 
@@ -83,7 +68,7 @@ async def test_stop_start_remove_by_key(engine: Engine, tmp_config_home) -> None
     app = PortsideApp(host=engine.url, config=engine.config())
     async with app.run_test(size=(160, 45)) as pilot:
         cid = engine.run(SLEEPER)
-        main = await _select(pilot, app, cid)
+        main = await select_container(pilot, cid)
         main.container_list.focus()
 
         def state() -> str:
@@ -109,7 +94,7 @@ async def test_marked_containers_stop_together(engine: Engine, tmp_config_home) 
     async with app.run_test(size=(160, 45)) as pilot:
         tag = uuid.uuid4().hex[:6]
         ids = [engine.run(SLEEPER, f"pst-multi-{tag}-{i}") for i in range(2)]
-        main = _main(app)
+        main = main_screen(app)
         await wait_for(pilot, lambda: all(i in main.container_list.rows_by_id for i in ids), what="both listed")
         main.container_list.set_filter(f"pst-multi-{tag}")
         main.container_list.focus()
@@ -132,7 +117,7 @@ async def test_errors_are_messages_not_crashes(engine: Engine, tmp_config_home) 
         hc = engine.api.create_host_config(network_mode="none")
         cid = engine.api.create_container(engine.busybox, ["/no/such/binary"], host_config=hc,
                                           name=f"pst-bad-{uuid.uuid4().hex[:6]}")["Id"]
-        main = await _select(pilot, app, cid)
+        main = await select_container(pilot, cid)
         main.container_list.focus()
         await pilot.press("s")
         await wait_for(pilot, lambda: failures, what="an error message")
@@ -145,7 +130,7 @@ async def test_unreachable_engine_shows_a_banner(tmp_path, tmp_config_home) -> N
     """A socket nobody listens on: the banner says the connection is lost and the app keeps retrying."""
     app = PortsideApp(host=f"unix://{tmp_path}/nothing.sock", config=None)
     async with app.run_test(size=(120, 30)) as pilot:
-        main = _main(app)
+        main = main_screen(app)
         await wait_for(pilot, lambda: main.banner.display, what="the banner")
         assert "Connection to the engine lost" in str(main.banner.render())
         assert "disconnected" in app.sub_title
@@ -163,7 +148,7 @@ async def test_one_key_nginx_runs_and_answers_200(engine: Engine, tmp_config_hom
     seen: list[object] = []
     hook = lambda m: isinstance(m, PullScreen.Step | PullScreen.Finished | PullScreen.Progress) and seen.append(m)  # noqa: E731
     async with app.run_test(size=(160, 45), message_hook=hook) as pilot:
-        main = _main(app)
+        main = main_screen(app)
         await wait_for(pilot, lambda: app.connected and main.loaded.is_set(), what="connection")
         await pilot.press("w")
         finished = await wait_for(pilot, lambda: [m for m in seen if isinstance(m, PullScreen.Finished)], timeout=60,
@@ -193,7 +178,7 @@ async def test_new_container_screen_finds_local_and_recommended(engine: Engine, 
     async with app.run_test(size=(160, 45)) as pilot:
         from app.screens.new_container import NewContainerScreen
 
-        main = _main(app)
+        main = main_screen(app)
         await wait_for(pilot, lambda: app.connected and main.loaded.is_set(), what="connection")
         await pilot.press("c")
         screen = await wait_for(pilot, lambda: isinstance(app.screen, NewContainerScreen) and app.screen)
@@ -231,10 +216,7 @@ async def test_editing_a_port_recreates_keeping_env_and_command(engine: Engine, 
     engine.api.start(cid)
     app = PortsideApp(host=engine.url, config=engine.config())
     async with app.run_test(size=(160, 50)) as pilot:
-        main = await _select(pilot, app, cid)
-        main.query_one("#tabs").active = "tab-settings"
-        pane = main.settings_pane
-        await wait_for(pilot, lambda: pane.container_id == cid and pane.loaded is not None, what="settings loaded")
+        main, pane = await open_settings(pilot, cid)
         row = pane.ports_editor.rows[0]
         assert str(row.value()) == f"80/tcp -> 127.0.0.1:{old_port}"
         # a bad port is caught before anything is sent
@@ -271,6 +253,7 @@ async def test_editing_a_port_recreates_keeping_env_and_command(engine: Engine, 
                 f"http://127.0.0.1:{new_port}/", timeout=5) as resp:
             assert resp.status == 200
         await wait_for(pilot, lambda: "started with FOO=bar baz" in main.log_view.lines, what="its log")
+        await settings_settled(pilot, main, new_id)
         engine.api.remove_container(new_id, force=True)
 
 
@@ -292,7 +275,7 @@ async def test_compose_stack_groups_and_stops_as_one(engine: Engine, tmp_config_
     other = engine.run(SLEEPER, f"pst-outside-{tag}")
     app = PortsideApp(host=engine.url, config=engine.config())
     async with app.run_test(size=(160, 45)) as pilot:
-        main = _main(app)
+        main = main_screen(app)
         cl = main.container_list
         await wait_for(pilot, lambda: all(i in cl.rows_by_id for i in [*ids, other]), what="all listed")
         assert {cl.rows_by_id[i].project for i in ids} == {project}
@@ -326,7 +309,7 @@ async def test_registry_search_tag_picker_runs_the_chosen_tag(engine: Engine, re
     app = PortsideApp(host=engine.url, config=cfg)
     ref = f"{registry.host}/testbed/busybox"
     async with app.run_test(size=(160, 45)) as pilot:
-        main = _main(app)
+        main = main_screen(app)
         await wait_for(pilot, lambda: app.connected and main.loaded.is_set(), what="connection")
         await pilot.press("c")
         screen = await wait_for(pilot, lambda: isinstance(app.screen, NewContainerScreen) and app.screen)
@@ -375,7 +358,7 @@ async def test_escape_hides_a_pull_that_goes_on_and_reports_its_end(engine: Engi
         async with app.run_test(size=(160, 45)) as pilot:
             from app.screens.pull import PullScreen
 
-            main = _main(app)
+            main = main_screen(app)
             await wait_for(pilot, lambda: app.connected and main.loaded.is_set(), what="connection")
             await pilot.press("w")
             pull = await wait_for(pilot, lambda: isinstance(app.screen, PullScreen) and app.screen, what="the dialog")

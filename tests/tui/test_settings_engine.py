@@ -13,9 +13,8 @@ import pytest
 from textual.widgets import Input, Select, SelectionList
 
 from app.screens.confirm import ConfirmScreen
-from app.screens.main import MainScreen
 from app.tui import PortsideApp
-from tests.tui.conftest import Engine, wait_for
+from tests.tui.conftest import Engine, open_settings, settings_settled, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.tui, pytest.mark.timeout(180)]
 
@@ -26,18 +25,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def _settings_of(pilot: Any, app: PortsideApp, cid: str) -> tuple[MainScreen, Any]:
-    main = app.screen
-    assert isinstance(main, MainScreen)
-    await wait_for(pilot, lambda: main.tabs_built and cid in main.container_list.rows_by_id,
-                   what="the container in the list")
-    assert main.container_list.select_id(cid)
-    main.query_one("#tabs").active = "tab-settings"  # type: ignore[attr-defined]
-    pane = main.settings_pane
-    await wait_for(pilot, lambda: pane.container_id == cid, what="settings loaded")
-    return main, pane
 
 
 def _saved(app: PortsideApp) -> int:
@@ -66,7 +53,7 @@ async def test_a_clash_blocks_saving_and_a_valid_edit_recreates_keeping_the_rest
     app = PortsideApp(host=engine.url, config=engine.config())
     try:
         async with app.run_test(size=(160, 60)) as pilot:
-            main, pane = await _settings_of(pilot, app, cid)
+            main, pane = await open_settings(pilot, cid)
             row = pane.ports_editor.rows[0]
             hport = row.query_one(".port-hport", Input)
             hport.value = str(taken)
@@ -98,6 +85,7 @@ async def test_a_clash_blocks_saving_and_a_valid_edit_recreates_keeping_the_rest
             await wait_for(pilot, lambda: _saved(app), timeout=60, what="the settings saved")
             new_id = await wait_for(pilot, lambda: main.selected_id not in (None, cid) and main.selected_id,
                                     what="the recreated container selected")
+            await settings_settled(pilot, main, new_id)  # the form follows it
         data = engine.api.inspect_container(new_id)
         assert data["Name"] == f"/pst-form-{tag}" and data["State"]["Running"]
         assert data["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(new_port)}]}
@@ -124,7 +112,7 @@ async def test_user_networks_connect_and_disconnect_in_place(engine: Engine, tmp
     app = PortsideApp(host=engine.url, config=engine.config())
     try:
         async with app.run_test(size=(160, 60)) as pilot:
-            main, pane = await _settings_of(pilot, app, cid)
+            main, pane = await open_settings(pilot, cid)
             nets = pane.query_one("#set-networks", SelectionList)
             await wait_for(pilot, lambda: net in [nets.get_option_at_index(i).value for i in range(nets.option_count)],
                            what="the network offered")
@@ -135,8 +123,8 @@ async def test_user_networks_connect_and_disconnect_in_place(engine: Engine, tmp
             assert not isinstance(app.screen, ConfirmScreen)
             networks = engine.api.inspect_container(cid)["NetworkSettings"]["Networks"]
             assert net in networks and networks[net]["IPAddress"]
-            await wait_for(pilot, lambda: pane.container_id == cid and net in (pane.loaded.networks if pane.loaded
-                                                                               else []), what="reloaded")
+            await settings_settled(pilot, main, cid)  # reloaded after the save
+            assert pane.loaded and net in pane.loaded.networks
             app.clear_notifications()
             nets.deselect(net)
             assert app.focused is nets  # an in-place save leaves the focus in the form
@@ -144,6 +132,8 @@ async def test_user_networks_connect_and_disconnect_in_place(engine: Engine, tmp
             await wait_for(pilot, lambda: _saved(app), timeout=30, what="saved in place again")
             assert net not in engine.api.inspect_container(cid)["NetworkSettings"]["Networks"]
             assert main.selected_id == cid  # the same container all along
+            await settings_settled(pilot, main, cid)
+            assert pane.loaded and net not in pane.loaded.networks
     finally:
         engine.api.remove_container(cid, force=True)
         engine.api.remove_network(net)

@@ -14,10 +14,9 @@ from textual.widgets import Input, Select
 
 from app import settings as st
 from app.screens.confirm import ConfirmScreen
-from app.screens.main import MainScreen
 from app.tui import STYLESHEET, PortsideApp
 from app.widgets.settings_pane import SettingsPane
-from tests.tui.conftest import Engine, wait_for
+from tests.tui.conftest import Engine, open_settings, settings_settled, wait_for
 
 pytestmark = [pytest.mark.tui, pytest.mark.timeout(180)]
 
@@ -128,14 +127,7 @@ async def test_a_mount_edited_in_settings_is_remounted_with_its_data(engine: Eng
     app = PortsideApp(host=engine.url, config=engine.config())
     try:
         async with app.run_test(size=(160, 60)) as pilot:
-            main = app.screen
-            assert isinstance(main, MainScreen)
-            await wait_for(pilot, lambda: main.tabs_built and cid in main.container_list.rows_by_id,
-                           what="the container listed")
-            assert main.container_list.select_id(cid)
-            main.query_one("#tabs").active = "tab-settings"  # type: ignore[attr-defined]
-            pane = main.settings_pane
-            await wait_for(pilot, lambda: pane.container_id == cid, what="settings loaded")
+            main, pane = await open_settings(pilot, cid)
             rows = {r.target: r for r in pane.volumes_editor.rows}
             assert set(rows) == {"/anon", "/data", "/hostetc"}
             assert rows["/anon"].query_one(".vol-source", Input).value == anon
@@ -150,6 +142,8 @@ async def test_a_mount_edited_in_settings_is_remounted_with_its_data(engine: Eng
             await pilot.press("y")
             new_id = await wait_for(pilot, lambda: main.selected_id not in (None, cid) and main.selected_id,
                                     timeout=60, what="the recreated container selected")
+            await settings_settled(pilot, main, new_id)  # the form follows it
+            assert {r.target for r in pane.volumes_editor.rows} == {"/moved", "/hostetc"}
         data = engine.api.inspect_container(new_id)
         assert data["State"]["Running"]
         by_dest = {m["Destination"]: m for m in data["Mounts"]}
