@@ -15,20 +15,9 @@ from app.screens.confirm import ConfirmScreen
 from app.screens.resources import HistoryScreen, ImagesScreen, NameScreen
 from app.tui import PortsideApp
 from tests.testbed.registry import Registry
-from tests.tui.conftest import Engine, wait_for
+from tests.tui.conftest import Engine, cursor_to, open_screen, row_keys, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.tui, pytest.mark.timeout(180)]
-
-
-def _keys(screen: ImagesScreen) -> list[str]:
-    return [str(k.value) for k in screen.table.rows]
-
-
-async def _at(pilot: Any, screen: ImagesScreen, key: str) -> None:
-    await wait_for(pilot, lambda: key in _keys(screen), what=f"{key} listed")
-    screen.table.move_cursor(row=_keys(screen).index(key))
-    await pilot.pause()
-    assert screen.current_key == key
 
 
 async def test_pull_history_and_remove_images(engine: Engine, registry: Registry, tmp_config_home: Any) -> None:
@@ -47,12 +36,10 @@ async def test_pull_history_and_remove_images(engine: Engine, registry: Registry
     try:
         async with app.run_test(size=(160, 45)) as pilot:
             await wait_for(pilot, lambda: app.connected, what="connection")
-            await pilot.press("I")
-            images = await wait_for(pilot, lambda: isinstance(app.screen, ImagesScreen) and app.screen)
-            await pilot.press("p")
-            await wait_for(pilot, lambda: isinstance(app.screen, NameScreen), what="the reference prompt")
+            images = await open_screen(pilot, "I", ImagesScreen)
+            await open_screen(pilot, "p", NameScreen)
             await pilot.press(*ref, "enter")
-            await wait_for(pilot, lambda: ref in _keys(images), timeout=60, what="the pulled image listed")
+            await wait_for(pilot, lambda: ref in row_keys(images), timeout=60, what="the pulled image listed")
             await wait_for(pilot, lambda: any(n.message == f"Pulled {ref}" for n in app._notifications),
                            what="the pull reported")
             layers = engine.api.inspect_image(ref)["RootFS"]["Layers"]
@@ -60,30 +47,26 @@ async def test_pull_history_and_remove_images(engine: Engine, registry: Registry
             assert len(layers) > 2 and len(pull.bars) == len(layers)  # one bar per layer
             assert all(bar.total and bar.progress == bar.total for bar in pull.bars.values())
             # history: one row per `docker history` line
-            await _at(pilot, images, ref)
-            await pilot.press("h")
-            hist = await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen)
+            await cursor_to(pilot, images, ref)
+            hist = await open_screen(pilot, "h", HistoryScreen)
             assert hist.query_one(DataTable).row_count == len(engine.api.history(ref))
             await pilot.press("escape")
             # an image in use: d is refused with the engine's message, D removes the tag
-            await _at(pilot, images, mine)
-            await pilot.press("d")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await cursor_to(pilot, images, mine)
+            await open_screen(pilot, "d", ConfirmScreen)
             await pilot.press("y")
             await wait_for(pilot, lambda: any(n.title == f"Remove {mine}" and n.severity == "error"
                                               for n in app._notifications), what="the refusal")
             assert engine.api.images(name=f"pst-img-{tag}")
-            await pilot.press("D")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await open_screen(pilot, "D", ConfirmScreen)
             await pilot.press("y")
-            await wait_for(pilot, lambda: mine not in _keys(images), what="the tag gone from the list")
+            await wait_for(pilot, lambda: mine not in row_keys(images), what="the tag gone from the list")
             assert not engine.api.images(name=f"pst-img-{tag}")
             # and a plain remove
-            await _at(pilot, images, ref)
-            await pilot.press("d")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await cursor_to(pilot, images, ref)
+            await open_screen(pilot, "d", ConfirmScreen)
             await pilot.press("y")
-            await wait_for(pilot, lambda: ref not in _keys(images), what="the pulled image removed")
+            await wait_for(pilot, lambda: ref not in row_keys(images), what="the pulled image removed")
         with pytest.raises(docker.errors.NotFound):
             engine.api.inspect_image(ref)
     finally:
@@ -103,9 +86,8 @@ async def test_run_from_the_images_screen(engine: Engine, tmp_config_home: Any) 
         await wait_for(pilot, lambda: app.connected, what="connection")
         main = app.screen
         assert isinstance(main, MainScreen)
-        await pilot.press("I")
-        images = await wait_for(pilot, lambda: isinstance(app.screen, ImagesScreen) and app.screen)
-        await _at(pilot, images, engine.nginx)
+        images = await open_screen(pilot, "I", ImagesScreen)
+        await cursor_to(pilot, images, engine.nginx)
         await pilot.press("r")
         cid = await wait_for(pilot, lambda: app.screen is main and main.selected_id and any(
             c["Id"] == main.selected_id and c["Image"] == engine.nginx for c in engine.api.containers())

@@ -11,7 +11,7 @@ from textual.command import CommandList, CommandPalette
 
 from app.screens.resources import NameScreen, NetworksScreen
 from app.tui import PortsideApp
-from tests.tui.conftest import Engine, wait_for
+from tests.tui.conftest import Engine, open_screen, row_keys, select_container, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.tui, pytest.mark.timeout(120)]
 
@@ -30,23 +30,19 @@ async def test_palette_offers_each_screens_actions_and_runs_them(engine: Engine,
         main = _names(app)
         assert main["Exec (Main)"] == "key e" and main["Mark (ContainerList)"] == "key space"
         assert "Container: Kill" in main and "Kill (Main)" not in main  # covered once, by the verb command
-        await pilot.press("O")
-        await wait_for(pilot, lambda: isinstance(app.screen, NetworksScreen), what="networks screen")
+        await open_screen(pilot, "O", NetworksScreen)
         assert {"Create (Networks)", "Remove (Networks)", "Inspect (Networks)"} <= set(_names(app))
-        await pilot.press("ctrl+p")
-        palette = await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette) and app.screen,
-                                 what="the palette")
+        palette = await open_screen(pilot, "ctrl+p", CommandPalette)
         await pilot.press(*"Create (Net")
         # the hits are gathered by a worker: Enter before the list shows them would pick nothing
         hits = palette.query_one(CommandList)
         await wait_for(pilot, lambda: hits.highlighted is not None and "Create (Networks)" in str(
             hits.get_option_at_index(hits.highlighted).prompt), what="the Create command offered")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, NameScreen), what="the name prompt")
+        await open_screen(pilot, "enter", NameScreen)
         await pilot.press(*name, "enter")
         nets = app.screen
         assert isinstance(nets, NetworksScreen)
-        await wait_for(pilot, lambda: name in [str(k.value) for k in nets.table.rows], what="the network listed")
+        await wait_for(pilot, lambda: name in row_keys(nets), what="the network listed")
     try:
         assert engine.api.inspect_network(name)["Name"] == name
     finally:
@@ -55,8 +51,6 @@ async def test_palette_offers_each_screens_actions_and_runs_them(engine: Engine,
 
 async def test_copy_the_id_and_the_url_of_the_selected_container(engine: Engine, tmp_config_home: Any) -> None:
     """Y puts the container's full id on the clipboard, U its published URL (the one the Home tab checks)."""
-    from app.screens.main import MainScreen
-
     hc = engine.api.create_host_config(network_mode="bridge", port_bindings={80: ("127.0.0.1", None)})
     cid = engine.api.create_container(engine.busybox, ["sleep", "100"], name=f"pst-copy-{uuid.uuid4().hex[:6]}",
                                       ports=[80], host_config=hc)["Id"]
@@ -64,12 +58,7 @@ async def test_copy_the_id_and_the_url_of_the_selected_container(engine: Engine,
     port = engine.api.inspect_container(cid)["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
     app = PortsideApp(host=engine.url, config=engine.config())
     async with app.run_test(size=(140, 40)) as pilot:
-        main = app.screen
-        assert isinstance(main, MainScreen)
-        await wait_for(pilot, lambda: main.tabs_built and cid in main.container_list.rows_by_id,
-                       what="the container listed")
-        main.container_list.select_id(cid)
-        await wait_for(pilot, lambda: main.selected_id == cid, what="selected")
+        await select_container(pilot, cid)
         await pilot.press("Y")
         assert app.clipboard == cid
         await pilot.press("U")

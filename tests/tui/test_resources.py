@@ -9,7 +9,7 @@ import pytest
 
 from app.screens.resources import EventsScreen, ImagesScreen, NameScreen, NetworksScreen, VolumesScreen
 from app.tui import PortsideApp
-from tests.tui.conftest import Engine, wait_for
+from tests.tui.conftest import Engine, cursor_to, open_screen, row_keys, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.tui, pytest.mark.timeout(120)]
 
@@ -20,29 +20,26 @@ async def test_images_networks_volumes_and_events(engine: Engine, tmp_config_hom
     tag = uuid.uuid4().hex[:6]
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_for(pilot, lambda: app.connected, what="connection")
-        await pilot.press("I")
-        images = await wait_for(pilot, lambda: isinstance(app.screen, ImagesScreen) and app.screen)
+        images = await open_screen(pilot, "I", ImagesScreen)
         await wait_for(pilot, lambda: images.table.row_count > 0, what="images listed")
-        keys = [str(k.value) for k in images.table.rows]
+        keys = row_keys(images)
         assert engine.busybox in keys
-        await pilot.press("escape", "O")
-        nets = await wait_for(pilot, lambda: isinstance(app.screen, NetworksScreen) and app.screen)
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, NameScreen))
+        await pilot.press("escape")
+        nets = await open_screen(pilot, "O", NetworksScreen)
+        await open_screen(pilot, "n", NameScreen)
         await pilot.press(*f"pstnet{tag}", "enter")
-        await wait_for(pilot, lambda: f"pstnet{tag}" in [str(k.value) for k in nets.table.rows], what="new network")
+        await wait_for(pilot, lambda: f"pstnet{tag}" in row_keys(nets), what="new network")
         assert engine.api.inspect_network(f"pstnet{tag}")["Name"] == f"pstnet{tag}"
-        nets.table.move_cursor(row=[str(k.value) for k in nets.table.rows].index(f"pstnet{tag}"))
+        await cursor_to(pilot, nets, f"pstnet{tag}")
         await pilot.press("d", "y")
-        await wait_for(pilot, lambda: f"pstnet{tag}" not in [str(k.value) for k in nets.table.rows], what="removed")
-        await pilot.press("escape", "V")
-        vols = await wait_for(pilot, lambda: isinstance(app.screen, VolumesScreen) and app.screen)
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, NameScreen))
+        await wait_for(pilot, lambda: f"pstnet{tag}" not in row_keys(nets), what="removed")
+        await pilot.press("escape")
+        vols = await open_screen(pilot, "V", VolumesScreen)
+        await open_screen(pilot, "n", NameScreen)
         await pilot.press(*f"pstvol{tag}", "enter")
-        await wait_for(pilot, lambda: f"pstvol{tag}" in [str(k.value) for k in vols.table.rows], what="new volume")
-        await pilot.press("escape", "E")
-        events = await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen) and app.screen)
+        await wait_for(pilot, lambda: f"pstvol{tag}" in row_keys(vols), what="new volume")
+        await pilot.press("escape")
+        events = await open_screen(pilot, "E", EventsScreen)
         engine.api.remove_volume(f"pstvol{tag}")
         from textual.widgets import RichLog
 
@@ -68,8 +65,7 @@ async def test_events_show_the_recent_past_then_live_and_volumes_inspect_and_rem
     try:
         async with app.run_test(size=(140, 40)) as pilot:
             await wait_for(pilot, lambda: app.connected, what="connection")
-            await pilot.press("E")
-            events = await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen) and app.screen)
+            events = await open_screen(pilot, "E", EventsScreen)
             log = events.query_one(RichLog)
 
             def lines() -> list[str]:
@@ -79,17 +75,15 @@ async def test_events_show_the_recent_past_then_live_and_volumes_inspect_and_rem
             engine.api.create_volume(after)
             await wait_for(pilot, lambda: any(f"volume create {after}" in t for t in lines()), what="the live event")
             assert sum(f"volume create {before}" in t for t in lines()) == 1
-            await pilot.press("escape", "V")
-            vols = await wait_for(pilot, lambda: isinstance(app.screen, VolumesScreen) and app.screen)
-            await wait_for(pilot, lambda: after in [str(k.value) for k in vols.table.rows], what="volume listed")
-            vols.table.move_cursor(row=[str(k.value) for k in vols.table.rows].index(after))
-            await pilot.press("i")
-            shown = await wait_for(pilot, lambda: isinstance(app.screen, JsonScreen) and app.screen)
+            await pilot.press("escape")
+            vols = await open_screen(pilot, "V", VolumesScreen)
+            await cursor_to(pilot, vols, after)
+            shown = await open_screen(pilot, "i", JsonScreen)
             assert shown.data["Name"] == after and shown.query_one(JsonTree)
-            await pilot.press("escape", "d")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("escape")
+            await open_screen(pilot, "d", ConfirmScreen)
             await pilot.press("y")
-            await wait_for(pilot, lambda: after not in [str(k.value) for k in vols.table.rows], what="removed")
+            await wait_for(pilot, lambda: after not in row_keys(vols), what="removed")
         with pytest.raises(docker.errors.NotFound):
             engine.api.inspect_volume(after)
     finally:
@@ -119,25 +113,22 @@ async def test_prune_volumes_and_networks(engine: Engine, tmp_config_home) -> No
     try:
         async with app.run_test(size=(140, 40)) as pilot:
             await wait_for(pilot, lambda: app.connected, what="connection")
-            await pilot.press("V")
-            vols = await wait_for(pilot, lambda: isinstance(app.screen, VolumesScreen) and app.screen)
-            await wait_for(pilot, lambda: anon in [str(k.value) for k in vols.table.rows], what="volumes listed")
-            await pilot.press("P")
-            confirm = await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+            vols = await open_screen(pilot, "V", VolumesScreen)
+            await wait_for(pilot, lambda: anon in row_keys(vols), what="volumes listed")
+            confirm = await open_screen(pilot, "P", ConfirmScreen)
             assert ("named volumes are kept" in confirm.question) == keeps_named
             await pilot.press("y")
-            await wait_for(pilot, lambda: anon not in [str(k.value) for k in vols.table.rows], what="pruned")
+            await wait_for(pilot, lambda: anon not in row_keys(vols), what="pruned")
             with pytest.raises(docker.errors.NotFound):
                 engine.api.inspect_volume(anon)
             if keeps_named:
                 assert engine.api.inspect_volume(named)["Name"] == named
-            await pilot.press("escape", "O")
-            nets = await wait_for(pilot, lambda: isinstance(app.screen, NetworksScreen) and app.screen)
-            await wait_for(pilot, lambda: net in [str(k.value) for k in nets.table.rows], what="networks listed")
-            await pilot.press("P")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("escape")
+            nets = await open_screen(pilot, "O", NetworksScreen)
+            await wait_for(pilot, lambda: net in row_keys(nets), what="networks listed")
+            await open_screen(pilot, "P", ConfirmScreen)
             await pilot.press("y")
-            await wait_for(pilot, lambda: net not in [str(k.value) for k in nets.table.rows], what="net pruned")
+            await wait_for(pilot, lambda: net not in row_keys(nets), what="net pruned")
             with pytest.raises(docker.errors.NotFound):
                 engine.api.inspect_network(net)
     finally:
@@ -163,24 +154,18 @@ async def test_marked_volumes_are_removed_together(engine: Engine, tmp_config_ho
     try:
         async with app.run_test(size=(140, 40)) as pilot:
             await wait_for(pilot, lambda: app.connected, what="connection")
-            await pilot.press("V")
-            vols = await wait_for(pilot, lambda: isinstance(app.screen, VolumesScreen) and app.screen)
-
-            def keys() -> list[str]:
-                return [str(k.value) for k in vols.table.rows]
-
-            await wait_for(pilot, lambda: all(n in keys() for n in names), what="volumes listed")
-            vols.table.move_cursor(row=keys().index(names[0]))
+            vols = await open_screen(pilot, "V", VolumesScreen)
+            await wait_for(pilot, lambda: all(n in row_keys(vols) for n in names), what="volumes listed")
+            await cursor_to(pilot, vols, names[0])
             await pilot.press("space")  # marks and moves down
             assert vols.current_key == names[1]
             await pilot.press("down", "space")
             assert vols.marked == {names[0], names[2]}
-            await pilot.press("d")
-            confirm = await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+            confirm = await open_screen(pilot, "d", ConfirmScreen)
             assert f"2 volumes: {names[0]}, {names[2]}" in confirm.question
             await pilot.press("y")
-            await wait_for(pilot, lambda: names[0] not in keys() and names[2] not in keys(), what="both removed")
-            assert names[1] in keys() and not vols.marked
+            await wait_for(pilot, lambda: not {names[0], names[2]} & set(row_keys(vols)), what="both removed")
+            assert names[1] in row_keys(vols) and not vols.marked
         for gone in (names[0], names[2]):
             with pytest.raises(docker.errors.NotFound):
                 engine.api.inspect_volume(gone)
