@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 
 import engine
+from tests.testbed.cli import DOCKER
+from tests.testbed.cli import docker as docker_cli
 from tests.testbed.mounts import unmount_below
 from tests.testbed.registry import Registry
 
 ENGINE_PARENT = str(Path(engine.__file__).resolve().parent.parent)
-DOCKER = shutil.which("docker", path="/usr/local/bin") or "docker"
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -156,8 +157,8 @@ class PortsideDaemon:
 
     def docker(self, *args: str, input: str | None = None, timeout: float = 120,
                cli: str = DOCKER) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([cli, "-H", self.host, *args], capture_output=True, text=True, input=input,
-                              timeout=timeout, check=False, env=dict(os.environ, DOCKER_CONFIG=str(self.tmp / "cli")))
+        """The docker CLI against this daemon (see tests.testbed.cli.docker)."""
+        return docker_cli(self.host, self.tmp / "cli", *args, input=input, timeout=timeout, cli=cli)
 
 
 def new_daemon(extra_args: list[str] | None = None) -> PortsideDaemon:

@@ -17,11 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.testbed import cli
 from tests.testbed.mounts import unmount_below
 
 DOCKERD = "/usr/sbin/dockerd"
-# the docker 28 CLI where scripts/install puts it, else Debian's
-DOCKER = shutil.which("docker", path="/usr/local/bin") or "docker"
 
 
 def available() -> bool:
@@ -49,9 +48,8 @@ class Dockerd:
         return self.workdir / "data"
 
     def docker(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """The docker CLI against this dockerd, with a config dir of its own; never raises on a non-zero exit."""
-        return subprocess.run([DOCKER, "-H", self.url, *args], capture_output=True, text=True, timeout=timeout,
-                              check=False, env={**os.environ, "DOCKER_CONFIG": str(self.workdir / "cli")})  # fmt: skip
+        """The docker CLI against this dockerd (see tests.testbed.cli.docker)."""
+        return cli.docker(self.url, self.workdir / "cli", *args, timeout=timeout)
 
     def _make_bridge(self) -> list[str]:
         taken = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=False).stdout
