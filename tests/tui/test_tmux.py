@@ -105,8 +105,9 @@ def test_exec_key_hands_the_terminal_to_a_shell_and_takes_it_back(engine: Engine
         _wait_screen(server, session, ["filter containers"])
         keys(name, literal=True)
         keys("Enter")
-        _wait_screen(server, session, [name, "Exec"])
-        time.sleep(0.5)  # the selection settles on our row
+        # the Home tab shows a sample of the selected container (PIDs): the selection is on our row, the only one
+        # the filter leaves ("Exec" was waited for before: it is always in the footer, so that waited for nothing)
+        _wait_screen(server, session, [name, "PIDs"])
         keys("e")
         _wait_screen(server, session, ["#"])  # busybox sh's prompt, on a terminal of its own
         keys("echo tmux-$((6*7))", literal=True)
