@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 from app.exec_shell import SHELL, exec_config, run_shell
-from app.screens.main import MainScreen
 from app.tui import PortsideApp
-from tests.tui.conftest import Engine, wait_for
+from tests.tui.conftest import Engine, select_container, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.tui, pytest.mark.timeout(120)]
 
@@ -70,12 +69,8 @@ async def test_exec_key_without_a_terminal_is_a_message(engine: Engine, tmp_conf
     cid = engine.run(SLEEPER)
     app = PortsideApp(host=engine.url, config=engine.config())
     async with app.run_test(size=(160, 45)) as pilot:
-        main = app.screen
-        assert isinstance(main, MainScreen)
-        await wait_for(pilot, lambda: main.tabs_built and cid in main.container_list.rows_by_id, what="listed")
-        main.container_list.select_id(cid)
+        main = await select_container(pilot, cid)
         main.container_list.focus()
-        await wait_for(pilot, lambda: main.selected_id == cid, what="selected")
         await pilot.press("e")
         await wait_for(pilot, lambda: any(n.title.startswith("Exec in") for n in app._notifications),
                        what="the exec message")
@@ -96,11 +91,7 @@ async def test_exec_tab_names_the_container_and_runs_the_typed_command(engine: E
     cid = engine.run(SLEEPER)
     app = PortsideApp(host=engine.url, config=engine.config())
     async with app.run_test(size=(160, 45)) as pilot:
-        main = app.screen
-        assert isinstance(main, MainScreen)
-        await wait_for(pilot, lambda: main.tabs_built and cid in main.container_list.rows_by_id, what="listed")
-        main.container_list.select_id(cid)
-        await wait_for(pilot, lambda: main.selected_id == cid, what="selected")
+        main = await select_container(pilot, cid)
         name = main.container_list.rows_by_id[cid].name
         main.query_one("#tabs").active = "tab-exec"  # type: ignore[attr-defined]
         await pilot.pause()
