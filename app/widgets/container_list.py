@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from app.containers import STATE_COLOURS, ContainerRow, list_order
 
@@ -83,8 +84,17 @@ class ContainerList(DataTable[Text]):
                     self._draw(r)
             return
         self.clear()
+        widths = dict.fromkeys(("name", "image", "state", "ports"), 0)
         for r in rows:
-            self.add_row(*(self._cell(r, c) for c in ("mark", "name", "image", "state", "ports")), key=r.id)
+            cells = [self._cell(r, c) for c in ("mark", "name", "image", "state", "ports")]
+            self.add_row(*cells, key=r.id)
+            for col, cell in zip(widths, cells[1:], strict=True):
+                widths[col] = max(widths[col], cell.cell_len)
+        # The table measures new rows when it is next idle, but a frame drawn before that caches its lines with
+        # the columns at their labels' widths and keeps them: measured here, the first frame has them right.
+        for col, width in widths.items():
+            column = self.columns[ColumnKey(col)]
+            column.content_width = max(column.content_width, width)
         self._shown = wanted
         self._drawn = {r.id: (r, r.id in self.marked) for r in rows}
         if current in wanted:
