@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textual import events, on, work
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -78,7 +79,12 @@ class PortsideApp(App[None]):
         for err in self._config_errors:
             self.notify(err, title="Config file", severity="error", timeout=15)
         self.sub_title = "connecting…"
-        self.push_screen(MainScreen())
+        if self.is_headless:  # tests (Pilot): the screen is there as soon as the app runs
+            self.push_screen(MainScreen())
+        else:
+            # after Textual's start-up batch: a screen laid out inside it is not drawn until something repaints
+            # it, and its first frame is the one the user waits for
+            self.call_later(self.push_screen, MainScreen())
         self.connect()
 
     async def action_quit(self) -> None:
@@ -164,12 +170,6 @@ class PortsideApp(App[None]):
         return "the engine closed the event stream"
 
     # --- app-wide messages ---
-
-    @on(events.Ready)
-    def _first_frame(self) -> None:
-        main = self._main_screen()
-        if main is not None:
-            main.post_message(main.FirstFrame())
 
     @on(Connected)
     def _connected(self, message: Connected) -> None:
@@ -274,6 +274,13 @@ class PortsideApp(App[None]):
             if isinstance(screen, MainScreen):
                 return screen
         return None
+
+    def first_frame_drawn(self) -> None:
+        """The main screen's first frame is out: the connection may start, and garbage collection again."""
+        self.first_frame.set()
+        if not gc.isenabled():  # run_tui turned it off for the start
+            gc.freeze()  # what start-up made lives as long as the app: no collection need look at it again
+            gc.enable()
 
     def wait_engine(self, timeout: float = 30.0) -> EngineClient:
         """The connected client, for worker threads that start before the connection is made."""

@@ -224,18 +224,8 @@ class MainScreen(Screen[None]):
         self._table_timer = self.set_interval(TABLE_PERIOD, self._refresh_table, pause=True)
         if getattr(self.app, "connected", False):
             self._load_once()
-        if getattr(self.app, "_dom_ready", False):  # pushed after the app's first frame
-            self.call_after_refresh(self.post_message, self.FirstFrame())
-
-    @dataclass
-    class FirstFrame(Message):
-        """The app drew its first frame (Textual's Ready): what that frame did not need can be built now."""
-
-    @on(FirstFrame)
-    def _first_frame(self) -> None:
-        # Textual lays out the first frame inside a batch and skips drawing it: a repaint draws it now, and
+        # pushed once the app's start-up batch is over (PortsideApp.on_mount), so Textual draws its first layout;
         # callbacks after a refresh run once nothing is left to draw
-        self.refresh()
         self.call_after_refresh(self._first_frame_out)
 
     async def _first_frame_out(self) -> None:
@@ -244,7 +234,7 @@ class MainScreen(Screen[None]):
             return
         await self._fill_tabs()
         self._painted = True
-        self.app.first_frame.set()  # type: ignore[attr-defined]
+        self.app.first_frame_drawn()  # type: ignore[attr-defined]
         if self._rows_in:
             self.loaded.set()
         self._tab_activated_now()
