@@ -653,9 +653,12 @@ class MainScreen(Screen[None]):
     @on(SettingsApplied)
     def _settings_applied(self, message: SettingsApplied) -> None:
         self.notify("Settings saved", title="Settings")
-        if message.container_id != self.selected_id:  # recreated: follow the new container in the list
+        if message.container_id != self.selected_id:
+            # recreated: follow the new container in the list; selecting it loads the pane (loading it here as
+            # well loaded it twice, and the second load wiped what was typed in between)
             self.focus_container(message.container_id)
-        self.load_inspect(message.container_id)
+        else:
+            self.load_inspect(message.container_id)
 
     # --- actions ---
 
