@@ -121,6 +121,14 @@ async def open_screen(pilot: Any, key: str, kind: type[S]) -> S:
     return screen
 
 
+async def confirm_yes(pilot: Any, key: str) -> None:
+    """Press `key`, wait for its confirmation dialog and answer yes."""
+    from app.screens.confirm import ConfirmScreen
+
+    await open_screen(pilot, key, ConfirmScreen)
+    await pilot.press("y")
+
+
 def row_keys(screen: TableScreen) -> list[str]:
     return [str(k.value) for k in screen.table.rows]
 

@@ -11,11 +11,10 @@ import docker.errors
 import pytest
 from textual.widgets import DataTable
 
-from app.screens.confirm import ConfirmScreen
 from app.screens.resources import HistoryScreen, ImagesScreen, NameScreen
 from app.tui import PortsideApp
 from tests.testbed.registry import Registry
-from tests.tui.conftest import Engine, cursor_to, open_screen, row_keys, wait_for
+from tests.tui.conftest import Engine, confirm_yes, cursor_to, open_screen, row_keys, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.tui, pytest.mark.timeout(180)]
 
@@ -53,19 +52,16 @@ async def test_pull_history_and_remove_images(engine: Engine, registry: Registry
             await pilot.press("escape")
             # an image in use: d is refused with the engine's message, D removes the tag
             await cursor_to(pilot, images, mine)
-            await open_screen(pilot, "d", ConfirmScreen)
-            await pilot.press("y")
+            await confirm_yes(pilot, "d")
             await wait_for(pilot, lambda: any(n.title == f"Remove {mine}" and n.severity == "error"
                                               for n in app._notifications), what="the refusal")
             assert engine.api.images(name=f"pst-img-{tag}")
-            await open_screen(pilot, "D", ConfirmScreen)
-            await pilot.press("y")
+            await confirm_yes(pilot, "D")
             await wait_for(pilot, lambda: mine not in row_keys(images), what="the tag gone from the list")
             assert not engine.api.images(name=f"pst-img-{tag}")
             # and a plain remove
             await cursor_to(pilot, images, ref)
-            await open_screen(pilot, "d", ConfirmScreen)
-            await pilot.press("y")
+            await confirm_yes(pilot, "d")
             await wait_for(pilot, lambda: ref not in row_keys(images), what="the pulled image removed")
         with pytest.raises(docker.errors.NotFound):
             engine.api.inspect_image(ref)

@@ -9,7 +9,7 @@ import pytest
 
 from app.screens.resources import EventsScreen, ImagesScreen, NameScreen, NetworksScreen, VolumesScreen
 from app.tui import PortsideApp
-from tests.tui.conftest import Engine, cursor_to, open_screen, row_keys, wait_for
+from tests.tui.conftest import Engine, confirm_yes, cursor_to, open_screen, row_keys, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.tui, pytest.mark.timeout(120)]
 
@@ -54,7 +54,6 @@ async def test_events_show_the_recent_past_then_live_and_volumes_inspect_and_rem
     import docker.errors
     from textual.widgets import RichLog
 
-    from app.screens.confirm import ConfirmScreen
     from app.screens.resources import JsonScreen
     from app.widgets.json_tree import JsonTree
 
@@ -81,8 +80,7 @@ async def test_events_show_the_recent_past_then_live_and_volumes_inspect_and_rem
             shown = await open_screen(pilot, "i", JsonScreen)
             assert shown.data["Name"] == after and shown.query_one(JsonTree)
             await pilot.press("escape")
-            await open_screen(pilot, "d", ConfirmScreen)
-            await pilot.press("y")
+            await confirm_yes(pilot, "d")
             await wait_for(pilot, lambda: after not in row_keys(vols), what="removed")
         with pytest.raises(docker.errors.NotFound):
             engine.api.inspect_volume(after)
@@ -126,8 +124,7 @@ async def test_prune_volumes_and_networks(engine: Engine, tmp_config_home) -> No
             await pilot.press("escape")
             nets = await open_screen(pilot, "O", NetworksScreen)
             await wait_for(pilot, lambda: net in row_keys(nets), what="networks listed")
-            await open_screen(pilot, "P", ConfirmScreen)
-            await pilot.press("y")
+            await confirm_yes(pilot, "P")
             await wait_for(pilot, lambda: net not in row_keys(nets), what="net pruned")
             with pytest.raises(docker.errors.NotFound):
                 engine.api.inspect_network(net)
