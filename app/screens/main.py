@@ -140,7 +140,6 @@ class MainScreen(Screen[None]):
         self.loaded = threading.Event()
         self._loaded_for = -1  # the app's connection count the list was last loaded for
         self._painted = False  # until the first frame is out, a selection's streams and forms wait
-        self._tabs_filled = False
         self._rows_in = False
 
     def compose(self) -> ComposeResult:
@@ -167,9 +166,6 @@ class MainScreen(Screen[None]):
         return self._painted
 
     async def _fill_tabs(self) -> None:
-        if self._tabs_filled:
-            return
-        self._tabs_filled = True
         # imported here too: a twentieth of a second that the first frame does not wait for
         from app.widgets.exec_pane import ExecPane
         from app.widgets.json_tree import JsonTree

@@ -334,14 +334,8 @@ class ImagesScreen(TableScreen):
                       lambda data: self.app.push_screen(HistoryScreen(key, data or [])))
 
     def action_prune(self) -> None:
-        from app.screens.confirm import ConfirmScreen
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.call("Prune images", lambda api: api.prune_images(),
+        self.confirm_then("Remove all dangling images?", "Prune images", lambda api: api.prune_images(),
                           lambda r: self.notify(f"Reclaimed {human_bytes((r or {}).get('SpaceReclaimed') or 0)}"))
-
-        self.app.push_screen(ConfirmScreen("Remove all dangling images?"), answered)
 
 
 class NetworksScreen(TableScreen):
