@@ -20,7 +20,7 @@ import struct
 import sys
 from typing import Any
 
-from engine.exec import cgroups, linux, seccomp
+from engine.exec import cgroups, idrange, linux, seccomp
 from engine.exec.linux import (
     MNT_DETACH,
     MS_BIND,
@@ -400,10 +400,12 @@ def setup_process(proc: dict[str, Any], seccomp_bpf: bytes | None) -> str:
     for n in range(linux.last_cap() + 1):
         if not bounding & (1 << n):
             linux.prctl(linux.PR_CAPBSET_DROP, n)
-    user = proc.get("user") or {}
-    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    try:
+        uid, gid, additional = idrange.process_ids(proc.get("user") or {})
+    except ValueError as e:
+        raise SetupError(str(e)) from None
     linux.prctl(linux.PR_SET_KEEPCAPS, 1)
-    os.setgroups([int(g) for g in user.get("additionalGids") or []])
+    os.setgroups(additional)
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     linux.prctl(linux.PR_SET_KEEPCAPS, 0)

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, NotRequired, TypedDict, Unpack
 
 from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
+from engine.exec import idrange, seccomp
 from engine.exec import protocol as P
-from engine.exec import seccomp
 from engine.exec.cgroups import Cgroup
 
 _ENGINE_PARENT = str(Path(__file__).resolve().parents[2])
@@ -214,6 +214,10 @@ class Runtime:
         try:
             if spec is None:
                 spec = json.loads((Path(bundle) / "config.json").read_text())
+            try:
+                idrange.process_ids(spec.get("process", {}).get("user") or {})
+            except ValueError as e:
+                raise InvalidArgument(str(e)) from None
             cgroup = spec.get("linux", {}).get("cgroupsPath") or f"{self.cgroup_parent}/{container_id}"
             params = self._params(container_id, bundle, cgroup, stdio)
             pid_ns = next((ns for ns in spec["linux"].get("namespaces") or [] if ns["type"] == "pid"), None)
