@@ -1,0 +1,1 @@
+"""The image builder: Dockerfile parsing, the classic builder's steps and cache."""
