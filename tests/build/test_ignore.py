@@ -3,13 +3,24 @@ ignorefile.ReadAll's rules, Docker's documented .dockerignore examples, and the 
 
 from __future__ import annotations
 
+import http.server
+import io
+import json
 import os
+import shutil
+import socketserver
+import tarfile
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from engine.build.ignore import IgnoreMatcher, apply, excluded_paths, go_clean, read_patterns
 from engine.errors import InvalidArgument
+from tests.testbed.cli import DOCKER
+from tests.testbed.cli import docker as cli_docker
 
 # patternmatcher_test.go TestMatches: (pattern, path, excluded)
 MATCHES = [
@@ -436,3 +447,118 @@ def test_bad_pattern_fails_the_walk(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="syntax error in pattern"):
         excluded_paths(tmp_path, ["[Local-Only]"])
     assert (tmp_path / "a").exists()
+
+
+# --- the docker 28 CLI's own context walk as the reference ---
+
+
+class _ContextRecorder(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """Answers the docker CLI's /_ping and records the names in the context tar its legacy `docker build` posts
+    (then fails the build), so the CLI's .dockerignore walk can be compared with ours. No engine involved."""
+
+    daemon_threads = True
+    names: list[str] | None = None
+
+
+class _RecorderHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _ContextRecorder
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _reply(self, body: bytes, ctype: str = "text/plain") -> None:
+        self.send_response(200)
+        self.send_header("API-Version", "1.50")
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self._reply(b"OK")
+
+    def do_GET(self) -> None:
+        self._reply(b"OK")
+
+    def do_POST(self) -> None:
+        data = bytearray()
+        if self.headers.get("Transfer-Encoding") == "chunked":
+            while (size := int(self.rfile.readline().strip(), 16)) != 0:
+                data += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+        else:
+            data += self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with tarfile.open(fileobj=io.BytesIO(bytes(data))) as tar:
+            self.server.names = sorted(m.name.rstrip("/") for m in tar)
+        self._reply(json.dumps({"error": "recorded", "errorDetail": {"message": "recorded"}}).encode() + b"\n",
+                    "application/json")
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[tuple[_ContextRecorder, str]]:
+    if not os.path.exists(DOCKER):
+        pytest.skip("no docker CLI")
+    sock_dir = Path(tempfile.mkdtemp(prefix="pst-ignore-"))
+    server = _ContextRecorder(str(sock_dir / "api.sock"), _RecorderHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server, f"unix://{sock_dir / 'api.sock'}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+CLI_TREE = [*TREE, "node_modules/m/index.js", "b/node_modules/README.md", "k[1]", "a b/c", ".hidden/x"]
+
+
+@pytest.mark.parametrize(
+    "dockerignore",
+    [
+        "docs\n!docs/README.md\n",
+        "docs\n!**/README.md\n",
+        "*\n!main.go\n!docs/*.md\n",
+        "**\n!a/x\na/x/y/c\n",
+        "**/node_modules\n*/*\n.*\n!b\n",
+        "a/**/b\n!a/x/**\n",
+        "Dockerfile\n.dockerignore\n*.md\n!README*.md\nREADME-secret.md\n",
+        "k\\[1\\]\n[a-c]\n!a/x/y\n",
+        "a b\n/somedir/temp\n./temp?\nsomedir/../tempab\n",
+        "*/temp*\n*/*/temp*\ntemp?\n!somedir/temp/x\n",
+        "\ufeff# c\n  docs/  \n!docs/sub/\n",
+        "a[\n",
+        "!\n",
+    ],
+)
+def test_walk_matches_the_docker_cli(recorder: tuple[_ContextRecorder, str], tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch, dockerignore: str) -> None:
+    server, host = recorder
+    ctx = tmp_path / "ctx"
+    _make(ctx, CLI_TREE)
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    (ctx / ".dockerignore").write_text(dockerignore)
+    (ctx / "docs" / "out").symlink_to(tmp_path)
+    work = tmp_path / "work"
+    shutil.copytree(ctx, work, symlinks=True)
+
+    server.names = None
+    monkeypatch.setenv("DOCKER_BUILDKIT", "0")  # the legacy builder: the CLI walks the context itself
+    out = cli_docker(host, tmp_path / "cli", "build", str(ctx), timeout=60)
+    try:
+        apply(work, read_patterns((ctx / ".dockerignore").read_bytes()), keep=["Dockerfile", ".dockerignore"])
+    except InvalidArgument as err:
+        assert server.names is None
+        assert f"error checking context: {err.message}" in out.stderr
+        return
+    assert server.names is not None, out.stderr
+    sent = set(server.names)
+    left = {p: (work / p).is_dir() and not (work / p).is_symlink() for p in _all_paths(work)}
+    # every non-directory the CLI sent is left, and nothing else; a directory is left when the CLI sent it or
+    # something below it (an excluded directory opened for an exception is not itself in the tar)
+    assert {p for p, is_dir in left.items() if not is_dir} == {p for p in sent if not left.get(p)}
+    below = {"/".join(p.split("/")[:i]) for p in sent for i in range(1, p.count("/") + 1)}
+    assert {p for p, is_dir in left.items() if is_dir} == {p for p in sent if left.get(p)} | below
