@@ -131,6 +131,7 @@ class Daemon:
         self.networks: Any = None
         self.runtime: Any = None
         self.containers: Any = None
+        self.builder: Any = None
         self._server: Any = None
         self._stopped = asyncio.Event()
         self._started = False
@@ -231,6 +232,8 @@ class Daemon:
         if "image" in want and self.images is not None:
             imgs, layers = await self._image_usage()
             out["Images"], out["LayersSize"] = imgs, layers
+        if "build-cache" in want and self.builder is not None:
+            out["BuildCache"] = await asyncio.to_thread(self.builder.cache_records)
         return out
 
     async def _image_usage(self) -> tuple[list[dict[str, Any]], int]:

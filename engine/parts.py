@@ -58,6 +58,11 @@ async def start(daemon: Daemon) -> None:
         await asyncio.to_thread(svc.start, alive)
         daemon.networks = svc
     await containers.restore()
+    if daemon.images is not None:
+        from engine.build.service import BuildService
+
+        daemon.builder = BuildService(daemon.images, containers, daemon.events, cfg.data_root / "build")
+        await asyncio.to_thread(daemon.builder.sweep)
 
 
 async def stop(daemon: Daemon) -> None:

@@ -1,5 +1,5 @@
 """Image endpoints: pull (streamed JSON progress), list, inspect, history, tag, remove, search, prune, push,
-save, load, import, commit; /build answers that there is no builder."""
+save, load, import, commit (POST /build is engine/api/build.py)."""
 
 from __future__ import annotations
 
@@ -271,16 +271,6 @@ async def load(request: web.Request) -> web.StreamResponse:
     return await stream_json(request, job)
 
 
-async def build(request: web.Request) -> web.Response:
-    return error_response(501, "portside has no image builder yet: build images with another tool and push them "
-                               "to a registry, or `docker load` them")
-
-
-async def build_prune(request: web.Request) -> web.Response:
-    # No builder, so no build cache: `docker system prune` still completes.
-    return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
-
-
 async def distribution(request: web.Request) -> web.Response:
     return error_response(501, "distribution inspection is not supported by portside yet")
 
@@ -324,8 +314,6 @@ def register(app: web.Application) -> None:
     add(app, "POST", "/images/prune", prune)
     add(app, "GET", "/images/get", save_many)
     add(app, "POST", "/images/load", load)
-    add(app, "POST", "/build", build)
-    add(app, "POST", "/build/prune", build_prune)
     add(app, "GET", "/distribution/{name:.+}/json", distribution)
     add(app, "POST", "/commit", commit)
     add(app, "GET", "/images/{name:.+}/json", inspect)
