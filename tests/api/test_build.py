@@ -192,6 +192,8 @@ def test_a_failing_run_gives_its_exit_code_and_leaves_no_tag(daemon: PortsideDae
     ("FROM busybox\nEXPOSE 80/ftp\n", "invalid proto: ftp"),
     ("FROM pst-no-such-image-anywhere\n", "pst-no-such-image-anywhere"),
     ("", "cannot be empty"),
+    ("FROM busybox\nRUN <<EOF\necho hi\nEOF\n", "the heredoc syntax of RUN requires BuildKit"),
+    ("FROM busybox\nCOPY --chmod=u+x a /a\n", "invalid chmod parameter: u+x"),
 ])
 def test_bad_dockerfiles_fail_in_dockers_words(daemon: PortsideDaemon, busybox: str, tmp_path: Path,
                                                dockerfile: str, message: str) -> None:
@@ -220,15 +222,15 @@ FROM builder AS unused
 RUN exit 9
 FROM ${BASE}
 COPY --from=builder /out/artifact /artifact
-COPY --from=0 --chown=7:8 /out/artifact /owned
-RUN ls -ln /artifact /owned | awk '{print $3":"$4}'
+COPY --from=0 --chown=7:8 --chmod=750 /out/artifact /owned
+RUN ls -ln /artifact /owned | awk '{print $1" "$3":"$4}'
 FROM busybox AS second
 COPY --from=2 /artifact /again
 """})
     out = build(daemon, ctx, "-t", tag)
     assert out.returncode == 0, (out.stdout, out.stderr)
     assert "exit 9" not in out.stdout  # the unused stage is never built
-    assert "123:45" in out.stdout and "7:8" in out.stdout  # --from keeps ownership unless --chown
+    assert "123:45" in out.stdout and "-rwxr-x--- 7:8" in out.stdout  # --from keeps ownership unless --chown
     assert daemon.docker("run", "--rm", tag, "cat", "/again").stdout == "built\n"
     # --target stops at a stage: the stage after it is not built
     out = build(daemon, ctx, "--target", "builder", "-t", tag2)
