@@ -578,7 +578,7 @@ class Builder:
                 return buildstep.commit_step(
                     self.images, parent_id=st.image_id, run_config=self._copy_config(st), container_config=probe,
                     created_by=" ".join(probe["Cmd"]), layer=None if _empty_dir(layer.upper_dir) else layer,
-                    author=st.maintainer, platform=st.platform)
+                    author=st.maintainer, platform=st.platform, adopt_upper=True)
             finally:
                 if mounted:
                     layer.unmount(target)
@@ -741,7 +741,9 @@ class Builder:
             return buildstep.commit_step(
                 self.images, parent_id=st.image_id, run_config=self._copy_config(st), container_config=probe,
                 created_by=" ".join(probe["Cmd"]), layer=None if _empty_dir(layer.upper_dir) else layer,
-                author=st.maintainer, platform=st.platform, container_id=cid)
+                author=st.maintainer, platform=st.platform, container_id=cid,
+                # the step's container goes right after this unless rm is off: then it keeps its upper dir
+                adopt_upper=self.opts.rm or self.opts.forcerm)
 
         rec = await asyncio.to_thread(commit)
         st.image_id = rec.id

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -161,4 +162,59 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    return True
+
+
+_OVERLAY_PRIVATE = ("trusted.overlay.origin", "trusted.overlay.impure", "trusted.overlay.nlink",
+                    "trusted.overlay.upper", "trusted.overlay.uuid")
+_OVERLAY_REFUSED = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
+
+
+def adoptable(upper: Path) -> bool:
+    """Whether an overlay upper directory can become a snapshot as it is: its whiteouts and opaque markers are
+    already in the snapshots' (overlayfs) form. The xattrs overlayfs keeps for its own bookkeeping of an upper
+    layer (origin, impure, nlink) are dropped; a redirect or metacopy entry (redirect_dir, metacopy features)
+    only means something next to that upper's own lower layers, so such a tree is unpacked the usual way."""
+    for dirpath, dirnames, filenames in os.walk(upper):
+        for name in (".", *dirnames, *filenames):
+            p = os.path.join(dirpath, name)
+            try:
+                keys = os.listxattr(p, follow_symlinks=False)
+            except OSError:
+                return False
+            for k in keys:
+                if k in _OVERLAY_REFUSED:
+                    return False
+                if k in _OVERLAY_PRIVATE:
+                    with contextlib.suppress(OSError):
+                        os.removexattr(p, k, follow_symlinks=False)
+    return True
+
+
+def adopt(store: SnapshotStore, chain_id: str, parent: str | None, upper: Path, diff_id: str) -> bool:
+    """Makes the overlay upper directory `upper` (a build step's, whose layer tar was just written from it) the
+    snapshot `chain_id` by renaming it into place: no second unpacking of the same bytes. False when it cannot
+    (see adoptable); the caller then unpacks the layer blob. `upper` is gone afterwards either way but on False."""
+    if store.has(chain_id) or not adoptable(upper):
+        return False
+    size = 0
+    for dirpath, _dirs, files in os.walk(upper):
+        for f in files:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(dirpath, f))
+                if stat.S_ISREG(st.st_mode):
+                    size += st.st_size
+    tmp = store.root / f"tmp-{os.getpid()}-{os.urandom(6).hex()}"
+    tmp.mkdir()
+    try:
+        os.rename(upper, tmp / "fs")
+        meta = {"diff_id": diff_id, "parent": parent, "size": size, "created": time.time()}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        os.rename(tmp, store.dir(chain_id))
+    except OSError:
+        if (tmp / "fs").exists() and not upper.exists():
+            with contextlib.suppress(OSError):
+                os.rename(tmp / "fs", upper)  # give it back: the caller unpacks the blob instead
+        shutil.rmtree(tmp, ignore_errors=True)
+        return store.has(chain_id)
     return True

@@ -74,10 +74,20 @@ class Dockerd:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                             env={**os.environ, "DOCKER_HOST": ""})  # fmt: skip
         deadline = time.monotonic() + timeout
-        while not (self.socket.exists() and self.docker("version", timeout=10).returncode == 0):
+        while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"dockerd did not start: {self.log()}")
             time.sleep(0.1)
+
+    def _answers(self) -> bool:
+        """dockerd's socket can exist while dockerd is still starting and not answering: a CLI call that times
+        out then is "not yet", not an error."""
+        if not self.socket.exists():
+            return False
+        try:
+            return self.docker("version", timeout=10).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
 
     def log(self) -> str:
         return (self.workdir / "dockerd.log").read_text(errors="replace")[-2000:]
