@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.api.params import check_filters, filters, json_body
+from engine.api.params import api_at_least, check_filters, filters, json_body
 from engine.api.server import add, daemon_of, json_response
 from engine.containers.manager import net_connect, net_disconnect
 from engine.errors import EngineError, InvalidArgument
@@ -35,22 +35,63 @@ async def inspect(request: web.Request) -> web.Response:
     return json_response(await asyncio.to_thread(_svc(request).inspect, request.match_info["id"]))
 
 
-async def create(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    name = body.get("Name") or ""
-    ipam = body.get("IPAM") or {}
+def _bool_option(options: dict[str, str], key: str) -> bool | None:
+    """A driver option dockerd reads as a bool (strconv.ParseBool)."""
+    if key not in options:
+        return None
+    v = str(options[key])
+    if v in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if v in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise InvalidArgument(f'driver-opt "{key}" is not a valid bool')
+
+
+def create_arguments(body: dict[str, Any], api_1_48: bool) -> dict[str, Any]:
+    """NetworkService.create_network's arguments from a create body, as dockerd's createNetwork reads it: the
+    EnableIPv4/EnableIPv6 fields win over their driver options (which are then dropped, so inspect does not show
+    a conflicting value), IPAM Options are kept as sent (null without IPAM), EnableIPv4 counts from API 1.48."""
+    ipam = body.get("IPAM")
+    if ipam is not None and not isinstance(ipam, dict):
+        raise InvalidArgument("invalid IPAM")
+    ipam = ipam or {}
     if (ipam.get("Driver") or "default") != "default":
         raise InvalidArgument(f"ipam driver \"{ipam['Driver']}\" is not supported")
     pools = ipam.get("Config") or []
+    if len(pools) > 1:
+        raise InvalidArgument("portside supports one IPAM pool per network")
     pool = pools[0] if pools else {}
-    net = await asyncio.to_thread(
-        lambda: _svc(request).create_network(
-            name, driver=body.get("Driver") or "bridge", subnet=pool.get("Subnet") or None,
-            gateway=pool.get("Gateway") or None, ip_range=pool.get("IPRange") or None,
-            internal=bool(body.get("Internal")), attachable=bool(body.get("Attachable")),
-            enable_ipv6=bool(body.get("EnableIPv6")), labels=body.get("Labels"), options=body.get("Options"),
-        )
-    )
+    options = dict(body.get("Options") or {})
+    enable_v4 = body.get("EnableIPv4") if api_1_48 else None
+    if enable_v4 is not None:
+        options.pop("com.docker.network.enable_ipv4", None)
+    else:
+        enable_v4 = _bool_option(options, "com.docker.network.enable_ipv4")
+    enable_v6 = body.get("EnableIPv6")
+    if enable_v6 is not None:
+        options.pop("com.docker.network.enable_ipv6", None)
+    else:
+        enable_v6 = _bool_option(options, "com.docker.network.enable_ipv6")
+    if enable_v4 is False:
+        raise InvalidArgument("portside does not support IPv6-only networks yet")
+    config_from = body.get("ConfigFrom") or {}
+    return {
+        "driver": body.get("Driver") or "bridge", "subnet": pool.get("Subnet") or None,
+        "gateway": pool.get("Gateway") or None, "ip_range": pool.get("IPRange") or None,
+        "aux_addresses": pool.get("AuxiliaryAddresses") or None, "internal": bool(body.get("Internal")),
+        "attachable": bool(body.get("Attachable")), "ingress": bool(body.get("Ingress")),
+        "enable_ipv6": bool(enable_v6), "labels": body.get("Labels"), "options": options,
+        "ipam_options": ipam.get("Options") if "IPAM" in body and body["IPAM"] is not None else None,
+        "scope": body.get("Scope") or "", "config_only": bool(body.get("ConfigOnly")),
+        "config_from": (config_from.get("Network") or "") if isinstance(config_from, dict) else "",
+    }
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    name = body.get("Name") or ""
+    kwargs = create_arguments(body, api_at_least(request, "1.48"))
+    net = await asyncio.to_thread(lambda: _svc(request).create_network(name, **kwargs))
     _event(request, "create", net)
     return json_response({"Id": net["Id"], "Warning": ""}, status=201)
 

@@ -1,0 +1,314 @@
+"""Docker parity of networks through the real docker CLI, docker-py and the raw API: the inspect and list shapes
+(null versus {} as dockerd 28 writes them), config-only networks, --internal isolation, MAC addresses and legacy
+links."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from tests.api.conftest import PortsideDaemon
+from tests.net.conftest import Peer, Procs, wait_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def nets(daemon: PortsideDaemon) -> Iterator[list[str]]:
+    """Network names a test makes; removed afterwards (after the `names` containers: fixtures unwind in reverse)."""
+    made: list[str] = []
+    yield made
+    for n in reversed(made):
+        daemon.docker("network", "rm", n)
+
+
+@pytest.fixture
+def client(daemon: PortsideDaemon) -> Iterator[docker.DockerClient]:
+    c = docker.DockerClient(base_url=daemon.host, version="auto", timeout=60)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def peer() -> Iterator[Peer]:
+    p = Peer(secrets.token_hex(3))
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    p = Procs()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def tag() -> str:
+    return secrets.token_hex(3)
+
+
+def api(daemon: PortsideDaemon, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    status, _, out = daemon.request(method, path, data, {"Content-Type": "application/json"} if data else None)
+    return status, json.loads(out) if out else None
+
+
+def inspect_net(daemon: PortsideDaemon, name: str) -> dict[str, Any]:
+    status, out = api(daemon, "GET", f"/v1.50/networks/{name}")
+    assert status == 200, out
+    assert isinstance(out, dict)
+    return out
+
+
+def ok(out: Any) -> str:
+    assert out.returncode == 0, out.stderr
+    return str(out.stdout).strip()
+
+
+def fetch(daemon: PortsideDaemon, ctr: str, url: str, seconds: int = 10) -> Any:
+    # busybox wget's own -T crashes in the test bed's busybox: timeout(1) bounds it instead
+    return daemon.docker("exec", ctr, "timeout", str(seconds), "wget", "-q", "-O", "-", url)
+
+
+def free_subnet() -> str:
+    return f"10.{secrets.randbelow(40) + 160}.{secrets.randbelow(250) + 1}.0/24"
+
+
+# ---------------------------------------------------------------------------------------------- item 1: shapes
+
+
+def test_create_with_everything_comes_back_in_dockerds_shape(daemon: PortsideDaemon, nets: list[str]) -> None:
+    name = f"pst-shape-{tag()}"
+    subnet = free_subnet()
+    ok(daemon.docker("network", "create", "--subnet", subnet, "--ipam-opt", "pool=kept", "-o", "foo=bar",
+                     "--label", "team=net", "--attachable", "--internal", "--scope", "local", name))
+    nets.append(name)
+    n = inspect_net(daemon, name)
+    # a subnet given without a gateway shows no Gateway, as libnetwork keeps the user's config
+    assert n["IPAM"] == {"Driver": "default", "Options": {"pool": "kept"}, "Config": [{"Subnet": subnet}]}
+    assert n["Options"] == {"foo": "bar"} and n["Labels"] == {"team": "net"}
+    assert (n["Internal"], n["Attachable"], n["Ingress"], n["EnableIPv6"], n["EnableIPv4"]) == (
+        True, True, False, False, True)
+    assert n["Scope"] == "local" and n["ConfigFrom"] == {"Network": ""} and n["ConfigOnly"] is False
+    assert n["Containers"] == {} and n["Driver"] == "bridge"
+
+
+def test_create_without_ipam_has_null_ipam_options(daemon: PortsideDaemon, client: docker.DockerClient,
+                                                   nets: list[str]) -> None:
+    name = f"pst-bare-{tag()}"
+    client.networks.create(name)  # docker-py sends no IPAM at all
+    nets.append(name)
+    n = inspect_net(daemon, name)
+    assert n["IPAM"]["Options"] is None
+    assert set(n["IPAM"]["Config"][0]) == {"Subnet", "Gateway"}  # an allocated pool shows its gateway
+    assert n["Options"] == {} and n["Labels"] == {}
+    # the CLI sends IPAM with empty Options: {} comes back
+    name2 = f"pst-cli-{tag()}"
+    ok(daemon.docker("network", "create", name2))
+    nets.append(name2)
+    assert inspect_net(daemon, name2)["IPAM"]["Options"] == {}
+    # EnableIPv6 false given as a field wins over its driver option, which is then not shown
+    name3 = f"pst-v6off-{tag()}"
+    status, out = api(daemon, "POST", "/v1.50/networks/create", {
+        "Name": name3, "EnableIPv6": False, "Options": {"com.docker.network.enable_ipv6": "true"}})
+    assert status == 201, out
+    nets.append(name3)
+    n3 = inspect_net(daemon, name3)
+    assert n3["EnableIPv6"] is False and n3["Options"] == {}
+    status, out = api(daemon, "POST", "/v1.50/networks/create", {
+        "Name": f"pst-badopt-{tag()}", "Options": {"com.docker.network.enable_ipv6": "maybe"}})
+    assert (status, out["message"]) == (400, 'driver-opt "com.docker.network.enable_ipv6" is not a valid bool')
+
+
+def test_predefined_networks_shapes(daemon: PortsideDaemon) -> None:
+    for name in ("host", "none"):
+        n = inspect_net(daemon, name)
+        assert n["IPAM"] == {"Driver": "default", "Options": None, "Config": None}, n
+        assert n["Options"] == {} and n["Labels"] == {} and n["Containers"] == {}
+    b = inspect_net(daemon, "bridge")
+    assert b["IPAM"]["Options"] is None and set(b["IPAM"]["Config"][0]) == {"Subnet", "Gateway"}
+    assert b["Options"]["com.docker.network.bridge.default_bridge"] == "true"
+
+
+def test_list_leaves_containers_empty_inspect_fills_them(daemon: PortsideDaemon, busybox: str, names: list[str],
+                                                         nets: list[str]) -> None:
+    net, ctr = f"pst-ls-{tag()}", f"pst-ls-c-{tag()}"
+    ok(daemon.docker("network", "create", net))
+    nets.append(net)
+    names.append(ctr)
+    cid = ok(daemon.docker("run", "-d", "--name", ctr, "--network", net, busybox, "sleep", "300"))
+    status, listed = api(daemon, "GET", "/v1.50/networks")
+    assert status == 200
+    mine = [n for n in listed if n["Name"] == net]
+    assert mine and mine[0]["Containers"] == {}  # dockerd lists networks without their endpoints (API >= 1.28)
+    ep = inspect_net(daemon, net)["Containers"][cid]
+    assert set(ep) == {"Name", "EndpointID", "MacAddress", "IPv4Address", "IPv6Address"}
+    assert ep["Name"] == ctr and ep["IPv4Address"].endswith("/" + inspect_net(daemon, net)["IPAM"]["Config"][0][
+        "Subnet"].split("/")[1])
+
+
+def test_ipam_validation_texts(daemon: PortsideDaemon) -> None:
+    body = {"Name": f"pst-bad-{tag()}", "IPAM": {"Config": [{"Subnet": "10.77.1.5/24"}]}}
+    status, out = api(daemon, "POST", "/v1.50/networks/create", body)
+    assert (status, out["message"]) == (400, "invalid network config:\ninvalid subnet 10.77.1.5/24: it should be "
+                                             "10.77.1.0/24")
+    body = {"Name": f"pst-bad-{tag()}", "IPAM": {"Config": [{"Subnet": "10.77.1.0/24", "Gateway": "10.78.0.1",
+                                                             "AuxiliaryAddresses": {"a": "10.77.2.1"}}]}}
+    status, out = api(daemon, "POST", "/v1.50/networks/create", body)
+    assert status == 400
+    assert out["message"] == ("invalid network config:\n* invalid gateway 10.78.0.1: parent subnet 10.77.1.0/24 "
+                              "doesn't contain this address\n* invalid auxiliary address a: parent subnet "
+                              "10.77.1.0/24 doesn't contain this address")
+    status, out = api(daemon, "POST", "/v1.50/networks/create", {"Name": f"pst-sw-{tag()}", "Scope": "swarm"})
+    assert (status, out["message"]) == (403, "cannot create a swarm scoped network when swarm is not active")
+    status, out = api(daemon, "POST", "/v1.50/networks/create", {"Name": f"pst-in-{tag()}", "Ingress": True})
+    assert (status, out["message"]) == (403, "Ingress network can only be global scope network")
+    listed = {n["Name"] for n in api(daemon, "GET", "/v1.50/networks")[1]}
+    assert not any(n.startswith(("pst-bad-", "pst-sw-", "pst-in-")) for n in listed)
+
+
+def test_aux_addresses_are_shown_and_never_handed_out(daemon: PortsideDaemon, busybox: str, names: list[str],
+                                                      nets: list[str]) -> None:
+    net = f"pst-aux-{tag()}"
+    base = free_subnet().rsplit(".", 1)[0]
+    ok(daemon.docker("network", "create", "--subnet", f"{base}.0/29", "--aux-address", f"r={base}.2", net))
+    nets.append(net)
+    assert inspect_net(daemon, net)["IPAM"]["Config"] == [
+        {"Subnet": f"{base}.0/29", "AuxiliaryAddresses": {"r": f"{base}.2"}}]
+    ctr = f"pst-aux-c-{tag()}"
+    names.append(ctr)
+    ok(daemon.docker("run", "-d", "--name", ctr, "--network", net, busybox, "sleep", "300"))
+    ip = ok(daemon.docker("inspect", "-f", f"{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}", ctr))
+    assert ip == f"{base}.3"  # .1 the gateway, .2 reserved
+
+
+def test_config_only_and_config_from(daemon: PortsideDaemon, busybox: str, names: list[str],
+                                     nets: list[str]) -> None:
+    cfg, user = f"pst-cfg-{tag()}", f"pst-from-{tag()}"
+    subnet = free_subnet()
+    ok(daemon.docker("network", "create", "--config-only", "--subnet", subnet, "--label", "from=cfg",
+                     "-o", "com.docker.network.driver.mtu=1400", cfg))
+    nets.append(cfg)
+    c = inspect_net(daemon, cfg)
+    assert (c["Driver"], c["Scope"], c["ConfigOnly"]) == ("null", "local", True)
+    assert c["IPAM"]["Config"] == [{"Subnet": subnet}]
+    ok(daemon.docker("network", "create", "--config-from", cfg, user))
+    nets.append(user)
+    u = inspect_net(daemon, user)
+    assert (u["Driver"], u["ConfigFrom"], u["ConfigOnly"]) == ("bridge", {"Network": cfg}, False)
+    assert u["IPAM"]["Config"] == [{"Subnet": subnet}] and u["Labels"] == {"from": "cfg"}
+    assert u["Options"] == {"com.docker.network.driver.mtu": "1400"}
+    ctr = f"pst-from-c-{tag()}"
+    names.append(ctr)
+    ok(daemon.docker("run", "-d", "--name", ctr, "--network", user, busybox, "sleep", "300"))
+    assert ok(daemon.docker("exec", ctr, "cat", "/sys/class/net/eth0/mtu")) == "1400"
+    out = daemon.docker("network", "rm", cfg)
+    assert out.returncode == 1 and f'configuration network "{cfg}" is in use' in out.stderr
+    out = daemon.docker("run", "--rm", "--network", cfg, busybox, "true")
+    assert out.returncode != 0 and "cannot create endpoint on configuration-only network" in out.stderr
+    # the rules dockerd checks, with its texts
+    for args, text in (
+        (["--config-only", "--internal"], "configuration network can only contain network specific fields"),
+        (["--config-from", cfg, "--label", "x=y"], "user specified configurations are not supported"),
+        (["--config-from", cfg, "-o", "a=b"], "network driver options are not supported if the network depends"),
+        (["--config-from", f"pst-nope-{tag()}"], "does not exist"),
+    ):
+        bad = f"pst-badcfg-{tag()}"
+        out = daemon.docker("network", "create", *args, bad)
+        assert out.returncode == 1 and text in out.stderr, (args, out.stderr)
+        assert daemon.docker("network", "inspect", bad).returncode == 1
+    # prune leaves config-only networks alone, as dockerd does
+    daemon.docker("rm", "-f", ctr)
+    names.remove(ctr)
+    ok(daemon.docker("network", "rm", user))
+    nets.remove(user)
+    ok(daemon.docker("network", "prune", "-f", "--filter", "label=from=cfg"))
+    assert inspect_net(daemon, cfg)["ConfigOnly"] is True
+
+
+# ---------------------------------------------------------------------------------------------- item 1: --internal
+
+
+def _syn_received(daemon: PortsideDaemon, ctr: str) -> int:
+    """Half-open connections (SYN_RECV, state 03) in a container's netns: proof that a SYN got to it."""
+    text = ok(daemon.docker("exec", ctr, "cat", "/proc/net/tcp", "/proc/net/tcp6"))
+    return sum(1 for line in text.splitlines()[1:] if len(line.split()) > 3 and line.split()[3] == "03")
+
+
+def test_internal_network_has_no_way_out(daemon: PortsideDaemon, busybox: str, names: list[str], nets: list[str],
+                                         peer: Peer, procs: Procs, tmp_path: Path) -> None:
+    internal, outside = f"pst-int-{tag()}", f"pst-out-{tag()}"
+    ok(daemon.docker("network", "create", "--internal", internal))
+    ok(daemon.docker("network", "create", outside))
+    nets += [internal, outside]
+    a, b, o = (f"pst-int-{x}-{tag()}" for x in "abo")
+    names += [a, b, o]
+    for ctr, net in ((a, internal), (b, internal), (o, outside)):
+        ok(daemon.docker("run", "-d", "--name", ctr, "--network", net, busybox, "sh", "-c",
+                         "echo from-$HOSTNAME > /index.html; exec httpd -f -p 80 -h /"))
+    # on the same internal network, by name
+    assert ok(fetch(daemon, a, f"http://{b}/")).startswith("from-")
+    # no route out: no default route, and the gateway shows empty, as libnetwork's bridge leaves it
+    assert "default" not in ok(daemon.docker("exec", a, "ip", "route"))
+    net_settings = json.loads(ok(daemon.docker("inspect", a)))[0]["NetworkSettings"]["Networks"][internal]
+    assert net_settings["Gateway"] == ""
+    # a server in a namespace wired to the host like another machine: the outside network reaches it, the
+    # internal one does not
+    (tmp_path / "peer.html").write_text("peer-ok\n")
+    procs.start(peer.ns, "busybox", "httpd", "-f", "-p", "8080", "-h", str(tmp_path))
+    wait_port(peer.ns, 8080)
+    url = f"http://{peer.peer_ip}:8080/peer.html"
+    assert ok(fetch(daemon, o, url)) == "peer-ok"
+    out = fetch(daemon, a, url, 3)
+    assert out.returncode != 0 and "peer-ok" not in out.stdout
+    assert daemon.docker("exec", a, "ping", "-c", "1", "-W", "2", peer.peer_ip).returncode != 0
+    assert ok(daemon.docker("exec", o, "ping", "-c", "1", "-W", "5", peer.peer_ip))
+
+
+def test_no_container_reaches_a_loopback_published_port(daemon: PortsideDaemon, busybox: str, names: list[str],
+                                                         nets: list[str]) -> None:
+    """A container with NET_ADMIN routes 127.0.0.1 to its gateway: the host's bridges accept loopback addresses
+    (route_localnet, for host clients of 127.0.0.1:PORT), so without a guard its SYN is DNATed to a server published
+    on the host's 127.0.0.1 only, or delivered to a host service bound to loopback."""
+    internal, other = f"pst-lg-int-{tag()}", f"pst-lg-out-{tag()}"
+    ok(daemon.docker("network", "create", "--internal", internal))
+    ok(daemon.docker("network", "create", other))
+    nets += [internal, other]
+    srv = f"pst-lg-srv-{tag()}"
+    names.append(srv)
+    ok(daemon.docker("run", "-d", "--name", srv, "-p", "127.0.0.1::80", busybox, "sh", "-c",
+                     "echo secret > /index.html; exec httpd -f -p 80 -h /"))
+    port = ok(daemon.docker("port", srv, "80/tcp")).split(":")[-1]
+    import urllib.request
+
+    def host_fetch() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            return str(r.read().decode().strip())
+
+    assert host_fetch() == "secret"  # the host's own clients still get there
+    for net in (internal, other):
+        gw = inspect_net(daemon, net)["IPAM"]["Config"][0]["Gateway"]
+        attack = (
+            "ip route del local 127.0.0.0/8 dev lo table local; ip route del local 127.0.0.1 dev lo table local; "
+            f"ip route add 127.0.0.1/32 via {gw} dev eth0 && ip route get 127.0.0.1; "
+            f"nc -w 2 127.0.0.1 {port} </dev/null; true"
+        )
+        out = ok(daemon.docker("run", "--rm", "--network", net, "--cap-add", "NET_ADMIN",
+                               "--sysctl", "net.ipv4.conf.all.route_localnet=1",
+                               "--sysctl", "net.ipv4.conf.eth0.route_localnet=1", busybox, "sh", "-c", attack))
+        assert re.search(rf"127\.0\.0\.1 via {re.escape(gw)} dev eth0", out), out  # the SYN did go to the bridge
+        assert _syn_received(daemon, srv) == 0, net
+    assert host_fetch() == "secret"
