@@ -104,11 +104,89 @@ async def remove(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+def _network_mode_name(mode: str) -> str:
+    return "bridge" if mode in ("", "default") else mode
+
+
+def _user_defined(mode: str) -> bool:
+    return mode not in ("bridge", "host", "none") and not mode.startswith("container:")
+
+
+def container_networking(body: dict[str, Any], api_1_44: bool) -> list[str]:
+    """A container create body's network settings as dockerd's router leaves them (handleMACAddressBC,
+    validateNetworkingConfig's MAC check); returns its warnings. Before API 1.44 the container-wide
+    Config.MacAddress is the primary endpoint's MAC and per-endpoint ones are ignored; from 1.44 it is deprecated:
+    moved to the endpoint (which must not ask for another). Config.MacAddress is then kept as the primary
+    endpoint's configured MAC, which dockerd's inspect shows there."""
+    from engine.net.ipam import parse_mac  # engine.net (pyroute2) only once a container is created
+
+    hc = body.get("HostConfig") or {}
+    mode = _network_mode_name(str(hc.get("NetworkMode") or ""))
+    networking = body.get("NetworkingConfig") or {}
+    eps: dict[str, Any] = networking.get("EndpointsConfig") or {}
+    if "default" in eps and mode == "bridge":
+        eps.setdefault("bridge", eps.pop("default"))
+    mac = str(body.get("MacAddress") or "")
+    warnings: list[str] = []
+
+    def primary() -> dict[str, Any]:
+        if not eps:
+            eps[mode] = {}
+        elif not api_1_44:
+            return next(iter(eps.values()))
+        elif mode not in eps:
+            raise InvalidArgument("HostConfig.NetworkMode must match the identity of a network in "
+                                  "NetworkSettings.Networks")
+        if eps[mode] is None:
+            eps[mode] = {}
+        ep: dict[str, Any] = eps[mode]
+        return ep
+
+    if not api_1_44:
+        if not mac:
+            for ep in eps.values():
+                if ep:
+                    ep["MacAddress"] = ""
+        elif mode != "bridge" and not _user_defined(mode):
+            raise InvalidArgument("conflicting options: mac-address and the network mode")
+        else:
+            primary()["MacAddress"] = mac
+    elif mac:
+        if mode == "bridge" or _user_defined(mode):
+            try:
+                ep = primary()
+            except InvalidArgument as e:
+                raise InvalidArgument(f"unable to migrate container-wide MAC address to a specific network: "
+                                      f"{e.message}") from None
+            if not ep.get("MacAddress"):
+                ep["MacAddress"] = mac
+            elif ep["MacAddress"] != mac:
+                raise InvalidArgument("the container-wide MAC address must match the endpoint-specific MAC address "
+                                      "for the main network, or be left empty")
+        warnings.append("The container-wide MacAddress field is now deprecated. It should be specified in "
+                        "EndpointsConfig instead.")
+    for name, ep in eps.items():
+        if ep and ep.get("MacAddress") and parse_mac(str(ep["MacAddress"])) is None:
+            raise InvalidArgument(f"invalid config for network {name}: invalid MAC address {ep['MacAddress']}")
+    if eps:
+        body["NetworkingConfig"] = {**networking, "EndpointsConfig": eps}
+    main = eps.get(mode) if mode == "bridge" or _user_defined(mode) else None
+    body.pop("MacAddress", None)
+    if main and main.get("MacAddress"):
+        body["MacAddress"] = main["MacAddress"]  # dockerd's inspect: the default network's desired MAC
+    return warnings
+
+
 async def connect(request: web.Request) -> web.Response:
     body = await json_body(request)
     d = daemon_of(request)
     net = await asyncio.to_thread(_svc(request).inspect, request.match_info["id"])
-    await net_connect(d.containers, body.get("Container") or "", net, body.get("EndpointConfig") or {})
+    cfg = body.get("EndpointConfig") or {}
+    from engine.net.ipam import parse_mac
+
+    if cfg.get("MacAddress") and parse_mac(str(cfg["MacAddress"])) is None:
+        raise InvalidArgument(f"invalid MAC address {cfg['MacAddress']}")  # a stopped container's too
+    await net_connect(d.containers, body.get("Container") or "", net, cfg)
     return web.Response(status=200)
 
 

@@ -149,3 +149,29 @@ def allocate(subnet: Net, rng: Net, taken: set[str], cursor: str | None, request
         if cand not in taken:
             return cand
     raise Forbidden("no available IPv4 addresses on this network's address pools")
+
+
+def parse_mac(text: str) -> str | None:
+    """Go's net.ParseMAC (the formats dockerd accepts: 00:00:5e:00:53:01, 00-00-5e-00-53-01, 0000.5e00.5301; 6, 8
+    or 20 bytes) -> the address in lower-case colon form, or None when malformed."""
+    s = text
+    if len(s) < 14:
+        return None
+    if s[2] in ":-":
+        if (len(s) + 1) % 3 != 0:
+            return None
+        groups = s.split(s[2])
+        width = 2
+    elif s[4] == ".":
+        if (len(s) + 1) % 5 != 0:
+            return None
+        groups = s.split(".")
+        width = 4
+    else:
+        return None
+    if any(len(g) != width or not all(c in "0123456789abcdefABCDEF" for c in g) for g in groups):
+        return None
+    raw = "".join(groups).lower()
+    if len(raw) // 2 not in (6, 8, 20):
+        return None
+    return ":".join(raw[i:i + 2] for i in range(0, len(raw), 2))

@@ -738,6 +738,8 @@ class NetworkService:
 
     @staticmethod
     def _check_endpoint_config(net: dict[str, Any], cfg: dict[str, Any]) -> None:
+        if cfg.get("MacAddress") and ipam.parse_mac(cfg["MacAddress"]) is None:
+            raise InvalidArgument(f"invalid MAC address {cfg['MacAddress']}")  # dockerd's validateEndpointSettings
         ipam_cfg = cfg.get("IPAMConfig") or {}
         if net["Name"] == "bridge":
             if ipam_cfg.get("IPv4Address"):
@@ -757,7 +759,8 @@ class NetworkService:
         taken |= set(net.get("_aux") or ())  # auxiliary addresses are the user's, never a container's
         requested = (cfg.get("IPAMConfig") or {}).get("IPv4Address") or None
         ip = ipam.allocate(subnet, rng, taken, net.get("_cursor"), requested)
-        mac = cfg.get("MacAddress") or ipam.mac_for(ip)
+        # the asked MAC (any of Go's ParseMAC forms) in the kernel's form, else Docker's derived one
+        mac = ipam.parse_mac(cfg.get("MacAddress") or "") or ipam.mac_for(ip)
         used_ifnames = {ep["Ifname"] for ep in sb["Endpoints"].values()}
         ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used_ifnames)
         ep = {

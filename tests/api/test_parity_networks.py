@@ -312,3 +312,104 @@ def test_no_container_reaches_a_loopback_published_port(daemon: PortsideDaemon, 
         assert re.search(rf"127\.0\.0\.1 via {re.escape(gw)} dev eth0", out), out  # the SYN did go to the bridge
         assert _syn_received(daemon, srv) == 0, net
     assert host_fetch() == "secret"
+
+
+# ---------------------------------------------------------------------------------------------- item 2: MAC addresses
+
+
+def _macs(daemon: PortsideDaemon, ctr: str) -> tuple[Any, str, dict[str, str]]:
+    r = json.loads(ok(daemon.docker("inspect", ctr)))[0]
+    ns = r["NetworkSettings"]
+    return r["Config"].get("MacAddress"), ns["MacAddress"], {k: v["MacAddress"] for k, v in ns["Networks"].items()}
+
+
+def test_run_mac_address_is_the_interfaces_and_inspects_as_dockerd(daemon: PortsideDaemon, busybox: str,
+                                                                   names: list[str]) -> None:
+    ctr = f"pst-mac-{tag()}"
+    names.append(ctr)
+    ok(daemon.docker("run", "-d", "--name", ctr, "--mac-address", "02:11:22:33:44:55", busybox, "sleep", "300"))
+    assert ok(daemon.docker("exec", ctr, "cat", "/sys/class/net/eth0/address")) == "02:11:22:33:44:55"
+    assert "link/ether 02:11:22:33:44:55" in ok(daemon.docker("exec", ctr, "ip", "link", "show", "eth0"))
+    assert _macs(daemon, ctr) == ("02:11:22:33:44:55", "02:11:22:33:44:55", {"bridge": "02:11:22:33:44:55"})
+    ok(daemon.docker("stop", "-t", "0", ctr))
+    # the operational address goes with the endpoint; the configured one stays and comes back on start
+    assert _macs(daemon, ctr) == ("02:11:22:33:44:55", "", {"bridge": ""})
+    ok(daemon.docker("start", ctr))
+    assert ok(daemon.docker("exec", ctr, "cat", "/sys/class/net/eth0/address")) == "02:11:22:33:44:55"
+
+
+def test_endpoint_mac_address_on_api_1_44(daemon: PortsideDaemon, busybox: str, names: list[str],
+                                          nets: list[str]) -> None:
+    net, ctr = f"pst-macnet-{tag()}", f"pst-macep-{tag()}"
+    ok(daemon.docker("network", "create", net))
+    nets.append(net)
+    names.append(ctr)
+    body = {"Image": busybox, "Cmd": ["sleep", "300"], "HostConfig": {"NetworkMode": net},
+            "NetworkingConfig": {"EndpointsConfig": {net: {"MacAddress": "02-AB-CD-EF-01-23"}}}}
+    status, out = api(daemon, "POST", f"/v1.44/containers/create?name={ctr}", body)
+    assert status == 201, out
+    assert out["Warnings"] == []
+    ok(daemon.docker("start", ctr))
+    assert ok(daemon.docker("exec", ctr, "cat", "/sys/class/net/eth0/address")) == "02:ab:cd:ef:01:23"
+    # Config shows the address as asked, the endpoint the interface's; NetworkSettings.MacAddress is the default
+    # bridge's only
+    assert _macs(daemon, ctr) == ("02-AB-CD-EF-01-23", "", {net: "02:ab:cd:ef:01:23"})
+    # connect with an address of its own: the new interface gets it
+    status, out = api(daemon, "POST", "/v1.50/networks/bridge/connect",
+                      {"Container": ctr, "EndpointConfig": {"MacAddress": "02:00:00:00:be:ef"}})
+    assert status == 200, out
+    assert ok(daemon.docker("exec", ctr, "cat", "/sys/class/net/eth1/address")) == "02:00:00:00:be:ef"
+    status, out = api(daemon, "POST", f"/v1.50/networks/{net}/disconnect", {"Container": ctr})
+    assert status == 200, out
+    status, out = api(daemon, "POST", f"/v1.50/networks/{net}/connect",
+                      {"Container": ctr, "EndpointConfig": {"MacAddress": "nope"}})
+    assert (status, out["message"]) == (400, "invalid MAC address nope")
+
+
+def test_container_wide_mac_address_by_api_version(daemon: PortsideDaemon, busybox: str, names: list[str],
+                                                   client: docker.DockerClient) -> None:
+    from tests.testbed.cli import docker as docker_cli
+
+    old = f"pst-mac41-{tag()}"
+    names.append(old)
+    # the 20.10 CLI speaks API 1.41: Config.MacAddress, applied to the primary endpoint
+    out = docker_cli(daemon.host, daemon.tmp / "cli", "run", "-d", "--name", old, "--mac-address",
+                     "02:41:41:41:41:41", busybox, "sleep", "300", cli="/usr/bin/docker")
+    assert out.returncode == 0, out.stderr
+    assert ok(daemon.docker("exec", old, "cat", "/sys/class/net/eth0/address")) == "02:41:41:41:41:41"
+    out = docker_cli(daemon.host, daemon.tmp / "cli", "run", "--rm", "--network", "host", "--mac-address",
+                     "02:41:41:41:41:42", busybox, "true", cli="/usr/bin/docker")
+    assert out.returncode == 125 and "conflicting options: mac-address and the network mode" in out.stderr
+    # from 1.44 the container-wide field is moved to the endpoint, with dockerd's warning; a different one is refused
+    new = f"pst-mac50-{tag()}"
+    names.append(new)
+    body = {"Image": busybox, "Cmd": ["sleep", "300"], "MacAddress": "02:50:50:50:50:50"}
+    status, out = api(daemon, "POST", f"/v1.50/containers/create?name={new}", body)
+    assert status == 201, out
+    assert out["Warnings"] == ["The container-wide MacAddress field is now deprecated. It should be specified in "
+                               "EndpointsConfig instead."]
+    ok(daemon.docker("start", new))
+    assert ok(daemon.docker("exec", new, "cat", "/sys/class/net/eth0/address")) == "02:50:50:50:50:50"
+    body = {"Image": busybox, "MacAddress": "02:50:50:50:50:51",
+            "NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": "02:50:50:50:50:52"}}}}
+    status, out = api(daemon, "POST", f"/v1.50/containers/create?name=pst-macbad-{tag()}", body)
+    assert (status, out["message"]) == (400, "the container-wide MAC address must match the endpoint-specific MAC "
+                                              "address for the main network, or be left empty")
+
+
+def test_malformed_mac_address_is_refused_and_leaves_nothing(daemon: PortsideDaemon, busybox: str,
+                                                             client: docker.DockerClient) -> None:
+    bad = f"pst-macbad-{tag()}"
+    body = {"Image": busybox, "NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": "02:11:22:33:44:zz"}}}}
+    status, out = api(daemon, "POST", f"/v1.50/containers/create?name={bad}", body)
+    assert (status, out["message"]) == (400, "invalid config for network bridge: invalid MAC address "
+                                             "02:11:22:33:44:zz")
+    # docker-py sends the container-wide field: moved to the endpoint, then refused the same way
+    with pytest.raises(docker.errors.APIError) as e:
+        client.containers.create(busybox, name=bad, mac_address="02:11:22:33:44")
+    assert e.value.status_code == 400
+    assert e.value.explanation == "invalid config for network bridge: invalid MAC address 02:11:22:33:44"
+    # the CLI checks it itself, as docker 28 does
+    out = daemon.docker("run", "--rm", "--name", bad, "--mac-address", "zz:11", busybox, "true")
+    assert out.returncode == 125 and "zz:11 is not a valid mac address" in out.stderr
+    assert daemon.docker("inspect", bad).returncode == 1
