@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from engine.api.params import api_at_least, check_filters, filters, json_body
+from engine.api.params import api_at_least, check_filters, filters, json_body, qbool
 from engine.api.server import add, daemon_of, json_response
 from engine.containers.manager import net_connect, net_disconnect
-from engine.errors import EngineError, InvalidArgument
+from engine.errors import EngineError, InvalidArgument, NotFound
 
 
 def _svc(request: web.Request) -> Any:
@@ -177,6 +178,55 @@ def container_networking(body: dict[str, Any], api_1_44: bool) -> list[str]:
     return warnings
 
 
+@dataclass
+class CreateLinks:
+    checked: list[tuple[dict[str, Any], str]]  # (child record, alias)
+    asked: bool  # HostConfig.Links had entries
+    user_mode: bool  # a user-defined network mode: dockerd registers none
+
+
+def check_container_links(m: Any, body: dict[str, Any]) -> CreateLinks:
+    """Before a create: its HostConfig.Links checked as dockerd's registerLinks does (the children must exist)."""
+    hc = body.get("HostConfig") or {}
+    if not hc.get("Links"):
+        return CreateLinks([], False, False)
+    from engine.net import legacy_links
+
+    mode = str(hc.get("NetworkMode") or "")
+    return CreateLinks(legacy_links.check_links(hc, m.store.find), True, legacy_links.user_defined(mode))
+
+
+def register_container_links(m: Any, cid: str, links: CreateLinks) -> None:
+    """After a create: the links on the new record, shown as dockerd's inspect does."""
+    if not links.asked:
+        return
+    from engine.net import legacy_links
+
+    rec = m.get(cid)
+    legacy_links.register(rec, links.checked, links.user_mode)
+    m.store.save(rec)
+
+
+async def remove_link(request: web.Request) -> web.Response:
+    """`docker rm --link /parent/alias` (DELETE /containers/parent/alias?link=1): the parent loses the link; a
+    running parent's /etc/hosts loses its line (its environment stays, as in dockerd)."""
+    from engine.net import legacy_links
+
+    d = daemon_of(request)
+    m = d.containers
+    ref = request.match_info["ref"]
+    if m is None or not qbool(request, "link"):
+        raise NotFound(f"No such container: {ref}")
+    parent, entry = legacy_links.find_link(ref, m.store.find)
+    async with m.lock(parent["Id"]):
+        legacy_links.unregister(parent, entry)
+        m.store.save(parent)
+        if parent["State"].get("Running") and d.networks is not None:
+            await asyncio.to_thread(d.networks.set_link_hosts, parent["Id"],
+                                    legacy_links.for_start(parent, m.store.find).hosts)
+    return web.Response(status=204)
+
+
 async def connect(request: web.Request) -> web.Response:
     body = await json_body(request)
     d = daemon_of(request)
@@ -218,3 +268,4 @@ def register(app: web.Application) -> None:
     add(app, "DELETE", "/networks/{id}", remove)
     add(app, "POST", "/networks/{id}/connect", connect)
     add(app, "POST", "/networks/{id}/disconnect", disconnect)
+    add(app, "DELETE", "/containers/{ref:/?[^/]+/[^/]+}", remove_link)

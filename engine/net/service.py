@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, NotFound
-from engine.net import files, ipam, links, nft, nsutil, ports, sockhook, store
+from engine.net import files, ipam, legacy_links, links, nft, nsutil, ports, sockhook, store
 
 log = logging.getLogger(__name__)
 
@@ -626,8 +626,11 @@ class NetworkService:
         dns_search: list[str] | None = None,
         dns_options: list[str] | None = None,
         extra_hosts: list[str] | None = None,
+        link_hosts: dict[str, dict[str, str]] | None = None,
     ) -> Sandbox:
-        """Make the container's netns, endpoints, published ports and files. All or nothing."""
+        """Make the container's netns, endpoints, published ports and files. All or nothing. `link_hosts`: the
+        legacy links' hosts lines (engine.net.legacy_links.StartLinks.hosts), kept current when a child's address
+        changes."""
         name = name.lstrip("/")
         with self.lock:
             if container_id in self.sandboxes:
@@ -650,6 +653,7 @@ class NetworkService:
                 "DnsSearch": list(dns_search or []),
                 "DnsOptions": list(dns_options or []),
                 "ExtraHosts": list(extra_hosts or []),
+                "LinkHosts": dict(link_hosts or {}),
                 "FilesDir": str(fdir),
                 "NetnsPath": None,
             }
@@ -702,6 +706,7 @@ class NetworkService:
                 self._save_sandbox(sb)
                 if self._sandbox_dns_networks(sb):
                     self._dns().sync(self)
+                self._update_link_parents(sb)
             except BaseException:
                 self._remove_sandbox_locked(container_id, apply=bool(sb["Ports"]))
                 raise
@@ -772,6 +777,7 @@ class NetworkService:
             "Gateway": "" if net["Internal"] else pool["Gateway"],
             "MacAddress": mac,
             "Aliases": list(cfg.get("Aliases") or []),
+            "Links": list(cfg.get("Links") or []) or None,  # user networks: DNS aliases of this container only
             "IPAMConfig": cfg.get("IPAMConfig") or None,
             "Ifname": ifname,
             "HostIfname": self._veth_name(),
@@ -982,7 +988,7 @@ class NetworkService:
         for net_name, ep in sb.get("Endpoints", {}).items():
             nets[net_name] = {
                 "IPAMConfig": ep.get("IPAMConfig"),
-                "Links": None,
+                "Links": ep.get("Links") or None,
                 "Aliases": ep.get("Aliases") or None,
                 "MacAddress": ep["MacAddress"],
                 "DriverOpts": None,
@@ -1071,6 +1077,32 @@ class NetworkService:
         files.write_in_place(fdir / "resolv.conf", resolv)
         files.write_in_place(fdir / "hostname", socket.gethostname() + "\n")
 
+    def _update_link_parents(self, child: dict[str, Any]) -> None:
+        """A linked container got a (new) address: its parents' hosts lines follow, as dockerd's
+        OptionParentUpdate does. A scan of the sandboxes' link maps; nothing to write without links."""
+        ip = ((child.get("Endpoints") or {}).get("bridge") or {}).get("IPAddress")
+        if not ip:
+            return
+        for parent in self.sandboxes.values():
+            changed = False
+            for li in (parent.get("LinkHosts") or {}).values():
+                if li.get("Child") == child["Id"] and li.get("IP") != ip:
+                    li["IP"] = ip
+                    changed = True
+            if changed and parent.get("Mode") in ("bridge", "none"):
+                self._write_files(parent, resolv=False)
+                self._save_sandbox(parent)
+
+    def set_link_hosts(self, container_id: str, links: dict[str, dict[str, str]]) -> None:
+        """Replace a running container's legacy-link hosts lines (`docker rm --link`); its /etc/hosts follows."""
+        with self.lock:
+            sb = self.sandboxes.get(container_id)
+            if sb is None or sb.get("Mode") not in ("bridge", "none"):
+                return
+            sb["LinkHosts"] = dict(links)
+            self._write_files(sb, resolv=False)
+            self._save_sandbox(sb)
+
     def _sandbox_dns_networks(self, sb: dict[str, Any]) -> list[str]:
         return [n for n in sb.get("Endpoints", {}) if n != "bridge"]
 
@@ -1085,7 +1117,8 @@ class NetworkService:
             if net_name != "bridge":
                 names += [sb["Name"], *ep.get("Aliases", [])]
             entries.append((ep["IPAddress"], names))
-        files.write_in_place(fdir / "hosts", files.hosts_file(entries, sb["ExtraHosts"]))
+        link_lines = [f"{li['Names']}:{li['IP']}" for li in (sb.get("LinkHosts") or {}).values() if li.get("IP")]
+        files.write_in_place(fdir / "hosts", files.hosts_file(entries, [*sb["ExtraHosts"], *link_lines]))
         if resolv or not (fdir / "resolv.conf").exists():
             text = files.container_resolv_conf(
                 self._host_resolv(),
@@ -1130,9 +1163,13 @@ class NetworkService:
             sb = self.sandboxes.get(asker)
             if sb is None:
                 return []
-            wanted = name.rstrip(".").lower()
+            asked = name.rstrip(".").lower()
             out: list[str] = []
             for net_name in self._sandbox_dns_networks(sb):
+                # the asker's own links on this network are aliases of other containers (libnetwork's endpoint
+                # aliases): `--link db:alias` makes "alias" resolve as "db", for this container only
+                own = sb["Endpoints"].get(net_name) or {}
+                wanted = legacy_links.endpoint_aliases(own.get("Links")).get(asked, asked)
                 for other in self.sandboxes.values():
                     ep = other.get("Endpoints", {}).get(net_name)
                     if ep is None:

@@ -413,3 +413,99 @@ def test_malformed_mac_address_is_refused_and_leaves_nothing(daemon: PortsideDae
     out = daemon.docker("run", "--rm", "--name", bad, "--mac-address", "zz:11", busybox, "true")
     assert out.returncode == 125 and "zz:11 is not a valid mac address" in out.stderr
     assert daemon.docker("inspect", bad).returncode == 1
+
+
+# ---------------------------------------------------------------------------------------------- item 3: legacy links
+
+
+def test_link_on_the_default_bridge_hosts_env_and_rm_link(daemon: PortsideDaemon, busybox: str,
+                                                          names: list[str]) -> None:
+    db, web = f"pst-lnk-db-{tag()}", f"pst-lnk-web-{tag()}"
+    names += [web, db]
+    db_id = ok(daemon.docker("run", "-d", "--name", db, "-e", "DB_PASS=s3cret", "--expose", "5432",
+                             "--expose", "80", "--expose", "81", "--expose", "53/udp", busybox, "sleep", "300"))
+    ok(daemon.docker("run", "-d", "--name", web, "--link", f"{db}:db", busybox, "sleep", "300"))
+    db_ip = ok(daemon.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", db))
+    hosts = ok(daemon.docker("exec", web, "cat", "/etc/hosts")).splitlines()
+    # dockerd's line: the alias, the child's hostname (its id prefix) and its name
+    assert f"{db_ip}\tdb {db_id[:12]} {db}" in hosts
+    for name in ("db", db, db_id[:12]):
+        assert ok(daemon.docker("exec", web, "ping", "-c", "1", "-W", "3", name)).startswith(f"PING {name} ({db_ip})")
+    env = dict(line.split("=", 1) for line in ok(daemon.docker("exec", web, "env")).splitlines() if "=" in line)
+    link_env = {k: v for k, v in env.items() if k.startswith("DB_")}
+    assert link_env == {
+        "DB_PORT": f"tcp://{db_ip}:80",
+        "DB_PORT_80_TCP": f"tcp://{db_ip}:80", "DB_PORT_80_TCP_ADDR": db_ip, "DB_PORT_80_TCP_PORT": "80",
+        "DB_PORT_80_TCP_PROTO": "tcp",
+        "DB_PORT_81_TCP": f"tcp://{db_ip}:81", "DB_PORT_81_TCP_ADDR": db_ip, "DB_PORT_81_TCP_PORT": "81",
+        "DB_PORT_81_TCP_PROTO": "tcp",
+        # 80 and 81 are consecutive: dockerd adds the range
+        "DB_PORT_80_TCP_START": f"tcp://{db_ip}:80", "DB_PORT_80_TCP_PORT_START": "80",
+        "DB_PORT_80_TCP_END": f"tcp://{db_ip}:81", "DB_PORT_80_TCP_PORT_END": "81",
+        "DB_PORT_5432_TCP": f"tcp://{db_ip}:5432", "DB_PORT_5432_TCP_ADDR": db_ip, "DB_PORT_5432_TCP_PORT": "5432",
+        "DB_PORT_5432_TCP_PROTO": "tcp",
+        "DB_PORT_53_UDP": f"udp://{db_ip}:53", "DB_PORT_53_UDP_ADDR": db_ip, "DB_PORT_53_UDP_PORT": "53",
+        "DB_PORT_53_UDP_PROTO": "udp",
+        "DB_NAME": f"/{web}/db",
+        "DB_ENV_DB_PASS": "s3cret",
+    }
+    assert json.loads(ok(daemon.docker("inspect", "-f", "{{json .HostConfig.Links}}", web))) == [f"/{db}:/{web}/db"]
+    # the child restarts with another address: the parent's hosts line follows it (dockerd's parent update)
+    ok(daemon.docker("restart", "-t", "0", db))
+    new_ip = ok(daemon.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", db))
+    assert f"{new_ip}\tdb {db_id[:12]} {db}" in ok(daemon.docker("exec", web, "cat", "/etc/hosts")).splitlines()
+    # docker rm --link takes the link away, from inspect and from the running parent's /etc/hosts
+    assert ok(daemon.docker("rm", "--link", f"/{web}/db")) == f"/{web}/db"
+    assert json.loads(ok(daemon.docker("inspect", "-f", "{{json .HostConfig.Links}}", web))) is None
+    assert "\tdb " not in ok(daemon.docker("exec", web, "cat", "/etc/hosts"))
+    out = daemon.docker("rm", "--link", f"{web}/db")
+    assert out.returncode == 1 and f"No such container: {web}/db" in out.stderr
+    out = daemon.docker("rm", "--link", db)
+    assert out.returncode == 1 and "Conflict, cannot remove the default link name of the container" in out.stderr
+    assert ok(daemon.docker("inspect", "-f", "{{.State.Running}}", db)) == "true"
+
+
+def test_link_to_a_missing_or_stopped_container(daemon: PortsideDaemon, busybox: str, names: list[str],
+                                                client: docker.DockerClient) -> None:
+    missing = f"pst-lnk-none-{tag()}"
+    out = daemon.docker("run", "--rm", "--link", f"{missing}:x", busybox, "true")
+    assert out.returncode == 125
+    assert f"could not get container for {missing}: No such container: {missing}" in out.stderr
+    with pytest.raises(docker.errors.APIError) as e:
+        client.containers.create(busybox, links={missing: "x"})
+    assert e.value.status_code == 400
+    assert e.value.explanation == f"could not get container for {missing}: No such container: {missing}"
+    stopped, parent = f"pst-lnk-stop-{tag()}", f"pst-lnk-par-{tag()}"
+    names += [parent, stopped]
+    ok(daemon.docker("create", "--name", stopped, busybox, "sleep", "300"))
+    ok(daemon.docker("create", "--name", parent, "--link", stopped, busybox, "sleep", "300"))
+    out = daemon.docker("start", parent)
+    assert out.returncode == 1
+    assert f"Cannot link to a non running container: /{stopped} AS /{parent}/{stopped}" in out.stderr
+    out = daemon.docker("run", "--rm", "--network", "host", "--link", stopped, busybox, "true")
+    assert out.returncode == 125 and "conflicting options: host type networking can't be used with links" in out.stderr
+
+
+def test_links_on_a_user_network_are_dns_aliases_of_that_container(daemon: PortsideDaemon, busybox: str,
+                                                                    names: list[str], nets: list[str]) -> None:
+    net = f"pst-lnk-net-{tag()}"
+    ok(daemon.docker("network", "create", net))
+    nets.append(net)
+    db, app, other = (f"pst-lnk-{x}-{tag()}" for x in ("udb", "app", "oth"))
+    names += [app, other, db]
+    ok(daemon.docker("run", "-d", "--name", db, "--network", net, busybox, "sleep", "300"))
+    db_ip = ok(daemon.docker("inspect", "-f", f"{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}", db))
+    ok(daemon.docker("run", "-d", "--name", app, busybox, "sleep", "300"))
+    ok(daemon.docker("run", "-d", "--name", other, "--network", net, "--link", f"{db}:store", busybox, "sleep",
+                     "300"))
+    # docker network connect --link: the alias resolves by the network's DNS in that container only
+    ok(daemon.docker("network", "connect", "--link", f"{db}:dbalias", net, app))
+    assert ok(daemon.docker("exec", app, "ping", "-c", "1", "-W", "3", "dbalias")).startswith(
+        f"PING dbalias ({db_ip})")
+    assert daemon.docker("exec", other, "ping", "-c", "1", "-W", "2", "dbalias").returncode != 0
+    links = json.loads(ok(daemon.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", app)))
+    assert links[net]["Links"] == [f"{db}:dbalias"] and links["bridge"]["Links"] is None
+    # docker run --network NET --link: the same, and no hosts line, no registered link (dockerd's inspect: null)
+    assert ok(daemon.docker("exec", other, "ping", "-c", "1", "-W", "3", "store")).startswith(f"PING store ({db_ip})")
+    assert "store" not in ok(daemon.docker("exec", other, "cat", "/etc/hosts"))
+    assert json.loads(ok(daemon.docker("inspect", "-f", "{{json .HostConfig.Links}}", other))) is None
