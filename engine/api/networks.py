@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from engine.api.params import api_at_least, check_filters, filters, json_body, qbool
+from engine.api.params import api_at_least, check_filters, filters, json_body, qbool, timestamp_ns
 from engine.api.server import add, daemon_of, json_response
 from engine.containers.manager import net_connect, net_disconnect
 from engine.errors import EngineError, InvalidArgument, NotFound
@@ -248,12 +250,31 @@ async def disconnect(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+_GO_DURATION = re.compile(r"^(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|\u00b5s|ms|s|m|h))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|ms|s|m|h)")
+_UNIT_NS = {"ns": 1, "us": 1_000, "\u00b5s": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def _prune_until(values: list[str]) -> int | None:
+    """dockerd's getUntilFromPruneFilters: one value, a Go duration before now ("24h", "1h30m") or a time."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidArgument("more than one until filter specified")
+    v = values[0].strip()
+    if _GO_DURATION.match(v):
+        total = sum(float(num) * _UNIT_NS[unit] for num, unit in _DURATION_PART.findall(v))
+        return time.time_ns() - int(total)
+    return timestamp_ns(v)
+
+
 async def prune(request: web.Request) -> web.Response:
     f = filters(request)
     check_filters(f, {"until", "label", "label!"})
+    until_ns = _prune_until(f.get("until") or [])
     svc = _svc(request)
     before = {n["Name"]: n for n in await asyncio.to_thread(svc.list_networks, {})}
-    out = await asyncio.to_thread(svc.prune, f)
+    out = await asyncio.to_thread(svc.prune, f, until_ns)
     for name in out.get("NetworksDeleted") or []:
         if name in before:
             _event(request, "destroy", before[name])

@@ -15,6 +15,7 @@ Methods block (netlink, nft, fsync): call them from a worker thread (asyncio.to_
 
 from __future__ import annotations
 
+import calendar
 import copy
 import ipaddress
 import logging
@@ -53,6 +54,13 @@ def _public(rec: dict[str, Any], containers: bool = True) -> dict[str, Any]:
     if not containers:
         out["Containers"] = {}
     return out
+
+
+def _created_ns(created: str) -> int:
+    """A record's Created ("2006-01-02T15:04:05.999999999Z") in unix nanoseconds."""
+    base, _, frac = created.rstrip("Z").partition(".")
+    t = time.strptime(base, "%Y-%m-%dT%H:%M:%S")
+    return calendar.timegm(t) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
 @dataclass
@@ -590,13 +598,22 @@ class NetworkService:
             links.delete_link(n["_bridge"])
         (self.net_dir / f"{n['Id']}.json").unlink(missing_ok=True)
 
-    def prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    def prune(self, filters: dict[str, list[str]] | None = None, until_ns: int | None = None) -> dict[str, list[str]]:
+        """dockerd's localNetworksPrune: unused, not config-only, created before `until_ns`, labels matching (all
+        `label!` entries matching keeps a network)."""
+        f = dict(filters or {})
+        not_labels = f.pop("label!", None)
+        f.pop("until", None)
         with self.lock:
             gone = []
             for n in list(self.networks.values()):
                 if n["Name"] in PREDEFINED or n["Containers"] or n.get("ConfigOnly"):
                     continue
-                if not self._matches(n, {k: v for k, v in (filters or {}).items() if k != "until"}):
+                if until_ns is not None and _created_ns(n["Created"]) > until_ns:
+                    continue
+                if not self._matches(n, f):
+                    continue
+                if not_labels and self._matches(n, {"label": not_labels}):
                     continue
                 self._remove_network_locked(n)
                 gone.append(n["Name"])

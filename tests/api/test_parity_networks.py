@@ -509,3 +509,26 @@ def test_links_on_a_user_network_are_dns_aliases_of_that_container(daemon: Ports
     assert ok(daemon.docker("exec", other, "ping", "-c", "1", "-W", "3", "store")).startswith(f"PING store ({db_ip})")
     assert "store" not in ok(daemon.docker("exec", other, "cat", "/etc/hosts"))
     assert json.loads(ok(daemon.docker("inspect", "-f", "{{json .HostConfig.Links}}", other))) is None
+
+
+def test_prune_honours_until_and_label_not(daemon: PortsideDaemon, nets: list[str]) -> None:
+    t = tag()
+    old, keep, new = f"pst-pr-old-{t}", f"pst-pr-keep-{t}", f"pst-pr-new-{t}"
+    ok(daemon.docker("network", "create", "--label", f"pst-prune={t}", old))
+    ok(daemon.docker("network", "create", "--label", f"pst-prune={t}", "--label", "keep=1", keep))
+    nets += [old, keep]
+    created = inspect_net(daemon, keep)["Created"]
+    ok(daemon.docker("network", "create", "--label", f"pst-prune={t}", new))
+    nets.append(new)
+    # created after `until`: kept (dockerd's localNetworksPrune); a Go duration counts back from now
+    out = ok(daemon.docker("network", "prune", "-f", "--filter", f"label=pst-prune={t}", "--filter", "until=1h"))
+    assert old not in out and new not in out
+    assert inspect_net(daemon, new)["Name"] == new
+    # label!: a network with the label stays
+    out = ok(daemon.docker("network", "prune", "-f", "--filter", f"label=pst-prune={t}", "--filter", "label!=keep",
+                           "--filter", f"until={created}"))
+    assert old in out and keep not in out and new not in out
+    assert {n["Name"] for n in api(daemon, "GET", "/v1.50/networks")[1]} >= {keep, new}
+    nets.remove(old)
+    status, body = api(daemon, "POST", '/v1.50/networks/prune?filters={"until":["1h","2h"]}')
+    assert (status, body["message"]) == (400, "more than one until filter specified")
