@@ -706,19 +706,7 @@ class NetworkService:
                 for net, cfg in nets:
                     self._attach(sb, net, cfg)
                 if nets and sb["Mode"] == "bridge":
-                    reqs = ports.requests_from(port_bindings, publish_all, exposed_ports)
-                    if reqs:
-                        primary = sb["Endpoints"][nets[0][0]["Name"]]
-                        try:
-                            got = self.allocator.allocate(container_id, reqs)
-                        except Conflict as e:
-                            raise Conflict(
-                                f"driver failed programming external connectivity on endpoint {name} "
-                                f"({primary['EndpointID']}): {e.message}"
-                            ) from None
-                        sb["Ports"] = [m.__dict__ for m in got]
-                        sb["PortsTarget"] = primary["IPAddress"]
-                        self._add_port_rules(sb)
+                    self._publish(sb)
                 self._write_files(sb)
                 self._save_sandbox(sb)
                 if self._sandbox_dns_networks(sb):
@@ -728,6 +716,25 @@ class NetworkService:
                 self._remove_sandbox_locked(container_id, apply=bool(sb["Ports"]))
                 raise
             return self._view(sb)
+
+    def _publish(self, sb: dict[str, Any]) -> None:
+        """Published ports go to the gateway endpoint (libnetwork's external connectivity): the first one with a
+        default route. A container only on --internal networks publishes nothing - no way in either."""
+        reqs = ports.requests_from(sb.get("PortBindings") or None, bool(sb.get("PublishAll")),
+                                   sb.get("ExposedPorts") or ())
+        gw_ep = next((ep for ep in sb["Endpoints"].values() if ep.get("DefaultRoute")), None)
+        if not reqs or gw_ep is None:
+            return
+        try:
+            got = self.allocator.allocate(sb["Id"], reqs)
+        except Conflict as e:
+            raise Conflict(
+                f"driver failed programming external connectivity on endpoint {sb['Name']} "
+                f"({gw_ep['EndpointID']}): {e.message}"
+            ) from None
+        sb["Ports"] = [m.__dict__ for m in got]
+        sb["PortsTarget"] = gw_ep["IPAddress"]
+        self._add_port_rules(sb)
 
     def _endpoint_plan(
         self, mode: str, endpoints: dict[str, dict[str, Any]]
@@ -935,6 +942,8 @@ class NetworkService:
             self._check_endpoint_config(net, cfg)
             try:
                 self._attach(sb, net, cfg)
+                if not sb.get("PortsTarget"):
+                    self._publish(sb)  # the first network with a way out also brings the published ports
             except BaseException:
                 self._detach(sb, net["Name"])
                 self._save_sandbox(sb)

@@ -532,3 +532,27 @@ def test_prune_honours_until_and_label_not(daemon: PortsideDaemon, nets: list[st
     nets.remove(old)
     status, body = api(daemon, "POST", '/v1.50/networks/prune?filters={"until":["1h","2h"]}')
     assert (status, body["message"]) == (400, "more than one until filter specified")
+
+
+def test_internal_only_container_publishes_nothing(daemon: PortsideDaemon, busybox: str, names: list[str],
+                                                   nets: list[str]) -> None:
+    """libnetwork programs published ports on the gateway endpoint; an --internal network has none, so a
+    container only on it publishes nothing (no way in either) until it joins a network with a gateway."""
+    internal, outside = f"pst-ipub-int-{tag()}", f"pst-ipub-out-{tag()}"
+    ok(daemon.docker("network", "create", "--internal", internal))
+    ok(daemon.docker("network", "create", outside))
+    nets += [internal, outside]
+    ctr = f"pst-ipub-{tag()}"
+    names.append(ctr)
+    ok(daemon.docker("run", "-d", "--name", ctr, "--network", internal, "-p", "127.0.0.1::80", busybox, "sh", "-c",
+                     "echo inside > /index.html; exec httpd -f -p 80 -h /"))
+    ports = json.loads(ok(daemon.docker("inspect", "-f", "{{json .NetworkSettings.Ports}}", ctr)))
+    assert ports == {"80/tcp": None}
+    assert ok(daemon.docker("port", ctr)) == ""
+    ok(daemon.docker("network", "connect", outside, ctr))
+    bound = json.loads(ok(daemon.docker("inspect", "-f", "{{json .NetworkSettings.Ports}}", ctr)))["80/tcp"]
+    assert bound and bound[0]["HostIp"] == "127.0.0.1"
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{bound[0]['HostPort']}/", timeout=5) as r:
+        assert r.read().decode().strip() == "inside"
