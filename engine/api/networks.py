@@ -129,6 +129,11 @@ def container_networking(body: dict[str, Any], api_1_44: bool) -> list[str]:
     eps: dict[str, Any] = networking.get("EndpointsConfig") or {}
     if "default" in eps and mode == "bridge":
         eps.setdefault("bridge", eps.pop("default"))
+    if not api_1_44 and len(eps) > 1:
+        raise InvalidArgument(f"Container cannot be created with multiple network endpoints: {', '.join(sorted(eps))}")
+    for name, ep in eps.items():
+        if ep is None:
+            raise InvalidArgument(f"invalid config for network {name}: EndpointsConfig is nil")
     mac = str(body.get("MacAddress") or "")
     warnings: list[str] = []
 

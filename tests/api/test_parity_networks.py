@@ -556,3 +556,15 @@ def test_internal_only_container_publishes_nothing(daemon: PortsideDaemon, busyb
 
     with urllib.request.urlopen(f"http://127.0.0.1:{bound[0]['HostPort']}/", timeout=5) as r:
         assert r.read().decode().strip() == "inside"
+
+
+def test_endpoints_config_rules_of_dockerds_router(daemon: PortsideDaemon, busybox: str) -> None:
+    bad = f"pst-epbad-{tag()}"
+    body = {"Image": busybox, "NetworkingConfig": {"EndpointsConfig": {"bridge": {}, "host": {}}}}
+    status, out = api(daemon, "POST", f"/v1.43/containers/create?name={bad}", body)
+    assert (status, out["message"]) == (400, "Container cannot be created with multiple network endpoints: bridge, "
+                                             "host")
+    body = {"Image": busybox, "NetworkingConfig": {"EndpointsConfig": {"bridge": None}}}
+    status, out = api(daemon, "POST", f"/v1.50/containers/create?name={bad}", body)
+    assert (status, out["message"]) == (400, "invalid config for network bridge: EndpointsConfig is nil")
+    assert daemon.docker("inspect", bad).returncode == 1
