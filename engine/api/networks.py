@@ -145,8 +145,6 @@ def container_networking(body: dict[str, Any], api_1_44: bool) -> list[str]:
         elif mode not in eps:
             raise InvalidArgument("HostConfig.NetworkMode must match the identity of a network in "
                                   "NetworkSettings.Networks")
-        if eps[mode] is None:
-            eps[mode] = {}
         ep: dict[str, Any] = eps[mode]
         return ep
 
