@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from engine.api.hijack import STDERR, STDOUT, frame, hijack
+from engine.api.networks import check_container_links, container_networking, register_container_links
 from engine.api.params import api_at_least, check_filters, filters, json_body, qbool, qint, timestamp_ns
 from engine.api.server import add, daemon_of, json_response
 from engine.containers import logs as jsonlog
@@ -35,8 +36,11 @@ async def create(request: web.Request) -> web.Response:
     m = manager(request)
     body = await json_body(request)
     name = request.query.get("name", "")
+    net_warnings = container_networking(body, api_at_least(request, "1.44"))  # MAC address rules (dockerd's router)
+    links = check_container_links(m, body)  # legacy links: the children must exist (dockerd's registerLinks)
     cid, warnings = await m.create(body, name, request.query.get("platform", ""))
-    return json_response({"Id": cid, "Warnings": warnings}, status=201)
+    register_container_links(m, cid, links)
+    return json_response({"Id": cid, "Warnings": [*warnings, *net_warnings]}, status=201)
 
 
 async def list_containers(request: web.Request) -> web.Response:

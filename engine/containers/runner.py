@@ -52,6 +52,9 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
 
     try:
         mode = _resolve_network_mode(m, hc.get("NetworkMode") or "bridge")
+        from engine.net import legacy_links  # imported with the network part, as the manager does
+
+        linked = legacy_links.for_start(rec, m.store.find)  # legacy --link: hosts lines and ALIAS_* variables
         networking = rec["_portside"].get("NetworkingConfig") or {}
         endpoints = networking.get("EndpointsConfig") or None
 
@@ -74,7 +77,7 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
                     port_bindings=hc.get("PortBindings") or None, publish_all=bool(hc.get("PublishAllPorts")),
                     exposed_ports=tuple((cfg.get("ExposedPorts") or {}).keys()), dns=hc.get("Dns") or None,
                     dns_search=hc.get("DnsSearch") or None, dns_options=hc.get("DnsOptions") or None,
-                    extra_hosts=hc.get("ExtraHosts") or None,
+                    extra_hosts=hc.get("ExtraHosts") or None, link_hosts=linked.hosts or None,
                 )
             )
             undo.append((False, lambda: d.networks.remove_sandbox(cid)))
@@ -117,8 +120,9 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
         oci = importlib.import_module("engine.exec.spec")
 
         netns = "host" if mode == "host" else (str(sb.netns_path) if sb.netns_path else None)
+        spec_cfg = {**cfg, "Env": [*linked.env, *(cfg.get("Env") or [])]} if linked.env else cfg
         spec = await asyncio.to_thread(
-            lambda: oci.build(cfg, spec_hc, rec["_portside"].get("ImageConfig") or {}, rootfs=rootfs, netns=netns,
+            lambda: oci.build(spec_cfg, spec_hc, rec["_portside"].get("ImageConfig") or {}, rootfs=rootfs, netns=netns,
                               extra_mounts=extra, volume_path=lambda name: d.volumes.inspect(name)["Mountpoint"])
         )
         mark("spec")

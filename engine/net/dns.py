@@ -191,6 +191,10 @@ class DnsServer:
                 for a in addrs:
                     reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(a), ttl=TTL))
             return bytes(reply.pack())
+        if self.service is not None and not self.service.has_external_access(li.cid):
+            # libnetwork's resolver does not forward from the host's namespace for a container with no way out
+            # (only internal networks): that would be a path out of an --internal network
+            return _servfail(data)
         return self._forward(li, data, tcp)
 
     def _forward(self, li: _Listener, data: bytes, tcp: bool) -> bytes | None:
@@ -209,12 +213,16 @@ class DnsServer:
                     return s.recv(65535)
             except (OSError, ValueError):
                 continue
-        try:
-            reply = DNSRecord.parse(data).reply()
-            reply.header.rcode = 2  # SERVFAIL
-            return bytes(reply.pack())
-        except Exception:
-            return None
+        return _servfail(data)
+
+
+def _servfail(data: bytes) -> bytes | None:
+    try:
+        reply = DNSRecord.parse(data).reply()
+        reply.header.rcode = 2  # SERVFAIL
+        return bytes(reply.pack())
+    except Exception:
+        return None
 
 
 def _recv_exact(s: socket.socket, n: int) -> bytes:

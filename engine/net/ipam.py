@@ -48,23 +48,70 @@ def parse_subnet(text: str) -> Net:
     return net
 
 
-def check_pool(subnet: Net, ip_range: str | None, gateway: str | None) -> tuple[Net, str]:
-    """Validate a user's IPAM config as Docker does; return (range, gateway)."""
-    rng = subnet
+def check_subnet(text: str) -> Net:
+    """A user's subnet, with dockerd's texts for a malformed one or one with host bits set."""
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise InvalidArgument(f"invalid network config:\ninvalid subnet {text}: invalid CIDR block notation") from None
+    if not isinstance(net, ipaddress.IPv4Network):
+        raise InvalidArgument("IPv6 networks are not supported by portside yet")
+    if str(net) != text.strip():
+        raise InvalidArgument(f"invalid network config:\ninvalid subnet {text}: it should be {net}")
+    return net
+
+
+def _address_error(address: str, subnet: Net) -> str | None:
+    try:
+        addr = ipaddress.ip_address(address)
+    except ValueError:
+        return "invalid address"
+    if not isinstance(addr, ipaddress.IPv4Address):
+        return "parent subnet is an IPv4 block"
+    if addr not in subnet:
+        return f"parent subnet {subnet} doesn't contain this address"
+    return None
+
+
+def _range_errors(ip_range: str, subnet: Net) -> list[str]:
+    try:
+        rng = ipaddress.ip_network(ip_range, strict=False)
+    except ValueError:
+        return [f"invalid ip-range {ip_range}: invalid CIDR block notation"]
+    if not isinstance(rng, ipaddress.IPv4Network):
+        return [f"invalid ip-range {ip_range}: parent subnet is an IPv4 block"]
+    errs = []
+    if rng.prefixlen < subnet.prefixlen:
+        errs.append(f"invalid ip-range {ip_range}: CIDR block is bigger than its parent subnet {subnet}")
+    if str(rng) != ip_range.strip():
+        errs.append(f"invalid ip-range {ip_range}: it should be {rng}")
+    if not rng.overlaps(subnet):
+        errs.append(f"invalid ip-range {ip_range}: parent subnet {subnet} doesn't contain ip-range")
+    return errs
+
+
+def _raise_joined(errs: list[str]) -> None:
+    # dockerd's ValidateIPAM: one error alone, else "* a\n* b", under "invalid network config:"
+    if errs:
+        body = errs[0] if len(errs) == 1 else "* " + "\n* ".join(errs)
+        raise InvalidArgument(f"invalid network config:\n{body}")
+
+
+def check_pool(subnet: Net, ip_range: str | None, gateway: str | None,
+               aux_addresses: dict[str, str] | None = None) -> tuple[Net, str]:
+    """Validate a user's IPAM config with dockerd's texts (api/types/network ValidateIPAM); return (range,
+    gateway: the given one, else the subnet's first address)."""
+    errs: list[str] = []
     if ip_range:
-        rng = parse_subnet(ip_range)
-        if not rng.subnet_of(subnet):
-            raise InvalidArgument(f"Invalid Address: {ip_range} is not within {subnet}")
-            # dockerd: "ip-range ... should be within the subnet"
-    if gateway:
-        try:
-            gw = ipaddress.ip_address(gateway)
-        except ValueError:
-            raise InvalidArgument(f"invalid gateway address {gateway}") from None
-        if gw not in subnet:
-            raise InvalidArgument(f"no matching subnet for gateway {gateway}")
-        return rng, str(gw)
-    return rng, str(next(subnet.hosts()))
+        errs += _range_errors(ip_range, subnet)
+    if gateway and (e := _address_error(gateway, subnet)):
+        errs.append(f"invalid gateway {gateway}: {e}")
+    for name, addr in (aux_addresses or {}).items():
+        if e := _address_error(addr, subnet):
+            errs.append(f"invalid auxiliary address {name}: {e}")
+    _raise_joined(errs)
+    rng = ipaddress.IPv4Network(ip_range, strict=False) if ip_range else subnet
+    return rng, gateway or str(next(subnet.hosts()))
 
 
 def mac_for(ip: str) -> str:
@@ -102,3 +149,29 @@ def allocate(subnet: Net, rng: Net, taken: set[str], cursor: str | None, request
         if cand not in taken:
             return cand
     raise Forbidden("no available IPv4 addresses on this network's address pools")
+
+
+def parse_mac(text: str) -> str | None:
+    """Go's net.ParseMAC (the formats dockerd accepts: 00:00:5e:00:53:01, 00-00-5e-00-53-01, 0000.5e00.5301; 6, 8
+    or 20 bytes) -> the address in lower-case colon form, or None when malformed."""
+    s = text
+    if len(s) < 14:
+        return None
+    if s[2] in ":-":
+        if (len(s) + 1) % 3 != 0:
+            return None
+        groups = s.split(s[2])
+        width = 2
+    elif s[4] == ".":
+        if (len(s) + 1) % 5 != 0:
+            return None
+        groups = s.split(".")
+        width = 4
+    else:
+        return None
+    if any(len(g) != width or not all(c in "0123456789abcdefABCDEF" for c in g) for g in groups):
+        return None
+    raw = "".join(groups).lower()
+    if len(raw) // 2 not in (6, 8, 20):
+        return None
+    return ":".join(raw[i:i + 2] for i in range(0, len(raw), 2))

@@ -52,6 +52,19 @@ def _port_rule(p: PortRule) -> str:
 def render(table: str, bridges: list[BridgeRules], ports: list[PortRule]) -> str:
     t = _table(table)
     lines = [f"table ip {t}", f"delete table ip {t}", f"table ip {t} {{"]
+    if bridges:
+        # Our bridges have route_localnet on (host clients' 127.0.0.1:PORT is DNATed to containers), so the kernel
+        # would also take a packet for 127.0.0.0/8 that a container crafts (NET_RAW) onto the bridge: to a
+        # 127.0.0.1-bound published port, or any host service bound to loopback. Nothing on a bridge may send to
+        # loopback addresses (dockerd drops `-d 127.0.0.1 ! -i lo` per loopback port for the same reason).
+        # Before conntrack and DNAT (priority raw); replies to the host's clients arrive for the gateway address.
+        ifs = ", ".join(_q(b.ifname) for b in bridges)
+        lines += [
+            "  chain loopback_guard {",
+            "    type filter hook prerouting priority raw; policy accept;",
+            f"    iifname {{ {ifs} }} ip daddr 127.0.0.0/8 drop",
+            "  }",
+        ]
     lines += [
         "  chain prerouting {",
         "    type nat hook prerouting priority dstnat; policy accept;",

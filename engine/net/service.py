@@ -15,6 +15,7 @@ Methods block (netlink, nft, fsync): call them from a worker thread (asyncio.to_
 
 from __future__ import annotations
 
+import calendar
 import copy
 import ipaddress
 import logging
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, NotFound
-from engine.net import files, ipam, links, nft, nsutil, ports, sockhook, store
+from engine.net import files, ipam, legacy_links, links, nft, nsutil, ports, sockhook, store
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,25 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
 
 
-def _public(rec: dict[str, Any]) -> dict[str, Any]:
-    return {k: copy.deepcopy(v) for k, v in rec.items() if not k.startswith("_")}
+def _public(rec: dict[str, Any], containers: bool = True) -> dict[str, Any]:
+    """The record in dockerd's shape. The IPAM Config shows what the user configured (as libnetwork keeps it: a
+    subnet given without a gateway shows no Gateway), the allocated pool and gateway when nothing was given, and
+    null for host/none; `containers` False: the list's shape, whose Containers dockerd leaves empty."""
+    out = {k: copy.deepcopy(v) for k, v in rec.items() if not k.startswith("_")}
+    if rec["Driver"] in ("host", "null") and not rec.get("ConfigOnly"):
+        out["IPAM"]["Config"] = None
+    elif rec.get("_shown_ipam") is not None:
+        out["IPAM"]["Config"] = copy.deepcopy(rec["_shown_ipam"])
+    if not containers:
+        out["Containers"] = {}
+    return out
+
+
+def _created_ns(created: str) -> int:
+    """A record's Created ("2006-01-02T15:04:05.999999999Z") in unix nanoseconds."""
+    base, _, frac = created.rstrip("Z").partition(".")
+    t = time.strptime(base, "%Y-%m-%dT%H:%M:%S")
+    return calendar.timegm(t) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
 @dataclass
@@ -215,10 +233,7 @@ class NetworkService:
                 self._save_network(rec)
 
     def _pick_subnet(self) -> ipaddress.IPv4Network:
-        used = links.host_routes()
-        for n in self.networks.values():
-            for c in n["IPAM"]["Config"] or []:
-                used.append(ipam.parse_subnet(c["Subnet"]))
+        used = links.host_routes() + self._used_subnets()
         resolvers = [s for s in self._host_resolv().nameservers if not files.is_loopback(s)]
         return ipam.choose_subnet(used, [s for s in resolvers if ":" not in s])
 
@@ -233,6 +248,10 @@ class NetworkService:
         labels: dict[str, str],
         options: dict[str, str],
         attachable: bool = False,
+        ipam_options: dict[str, str] | None = None,
+        scope: str = "local",
+        config_only: bool = False,
+        config_from: str = "",
     ) -> dict[str, Any]:
         config: list[dict[str, str]] = []
         if subnet is not None:
@@ -244,16 +263,16 @@ class NetworkService:
             "Name": name,
             "Id": secrets.token_hex(32),
             "Created": _now(),
-            "Scope": "local",
+            "Scope": scope,
             "Driver": driver,
             "EnableIPv4": True,
             "EnableIPv6": False,
-            "IPAM": {"Driver": "default", "Options": None if name in PREDEFINED else {}, "Config": config},
+            "IPAM": {"Driver": "default", "Options": ipam_options, "Config": config},
             "Internal": internal,
             "Attachable": attachable,
             "Ingress": False,
-            "ConfigFrom": {"Network": ""},
-            "ConfigOnly": False,
+            "ConfigFrom": {"Network": config_from},
+            "ConfigOnly": config_only,
             "Containers": {},
             "Options": dict(options),
             "Labels": dict(labels),
@@ -371,13 +390,22 @@ class NetworkService:
         subnet: str | None = None,
         gateway: str | None = None,
         ip_range: str | None = None,
+        aux_addresses: dict[str, str] | None = None,
         internal: bool = False,
         attachable: bool = False,
+        ingress: bool = False,
         enable_ipv6: bool = False,
         labels: dict[str, str] | None = None,
         options: dict[str, str] | None = None,
+        ipam_options: dict[str, str] | None = None,
+        scope: str = "",
+        config_only: bool = False,
+        config_from: str = "",
         check_duplicate: bool = True,
     ) -> dict[str, Any]:
+        """A network, checked in libnetwork's order with its texts. `ipam_options` is kept as given (None shows as
+        null, as for a request without IPAM); `config_only` makes a placeholder holding IPAM config, options and
+        labels for `config_from` networks (no bridge, no containers)."""
         with self.lock:
             if not name:
                 raise InvalidArgument("network name must not be empty")
@@ -386,24 +414,75 @@ class NetworkService:
             if any(n["Name"] == name for n in self.networks.values()):
                 raise Conflict(f"network with name {name} already exists")
             driver = driver or "bridge"
+            if config_only and (ingress or internal or attachable or scope):
+                raise Forbidden("configuration network can only contain network specific fields. Network operator "
+                                "fields like [ ingress | internal | attachable | scope ] are not supported.")
+            if config_from:
+                if config_only:
+                    raise Forbidden("a configuration network cannot depend on another configuration network")
+                if enable_ipv6 or labels or ipam_options or subnet or ip_range or gateway or aux_addresses:
+                    raise Forbidden("user specified configurations are not supported if the network depends on a "
+                                    "configuration network")
+                if options:
+                    raise Forbidden("network driver options are not supported if the network depends on a "
+                                    "configuration network")
+            if config_only:
+                return self._create_config_only(name, subnet, gateway, ip_range, aux_addresses, labels, options,
+                                                ipam_options)
             if driver in ("host", "null"):
                 raise Forbidden(f'only one instance of "{driver}" network is allowed')
             if driver != "bridge":
                 raise NotFound(f'plugin "{driver}" not found')
+            if ingress:
+                raise Forbidden("Ingress network can only be global scope network")
+            if scope == "swarm":
+                raise Forbidden("cannot create a swarm scoped network when swarm is not active")
+            shown: list[dict[str, Any]] | None = None
+            if config_from:
+                src = next((n for n in self.networks.values() if n.get("ConfigOnly") and n["Name"] == config_from),
+                           None)
+                if src is None:
+                    raise NotFound(f'configuration network "{config_from}" does not exist')
+                # libnetwork's applyConfigurationTo: what the config network has replaces the (empty) own values
+                enable_ipv6 = bool(src.get("EnableIPv6"))
+                labels = dict(src["Labels"]) if src["Labels"] else labels
+                options = dict(src["Options"])
+                if src["IPAM"]["Options"]:
+                    ipam_options = dict(src["IPAM"]["Options"])
+                pools = src["IPAM"]["Config"] or []
+                if pools:
+                    subnet, gateway = pools[0].get("Subnet"), pools[0].get("Gateway")
+                    ip_range, aux_addresses = pools[0].get("IPRange"), pools[0].get("AuxiliaryAddresses")
             if enable_ipv6:
                 raise InvalidArgument("portside does not support IPv6 networks yet")
-            used = [ipam.parse_subnet(c["Subnet"]) for n in self.networks.values() for c in n["IPAM"]["Config"] or []]
+            used = self._used_subnets()
             if subnet:
-                net = ipam.parse_subnet(subnet)
+                net = ipam.check_subnet(subnet)
                 if any(net.overlaps(u) for u in used):
                     raise Forbidden("Pool overlaps with other one on this address space")
             else:
                 if ip_range or gateway:
                     raise InvalidArgument("ip-range or gateway specified without a subnet")
                 net = self._pick_subnet()
-            _, gw = ipam.check_pool(net, ip_range, gateway)
+            _, gw = ipam.check_pool(net, ip_range, gateway, aux_addresses)
+            aux = dict(aux_addresses or {})
+            if subnet:
+                # libnetwork shows the configured pool as given: no Gateway key when none was asked for
+                entry: dict[str, Any] = {"Subnet": subnet}
+                if ip_range:
+                    entry["IPRange"] = ip_range
+                if gateway:
+                    entry["Gateway"] = gateway
+                if aux:
+                    entry["AuxiliaryAddresses"] = dict(aux)
+                shown = [entry]
             opts = dict(options or {})
-            rec = self._record(name, "bridge", net, gw, ip_range, internal, dict(labels or {}), opts, attachable)
+            rec = self._record(name, "bridge", net, gw, ip_range, internal, dict(labels or {}), opts, attachable,
+                               ipam_options=ipam_options, scope=scope or "local", config_from=config_from)
+            if shown is not None:
+                rec["_shown_ipam"] = shown
+            if aux:
+                rec["_aux"] = sorted(aux.values())
             rec["_bridge"] = opts.get("com.docker.network.bridge.name") or self._bridge_name(rec["Id"])
             if any(n.get("_bridge") == rec["_bridge"] for n in self.networks.values()):
                 raise Conflict(f"bridge name {rec['_bridge']} is already in use")
@@ -423,6 +502,42 @@ class NetworkService:
                 raise
             return _public(rec)
 
+    def _create_config_only(
+        self,
+        name: str,
+        subnet: str | None,
+        gateway: str | None,
+        ip_range: str | None,
+        aux_addresses: dict[str, str] | None,
+        labels: dict[str, str] | None,
+        options: dict[str, str] | None,
+        ipam_options: dict[str, str] | None,
+    ) -> dict[str, Any]:
+        # libnetwork: driver reset to "null", scope local, nothing allocated or plumbed; the pool is checked when a
+        # network uses it (config_from)
+        rec = self._record(name, "null", None, None, None, False, dict(labels or {}), dict(options or {}),
+                           ipam_options=ipam_options, config_only=True)
+        if subnet:
+            ipam.check_pool(ipam.check_subnet(subnet), ip_range, gateway, aux_addresses)
+            entry: dict[str, Any] = {"Subnet": subnet}
+            if ip_range:
+                entry["IPRange"] = ip_range
+            if gateway:
+                entry["Gateway"] = gateway
+            if aux_addresses:
+                entry["AuxiliaryAddresses"] = dict(aux_addresses)
+            rec["IPAM"]["Config"] = [entry]
+        elif ip_range or gateway:
+            raise InvalidArgument("ip-range or gateway specified without a subnet")
+        else:
+            rec["IPAM"]["Config"] = None
+        self._save_network(rec)
+        return _public(rec)
+
+    def _used_subnets(self) -> list[ipaddress.IPv4Network]:
+        return [ipam.parse_subnet(c["Subnet"]) for n in self.networks.values() if not n.get("ConfigOnly")
+                for c in n["IPAM"]["Config"] or []]
+
     def inspect(self, ref: str) -> dict[str, Any]:
         with self.lock:
             return _public(self._find(ref))
@@ -432,7 +547,7 @@ class NetworkService:
             out = []
             for n in sorted(self.networks.values(), key=lambda r: r["Created"]):
                 if self._matches(n, filters or {}):
-                    out.append(_public(n))
+                    out.append(_public(n, containers=False))
             return out
 
     @staticmethod
@@ -470,6 +585,8 @@ class NetworkService:
             n = self._find(ref)
             if n["Name"] in PREDEFINED:
                 raise Forbidden(f"{n['Name']} is a pre-defined network and cannot be removed")
+            if n.get("ConfigOnly") and any(m["ConfigFrom"]["Network"] == n["Name"] for m in self.networks.values()):
+                raise Forbidden(f'configuration network "{n["Name"]}" is in use')
             if n["Containers"]:
                 raise Forbidden(f"error while removing network: network {n['Name']} id {n['Id']} has active endpoints")
             self._remove_network_locked(n)
@@ -481,13 +598,22 @@ class NetworkService:
             links.delete_link(n["_bridge"])
         (self.net_dir / f"{n['Id']}.json").unlink(missing_ok=True)
 
-    def prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    def prune(self, filters: dict[str, list[str]] | None = None, until_ns: int | None = None) -> dict[str, list[str]]:
+        """dockerd's localNetworksPrune: unused, not config-only, created before `until_ns`, labels matching (all
+        `label!` entries matching keeps a network)."""
+        f = dict(filters or {})
+        not_labels = f.pop("label!", None)
+        f.pop("until", None)
         with self.lock:
             gone = []
             for n in list(self.networks.values()):
-                if n["Name"] in PREDEFINED or n["Containers"]:
+                if n["Name"] in PREDEFINED or n["Containers"] or n.get("ConfigOnly"):
                     continue
-                if not self._matches(n, {k: v for k, v in (filters or {}).items() if k != "until"}):
+                if until_ns is not None and _created_ns(n["Created"]) > until_ns:
+                    continue
+                if not self._matches(n, f):
+                    continue
+                if not_labels and self._matches(n, {"label": not_labels}):
                     continue
                 self._remove_network_locked(n)
                 gone.append(n["Name"])
@@ -517,8 +643,11 @@ class NetworkService:
         dns_search: list[str] | None = None,
         dns_options: list[str] | None = None,
         extra_hosts: list[str] | None = None,
+        link_hosts: dict[str, dict[str, str]] | None = None,
     ) -> Sandbox:
-        """Make the container's netns, endpoints, published ports and files. All or nothing."""
+        """Make the container's netns, endpoints, published ports and files. All or nothing. `link_hosts`: the
+        legacy links' hosts lines (engine.net.legacy_links.StartLinks.hosts), kept current when a child's address
+        changes."""
         name = name.lstrip("/")
         with self.lock:
             if container_id in self.sandboxes:
@@ -541,6 +670,7 @@ class NetworkService:
                 "DnsSearch": list(dns_search or []),
                 "DnsOptions": list(dns_options or []),
                 "ExtraHosts": list(extra_hosts or []),
+                "LinkHosts": dict(link_hosts or {}),
                 "FilesDir": str(fdir),
                 "NetnsPath": None,
             }
@@ -576,27 +706,35 @@ class NetworkService:
                 for net, cfg in nets:
                     self._attach(sb, net, cfg)
                 if nets and sb["Mode"] == "bridge":
-                    reqs = ports.requests_from(port_bindings, publish_all, exposed_ports)
-                    if reqs:
-                        primary = sb["Endpoints"][nets[0][0]["Name"]]
-                        try:
-                            got = self.allocator.allocate(container_id, reqs)
-                        except Conflict as e:
-                            raise Conflict(
-                                f"driver failed programming external connectivity on endpoint {name} "
-                                f"({primary['EndpointID']}): {e.message}"
-                            ) from None
-                        sb["Ports"] = [m.__dict__ for m in got]
-                        sb["PortsTarget"] = primary["IPAddress"]
-                        self._add_port_rules(sb)
+                    self._publish(sb)
                 self._write_files(sb)
                 self._save_sandbox(sb)
                 if self._sandbox_dns_networks(sb):
                     self._dns().sync(self)
+                self._update_link_parents(sb)
             except BaseException:
                 self._remove_sandbox_locked(container_id, apply=bool(sb["Ports"]))
                 raise
             return self._view(sb)
+
+    def _publish(self, sb: dict[str, Any]) -> None:
+        """Published ports go to the gateway endpoint (libnetwork's external connectivity): the first one with a
+        default route. A container only on --internal networks publishes nothing - no way in either."""
+        reqs = ports.requests_from(sb.get("PortBindings") or None, bool(sb.get("PublishAll")),
+                                   sb.get("ExposedPorts") or ())
+        gw_ep = next((ep for ep in sb["Endpoints"].values() if ep.get("DefaultRoute")), None)
+        if not reqs or gw_ep is None:
+            return
+        try:
+            got = self.allocator.allocate(sb["Id"], reqs)
+        except Conflict as e:
+            raise Conflict(
+                f"driver failed programming external connectivity on endpoint {sb['Name']} "
+                f"({gw_ep['EndpointID']}): {e.message}"
+            ) from None
+        sb["Ports"] = [m.__dict__ for m in got]
+        sb["PortsTarget"] = gw_ep["IPAddress"]
+        self._add_port_rules(sb)
 
     def _endpoint_plan(
         self, mode: str, endpoints: dict[str, dict[str, Any]]
@@ -605,6 +743,8 @@ class NetworkService:
             return []
         primary_ref = "bridge" if mode in ("bridge", "default") else mode
         primary = self._find(primary_ref)
+        if primary.get("ConfigOnly"):
+            raise Forbidden("cannot create endpoint on configuration-only network")
         if primary["Driver"] != "bridge":
             raise InvalidArgument(f"network {primary_ref} is not a bridge network")
         plan = []
@@ -616,6 +756,8 @@ class NetworkService:
         seen.add(primary["Id"])
         for nid, cfg in cfgs.items():
             net = self.networks[nid]
+            if net.get("ConfigOnly"):
+                raise Forbidden("cannot create endpoint on configuration-only network")
             if net["Driver"] != "bridge":
                 raise Forbidden("container cannot be connected to host network and another network at the same time")
             plan.append((net, cfg))
@@ -625,6 +767,8 @@ class NetworkService:
 
     @staticmethod
     def _check_endpoint_config(net: dict[str, Any], cfg: dict[str, Any]) -> None:
+        if cfg.get("MacAddress") and ipam.parse_mac(cfg["MacAddress"]) is None:
+            raise InvalidArgument(f"invalid MAC address {cfg['MacAddress']}")  # dockerd's validateEndpointSettings
         ipam_cfg = cfg.get("IPAMConfig") or {}
         if net["Name"] == "bridge":
             if ipam_cfg.get("IPv4Address"):
@@ -641,9 +785,11 @@ class NetworkService:
         subnet = ipam.parse_subnet(pool["Subnet"])
         rng = ipam.parse_subnet(pool.get("IPRange") or pool["Subnet"])
         taken = {c["IPv4Address"].split("/")[0] for c in net["Containers"].values()} | {pool["Gateway"]}
+        taken |= set(net.get("_aux") or ())  # auxiliary addresses are the user's, never a container's
         requested = (cfg.get("IPAMConfig") or {}).get("IPv4Address") or None
         ip = ipam.allocate(subnet, rng, taken, net.get("_cursor"), requested)
-        mac = cfg.get("MacAddress") or ipam.mac_for(ip)
+        # the asked MAC (any of Go's ParseMAC forms) in the kernel's form, else Docker's derived one
+        mac = ipam.parse_mac(cfg.get("MacAddress") or "") or ipam.mac_for(ip)
         used_ifnames = {ep["Ifname"] for ep in sb["Endpoints"].values()}
         ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used_ifnames)
         ep = {
@@ -651,13 +797,15 @@ class NetworkService:
             "EndpointID": secrets.token_hex(32),
             "IPAddress": ip,
             "IPPrefixLen": subnet.prefixlen,
-            "Gateway": pool["Gateway"],
+            # an internal network gives no gateway (libnetwork's bridge Join): no route leads off the bridge
+            "Gateway": "" if net["Internal"] else pool["Gateway"],
             "MacAddress": mac,
             "Aliases": list(cfg.get("Aliases") or []),
+            "Links": list(cfg.get("Links") or []) or None,  # user networks: DNS aliases of this container only
             "IPAMConfig": cfg.get("IPAMConfig") or None,
             "Ifname": ifname,
             "HostIfname": self._veth_name(),
-            "DefaultRoute": not sb["Endpoints"],
+            "DefaultRoute": not net["Internal"] and not any(e.get("DefaultRoute") for e in sb["Endpoints"].values()),
         }
         if net["Name"] != "bridge":
             ep["DNSNames"] = [n for n in [sb["Name"], *ep["Aliases"], cid[:12]] if n]
@@ -685,7 +833,7 @@ class NetworkService:
             ifname=ifname,
             address=ip,
             prefixlen=subnet.prefixlen,
-            gateway=pool["Gateway"],
+            gateway=ep["Gateway"] or None,
             mac=mac,
             mtu=mtu,
             alias=f"{self.alias_prefix}{cid[:12]} {net['Id'][:12]}",
@@ -781,6 +929,8 @@ class NetworkService:
         with self.lock:
             sb = self._own_sandbox(container_id)
             net = self._find(network)
+            if net.get("ConfigOnly"):
+                raise Forbidden("cannot create endpoint on configuration-only network")
             if net["Driver"] == "host":
                 raise Forbidden("container cannot be disconnected from host network or connected to host network")
             if net["Driver"] != "bridge" or sb.get("Mode") != "bridge":
@@ -792,6 +942,8 @@ class NetworkService:
             self._check_endpoint_config(net, cfg)
             try:
                 self._attach(sb, net, cfg)
+                if not sb.get("PortsTarget"):
+                    self._publish(sb)  # the first network with a way out also brings the published ports
             except BaseException:
                 self._detach(sb, net["Name"])
                 self._save_sandbox(sb)
@@ -862,7 +1014,7 @@ class NetworkService:
         for net_name, ep in sb.get("Endpoints", {}).items():
             nets[net_name] = {
                 "IPAMConfig": ep.get("IPAMConfig"),
-                "Links": None,
+                "Links": ep.get("Links") or None,
                 "Aliases": ep.get("Aliases") or None,
                 "MacAddress": ep["MacAddress"],
                 "DriverOpts": None,
@@ -951,6 +1103,32 @@ class NetworkService:
         files.write_in_place(fdir / "resolv.conf", resolv)
         files.write_in_place(fdir / "hostname", socket.gethostname() + "\n")
 
+    def _update_link_parents(self, child: dict[str, Any]) -> None:
+        """A linked container got a (new) address: its parents' hosts lines follow, as dockerd's
+        OptionParentUpdate does. A scan of the sandboxes' link maps; nothing to write without links."""
+        ip = ((child.get("Endpoints") or {}).get("bridge") or {}).get("IPAddress")
+        if not ip:
+            return
+        for parent in self.sandboxes.values():
+            changed = False
+            for li in (parent.get("LinkHosts") or {}).values():
+                if li.get("Child") == child["Id"] and li.get("IP") != ip:
+                    li["IP"] = ip
+                    changed = True
+            if changed and parent.get("Mode") in ("bridge", "none"):
+                self._write_files(parent, resolv=False)
+                self._save_sandbox(parent)
+
+    def set_link_hosts(self, container_id: str, links: dict[str, dict[str, str]]) -> None:
+        """Replace a running container's legacy-link hosts lines (`docker rm --link`); its /etc/hosts follows."""
+        with self.lock:
+            sb = self.sandboxes.get(container_id)
+            if sb is None or sb.get("Mode") not in ("bridge", "none"):
+                return
+            sb["LinkHosts"] = dict(links)
+            self._write_files(sb, resolv=False)
+            self._save_sandbox(sb)
+
     def _sandbox_dns_networks(self, sb: dict[str, Any]) -> list[str]:
         return [n for n in sb.get("Endpoints", {}) if n != "bridge"]
 
@@ -965,7 +1143,8 @@ class NetworkService:
             if net_name != "bridge":
                 names += [sb["Name"], *ep.get("Aliases", [])]
             entries.append((ep["IPAddress"], names))
-        files.write_in_place(fdir / "hosts", files.hosts_file(entries, sb["ExtraHosts"]))
+        link_lines = [f"{li['Names']}:{li['IP']}" for li in (sb.get("LinkHosts") or {}).values() if li.get("IP")]
+        files.write_in_place(fdir / "hosts", files.hosts_file(entries, [*sb["ExtraHosts"], *link_lines]))
         if resolv or not (fdir / "resolv.conf").exists():
             text = files.container_resolv_conf(
                 self._host_resolv(),
@@ -998,15 +1177,25 @@ class NetworkService:
                 out.append((sb["Id"], Path(sb["NetnsPath"]), nets, list(sb.get("Dns") or [])))
         return out
 
+    def has_external_access(self, container_id: str) -> bool:
+        """libnetwork's hasExternalAccess: an endpoint with a gateway (a network that is not --internal)."""
+        with self.lock:
+            sb = self.sandboxes.get(container_id)
+            return sb is not None and any(ep.get("DefaultRoute", True) for ep in sb.get("Endpoints", {}).values())
+
     def resolve_name(self, asker: str, name: str) -> list[str]:
         """Addresses of `name` on the user networks the asking container is on (container names, aliases, ids)."""
         with self.lock:
             sb = self.sandboxes.get(asker)
             if sb is None:
                 return []
-            wanted = name.rstrip(".").lower()
+            asked = name.rstrip(".").lower()
             out: list[str] = []
             for net_name in self._sandbox_dns_networks(sb):
+                # the asker's own links on this network are aliases of other containers (libnetwork's endpoint
+                # aliases): `--link db:alias` makes "alias" resolve as "db", for this container only
+                own = sb["Endpoints"].get(net_name) or {}
+                wanted = legacy_links.endpoint_aliases(own.get("Links")).get(asked, asked)
                 for other in self.sandboxes.values():
                     ep = other.get("Endpoints", {}).get(net_name)
                     if ep is None:

@@ -88,7 +88,7 @@ def test_network_records_and_errors(svc: NetworkService) -> None:
         svc.remove("host")
     with pytest.raises(NotFound, match='plugin "overlay" not found'):
         svc.create_network(name + "-3", driver="overlay")
-    with pytest.raises(InvalidArgument, match="invalid CIDR address: nonsense"):
+    with pytest.raises(InvalidArgument, match="invalid subnet nonsense: invalid CIDR block notation"):
         svc.create_network(name + "-4", subnet="nonsense")
     assert sorted(leftovers(svc.table)) == before
     assert len(svc.list_networks()) == 4
