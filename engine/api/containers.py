@@ -187,6 +187,11 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     resp.content_type = ctype
     await resp.prepare(request)
     path = m.log_path(rec["Id"])
+    cid = rec["Id"]
+    # Whether to follow is decided before the file is read: a container that exits while it is read has
+    # written its last lines after that read, and the follow below drains them (docker-py's run() reads the
+    # output this way right after the start: a check after the read lost the last line now and then).
+    exited = m.exit_event(cid) if (m.store.find(cid) or rec)["State"]["Running"] else None
     entries, offset = await asyncio.to_thread(jsonlog.read_entries, path, tail)
 
     async def emit(entry: jsonlog.Entry) -> bool:
@@ -205,16 +210,13 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     for e in entries:
         if not await emit(e):
             return resp
-    cid = rec["Id"]
-    if (follow and until is None) or (until is not None and follow):
-        exited = m.exit_event(cid) if (m.store.find(cid) or rec)["State"]["Running"] else None
-        if exited is not None:
-            def done() -> bool:
-                return exited.is_set() or m.store.find(cid) is None
+    if follow and exited is not None:
+        def done() -> bool:
+            return exited.is_set() or m.store.find(cid) is None
 
-            async for e in jsonlog.follow(path, offset, done):
-                if not await emit(e):
-                    break
+        async for e in jsonlog.follow(path, offset, done):
+            if not await emit(e):
+                break
     return resp
 
 

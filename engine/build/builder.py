@@ -621,7 +621,7 @@ class Builder:
                     if add and _is_url(s):
                         sources.append(await self._download(s, dest, cleanups))
                     elif s in locals_:
-                        sources.extend(await asyncio.to_thread(cp.resolve_sources, ctx.root, [s], in_context=True))
+                        sources.extend(await asyncio.to_thread(ctx.resolve, [s]))
             if len(sources) > 1 and not dest.endswith("/"):
                 raise InvalidArgument(f"When using {name} with more than one source file, the destination must be "
                                       "a directory and end with a /")
@@ -631,6 +631,8 @@ class Builder:
             probe = self._copy_config(st, Cmd=[*shell, "#(nop) " + comment])
             if await self._probe(st, probe):
                 return
+            if not from_ref:
+                await asyncio.to_thread(ctx.materialize)  # a miss: now the files are needed
 
             def work(rootfs: Path) -> None:
                 owner = cp.Owner(None, None) if from_ref and not chown else cp.Owner(0, 0)

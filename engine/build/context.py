@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from engine.build import copy as cp
 from engine.build import ignore
+from engine.build.tarindex import TarIndex, is_plain_tar
 from engine.errors import InvalidArgument
 from engine.images.unpack import LayerError, Limits, apply_layer
 
@@ -28,16 +30,55 @@ MAX_DOCKERFILE = 16 << 20
 
 @dataclass
 class BuildContext:
-    root: Path  # the unpacked context (its parent is the build's private directory)
+    root: Path  # the unpacked context (its parent is the build's private directory); see materialize()
     dockerfile: str  # the Dockerfile's text
     dockerfile_name: str  # as the request named it (for messages)
     excludes: list[str] = field(default_factory=list)
     _dir: Path | None = None
+    index: TarIndex | None = None  # a plain tar is read in place until a step needs its files
+    body: BinaryIO | None = None
+    limits: Limits | None = None
 
     def close(self) -> None:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+    def materialize(self) -> None:
+        """Unpack an indexed context (once), .dockerignore applied: a COPY/ADD step missed the cache."""
+        if self.index is None or self.body is None or self.root.exists():
+            return
+        self.body.seek(0)
+        unpack(self.body, self.root.parent, self.limits)
+        if self.excludes:
+            ignore.apply(self.root, self.excludes)
+
+    def resolve(self, patterns: list[str]) -> list[cp.Source]:
+        """The sources a COPY/ADD names, with their cache keys; from the index when there is one."""
+        if self.index is None:
+            return cp.resolve_sources(self.root, patterns, in_context=True)
+        out: list[cp.Source] = []
+        for orig in patterns:
+            p = cp.clean_source(orig)
+            if cp.has_wildcards(p):
+                rx = cp.go_match_regex(p)
+                for rel in self.index.all_paths():
+                    if rx.match(rel):
+                        out.append(self._source(rel))
+                continue
+            if self.index.resolve(p if p != "." else "") is None and p != ".":
+                raise cp.not_found(p, in_context=True)
+            out.append(self._source("" if p == "." else p))
+        if not out:
+            raise InvalidArgument("no source files were specified")
+        return out
+
+    def _source(self, rel: str) -> cp.Source:
+        assert self.index is not None
+        found = self.index.source_hash(rel)
+        if found is None:
+            raise cp.not_found(rel, in_context=True)
+        return cp.Source(self.root, rel, found[0], found[1])
 
 
 def _decompressed(f: BinaryIO) -> BinaryIO:
@@ -67,6 +108,10 @@ def _is_tar(f: BinaryIO) -> bool:
     finally:
         f.seek(pos)
         del gzip
+
+
+def _read_indexed(index: TarIndex, name: str) -> bytes | None:
+    return index.read(name, MAX_DOCKERFILE + 1)
 
 
 def unpack(body: BinaryIO, workdir: Path, limits: Limits | None = None) -> Path:
@@ -117,13 +162,18 @@ def open_context(body: BinaryIO, dockerfile_name: str = "", *, parent: Path, lim
     parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     workdir = Path(tempfile.mkdtemp(prefix="build-", dir=parent))
     try:
-        root = unpack(body, workdir, limits)
+        index = TarIndex(body) if is_plain_tar(body) else None
+        root = workdir / "context" if index is not None else unpack(body, workdir, limits)
+
+        def read(n: str) -> bytes | None:
+            return _read_indexed(index, n) if index is not None else _read_in_root(root, n)
+
         name = dockerfile_name or DEFAULT_DOCKERFILE
         rel = _clean_name(name)
         if dockerfile_text is None:
-            data = _read_in_root(root, rel)
+            data = read(rel)
             if data is None and not dockerfile_name:
-                data = _read_in_root(root, "dockerfile")
+                data = read("dockerfile")
                 rel = "dockerfile" if data is not None else rel
             if data is None:
                 raise InvalidArgument(f"Cannot locate specified Dockerfile: {name}")
@@ -134,13 +184,15 @@ def open_context(body: BinaryIO, dockerfile_name: str = "", *, parent: Path, lim
             text = dockerfile_text
         if not text.strip():
             raise InvalidArgument(f"the Dockerfile ({name}) cannot be empty")
-        raw_ignore = _read_in_root(root, ".dockerignore")
+        raw_ignore = read(".dockerignore")
         excludes = ignore.read_patterns(raw_ignore) if raw_ignore else []
-        if excludes:
-            # the Dockerfile and .dockerignore are read above; like every other path, they are left out of
-            # the context (so out of `COPY .`) when a pattern excludes them
+        # the Dockerfile and .dockerignore are read above; like every other path, they are left out of the
+        # context (so out of `COPY .`) when a pattern excludes them
+        if index is not None:
+            index.apply_ignore(excludes)
+        elif excludes:
             ignore.apply(root, excludes)
-        return BuildContext(root, text, name, excludes, workdir)
+        return BuildContext(root, text, name, excludes, workdir, index, body, limits)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise

@@ -48,7 +48,7 @@ def has_wildcards(path: str) -> bool:
     return bool(_WILDCARD.search(path))
 
 
-def _go_match_regex(pattern: str) -> re.Pattern[str]:
+def go_match_regex(pattern: str) -> re.Pattern[str]:
     """Go's filepath.Match as a regex: '*' and '?' never match '/', '[...]' with '^' negation, '\\' escapes."""
     out, i = [], 0
     while i < len(pattern):
@@ -121,6 +121,19 @@ def _entry_hash(root_fd: int, rel: str, st: os.stat_result) -> str:
     return h.hexdigest()
 
 
+def clean_source(orig: str) -> str:
+    """A COPY/ADD source as Docker takes it: relative to the context's root, cleaned ("." for the root)."""
+    p = orig.lstrip("/")
+    p = p[2:] if p.startswith("./") else p
+    return os.path.normpath(p) if p not in ("", ".") else "."
+
+
+def not_found(p: str, *, in_context: bool) -> InvalidArgument:
+    where = "build context or excluded by .dockerignore" if in_context else "image"
+    return InvalidArgument(f"failed to compute cache key: failed to calculate checksum: \"/{p}\": not found: "
+                           f"file not found in {where}: stat {p}: file does not exist")
+
+
 def resolve_sources(root: Path, patterns: list[str], *, in_context: bool) -> list[Source]:
     """The sources a COPY/ADD names: wildcards matched against every path (Go's filepath.Match), a plain path
     followed through symlinks inside `root`. Docker's message for a missing one."""
@@ -128,11 +141,9 @@ def resolve_sources(root: Path, patterns: list[str], *, in_context: bool) -> lis
     try:
         out: list[Source] = []
         for orig in patterns:
-            p = orig.lstrip("/")
-            p = p[2:] if p.startswith("./") else p
-            p = os.path.normpath(p) if p not in ("", ".") else "."
+            p = clean_source(orig)
             if has_wildcards(p):
-                rx = _go_match_regex(p)
+                rx = go_match_regex(p)
                 for rel, _st in _walk(root_fd):
                     if rx.match(rel):
                         out.append(_one(root, root_fd, rel))
@@ -140,10 +151,7 @@ def resolve_sources(root: Path, patterns: list[str], *, in_context: bool) -> lis
             try:
                 out.append(_one(root, root_fd, "" if p == "." else p))
             except FileNotFoundError:
-                where = "build context or excluded by .dockerignore" if in_context else "image"
-                raise InvalidArgument(f"failed to compute cache key: failed to calculate checksum: \"/{p}\": "
-                                      f"not found: file not found in {where}: stat {p}: file does not exist"
-                                      ) from None
+                raise not_found(p, in_context=in_context) from None
         if not out:
             raise InvalidArgument("no source files were specified")
         return out

@@ -145,32 +145,52 @@ def _last_entries(fh: BinaryIO, end: int, want: int, block: int = 1 << 16) -> li
 
 
 async def follow(path: Path, offset: int, done: Callable[[], bool], interval: float = 0.05) -> AsyncIterator[Entry]:
-    """Entries appended after `offset` until `done()` and the file is drained; survives rotation."""
+    """Entries appended after `offset` until `done()` and the file is drained; survives rotation.
+
+    The file is read through a descriptor kept open, so what a container wrote before it was removed (docker-py's
+    run() removes the container before it reads the follow stream it opened) is still read after the unlink."""
     buf = b""
+    f: BinaryIO | None = None
     try:
-        ino = os.stat(path).st_ino
-    except OSError:
-        ino = 0
-    while True:
-        finished = done()
         try:
-            st = os.stat(path)
+            f = open(path, "rb")
+            f.seek(offset)
         except OSError:
-            st = None
-        if st is not None and st.st_ino != ino:
-            ino, offset, buf = st.st_ino, 0, b""  # rotated: the new live file starts over
-        if st is not None and st.st_size > offset:
-            with open(path, "rb") as f:
+            f = None
+        while True:
+            finished = done()
+            try:
+                st = os.stat(path)
+            except OSError:
+                st = None
+            if f is None and st is not None:
+                f = open(path, "rb")
                 f.seek(offset)
-                chunk = f.read(st.st_size - offset)
-            offset += len(chunk)
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                e = _parse(line)
-                if e is not None:
-                    yield e
-            continue
-        if finished:
-            return
-        await asyncio.sleep(interval)
+            elif f is not None and st is not None and st.st_ino != os.fstat(f.fileno()).st_ino:
+                # rotated: what is left of the old file first, then the new live file from its start
+                rest = f.read()
+                if rest:
+                    buf += rest
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        e = _parse(line)
+                        if e is not None:
+                            yield e
+                f.close()
+                f = open(path, "rb")
+                buf = b""
+            chunk = f.read() if f is not None else b""
+            if chunk:
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    e = _parse(line)
+                    if e is not None:
+                        yield e
+                continue
+            if finished:
+                return
+            await asyncio.sleep(interval)
+    finally:
+        if f is not None:
+            f.close()
