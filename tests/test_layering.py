@@ -45,3 +45,32 @@ def test_the_probe_does_block_textual() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode != 0
     assert "No module named 'textual'" in out.stderr
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+    return out
+
+
+def test_nothing_below_the_builder_imports_it() -> None:
+    # engine/build stands on the image store and the container manager; only the API and the wiring (parts)
+    # reach it, so the parts below can be built and tested without it
+    allowed = {"engine/api", "engine/build", "engine/parts.py"}
+    offenders = []
+    for py in sorted((ROOT / "engine").rglob("*.py")):
+        rel = py.relative_to(ROOT).as_posix()
+        if any(rel == a or rel.startswith(a + "/") for a in allowed):
+            continue
+        if any(m == "engine.build" or m.startswith("engine.build.") for m in _imports(py)):
+            offenders.append(rel)
+    assert offenders == []
+    for py in sorted((ROOT / "engine" / "build").rglob("*.py")):
+        assert not any(m.startswith("engine.api") for m in _imports(py)), py
