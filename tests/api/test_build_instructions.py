@@ -165,3 +165,20 @@ def test_a_private_base_image_is_pulled_with_the_clients_credentials(daemon: Por
     out = build(daemon, tmp_path, "-t", tag)  # the CLI sends every stored login in X-Registry-Config
     assert out.returncode == 0, out.stderr
     assert daemon.docker("run", "--rm", tag, "cat", "/p").stdout == "private\n"
+
+
+def test_a_built_image_pushes_and_pulls_back(daemon: PortsideDaemon, busybox: str, registry: Registry,
+                                             tmp_path: Path, cleanup: list[str]) -> None:
+    ref = f"{registry.host}/{_tag()}:v1"
+    cleanup.append(ref)
+    write(tmp_path, {"Dockerfile": "FROM busybox\nCOPY f /f\nRUN cat /f > /g\nENV X=1\n", "f": "pushed\n"})
+    out = build(daemon, tmp_path, "-t", ref)
+    assert out.returncode == 0, out.stderr
+    built = image_id(daemon, ref)
+    push = daemon.docker("push", ref)
+    assert push.returncode == 0, push.stderr
+    assert daemon.docker("rmi", ref).returncode == 0
+    pull = daemon.docker("pull", ref)
+    assert pull.returncode == 0, pull.stderr
+    assert image_id(daemon, ref) == built  # the same config, so the same id
+    assert daemon.docker("run", "--rm", ref, "cat", "/g").stdout == "pushed\n"
