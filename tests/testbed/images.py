@@ -30,9 +30,14 @@ def cache_root() -> Path:
     return Path(base) / "portside" / "testbed"
 
 
+# The modules that decide what the images hold: a change elsewhere in the test bed (the registry, dockerd or CLI
+# helpers) keeps the cache, so sessions of trees that differ only there do not rebuild it under each other.
+_IMAGE_INPUTS = ("images.py", "rootfs.py", "debs.py", "oci.py")
+
+
 def inputs_key() -> str:
     h = hashlib.sha256()
-    for src in sorted(HERE.glob("*.py")):
+    for src in sorted(HERE / n for n in _IMAGE_INPUTS):
         h.update(src.name.encode())
         h.update(src.read_bytes())
     for pkg in sorted(set(rootfs.BUSYBOX_DEBS + rootfs.NGINX_DEBS)):
