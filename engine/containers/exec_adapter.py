@@ -126,8 +126,8 @@ class ExecRuntime:
             return None
         return int(st.exit_code) if st.status == "exited" else None
 
-    async def kill(self, cid: str, signum: int) -> None:
-        await self.rt.kill(cid, signum)
+    async def kill(self, cid: str, signum: int, all_: bool = False) -> None:
+        await self.rt.kill(cid, signum, all=all_)
 
     async def pause(self, cid: str) -> None:
         await self.rt.pause(cid)

@@ -475,8 +475,28 @@ class ContainerManager:
             raise Conflict(f"cannot kill container: {ref}: container {rec['Id']} is not running")
         rec["_portside"]["ManuallyStopped"] = True  # as dockerd: a container the user signalled is not restarted
         self.store.save(rec)
-        await self.rt.kill(rec["Id"], signum)
+        cid = rec["Id"]
+        if signum != signals.SIGKILL:
+            await self.rt.kill(cid, signum)  # any other signal: sent, and the call returns (dockerd's too)
+            self.emit(rec, "kill", signal=str(signum))
+            return
+        # SIGKILL is dockerd's Kill(): it returns once the container is recorded as exited, so an inspect
+        # right after shows exited/137; the event is armed before the signal so the exit cannot slip past.
+        exited = self.exit_event(cid)
+        with contextlib.suppress(Conflict):  # exited already: its exit is being recorded, which is waited for
+            await self.rt.kill(cid, signum)
         self.emit(rec, "kill", signal=str(signum))
+        if rec["State"]["Paused"]:
+            with contextlib.suppress(EngineError):
+                await self.rt.unpause(cid)  # a frozen task takes the SIGKILL only once thawed (cgroup v1)
+        try:
+            await asyncio.wait_for(exited.wait(), 10)
+        except TimeoutError:
+            # as dockerd: not gone after 10 s, kill what is left of it (every process of its cgroup), then wait
+            log.warning("container %s did not exit within 10 s of SIGKILL; killing its cgroup", cid[:12])
+            with contextlib.suppress(EngineError, ProcessLookupError):
+                await self.rt.kill(cid, signum, all_=True)
+            await exited.wait()
 
     async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         rec = self.get(ref)
