@@ -3,8 +3,12 @@ the pty's line discipline, detach keys, log drivers, bind propagation."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
+import select
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,6 +16,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
+from engine.api.hijack import DetachFilter, detach_keys
 from tests.api.conftest import DOCKER, PortsideDaemon
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -117,3 +122,211 @@ def test_exec_run_tty_output_has_crlf(client: docker.DockerClient, busybox: str)
         assert (res.exit_code, res.output) == (0, b"hi\n")
     finally:
         c.remove(force=True)
+
+
+# -- 3. detach keys -----------------------------------------------------------------------------------------------
+def test_detach_keys_parse_as_moby_term_does() -> None:
+    assert detach_keys("") == b"\x10\x11"
+    assert detach_keys("ctrl-p,ctrl-q") == b"\x10\x11"
+    assert detach_keys("ctrl-x,x") == b"\x18x"
+    assert detach_keys("ctrl-@,ctrl-[,ctrl-\\,ctrl-],ctrl-^,ctrl-_,DEL,a,,") is None  # the empty ones
+    assert detach_keys("ctrl-@,ctrl-[,ctrl-\\,ctrl-],ctrl-^,ctrl-_,DEL,a") == b"\x00\x1b\x1c\x1d\x1e\x1f\x7fa"
+    for bad in ("ctrl-P", "ctrl-1", " ctrl-p", "ctrl-p, ctrl-q", "ab", "é", "ctrl-", "del"):
+        assert detach_keys(bad) is None, bad
+
+
+def test_detach_filter_holds_a_partial_match_back() -> None:
+    f = DetachFilter(b"\x10\x11")
+    assert f.feed(b"ab\x10") == b"ab" and not f.detached
+    assert f.feed(b"c") == b"\x10c"  # broken: what was held goes on
+    assert f.feed(b"\x10\x10\x11") == b"\x10\x10\x11" and not f.detached  # as moby: no re-match on the breaker
+    assert f.feed(b"x\x10") == b"x" and f.feed(b"\x11rest") == b"" and f.detached
+
+
+class _Hijacked:
+    """A raw hijacked attach/exec connection to the daemon's socket (the upgrade the CLI does)."""
+
+    def __init__(self, daemon: PortsideDaemon, path: str, body: bytes = b"") -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(str(daemon.sock))
+        head = (f"POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        self.sock.sendall(head + body)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = self.sock.recv(4096)
+            assert chunk, buf
+            buf += chunk
+        head_raw, self.buf = buf.split(b"\r\n\r\n", 1)
+        self.status = int(head_raw.split()[1])
+        self.head = head_raw.decode()
+
+    def read_until(self, text: bytes) -> bytes:
+        while text not in self.buf:
+            chunk = self.sock.recv(4096)
+            assert chunk, f"EOF before {text!r}: {self.buf!r}"
+            self.buf += chunk
+        return self.buf
+
+    def read_to_eof(self) -> bytes:
+        while chunk := self.sock.recv(4096):
+            self.buf += chunk
+        return self.buf
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _pty_session(daemon: PortsideDaemon, *args: str) -> tuple[int, int]:
+    """The docker CLI on a new pty: (pid, master fd)."""
+    env = {**os.environ, "DOCKER_CONFIG": str(daemon.tmp / "cli")}
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(DOCKER, [DOCKER, "-H", daemon.host, *args], env)
+    return pid, fd
+
+
+def _read_pty_until(fd: int, text: bytes, buf: bytearray, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in buf:
+        assert time.monotonic() < deadline, f"{text!r} not seen on the pty: {bytes(buf)!r}"
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the process closed its terminal
+                chunk = b""
+            assert chunk, f"EOF before {text!r}: {bytes(buf)!r}"
+            buf += chunk
+
+
+def _wait_exit(pid: int, fd: int, timeout: float = 30) -> tuple[int, bytes]:
+    """Waits for the CLI on the pty to exit: (exit code, what it printed meanwhile)."""
+    out = bytearray()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            with contextlib.suppress(OSError):
+                out += os.read(fd, 65536)
+            os.close(fd)
+            return os.waitstatus_to_exitcode(status), bytes(out)
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            with contextlib.suppress(OSError):
+                out += os.read(fd, 4096)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    os.close(fd)
+    raise AssertionError(f"the docker CLI did not exit: {bytes(out)!r}")
+
+
+def _type_keys(fd: int, keys: bytes) -> None:
+    """Keys one at a time, as a person types them (the CLI's own escape proxy matches single-byte reads)."""
+    for b in keys:
+        os.write(fd, bytes((b,)))
+        time.sleep(0.05)  # pacing the keystrokes, not waiting for a state
+
+
+@pytest.mark.parametrize("keys,typed", [("", b"\x10\x11"), ("ctrl-x,x", b"\x18x")])
+def test_run_it_detach_keys_leave_it_running(daemon: PortsideDaemon, busybox: str, names: list[str], keys: str,
+                                             typed: bytes) -> None:
+    name = f"pst-detach-{len(keys)}-{os.getpid()}"
+    names.append(name)
+    extra = ["--detach-keys", keys] if keys else []
+    pid, fd = _pty_session(daemon, "run", "-it", *extra, "--name", name, busybox, "sh")
+    buf = bytearray()
+    os.write(fd, b"echo ready-$((1+1))\r")
+    _read_pty_until(fd, b"ready-2", buf)
+    _type_keys(fd, typed)
+    code, said = _wait_exit(pid, fd)
+    assert code == 0 and b"escape" not in said, (code, said)
+    st = _state(daemon, name)
+    assert st["Running"] is True, st
+    # the shell is still there: attach again, run something, detach with the same keys
+    pid, fd = _pty_session(daemon, "attach", *extra, name)
+    buf = bytearray()
+    os.write(fd, b"echo again-$((2+3))\r")
+    _read_pty_until(fd, b"again-5", buf)
+    _type_keys(fd, typed)
+    code, said = _wait_exit(pid, fd)
+    # the CLI's own words and status for a detach from `attach` and `exec` (its run says nothing, exits 0)
+    assert code == 1 and said.endswith(b"read escape sequence\r\n"), (code, said)
+    assert _state(daemon, name)["Running"] is True
+
+
+def test_exec_it_detach_keys(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    name = f"pst-detach-exec-{os.getpid()}"
+    names.append(name)
+    assert daemon.docker("run", "-d", "--name", name, busybox, "sleep", "300").returncode == 0
+    pid, fd = _pty_session(daemon, "exec", "-it", "--detach-keys=ctrl-x,x", name, "sh", "-c",
+                           "echo exec-ready; exec sleep 300")
+    buf = bytearray()
+    _read_pty_until(fd, b"exec-ready", buf)
+    _type_keys(fd, b"\x18x")
+    code, said = _wait_exit(pid, fd)
+    assert code == 1 and said.endswith(b"read escape sequence\r\n"), (code, said)
+    top = daemon.docker("top", name)
+    assert top.stdout.count("sleep 300") == 2, top.stdout  # the exec'd process runs on
+    bad = daemon.docker("exec", "-i", "--detach-keys=ctrl-1", name, "true")
+    assert bad.returncode != 0 and "Invalid escape keys (ctrl-1) provided" in bad.stderr, bad.stderr
+
+
+def test_attach_api_detach_keys(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    tty_name, raw_name = f"pst-det-tty-{os.getpid()}", f"pst-det-raw-{os.getpid()}"
+    names.extend([tty_name, raw_name])
+    assert daemon.docker("run", "-d", "-it", "--name", tty_name, busybox, "sh").returncode == 0
+    status, _, body = daemon.request(
+        "POST", f"/v1.50/containers/{tty_name}/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-1")
+    assert (status, json.loads(body)["message"]) == (400, "Invalid detach keys (ctrl-1) provided")
+    # the daemon itself ends the stream at the keys, even sent in one write with other input before them
+    conn = _Hijacked(daemon, f"/v1.50/containers/{tty_name}/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-x,x")
+    try:
+        assert conn.status == 101
+        conn.sock.sendall(b"echo hop-$((3+4))\r")
+        conn.read_until(b"hop-7")
+        conn.sock.sendall(b"echo gone\r\x18x")
+        conn.read_to_eof()  # the daemon closed the stream
+    finally:
+        conn.close()
+    assert _state(daemon, tty_name)["Running"] is True
+    # without a TTY the same bytes are input like any other (dockerd copies a non-TTY stdin as is)
+    assert daemon.docker("create", "-i", "--name", raw_name, busybox, "cat").returncode == 0
+    conn = _Hijacked(daemon, f"/v1.50/containers/{raw_name}/attach?stream=1&stdin=1&stdout=1")
+    try:
+        assert daemon.docker("start", raw_name).returncode == 0
+        conn.sock.sendall(b"a\x10\x11b\n")
+        out = conn.read_until(b"b\n")
+        assert b"a\x10\x11b\n" in out
+    finally:
+        conn.close()
+
+
+def test_exec_api_detach_keys(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    name = f"pst-det-execapi-{os.getpid()}"
+    names.append(name)
+    assert daemon.docker("run", "-d", "--name", name, busybox, "sleep", "300").returncode == 0
+
+    def exec_create(body: dict) -> tuple[int, dict]:
+        status, _, raw = daemon.request("POST", f"/v1.50/containers/{name}/exec", body=json.dumps(body).encode(),
+                                        headers={"Content-Type": "application/json"})
+        return status, json.loads(raw)
+
+    status, out = exec_create({"Cmd": ["true"], "DetachKeys": "ctrl-P"})
+    assert (status, out["message"]) == (500, "Invalid escape keys (ctrl-P) provided")  # dockerd's plain error
+    status, out = exec_create({"Cmd": ["sh"], "Tty": True, "AttachStdin": True, "AttachStdout": True,
+                               "DetachKeys": "ctrl-x,x"})
+    assert status == 201
+    eid = out["Id"]
+    conn = _Hijacked(daemon, f"/v1.50/exec/{eid}/start", json.dumps({"Tty": True}).encode())
+    try:
+        assert conn.status == 101
+        conn.sock.sendall(b"echo ex-$((5+6))\r")
+        conn.read_until(b"ex-11")
+        conn.sock.sendall(b"\x18x")
+        conn.read_to_eof()  # the daemon ended the stream at the keys
+    finally:
+        conn.close()
+    status, _, raw = daemon.request("GET", f"/v1.50/exec/{eid}/json")
+    assert status == 200 and json.loads(raw)["Running"] is True  # the shell runs on
