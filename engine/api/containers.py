@@ -13,8 +13,8 @@ from aiohttp import WSMsgType, web
 from engine.api.hijack import STDERR, STDOUT, DetachFilter, detach_keys, frame, hijack
 from engine.api.params import api_at_least, check_filters, filters, json_body, qbool, qint, timestamp_ns
 from engine.api.server import add, daemon_of, json_response
+from engine.containers import logconfig, shape
 from engine.containers import logs as jsonlog
-from engine.containers import shape
 from engine.containers.manager import ContainerManager
 from engine.errors import Conflict, EngineError, InvalidArgument, NotModified
 
@@ -22,6 +22,12 @@ log = logging.getLogger("portside.api")
 
 RAW = "application/vnd.docker.raw-stream"
 MUX = "application/vnd.docker.multiplexed-stream"
+
+
+class ReadLogsNotSupported(EngineError):
+    """moby's logger.ErrReadLogsNotSupported: a 501."""
+
+    status = 501
 
 
 def manager(request: web.Request) -> ContainerManager:
@@ -170,9 +176,9 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     want_out, want_err = qbool(request, "stdout"), qbool(request, "stderr")
     if not (want_out or want_err):
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
-    driver = (rec["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file"
-    if driver == "none":
-        raise InvalidArgument('configured logging driver does not support reading')
+    driver = (rec["HostConfig"].get("LogConfig") or {}).get("Type") or logconfig.DEFAULT_DRIVER
+    if driver not in logconfig.READABLE:
+        raise ReadLogsNotSupported("configured logging driver does not support reading")
     follow, stamps = qbool(request, "follow"), qbool(request, "timestamps")
     since = timestamp_ns(request.query.get("since", "")) or 0
     until = timestamp_ns(request.query.get("until", ""))

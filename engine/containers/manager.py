@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import ids
-from engine.containers import shape
+from engine.containers import logconfig, shape
 from engine.containers.health import HealthMonitor, merge_config, status_of
 from engine.containers.store import ContainerStore, check_name
 from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, NotModified
@@ -142,6 +142,7 @@ class ContainerManager:
             raise InvalidArgument("invalid restart policy: maximum retry count must be a positive integer")
         if hc.get("AutoRemove") and rp_name not in ("no", ""):
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+        hc["LogConfig"] = logconfig.normalize(hc.get("LogConfig"))  # dockerd's default and checks, a 400
         warnings: list[str] = []
         if d.networks is not None:
             # a malformed PortBindings/ExposedPorts is dockerd's 400 at create, not an error at start
@@ -213,7 +214,7 @@ class ContainerManager:
                 "ResolvConfPath": "",
                 "HostnamePath": "",
                 "HostsPath": "",
-                "LogPath": str(self.log_path(cid)),
+                "LogPath": str(self.log_path(cid)) if hc["LogConfig"]["Type"] == "json-file" else "",
                 "Name": full_name,
                 "RestartCount": 0,
                 "Driver": "overlay2",

@@ -330,3 +330,102 @@ def test_exec_api_detach_keys(daemon: PortsideDaemon, busybox: str, names: list[
         conn.close()
     status, _, raw = daemon.request("GET", f"/v1.50/exec/{eid}/json")
     assert status == 200 and json.loads(raw)["Running"] is True  # the shell runs on
+
+
+# -- 4. log drivers -----------------------------------------------------------------------------------------------
+def _create(daemon: PortsideDaemon, body: dict, name: str = "") -> tuple[int, dict]:
+    query = f"?name={name}" if name else ""
+    status, _, raw = daemon.request("POST", f"/v1.50/containers/create{query}", body=json.dumps(body).encode(),
+                                    headers={"Content-Type": "application/json"})
+    return status, json.loads(raw)
+
+
+def test_unknown_log_driver_or_option_is_refused_at_create(daemon: PortsideDaemon, busybox: str) -> None:
+    name = f"pst-logbad-{os.getpid()}"
+    out = daemon.docker("run", "--name", name, "--log-driver", "frob", busybox, "true")
+    assert out.returncode == 125
+    assert "logger: no log driver named 'frob' is registered" in out.stderr, out.stderr
+    for opts, msg in (({"frob": "1"}, "unknown log opt 'frob' for json-file log driver"),
+                      ({"mode": "sometimes"}, "logger: logging mode not supported: sometimes"),
+                      ({"max-buffer-size": "4m"},
+                       "logger: max-buffer-size option is only supported with 'mode=non-blocking'")):
+        status, body = _create(daemon, {"Image": busybox, "HostConfig": {"LogConfig": {"Type": "json-file",
+                                                                                       "Config": opts}}}, name)
+        assert (status, body["message"]) == (400, msg)
+    status, body = _create(daemon, {"Image": busybox, "HostConfig": {"LogConfig": {"Type": "local",
+                                                                                   "Config": {"tag": "x", "y": "1"}}}})
+    assert (status, body["message"]) == (400, "unknown log opt 'y' for log driver local")
+    assert daemon.docker("inspect", name).returncode == 1  # nothing left behind
+    status, body = _create(daemon, {"Image": busybox, "HostConfig": {"LogConfig": {"Type": "frob"}}},
+                           "pst-no-such-image-anyway")
+    assert status == 400  # checked before the image, as dockerd does
+
+
+def test_log_config_defaults_to_json_file(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    name = f"pst-logdef-{os.getpid()}"
+    names.append(name)
+    # the CLI sends LogConfig {"Type": "", "Config": {}}: the daemon's default shows in inspect
+    assert daemon.docker("create", "--name", name, busybox, "true").returncode == 0
+    insp = json.loads(daemon.docker("inspect", name).stdout)[0]
+    assert insp["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {}}
+    assert insp["LogPath"].endswith(f"{insp['Id']}-json.log")
+
+
+def test_none_driver_writes_nothing_and_cannot_be_read(daemon: PortsideDaemon, busybox: str,
+                                                      names: list[str]) -> None:
+    name = f"pst-lognone-{os.getpid()}"
+    names.append(name)
+    out = daemon.docker("run", "--name", name, "--log-driver", "none", busybox, "echo", "hi")
+    assert (out.returncode, out.stdout) == (0, "hi\n"), out.stderr  # attached output still comes through
+    insp = json.loads(daemon.docker("inspect", name).stdout)[0]
+    assert insp["HostConfig"]["LogConfig"]["Type"] == "none" and insp["LogPath"] == ""
+    logs = daemon.docker("logs", name)
+    assert logs.returncode == 1
+    assert "configured logging driver does not support reading" in logs.stderr, logs.stderr
+    status, _, _ = daemon.request("GET", f"/v1.50/containers/{name}/logs?stdout=1")
+    assert status == 501
+    assert not list((daemon.data_root / "containers" / insp["Id"]).glob("*.log*"))
+
+
+def test_local_driver_reads_back(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    name = f"pst-loglocal-{os.getpid()}"
+    names.append(name)
+    out = daemon.docker("run", "--name", name, "--log-driver", "local", "--log-opt", "max-size=10m", busybox,
+                        "sh", "-c", "echo out; echo err >&2")
+    assert out.returncode == 0, out.stderr
+    logs = daemon.docker("logs", name)
+    assert (logs.stdout, logs.stderr) == ("out\n", "err\n")
+    insp = json.loads(daemon.docker("inspect", name).stdout)[0]
+    assert insp["HostConfig"]["LogConfig"] == {"Type": "local", "Config": {"max-size": "10m"}}
+
+
+@pytest.mark.parametrize("opt,msg", [
+    ("max-size=12x", "invalid size: '12x'"),
+    ("max-size=0", "max-size must be a positive number"),
+    ("max-file=0", "max-file cannot be less than 1"),
+    ("max-file=two", 'strconv.Atoi: parsing "two": invalid syntax'),
+])
+def test_bad_log_option_values_fail_the_start(daemon: PortsideDaemon, busybox: str, names: list[str], opt: str,
+                                              msg: str) -> None:
+    name = f"pst-logval-{os.getpid()}"
+    names.append(name)
+    out = daemon.docker("run", "--name", name, "--log-opt", opt, busybox, "true")
+    assert out.returncode == 125
+    assert f"failed to create task for container: failed to initialize logging driver: {msg}" in out.stderr, \
+        out.stderr
+    st = _state(daemon, name)
+    assert (st["Status"], st["ExitCode"]) == ("created", 128), st
+    assert "failed to initialize logging driver" in st["Error"]
+
+
+def test_max_size_rotates_at_decimal_megabytes(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    name = f"pst-logrot-{os.getpid()}"
+    names.append(name)
+    # json-file's max-size is go-units' FromHumanSize: "1k" is 1000 bytes; each entry here is ~80 bytes
+    out = daemon.docker("run", "--name", name, "--log-opt", "max-size=1k", "--log-opt", "max-file=2", busybox,
+                        "sh", "-c", "i=0; while [ $i -lt 40 ]; do echo line-$i; i=$((i+1)); done")
+    assert out.returncode == 0, out.stderr
+    cid = json.loads(daemon.docker("inspect", name).stdout)[0]["Id"]
+    files = sorted((daemon.data_root / "containers" / cid).glob("*-json.log*"))
+    assert [f.name.removeprefix(cid) for f in files] == ["-json.log", "-json.log.1"]
+    assert all(f.stat().st_size <= 1000 for f in files), [f.stat().st_size for f in files]
