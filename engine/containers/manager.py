@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from engine import ids
 from engine.containers import logconfig, shape
 from engine.containers.health import HealthMonitor, merge_config, status_of
+from engine.containers.mountspec import DEFAULT_PROPAGATION, bind_propagation, check_mount_specs
 from engine.containers.store import ContainerStore, check_name
 from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, NotModified
 from engine.volumes import ANONYMOUS_LABEL
@@ -276,15 +277,14 @@ class ContainerManager:
                            "Driver": "local", "Mode": "z" if False else "", "RW": rw, "Propagation": ""})
             taken.add(dst)
 
+        check_mount_specs(hc)  # all of them before a volume is made
         for bind in hc.get("Binds") or []:
             parts = bind.split(":")
-            if len(parts) < 2 or not parts[1].startswith("/"):
-                raise InvalidArgument(f"invalid volume specification: '{bind}'")
             src, dst, mode = parts[0], parts[1], parts[2] if len(parts) > 2 else ""
             rw = "ro" not in mode.split(",")
             if src.startswith("/"):
                 mounts.append({"Type": "bind", "Source": src, "Destination": dst, "Mode": mode, "RW": rw,
-                               "Propagation": "rprivate"})
+                               "Propagation": bind_propagation(mode)})
                 taken.add(dst)
             else:
                 volume(src, dst, rw)
@@ -298,7 +298,8 @@ class ContainerManager:
                 volume(m["Source"], dst, not m.get("ReadOnly"))
             elif kind == "bind":
                 mounts.append({"Type": "bind", "Source": m.get("Source", ""), "Destination": dst, "Mode": "",
-                               "RW": not m.get("ReadOnly"), "Propagation": "rprivate"})
+                               "RW": not m.get("ReadOnly"),
+                               "Propagation": (m.get("BindOptions") or {}).get("Propagation") or DEFAULT_PROPAGATION})
                 taken.add(dst)
             elif kind == "tmpfs":
                 mounts.append({"Type": "tmpfs", "Source": "", "Destination": dst, "Mode": "",

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -429,3 +430,104 @@ def test_max_size_rotates_at_decimal_megabytes(daemon: PortsideDaemon, busybox: 
     files = sorted((daemon.data_root / "containers" / cid).glob("*-json.log*"))
     assert [f.name.removeprefix(cid) for f in files] == ["-json.log", "-json.log.1"]
     assert all(f.stat().st_size <= 1000 for f in files), [f.stat().st_size for f in files]
+
+
+# -- 5. bind propagation ------------------------------------------------------------------------------------------
+def _mount_dir(path: Path, propagation: str) -> None:
+    """A tmpfs of the test's own at `path`, with the given propagation (the host's / may be private or shared)."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "pst-prop", str(path)], check=True)
+    subprocess.run(["mount", f"--make-{propagation}", str(path)], check=True)
+
+
+@pytest.fixture
+def prop_dirs(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """(a shared mount, a private mount), unmounted (with anything mounted below) afterwards."""
+    shared, private = tmp_path / "pst-shared", tmp_path / "pst-private"
+    try:
+        _mount_dir(shared, "shared")
+        _mount_dir(private, "private")
+        yield shared, private
+    finally:
+        for d in (shared, private):
+            subprocess.run(["umount", "-R", str(d)], check=False, capture_output=True)
+
+
+def _container_mount(daemon: PortsideDaemon, name: str, target: str) -> list[str] | None:
+    """The optional fields of `target`'s line in the container's mountinfo (None: not mounted)."""
+    out = daemon.docker("exec", name, "cat", "/proc/self/mountinfo")
+    assert out.returncode == 0, out.stderr
+    for line in out.stdout.splitlines():
+        head = line.split(" - ", 1)[0].split()
+        if head[4] == target:
+            return head[6:]
+    return None
+
+
+@pytest.mark.parametrize("how,prop,tag,receives", [
+    ("-v", "", None, False),
+    ("-v", "rslave", "master:", True),
+    ("-v", "rshared", "shared:", True),
+    ("-v", "private", None, False),
+    ("--mount", "slave", "master:", True),
+    ("--mount", "shared", "shared:", True),
+    ("--mount", "", None, False),
+])
+def test_bind_propagation_is_applied_and_shown(daemon: PortsideDaemon, busybox: str, names: list[str],
+                                               prop_dirs: tuple[Path, Path], how: str, prop: str, tag: str | None,
+                                               receives: bool) -> None:
+    shared, _ = prop_dirs
+    name = f"pst-prop-{os.getpid()}"
+    names.append(name)
+    if how == "-v":
+        spec = ["-v", f"{shared}:/m" + (f":{prop}" if prop else "")]
+    else:
+        spec = ["--mount", f"type=bind,src={shared},dst=/m" + (f",bind-propagation={prop}" if prop else "")]
+    out = daemon.docker("run", "-d", "--name", name, *spec, busybox, "sleep", "300")
+    assert out.returncode == 0, out.stderr
+    mounts = json.loads(daemon.docker("inspect", name).stdout)[0]["Mounts"]
+    assert [(m["Type"], m["Destination"], m["Propagation"]) for m in mounts] == [("bind", "/m", prop or "rprivate")]
+    fields = _container_mount(daemon, name, "/m")
+    assert fields is not None
+    if tag is None:
+        assert not any(f.startswith(("shared:", "master:")) for f in fields), fields
+    else:
+        assert any(f.startswith(tag) for f in fields), fields
+    # what the propagation is for: a mount made on the host below the source shows in the container, or not
+    sub = shared / "sub"
+    sub.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "pst-prop-sub", str(sub)], check=True)
+    assert (_container_mount(daemon, name, "/m/sub") is not None) is receives
+
+
+def test_bad_propagation_is_refused(daemon: PortsideDaemon, busybox: str, names: list[str],
+                                    prop_dirs: tuple[Path, Path]) -> None:
+    shared, private = prop_dirs
+    name = f"pst-propbad-{os.getpid()}"
+    names.append(name)
+    out = daemon.docker("run", "--name", name, "-v", f"{shared}:/m:rfoo", busybox, "true")
+    assert out.returncode == 125 and "invalid mode: rfoo" in out.stderr, out.stderr
+    out = daemon.docker("run", "--name", name, "--mount", f"type=bind,src={shared},dst=/m,bind-propagation=frob",
+                        busybox, "true")
+    assert out.returncode == 125, out.stderr
+    assert 'invalid mount config for type "bind": invalid propagation mode: frob' in out.stderr, out.stderr
+    for binds, msg in (([f"{shared}:/m:rshared,rslave"], "invalid mode: rshared,rslave"),
+                       ([f"{shared}:/m:ro,rw"], "invalid mode: ro,rw"),
+                       (["pst-propvol:/m:rshared"], "invalid volume specification: 'pst-propvol:/m:rshared': "
+                        'invalid mount config for type "volume": field BindOptions must not be specified')):
+        status, body = _create(daemon, {"Image": busybox, "HostConfig": {"Binds": binds}}, name)
+        assert (status, body["message"]) == (400, msg)
+    status, body = _create(daemon, {"Image": busybox, "HostConfig": {"Mounts": [
+        {"Type": "tmpfs", "Target": "/t", "BindOptions": {"Propagation": "rshared"}}]}}, name)
+    assert (status, body["message"]) == (
+        400, 'invalid mount config for type "tmpfs": field BindOptions must not be specified')
+    assert daemon.docker("inspect", name).returncode == 1
+    assert daemon.docker("volume", "inspect", "pst-propvol").returncode == 1  # nothing left behind
+    # a shared bind needs a shared source: dockerd's check when the spec is made, at start
+    out = daemon.docker("run", "--name", name, "-v", f"{private}:/m:rshared", busybox, "true")
+    assert out.returncode == 125
+    assert f"path {private} is mounted on {private} but it is not a shared mount" in out.stderr, out.stderr
+    assert daemon.docker("rm", name).returncode == 0
+    out = daemon.docker("run", "--name", name, "-v", f"{private}:/m:rslave", busybox, "true")
+    assert out.returncode == 125
+    assert f"path {private} is mounted on {private} but it is not a shared or slave mount" in out.stderr, out.stderr
