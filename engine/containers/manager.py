@@ -14,6 +14,7 @@ import copy
 import importlib
 import logging
 import os
+import re
 import signal as signals
 import time
 from pathlib import Path
@@ -32,19 +33,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("portside.containers")
 
-_SIGNALS = {s.name[3:]: int(s) for s in signals.Signals if s.name.startswith("SIG") and not s.name.startswith("SIG_")}
+# moby's pkg/signal SignalMap for Linux: the names (aliases such as CLD, IOT and POLL included), and the
+# real-time ones as RTMIN, RTMIN+1 ... RTMAX-1, RTMAX (34..64)
+_SIGRTMIN, _SIGRTMAX = 34, 64
+_SIGNALS = {name[3:]: int(s) for name, s in signals.Signals.__members__.items()
+            if name.startswith("SIG") and not name.startswith("SIG_") and not name.startswith("SIGRT")}
+_SIGNALS.update({"RTMIN": _SIGRTMIN, "RTMAX": _SIGRTMAX})
+_SIGNALS.update({f"RTMIN+{n}": _SIGRTMIN + n for n in range(1, 16)})
+_SIGNALS.update({f"RTMAX-{n}": _SIGRTMAX - n for n in range(1, 15)})
+_VALID_SIGNALS = frozenset(_SIGNALS.values())
 
 
 def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int:
+    """moby's signal.ParseSignal plus ValidSignalForPlatform: a number (not 0) or a name with or without SIG, in
+    any case; InvalidArgument (400) with dockerd's texts."""
     if value in (None, ""):
         return default
-    s = str(value).upper()
-    if s.isdigit():
-        return int(s)
-    s = s.removeprefix("SIG")
-    if s not in _SIGNALS:
-        raise InvalidArgument(f"Invalid signal: {value}")
-    return _SIGNALS[s]
+    raw = str(value)
+    if re.fullmatch(r"[+-]?\d+", raw):
+        n = int(raw)
+        if n == 0:
+            raise InvalidArgument(f"Invalid signal: {raw}")
+        if n not in _VALID_SIGNALS:
+            raise InvalidArgument(f"the linux daemon does not support signal {n}")
+        return n
+    name = raw.upper().removeprefix("SIG")
+    if name not in _SIGNALS:
+        raise InvalidArgument(f"Invalid signal: {raw}")
+    return _SIGNALS[name]
 
 
 def restart_policy(hc: dict[str, Any]) -> tuple[str, int]:
@@ -144,6 +160,8 @@ class ContainerManager:
         if hc.get("AutoRemove") and rp_name not in ("no", ""):
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
         hc["LogConfig"] = logconfig.normalize(hc.get("LogConfig"))  # dockerd's default and checks, a 400
+        if config.get("StopSignal"):
+            parse_signal(config["StopSignal"])  # dockerd's verifyContainerSettings: "Invalid signal: ..."
         warnings: list[str] = []
         if d.networks is not None:
             # a malformed PortBindings/ExposedPorts is dockerd's 400 at create, not an error at start
@@ -471,8 +489,8 @@ class ContainerManager:
 
     # -- stop / kill / restart / pause --------------------------------------------------------------------------
     async def kill(self, ref: str, sig: str | int | None = None) -> None:
+        signum = parse_signal(sig)  # before the look-up, as dockerd's ContainerKill
         rec = self.get(ref)
-        signum = parse_signal(sig)
         if not rec["State"]["Running"]:
             raise Conflict(f"cannot kill container: {ref}: container {rec['Id']} is not running")
         rec["_portside"]["ManuallyStopped"] = True  # as dockerd: a container the user signalled is not restarted
@@ -481,6 +499,15 @@ class ContainerManager:
         if signum != signals.SIGKILL:
             await self.rt.kill(cid, signum)  # any other signal: sent, and the call returns (dockerd's too)
             self.emit(rec, "kill", signal=str(signum))
+            stop = rec["Config"].get("StopSignal")
+            if rec["State"]["Paused"] and (not stop or parse_signal(stop) == signum):
+                # dockerd resumes a paused container sent its stop signal (any signal when it has none set), so
+                # the signal is delivered
+                await self.rt.unpause(cid)
+                rec["State"].update(Status="running", Paused=False)
+                self.store.save(rec)
+                self.health.resume(rec)
+                self.emit(rec, "unpause")
             return
         # SIGKILL is dockerd's Kill(): it returns once the container is recorded as exited, so an inspect
         # right after shows exited/137; the event is armed before the signal so the exit cannot slip past.

@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import docker
 import pytest
@@ -77,6 +78,40 @@ def test_kill_bad_signal_and_stopped_container(daemon: PortsideDaemon, busybox: 
     assert "is not running" in out.stderr
     status, _, body = daemon.request("POST", f"/v1.50/containers/{name}/kill?signal=FROB")
     assert status == 400 and json.loads(body)["message"] == "Invalid signal: FROB"
+
+
+def test_signal_names_and_numbers_as_dockerd(daemon: PortsideDaemon, busybox: str) -> None:
+    def kill(ref: str, sig: str) -> tuple[int, str]:
+        status, _, body = daemon.request("POST", f"/v1.50/containers/{ref}/kill?signal={quote(sig)}")
+        return status, json.loads(body)["message"] if body else ""
+
+    # the signal is checked before the container is looked up
+    assert kill("pst-no-such-container", "FROB") == (400, "Invalid signal: FROB")
+    assert kill("pst-no-such-container", "0") == (400, "Invalid signal: 0")
+    assert kill("pst-no-such-container", "99") == (400, "the linux daemon does not support signal 99")
+    assert kill("pst-no-such-container", "32") == (400, "the linux daemon does not support signal 32")
+    for good in ("sigterm", "CLD", "IOT", "RTMIN+3", "RTMAX-1", "64"):
+        assert kill("pst-no-such-container", good)[0] == 404, good
+    status, body = _create(daemon, {"Image": busybox, "StopSignal": "SIGFROB"})
+    assert (status, body["message"]) == (400, "Invalid signal: SIGFROB")
+
+
+def test_kill_resumes_a_paused_container(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    name = f"pst-killpaused-{os.getpid()}"
+    names.append(name)
+    script = "trap 'echo got-usr1' USR1; echo ready; while :; do sleep 0.1; done"
+    assert daemon.docker("run", "-d", "--name", name, busybox, "sh", "-c", script).returncode == 0
+    _wait_logs(daemon, name, "ready")
+    assert daemon.docker("pause", name).returncode == 0
+    # no StopSignal set: dockerd resumes it, so the signal arrives
+    assert daemon.docker("kill", "-s", "USR1", name).returncode == 0
+    st = _state(daemon, name)
+    assert (st["Status"], st["Paused"], st["Running"]) == ("running", False, True)
+    _wait_logs(daemon, name, "got-usr1")
+    assert daemon.docker("pause", name).returncode == 0
+    assert daemon.docker("kill", name).returncode == 0
+    st = _state(daemon, name)
+    assert (st["Status"], st["Paused"], st["ExitCode"]) == ("exited", False, 137)
 
 
 def _wait_logs(daemon: PortsideDaemon, name: str, text: str, timeout: float = 30) -> str:
