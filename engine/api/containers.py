@@ -95,7 +95,16 @@ async def restart(request: web.Request) -> web.Response:
 
 
 async def kill(request: web.Request) -> web.Response:
-    await manager(request).kill(request.match_info["id"], request.query.get("signal") or None)
+    ref = request.match_info["id"]
+    try:
+        await manager(request).kill(ref, request.query.get("signal") or None)
+    except EngineError as e:
+        # dockerd's router wraps every kill error (its status kept): "cannot kill container: NAME: ..."
+        prefix = f"cannot kill container: {ref}: "
+        if not e.message.startswith(prefix):
+            e.message = prefix + e.message
+            e.args = (e.message,)
+        raise
     return web.Response(status=204)
 
 

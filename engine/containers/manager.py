@@ -492,12 +492,15 @@ class ContainerManager:
         signum = parse_signal(sig)  # before the look-up, as dockerd's ContainerKill
         rec = self.get(ref)
         if not rec["State"]["Running"]:
-            raise Conflict(f"cannot kill container: {ref}: container {rec['Id']} is not running")
+            raise Conflict(f"container {rec['Id']} is not running")
         rec["_portside"]["ManuallyStopped"] = True  # as dockerd: a container the user signalled is not restarted
         self.store.save(rec)
         cid = rec["Id"]
         if signum != signals.SIGKILL:
-            await self.rt.kill(cid, signum)  # any other signal: sent, and the call returns (dockerd's too)
+            try:
+                await self.rt.kill(cid, signum)  # any other signal: sent, and the call returns (dockerd's too)
+            except Conflict:
+                raise Conflict(f"container {cid} is not running") from None  # it exited meanwhile
             self.emit(rec, "kill", signal=str(signum))
             stop = rec["Config"].get("StopSignal")
             if rec["State"]["Paused"] and (not stop or parse_signal(stop) == signum):
