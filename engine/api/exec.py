@@ -30,12 +30,16 @@ def _get(m: ContainerManager, eid: str) -> dict[str, Any]:
 
 async def create(request: web.Request) -> web.Response:
     m = manager(request)
-    rec = m.get(request.match_info["id"])
+    ref = request.match_info["id"]
+    rec = m.get(ref)
     body = await json_body(request)
+    # dockerd's getActiveContainer (a restarting container counts as running there, so its own text)
+    if rec["State"]["Restarting"]:
+        raise Conflict(f"Container {rec['Id']} is restarting, wait until the container is running")
     if not rec["State"]["Running"]:
         raise Conflict(f"container {rec['Id']} is not running")
     if rec["State"]["Paused"]:
-        raise Conflict(f"Container {rec['Id']} is paused, unpause the container before exec")
+        raise Conflict(f"Container {ref} is paused, unpause the container before exec")
     cmd = body.get("Cmd") or []
     if isinstance(cmd, str):
         cmd = [cmd]

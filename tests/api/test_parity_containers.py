@@ -567,3 +567,29 @@ def test_bad_propagation_is_refused(daemon: PortsideDaemon, busybox: str, names:
     out = daemon.docker("run", "--name", name, "-v", f"{private}:/m:rslave", busybox, "true")
     assert out.returncode == 125
     assert f"path {private} is mounted on {private} but it is not a shared or slave mount" in out.stderr, out.stderr
+
+
+def test_exec_refusals_name_the_state(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    paused, looping = f"pst-execpaused-{os.getpid()}", f"pst-execloop-{os.getpid()}"
+    names.extend([paused, looping])
+
+    def exec_create(ref: str) -> tuple[int, str]:
+        status, _, raw = daemon.request("POST", f"/v1.50/containers/{ref}/exec",
+                                        body=json.dumps({"Cmd": ["true"]}).encode(),
+                                        headers={"Content-Type": "application/json"})
+        return status, json.loads(raw).get("message", "")
+
+    assert daemon.docker("run", "-d", "--name", paused, busybox, "sleep", "300").returncode == 0
+    assert daemon.docker("pause", paused).returncode == 0
+    assert exec_create(paused) == (409, f"Container {paused} is paused, unpause the container before exec")
+    # a container between two restarts: the restart back-off doubles, so after 4 restarts it waits 1.6 s
+    assert daemon.docker("run", "-d", "--name", looping, "--restart", "always", busybox, "false").returncode == 0
+    cid = json.loads(daemon.docker("inspect", looping).stdout)[0]["Id"]
+    deadline = time.monotonic() + 60
+    while True:
+        assert time.monotonic() < deadline, "never seen restarting"
+        insp = json.loads(daemon.request("GET", f"/v1.50/containers/{looping}/json")[2])
+        if insp["State"]["Restarting"] and insp["RestartCount"] >= 4:
+            break
+        time.sleep(0.05)
+    assert exec_create(looping) == (409, f"Container {cid} is restarting, wait until the container is running")
