@@ -4,12 +4,14 @@ the pty's line discipline, detach keys, log drivers, bind propagation."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
-import pty
 import select
 import socket
+import struct
 import subprocess
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,13 +217,40 @@ class _Hijacked:
         self.sock.close()
 
 
-def _pty_session(daemon: PortsideDaemon, *args: str) -> tuple[int, int]:
-    """The docker CLI on a new pty: (pid, master fd)."""
-    env = {**os.environ, "DOCKER_CONFIG": str(daemon.tmp / "cli")}
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execve(DOCKER, [DOCKER, "-H", daemon.host, *args], env)
-    return pid, fd
+class _Pty:
+    """The docker CLI on a pty of its own. The test keeps the slave side open too, so it can see when the CLI
+    has read what was typed (the slave's input queue is empty)."""
+
+    def __init__(self, daemon: PortsideDaemon, *args: str) -> None:
+        env = {**os.environ, "DOCKER_CONFIG": str(daemon.tmp / "cli")}
+        self.fd, self.slave = os.openpty()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()
+                fcntl.ioctl(self.slave, termios.TIOCSCTTY, 0)
+                for i in range(3):
+                    os.dup2(self.slave, i)
+                os.execve(DOCKER, [DOCKER, "-H", daemon.host, *args], env)
+            finally:
+                os._exit(127)
+        self.pid = pid
+
+    def unread(self) -> int:
+        return int(struct.unpack("i", fcntl.ioctl(self.slave, termios.FIONREAD, b"\0\0\0\0"))[0])
+
+    def type_keys(self, keys: bytes, timeout: float = 30) -> None:
+        """Keys one at a time, each read by the CLI before the next, as typed by a person: the CLI's own escape
+        proxy matches the sequence only in reads of one byte each."""
+        deadline = time.monotonic() + timeout
+        for b in keys:
+            os.write(self.fd, bytes((b,)))
+            while self.unread():
+                assert time.monotonic() < deadline, "the CLI does not read its terminal"
+                time.sleep(0.01)
+
+    def close(self) -> None:
+        os.close(self.slave)
 
 
 def _read_pty_until(fd: int, text: bytes, buf: bytearray, timeout: float = 30) -> None:
@@ -238,32 +267,29 @@ def _read_pty_until(fd: int, text: bytes, buf: bytearray, timeout: float = 30) -
             buf += chunk
 
 
-def _wait_exit(pid: int, fd: int, timeout: float = 30) -> tuple[int, bytes]:
-    """Waits for the CLI on the pty to exit: (exit code, what it printed meanwhile)."""
+def _wait_exit(t: _Pty, timeout: float = 30) -> tuple[int, bytes]:
+    """Waits for the CLI on the pty to exit: (exit code, what it printed meanwhile); closes the pty."""
     out = bytearray()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            with contextlib.suppress(OSError):
-                out += os.read(fd, 65536)
-            os.close(fd)
-            return os.waitstatus_to_exitcode(status), bytes(out)
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if r:
-            with contextlib.suppress(OSError):
-                out += os.read(fd, 4096)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    os.close(fd)
-    raise AssertionError(f"the docker CLI did not exit: {bytes(out)!r}")
-
-
-def _type_keys(fd: int, keys: bytes) -> None:
-    """Keys one at a time, as a person types them (the CLI's own escape proxy matches single-byte reads)."""
-    for b in keys:
-        os.write(fd, bytes((b,)))
-        time.sleep(0.05)  # pacing the keystrokes, not waiting for a state
+    try:
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(t.pid, os.WNOHANG)
+            if done:
+                while select.select([t.fd], [], [], 0)[0]:
+                    chunk = os.read(t.fd, 65536)
+                    if not chunk:
+                        break
+                    out += chunk
+                return os.waitstatus_to_exitcode(status), bytes(out)
+            if select.select([t.fd], [], [], 0.2)[0]:
+                with contextlib.suppress(OSError):
+                    out += os.read(t.fd, 4096)
+        os.kill(t.pid, 9)
+        os.waitpid(t.pid, 0)
+        raise AssertionError(f"the docker CLI did not exit: {bytes(out)!r}")
+    finally:
+        t.close()
+        os.close(t.fd)
 
 
 @pytest.mark.parametrize("keys,typed", [("", b"\x10\x11"), ("ctrl-x,x", b"\x18x")])
@@ -272,22 +298,22 @@ def test_run_it_detach_keys_leave_it_running(daemon: PortsideDaemon, busybox: st
     name = f"pst-detach-{len(keys)}-{os.getpid()}"
     names.append(name)
     extra = ["--detach-keys", keys] if keys else []
-    pid, fd = _pty_session(daemon, "run", "-it", *extra, "--name", name, busybox, "sh")
+    t = _Pty(daemon, "run", "-it", *extra, "--name", name, busybox, "sh")
     buf = bytearray()
-    os.write(fd, b"echo ready-$((1+1))\r")
-    _read_pty_until(fd, b"ready-2", buf)
-    _type_keys(fd, typed)
-    code, said = _wait_exit(pid, fd)
+    os.write(t.fd, b"echo ready-$((1+1))\r")
+    _read_pty_until(t.fd, b"ready-2", buf)
+    t.type_keys(typed)
+    code, said = _wait_exit(t)
     assert code == 0 and b"escape" not in said, (code, said)
     st = _state(daemon, name)
     assert st["Running"] is True, st
     # the shell is still there: attach again, run something, detach with the same keys
-    pid, fd = _pty_session(daemon, "attach", *extra, name)
+    t = _Pty(daemon, "attach", *extra, name)
     buf = bytearray()
-    os.write(fd, b"echo again-$((2+3))\r")
-    _read_pty_until(fd, b"again-5", buf)
-    _type_keys(fd, typed)
-    code, said = _wait_exit(pid, fd)
+    os.write(t.fd, b"echo again-$((2+3))\r")
+    _read_pty_until(t.fd, b"again-5", buf)
+    t.type_keys(typed)
+    code, said = _wait_exit(t)
     # the CLI's own words and status for a detach from `attach` and `exec` (its run says nothing, exits 0)
     assert code == 1 and said.endswith(b"read escape sequence\r\n"), (code, said)
     assert _state(daemon, name)["Running"] is True
@@ -297,12 +323,11 @@ def test_exec_it_detach_keys(daemon: PortsideDaemon, busybox: str, names: list[s
     name = f"pst-detach-exec-{os.getpid()}"
     names.append(name)
     assert daemon.docker("run", "-d", "--name", name, busybox, "sleep", "300").returncode == 0
-    pid, fd = _pty_session(daemon, "exec", "-it", "--detach-keys=ctrl-x,x", name, "sh", "-c",
-                           "echo exec-ready; exec sleep 300")
+    t = _Pty(daemon, "exec", "-it", "--detach-keys=ctrl-x,x", name, "sh", "-c", "echo exec-ready; exec sleep 300")
     buf = bytearray()
-    _read_pty_until(fd, b"exec-ready", buf)
-    _type_keys(fd, b"\x18x")
-    code, said = _wait_exit(pid, fd)
+    _read_pty_until(t.fd, b"exec-ready", buf)
+    t.type_keys(b"\x18x")
+    code, said = _wait_exit(t)
     assert code == 1 and said.endswith(b"read escape sequence\r\n"), (code, said)
     top = daemon.docker("top", name)
     assert top.stdout.count("sleep 300") == 2, top.stdout  # the exec'd process runs on
