@@ -708,9 +708,9 @@ class ContainerManager:
         out = []
         for r in recs:
             st = r["State"]
-            if not all_ and not st["Running"] and not filters.get("status") and limit in (None, -1, 0) and not (
-                before or since or filters.get("exited")
-            ):
+            # `docker ps` lists a restarting container too (dockerd counts it as running)
+            if not all_ and not (st["Running"] or st["Restarting"]) and not filters.get("status") and limit in (
+                None, -1, 0) and not (before or since or filters.get("exited")):
                 continue
             if before and r["Created"] >= before:
                 continue

@@ -618,3 +618,6 @@ def test_exec_refusals_name_the_state(daemon: PortsideDaemon, busybox: str, name
             break
         time.sleep(0.05)
     assert exec_create(looping) == (409, f"Container {cid} is restarting, wait until the container is running")
+    # and `docker ps` (no -a) lists it, as dockerd does
+    ps = daemon.docker("ps", "--filter", f"name={looping}", "--format", "{{.Names}} {{.Status}}")
+    assert ps.stdout.startswith(f"{looping} Restarting (1) ") or ps.stdout.startswith(f"{looping} Up "), ps.stdout
