@@ -25,7 +25,7 @@ from engine.containers import logconfig, shape
 from engine.containers.health import HealthMonitor, merge_config, status_of
 from engine.containers.mountspec import DEFAULT_PROPAGATION, bind_propagation, check_mount_specs
 from engine.containers.store import ContainerStore, check_name
-from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, NotModified
+from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, NotFound, NotModified
 from engine.volumes import ANONYMOUS_LABEL
 
 if TYPE_CHECKING:
@@ -491,6 +491,15 @@ class ContainerManager:
     async def kill(self, ref: str, sig: str | int | None = None) -> None:
         signum = parse_signal(sig)  # before the look-up, as dockerd's ContainerKill
         rec = self.get(ref)
+        if rec["State"]["Restarting"]:
+            # dockerd: nothing to signal between two restarts; the restart is called off and it stays exited
+            task = self._restart_tasks.pop(rec["Id"], None)
+            if task is not None:
+                task.cancel()
+            rec["_portside"]["ManuallyStopped"] = True
+            rec["State"].update(Status="exited", Restarting=False)
+            self.store.save(rec)
+            return
         if not rec["State"]["Running"]:
             raise Conflict(f"container {rec['Id']} is not running")
         rec["_portside"]["ManuallyStopped"] = True  # as dockerd: a container the user signalled is not restarted
@@ -499,7 +508,7 @@ class ContainerManager:
         if signum != signals.SIGKILL:
             try:
                 await self.rt.kill(cid, signum)  # any other signal: sent, and the call returns (dockerd's too)
-            except Conflict:
+            except (Conflict, NotFound):
                 raise Conflict(f"container {cid} is not running") from None  # it exited meanwhile
             self.emit(rec, "kill", signal=str(signum))
             stop = rec["Config"].get("StopSignal")
@@ -515,7 +524,8 @@ class ContainerManager:
         # SIGKILL is dockerd's Kill(): it returns once the container is recorded as exited, so an inspect
         # right after shows exited/137; the event is armed before the signal so the exit cannot slip past.
         exited = self.exit_event(cid)
-        with contextlib.suppress(Conflict):  # exited already: its exit is being recorded, which is waited for
+        # exited already (the runtime may even have dropped it): its exit is being recorded, which is waited for
+        with contextlib.suppress(Conflict, NotFound):
             await self.rt.kill(cid, signum)
         self.emit(rec, "kill", signal=str(signum))
         if rec["State"]["Paused"]:
@@ -525,10 +535,14 @@ class ContainerManager:
             await asyncio.wait_for(exited.wait(), 10)
         except TimeoutError:
             # as dockerd: not gone after 10 s, kill what is left of it (every process of its cgroup), then wait
+            # once more (dockerd's words when that too goes by)
             log.warning("container %s did not exit within 10 s of SIGKILL; killing its cgroup", cid[:12])
             with contextlib.suppress(EngineError, ProcessLookupError):
                 await self.rt.kill(cid, signum, all_=True)
-            await exited.wait()
+            try:
+                await asyncio.wait_for(exited.wait(), 10)
+            except TimeoutError:
+                raise EngineError("tried to kill container, but did not receive an exit event") from None
 
     async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         rec = self.get(ref)
@@ -576,8 +590,10 @@ class ContainerManager:
 
     async def pause(self, ref: str) -> None:
         rec = self.get(ref)
+        if rec["State"]["Restarting"]:
+            raise Conflict(f"Container {rec['Id']} is restarting, wait until the container is running")
         if not rec["State"]["Running"]:
-            raise Conflict(f"Container {rec['Id']} is not running")
+            raise Conflict(f"container {rec['Id']} is not running")
         if rec["State"]["Paused"]:
             raise Conflict(f"Container {rec['Id']} is already paused")
         await self.rt.pause(rec["Id"])

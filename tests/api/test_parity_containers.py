@@ -607,7 +607,8 @@ def test_exec_refusals_name_the_state(daemon: PortsideDaemon, busybox: str, name
     assert daemon.docker("run", "-d", "--name", paused, busybox, "sleep", "300").returncode == 0
     assert daemon.docker("pause", paused).returncode == 0
     assert exec_create(paused) == (409, f"Container {paused} is paused, unpause the container before exec")
-    # a container between two restarts: the restart back-off doubles, so after 4 restarts it waits 1.6 s
+    # a container between two restarts: the restart back-off doubles, so after 4 restarts it waits 1.6 s, time
+    # enough for the two requests below
     assert daemon.docker("run", "-d", "--name", looping, "--restart", "always", busybox, "false").returncode == 0
     cid = json.loads(daemon.docker("inspect", looping).stdout)[0]["Id"]
     deadline = time.monotonic() + 60
@@ -618,6 +619,13 @@ def test_exec_refusals_name_the_state(daemon: PortsideDaemon, busybox: str, name
             break
         time.sleep(0.05)
     assert exec_create(looping) == (409, f"Container {cid} is restarting, wait until the container is running")
+    status, _, raw = daemon.request("POST", f"/v1.50/containers/{looping}/pause")
+    assert (status, json.loads(raw)["message"]) == (
+        409, f"Container {cid} is restarting, wait until the container is running")
     # and `docker ps` (no -a) lists it, as dockerd does
     ps = daemon.docker("ps", "--filter", f"name={looping}", "--format", "{{.Names}} {{.Status}}")
     assert ps.stdout.startswith(f"{looping} Restarting (1) ") or ps.stdout.startswith(f"{looping} Up "), ps.stdout
+    # a kill between two restarts calls the restart off: it stays exited
+    assert daemon.docker("kill", looping).returncode == 0
+    st = _state(daemon, looping)
+    assert (st["Status"], st["Restarting"], st["Running"]) == ("exited", False, False), st
