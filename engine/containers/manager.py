@@ -547,6 +547,8 @@ class ContainerManager:
     async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         rec = self.get(ref)
         cid = rec["Id"]
+        if rec["State"]["Running"]:
+            parse_signal(sig or rec["Config"].get("StopSignal") or "SIGTERM")  # a bad one changes nothing
         task = self._restart_tasks.pop(cid, None)
         if task is not None:
             task.cancel()
