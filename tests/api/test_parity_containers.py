@@ -80,6 +80,10 @@ def test_kill_bad_signal_and_stopped_container(daemon: PortsideDaemon, busybox: 
     assert out.returncode == 1
     assert f"cannot kill container: {name}: container {cid} is not running" in out.stderr, out.stderr
     assert daemon.request("POST", f"/v1.50/containers/{name}/kill")[0] == 409
+    assert daemon.docker("start", name).returncode == 0
+    status, _, body = daemon.request("POST", f"/v1.50/containers/{name}/stop?signal=FROB")
+    assert (status, json.loads(body)["message"]) == (400, "Invalid signal: FROB")
+    assert _state(daemon, name)["Running"] is True
 
 
 def test_signal_names_and_numbers_as_dockerd(daemon: PortsideDaemon, busybox: str) -> None:
