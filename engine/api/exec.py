@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from typing import Any
 
@@ -52,7 +53,8 @@ async def create(request: web.Request) -> web.Response:
     eid = ids.new_id()
     ex: dict[str, Any] = {
         "ID": eid, "Running": False, "ExitCode": None, "ContainerID": rec["Id"], "Pid": 0, "CanRemove": False,
-        "DetachKeys": body.get("DetachKeys") or "", "OpenStdin": bool(body.get("AttachStdin")),
+        # dockerd keeps the parsed bytes ([]byte, so base64 in JSON; "" when none were given)
+        "DetachKeys": base64.b64encode(keys).decode() if spec else "", "OpenStdin": bool(body.get("AttachStdin")),
         "OpenStderr": bool(body.get("AttachStderr")), "OpenStdout": bool(body.get("AttachStdout")),
         "ProcessConfig": {"tty": bool(body.get("Tty")), "entrypoint": cmd[0], "arguments": cmd[1:],
                           "privileged": bool(body.get("Privileged")), "user": body.get("User") or ""},

@@ -396,6 +396,7 @@ def test_exec_api_detach_keys(daemon: PortsideDaemon, busybox: str, names: list[
         conn.close()
     status, _, raw = daemon.request("GET", f"/v1.50/exec/{eid}/json")
     assert status == 200 and json.loads(raw)["Running"] is True  # the shell runs on
+    assert json.loads(raw)["DetachKeys"] == "GHg="  # dockerd's []byte of ctrl-x,x, base64 in JSON
 
 
 # -- 4. log drivers -----------------------------------------------------------------------------------------------
