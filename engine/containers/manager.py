@@ -511,11 +511,16 @@ class ContainerManager:
             except (Conflict, NotFound):
                 raise Conflict(f"container {cid} is not running") from None  # it exited meanwhile
             self.emit(rec, "kill", signal=str(signum))
-            stop = rec["Config"].get("StopSignal")
-            if rec["State"]["Paused"] and (not stop or parse_signal(stop) == signum):
+            stop: int | None = None
+            with contextlib.suppress(InvalidArgument):  # an image's odd STOPSIGNAL is refused at stop, not here
+                stop = parse_signal(rec["Config"].get("StopSignal") or None, default=0) or None
+            if rec["State"]["Paused"] and stop in (None, signum):
                 # dockerd resumes a paused container sent its stop signal (any signal when it has none set), so
                 # the signal is delivered
-                await self.rt.unpause(cid)
+                try:
+                    await self.rt.unpause(cid)
+                except EngineError:
+                    return  # it went meanwhile: its exit is recorded as any other
                 rec["State"].update(Status="running", Paused=False)
                 self.store.save(rec)
                 self.health.resume(rec)
