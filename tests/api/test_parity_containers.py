@@ -634,3 +634,29 @@ def test_exec_refusals_name_the_state(daemon: PortsideDaemon, busybox: str, name
     assert daemon.docker("kill", looping).returncode == 0
     st = _state(daemon, looping)
     assert (st["Status"], st["Restarting"], st["Running"]) == ("exited", False, False), st
+
+
+def test_docker_py_kill_log_driver_and_propagation(client: docker.DockerClient, busybox: str,
+                                                   prop_dirs: tuple[Path, Path]) -> None:
+    shared, _ = prop_dirs
+    made = []
+    try:
+        c = client.containers.run(busybox, ["sleep", "300"], detach=True, name=f"pst-py-kill-{os.getpid()}",
+                                  log_config=docker.types.LogConfig(type="none"),
+                                  volumes={str(shared): {"bind": "/m", "mode": "rslave"}})
+        made.append(c)
+        assert c.attrs["HostConfig"]["LogConfig"]["Type"] == "none"
+        assert [m["Propagation"] for m in c.attrs["Mounts"]] == ["rslave"]
+        c.kill()
+        c.reload()
+        assert (c.status, c.attrs["State"]["ExitCode"]) == ("exited", 137)
+        with pytest.raises(docker.errors.APIError) as err:
+            c.logs()
+        assert err.value.status_code == 501
+        assert "configured logging driver does not support reading" in str(err.value)
+        with pytest.raises(docker.errors.APIError) as err:
+            client.containers.create(busybox, ["true"], log_config=docker.types.LogConfig(type="frob"))
+        assert err.value.status_code == 400 and "no log driver named 'frob' is registered" in str(err.value)
+    finally:
+        for c in made:
+            c.remove(force=True)
