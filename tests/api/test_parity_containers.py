@@ -508,7 +508,8 @@ def _mount_dir(path: Path, propagation: str) -> None:
 
 @pytest.fixture
 def prop_dirs(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    """(a shared mount, a private mount), unmounted (with anything mounted below) afterwards."""
+    """(a shared mount, a private mount), unmounted (with anything mounted below) afterwards. Tests ask for it
+    before `names`, so their containers are removed first."""
     shared, private = tmp_path / "pst-shared", tmp_path / "pst-private"
     try:
         _mount_dir(shared, "shared")
@@ -539,8 +540,8 @@ def _container_mount(daemon: PortsideDaemon, name: str, target: str) -> list[str
     ("--mount", "shared", "shared:", True),
     ("--mount", "", None, False),
 ])
-def test_bind_propagation_is_applied_and_shown(daemon: PortsideDaemon, busybox: str, names: list[str],
-                                               prop_dirs: tuple[Path, Path], how: str, prop: str, tag: str | None,
+def test_bind_propagation_is_applied_and_shown(daemon: PortsideDaemon, busybox: str, prop_dirs: tuple[Path, Path],
+                                               names: list[str], how: str, prop: str, tag: str | None,
                                                receives: bool) -> None:
     shared, _ = prop_dirs
     name = f"pst-prop-{os.getpid()}"
@@ -566,8 +567,8 @@ def test_bind_propagation_is_applied_and_shown(daemon: PortsideDaemon, busybox: 
     assert (_container_mount(daemon, name, "/m/sub") is not None) is receives
 
 
-def test_bad_propagation_is_refused(daemon: PortsideDaemon, busybox: str, names: list[str],
-                                    prop_dirs: tuple[Path, Path]) -> None:
+def test_bad_propagation_is_refused(daemon: PortsideDaemon, busybox: str, prop_dirs: tuple[Path, Path],
+                                    names: list[str]) -> None:
     shared, private = prop_dirs
     name = f"pst-propbad-{os.getpid()}"
     names.append(name)
