@@ -346,6 +346,9 @@ def test_attach_api_detach_keys(daemon: PortsideDaemon, busybox: str, names: lis
     status, _, body = daemon.request(
         "POST", f"/v1.50/containers/{tty_name}/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-1")
     assert (status, json.loads(body)["message"]) == (400, "Invalid detach keys (ctrl-1) provided")
+    t = _Pty(daemon, "attach", "--detach-keys=ctrl-1", tty_name)  # the CLI reports the refused upgrade
+    code, said = _wait_exit(t)
+    assert code == 1 and b"unable to upgrade to tcp, received 400" in said, (code, said)
     # the daemon itself ends the stream at the keys, even sent in one write with other input before them
     conn = _Hijacked(daemon, f"/v1.50/containers/{tty_name}/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-x,x")
     try:
