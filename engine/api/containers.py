@@ -10,12 +10,12 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from engine.api.hijack import STDERR, STDOUT, frame, hijack
+from engine.api.hijack import STDERR, STDOUT, DetachFilter, detach_keys, frame, hijack
 from engine.api.networks import check_container_links, container_networking, register_container_links
 from engine.api.params import api_at_least, check_filters, filters, json_body, qbool, qint, timestamp_ns
 from engine.api.server import add, daemon_of, json_response
+from engine.containers import logconfig, shape
 from engine.containers import logs as jsonlog
-from engine.containers import shape
 from engine.containers.manager import ContainerManager
 from engine.errors import Conflict, EngineError, InvalidArgument, NotModified
 
@@ -23,6 +23,12 @@ log = logging.getLogger("portside.api")
 
 RAW = "application/vnd.docker.raw-stream"
 MUX = "application/vnd.docker.multiplexed-stream"
+
+
+class ReadLogsNotSupported(EngineError):
+    """moby's logger.ErrReadLogsNotSupported: a 501."""
+
+    status = 501
 
 
 def manager(request: web.Request) -> ContainerManager:
@@ -93,7 +99,16 @@ async def restart(request: web.Request) -> web.Response:
 
 
 async def kill(request: web.Request) -> web.Response:
-    await manager(request).kill(request.match_info["id"], request.query.get("signal") or None)
+    ref = request.match_info["id"]
+    try:
+        await manager(request).kill(ref, request.query.get("signal") or None)
+    except EngineError as e:
+        # dockerd's router wraps every kill error (its status kept): "cannot kill container: NAME: ..."
+        prefix = f"cannot kill container: {ref}: "
+        if not e.message.startswith(prefix):
+            e.message = prefix + e.message
+            e.args = (e.message,)
+        raise
     return web.Response(status=204)
 
 
@@ -174,9 +189,9 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     want_out, want_err = qbool(request, "stdout"), qbool(request, "stderr")
     if not (want_out or want_err):
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
-    driver = (rec["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file"
-    if driver == "none":
-        raise InvalidArgument('configured logging driver does not support reading')
+    driver = (rec["HostConfig"].get("LogConfig") or {}).get("Type") or logconfig.DEFAULT_DRIVER
+    if driver not in logconfig.READABLE:
+        raise ReadLogsNotSupported("configured logging driver does not support reading")
     follow, stamps = qbool(request, "follow"), qbool(request, "timestamps")
     since = timestamp_ns(request.query.get("since", "")) or 0
     until = timestamp_ns(request.query.get("until", ""))
@@ -222,8 +237,9 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
 
 # -- attach -------------------------------------------------------------------------------------------------------
 async def _pump_attach(request: web.Request, m: ContainerManager, rec: dict[str, Any], stdin: bool, stdout: bool,
-                       stderr: bool, logs: bool, stream: bool, write: Any, read: Any, detach_keys: str) -> None:
-    """Shared by the hijacked and websocket attach: replay logs, wait for the start, then pump both ways."""
+                       stderr: bool, logs: bool, stream: bool, write: Any, read: Any, keys: bytes) -> None:
+    """Shared by the hijacked and websocket attach: replay logs, wait for the start, then pump both ways.
+    `keys`: the detach sequence, watched for on stdin when the container has a TTY."""
     cid = rec["Id"]
     tty = bool(rec["Config"].get("Tty"))
     if logs:
@@ -245,32 +261,23 @@ async def _pump_attach(request: web.Request, m: ContainerManager, rec: dict[str,
             s, data = item
             await write(data if tty else frame(s, data))
 
-    keys = parse_detach_keys(detach_keys)
+    escape = DetachFilter(keys) if tty and keys else None
     detached = asyncio.Event()
 
     async def from_client() -> None:
-        matched = b""  # a detach sequence is held back until it is complete or broken, as dockerd does
         while True:
             data = await read()
             if not data:
                 if rec["Config"].get("StdinOnce"):
                     await att.close_stdin()
                 return
-            out = b""
-            for byte in data:
-                b = bytes((byte,))
-                if keys and b == keys[len(matched) : len(matched) + 1]:
-                    matched += b
-                    if matched == keys:
-                        if out:
-                            await att.write(out)
-                        detached.set()
-                        return
-                    continue
-                out += matched + b
-                matched = b""
-            if out:
-                await att.write(out)
+            if escape is not None:
+                data = escape.feed(data)
+            if data:
+                await att.write(data)
+            if escape is not None and escape.detached:
+                detached.set()
+                return
 
     out_task = asyncio.create_task(to_client())
     in_task = asyncio.create_task(from_client()) if stdin else None
@@ -278,6 +285,7 @@ async def _pump_attach(request: web.Request, m: ContainerManager, rec: dict[str,
     try:
         await asyncio.wait([out_task, det_task], return_when=asyncio.FIRST_COMPLETED)
         if detached.is_set():
+            log.debug("detached from %s", cid[:12])
             out_task.cancel()
             with contextlib.suppress(BaseException):
                 await out_task
@@ -292,40 +300,36 @@ async def _pump_attach(request: web.Request, m: ContainerManager, rec: dict[str,
         await att.close()
 
 
-def parse_detach_keys(spec: str) -> bytes:
-    """Docker's --detach-keys: comma-separated `ctrl-<x>` or single characters; default ctrl-p,ctrl-q."""
-    spec = spec or "ctrl-p,ctrl-q"
-    out = b""
-    for part in spec.split(","):
-        part = part.strip()
-        if part.startswith("ctrl-") and len(part) == 6:
-            c = part[5]
-            code = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}.get(c)
-            if code is None:
-                if not c.isalpha():
-                    raise InvalidArgument(f"Invalid escape keys ({spec}) provided")
-                code = ord(c.lower()) - ord("a") + 1
-            out += bytes((code,))
-        elif len(part) == 1:
-            out += part.encode()
-        else:
-            raise InvalidArgument(f"Invalid escape keys ({spec}) provided")
-    return out
+def _attach_keys(request: web.Request) -> bytes:
+    """?detachKeys=, checked before anything else, as dockerd's ContainerAttach does."""
+    spec = request.query.get("detachKeys", "")
+    keys = detach_keys(spec)
+    if keys is None:
+        raise InvalidArgument(f"Invalid detach keys ({spec}) provided")
+    return keys
+
+
+def _attachable(request: web.Request, m: ContainerManager) -> dict[str, Any]:
+    ref = request.match_info["id"]
+    rec = m.get(ref)
+    if rec["State"]["Paused"]:
+        raise Conflict(f"container {ref} is paused, unpause the container before attach")
+    if rec["State"]["Restarting"]:
+        raise Conflict(f"container {ref} is restarting, wait until the container is running")
+    return rec
 
 
 async def attach(request: web.Request) -> web.StreamResponse:
     m = manager(request)
-    rec = m.get(request.match_info["id"])
-    if rec["State"]["Paused"]:
-        raise Conflict(f"container {rec['Id']} is paused, unpause the container before attach")
+    keys = _attach_keys(request)
+    rec = _attachable(request, m)
     tty = bool(rec["Config"].get("Tty"))
     stdin, stdout, stderr = qbool(request, "stdin"), qbool(request, "stdout"), qbool(request, "stderr")
     logs, stream = qbool(request, "logs"), qbool(request, "stream")
     ctype = RAW if tty or not api_at_least(request, "1.42") else MUX
     conn = await hijack(request, ctype)
     try:
-        await _pump_attach(request, m, rec, stdin, stdout, stderr, logs, stream, conn.write, conn.read,
-                           request.query.get("detachKeys", ""))
+        await _pump_attach(request, m, rec, stdin, stdout, stderr, logs, stream, conn.write, conn.read, keys)
     except (ConnectionResetError, BrokenPipeError):
         pass
     finally:
@@ -335,7 +339,8 @@ async def attach(request: web.Request) -> web.StreamResponse:
 
 async def attach_ws(request: web.Request) -> web.StreamResponse:
     m = manager(request)
-    rec = m.get(request.match_info["id"])
+    keys = _attach_keys(request)
+    rec = _attachable(request, m)
     ws = web.WebSocketResponse()
     await ws.prepare(request)
     queue: asyncio.Queue[bytes] = asyncio.Queue()
@@ -354,11 +359,13 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
         await ws.send_bytes(data)
 
     try:
-        # The websocket carries raw bytes, never multiplexed frames (as dockerd does).
+        # The websocket carries raw bytes, never multiplexed frames (as dockerd does); the detach keys still
+        # count only for a TTY container's stdin.
+        tty = bool(rec["Config"].get("Tty"))
         rec_raw = dict(rec, Config=dict(rec["Config"], Tty=True))
         await _pump_attach(request, m, rec_raw, qbool(request, "stdin"), qbool(request, "stdout"),
                            qbool(request, "stderr"), qbool(request, "logs"), qbool(request, "stream"), write,
-                           queue.get, "")
+                           queue.get, keys if tty else b"")
     except (ConnectionResetError, BrokenPipeError):
         pass
     finally:

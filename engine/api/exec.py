@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from typing import Any
 
@@ -10,7 +11,7 @@ from aiohttp import web
 
 from engine import ids
 from engine.api.containers import MUX, RAW, manager
-from engine.api.hijack import frame, hijack
+from engine.api.hijack import DetachFilter, detach_keys, frame, hijack
 from engine.api.params import api_at_least, json_body, qint
 from engine.api.server import add, json_response
 from engine.containers.manager import ContainerManager
@@ -30,25 +31,34 @@ def _get(m: ContainerManager, eid: str) -> dict[str, Any]:
 
 async def create(request: web.Request) -> web.Response:
     m = manager(request)
-    rec = m.get(request.match_info["id"])
+    ref = request.match_info["id"]
+    rec = m.get(ref)
     body = await json_body(request)
+    # dockerd's getActiveContainer (a restarting container counts as running there, so its own text)
+    if rec["State"]["Restarting"]:
+        raise Conflict(f"Container {rec['Id']} is restarting, wait until the container is running")
     if not rec["State"]["Running"]:
         raise Conflict(f"container {rec['Id']} is not running")
     if rec["State"]["Paused"]:
-        raise Conflict(f"Container {rec['Id']} is paused, unpause the container before exec")
+        raise Conflict(f"Container {ref} is paused, unpause the container before exec")
     cmd = body.get("Cmd") or []
     if isinstance(cmd, str):
         cmd = [cmd]
     if not cmd:
         raise InvalidArgument("No exec command specified")
+    spec = body.get("DetachKeys") or ""
+    keys = detach_keys(spec)
+    if keys is None:
+        raise EngineError(f"Invalid escape keys ({spec}) provided")  # dockerd's plain error: a 500, not a 400
     eid = ids.new_id()
     ex: dict[str, Any] = {
         "ID": eid, "Running": False, "ExitCode": None, "ContainerID": rec["Id"], "Pid": 0, "CanRemove": False,
-        "DetachKeys": body.get("DetachKeys") or "", "OpenStdin": bool(body.get("AttachStdin")),
+        # dockerd keeps the parsed bytes ([]byte, so base64 in JSON; "" when none were given)
+        "DetachKeys": base64.b64encode(keys).decode() if spec else "", "OpenStdin": bool(body.get("AttachStdin")),
         "OpenStderr": bool(body.get("AttachStderr")), "OpenStdout": bool(body.get("AttachStdout")),
         "ProcessConfig": {"tty": bool(body.get("Tty")), "entrypoint": cmd[0], "arguments": cmd[1:],
                           "privileged": bool(body.get("Privileged")), "user": body.get("User") or ""},
-        "_config": body,
+        "_config": body, "_keys": keys,
     }
     m.execs[eid] = ex
     rec["ExecIDs"] = [*(rec.get("ExecIDs") or []), eid]
@@ -123,17 +133,31 @@ async def start(request: web.Request) -> web.StreamResponse:
                 continue
             await conn.write(data if tty else frame(stream, data))
 
+    escape = DetachFilter(ex["_keys"]) if tty else None  # as dockerd: detach keys on a TTY's stdin only
+
     async def from_client() -> None:
         while True:
             data = await conn.read()
             if not data:
                 await proc.close_stdin()
                 return
-            await proc.write(data)
+            if escape is not None:
+                data = escape.feed(data)
+            if data:
+                await proc.write(data)
+            if escape is not None and escape.detached:
+                return  # the client goes, the process runs on
 
     out_task = asyncio.create_task(to_client())
     in_task = asyncio.create_task(from_client()) if ex["OpenStdin"] else None
     try:
+        if in_task is not None and escape is not None:
+            await asyncio.wait([out_task, in_task], return_when=asyncio.FIRST_COMPLETED)
+            if escape.detached:
+                out_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await out_task
+                raise ConnectionResetError("detached")
         await out_task
         await _finish(m, ex, proc)
     except (ConnectionResetError, BrokenPipeError):

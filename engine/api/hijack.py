@@ -5,6 +5,9 @@ becomes a raw two-way stream. The client half-closes its write side when stdin e
 once when it sends no stdin), and the daemon must keep writing after that: aiohttp's protocol would close the
 transport on EOF, so the server uses `HijackableHandler`, which keeps the socket open for a hijacked request
 and hands the EOF to the stream's reader instead.
+
+Detach keys (`DetachKeys`, `?detachKeys=`): on a TTY's stdin a key sequence (ctrl-p,ctrl-q by default) ends
+the client's stream and leaves the process running; without a TTY stdin is copied as it comes, as dockerd does.
 """
 
 from __future__ import annotations
@@ -18,6 +21,61 @@ from aiohttp.http_writer import StreamWriter
 from aiohttp.web_protocol import RequestHandler
 
 STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
+
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p,ctrl-q
+# moby/term's ASCII table: "ctrl-@" is 0, "ctrl-a" 1, ... "ctrl-z" 26, then ctrl-[ ctrl-\\ ctrl-] ctrl-^ ctrl-_
+_CTRL = {name: code for code, name in enumerate(
+    ["ctrl-@", *(f"ctrl-{chr(c)}" for c in range(ord("a"), ord("z") + 1)), "ctrl-[", "ctrl-\\", "ctrl-]", "ctrl-^",
+     "ctrl-_"])}
+
+
+def detach_keys(spec: str) -> bytes | None:
+    """The bytes of a detach-keys spec, parsed as moby/term's ToBytes does (comma-separated: one byte as is, a
+    lower-case `ctrl-<x>` name or `DEL`; nothing else, no spaces trimmed); None when it does not parse. An empty
+    spec is the default, ctrl-p,ctrl-q."""
+    if not spec:
+        return DEFAULT_DETACH_KEYS
+    out = bytearray()
+    for key in spec.split(","):
+        raw = key.encode()
+        if len(raw) == 1:
+            out += raw
+        elif key in _CTRL:
+            out.append(_CTRL[key])
+        elif key == "DEL":
+            out.append(127)
+        else:
+            return None
+    return bytes(out)
+
+
+class DetachFilter:
+    """Watches a TTY's stdin for the detach sequence, holding a partial match back until it completes (detach)
+    or breaks: then the held bytes and the breaking one go on, and matching starts again after it, as moby/term's
+    escape proxy does (which dockerd's copyEscapable uses). Unlike the proxy, a match may span or share reads."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self._held = 0  # how many bytes of keys matched so far
+        self.detached = False
+
+    def feed(self, data: bytes) -> bytes:
+        """The bytes to pass on; once the sequence completes, `detached` is set and the rest is dropped."""
+        keys = self.keys
+        if not self._held and keys[0] not in data:
+            return data  # the common case (typing, a paste): nothing to look at byte by byte
+        out = bytearray()
+        for byte in data:
+            if byte == keys[self._held]:
+                self._held += 1
+                if self._held == len(keys):
+                    self.detached = True
+                    return bytes(out)
+                continue
+            out += keys[: self._held]
+            out.append(byte)
+            self._held = 0
+        return bytes(out)
 
 
 def frame(stream: int, data: bytes) -> bytes:

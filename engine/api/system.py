@@ -114,7 +114,7 @@ async def info(request: web.Request) -> web.Response:
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Using metacopy", "false"],
                          ["Native Overlay Diff", "true"], ["userxattr", "false"]],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
-                    "Log": ["json-file"]},
+                    "Log": ["json-file", "local"]},
         "MemoryLimit": True, "SwapLimit": True, "KernelMemoryTCP": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
         "CPUShares": True, "CPUSet": True, "PidsLimit": True, "OomKillDisable": False, "IPv4Forwarding": True,
         "BridgeNfIptables": False, "BridgeNfIp6tables": False, "Debug": cfg.log_level == "debug",

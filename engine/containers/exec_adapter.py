@@ -10,34 +10,21 @@ import asyncio
 import contextlib
 import importlib
 import json
-import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.containers.logconfig import log_file
 from engine.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     from engine.daemon import Daemon
     from engine.exec.runtime import Stdio
 
-_SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.IGNORECASE)
-
-
-def parse_size(value: str | None) -> int | None:
-    if not value:
-        return None
-    m = _SIZE.match(value.strip())
-    if not m:
-        return None
-    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
-
-
 def _stdio(tty: bool, stdin: bool, stdin_once: bool, log_path: Path, log_config: dict[str, Any]) -> Stdio:
-    opts = log_config.get("Config") or {}
-    return {"log_path": log_path, "log_max_size": parse_size(opts.get("max-size")),
-            "log_max_file": int(opts.get("max-file") or 1), "tty": tty, "open_stdin": stdin,
-            "stdin_once": stdin_once}  # fmt: skip
+    lf = log_file(log_config)
+    return {"log_path": log_path if lf.enabled else None, "log_max_size": lf.max_size, "log_max_file": lf.max_file,
+            "tty": tty, "open_stdin": stdin, "stdin_once": stdin_once}
 
 
 class ExecProcess:
@@ -126,8 +113,8 @@ class ExecRuntime:
             return None
         return int(st.exit_code) if st.status == "exited" else None
 
-    async def kill(self, cid: str, signum: int) -> None:
-        await self.rt.kill(cid, signum)
+    async def kill(self, cid: str, signum: int, all_: bool = False) -> None:
+        await self.rt.kill(cid, signum, all=all_)
 
     async def pause(self, cid: str) -> None:
         await self.rt.pause(cid)

@@ -14,16 +14,18 @@ import copy
 import importlib
 import logging
 import os
+import re
 import signal as signals
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import ids
-from engine.containers import shape
+from engine.containers import logconfig, shape
 from engine.containers.health import HealthMonitor, merge_config, status_of
+from engine.containers.mountspec import DEFAULT_PROPAGATION, bind_propagation, check_mount_specs
 from engine.containers.store import ContainerStore, check_name
-from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, NotModified
+from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, NotFound, NotModified
 from engine.volumes import ANONYMOUS_LABEL
 
 if TYPE_CHECKING:
@@ -31,19 +33,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("portside.containers")
 
-_SIGNALS = {s.name[3:]: int(s) for s in signals.Signals if s.name.startswith("SIG") and not s.name.startswith("SIG_")}
+# moby's pkg/signal SignalMap for Linux: the names (aliases such as CLD, IOT and POLL included), and the
+# real-time ones as RTMIN, RTMIN+1 ... RTMAX-1, RTMAX (34..64)
+_SIGRTMIN, _SIGRTMAX = 34, 64
+_SIGNALS = {name[3:]: int(s) for name, s in signals.Signals.__members__.items()
+            if name.startswith("SIG") and not name.startswith("SIG_") and not name.startswith("SIGRT")}
+_SIGNALS.update({"RTMIN": _SIGRTMIN, "RTMAX": _SIGRTMAX})
+_SIGNALS.update({f"RTMIN+{n}": _SIGRTMIN + n for n in range(1, 16)})
+_SIGNALS.update({f"RTMAX-{n}": _SIGRTMAX - n for n in range(1, 15)})
+_VALID_SIGNALS = frozenset(_SIGNALS.values())
 
 
 def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int:
+    """moby's signal.ParseSignal plus ValidSignalForPlatform: a number (not 0) or a name with or without SIG, in
+    any case; InvalidArgument (400) with dockerd's texts."""
     if value in (None, ""):
         return default
-    s = str(value).upper()
-    if s.isdigit():
-        return int(s)
-    s = s.removeprefix("SIG")
-    if s not in _SIGNALS:
-        raise InvalidArgument(f"Invalid signal: {value}")
-    return _SIGNALS[s]
+    raw = str(value)
+    if re.fullmatch(r"[+-]?\d+", raw):
+        n = int(raw)
+        if n == 0:
+            raise InvalidArgument(f"Invalid signal: {raw}")
+        if n not in _VALID_SIGNALS:
+            raise InvalidArgument(f"the linux daemon does not support signal {n}")
+        return n
+    name = raw.upper().removeprefix("SIG")
+    if name not in _SIGNALS:
+        raise InvalidArgument(f"Invalid signal: {raw}")
+    return _SIGNALS[name]
 
 
 def restart_policy(hc: dict[str, Any]) -> tuple[str, int]:
@@ -142,6 +159,9 @@ class ContainerManager:
             raise InvalidArgument("invalid restart policy: maximum retry count must be a positive integer")
         if hc.get("AutoRemove") and rp_name not in ("no", ""):
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+        hc["LogConfig"] = logconfig.normalize(hc.get("LogConfig"))  # dockerd's default and checks, a 400
+        if config.get("StopSignal"):
+            parse_signal(config["StopSignal"])  # dockerd's verifyContainerSettings: "Invalid signal: ..."
         warnings: list[str] = []
         if d.networks is not None:
             # a malformed PortBindings/ExposedPorts is dockerd's 400 at create, not an error at start
@@ -213,7 +233,7 @@ class ContainerManager:
                 "ResolvConfPath": "",
                 "HostnamePath": "",
                 "HostsPath": "",
-                "LogPath": str(self.log_path(cid)),
+                "LogPath": str(self.log_path(cid)) if hc["LogConfig"]["Type"] == "json-file" else "",
                 "Name": full_name,
                 "RestartCount": 0,
                 "Driver": "overlay2",
@@ -275,15 +295,14 @@ class ContainerManager:
                            "Driver": "local", "Mode": "z" if False else "", "RW": rw, "Propagation": ""})
             taken.add(dst)
 
+        check_mount_specs(hc)  # all of them before a volume is made
         for bind in hc.get("Binds") or []:
             parts = bind.split(":")
-            if len(parts) < 2 or not parts[1].startswith("/"):
-                raise InvalidArgument(f"invalid volume specification: '{bind}'")
             src, dst, mode = parts[0], parts[1], parts[2] if len(parts) > 2 else ""
             rw = "ro" not in mode.split(",")
             if src.startswith("/"):
                 mounts.append({"Type": "bind", "Source": src, "Destination": dst, "Mode": mode, "RW": rw,
-                               "Propagation": "rprivate"})
+                               "Propagation": bind_propagation(mode)})
                 taken.add(dst)
             else:
                 volume(src, dst, rw)
@@ -297,7 +316,8 @@ class ContainerManager:
                 volume(m["Source"], dst, not m.get("ReadOnly"))
             elif kind == "bind":
                 mounts.append({"Type": "bind", "Source": m.get("Source", ""), "Destination": dst, "Mode": "",
-                               "RW": not m.get("ReadOnly"), "Propagation": "rprivate"})
+                               "RW": not m.get("ReadOnly"),
+                               "Propagation": (m.get("BindOptions") or {}).get("Propagation") or DEFAULT_PROPAGATION})
                 taken.add(dst)
             elif kind == "tmpfs":
                 mounts.append({"Type": "tmpfs", "Source": "", "Destination": dst, "Mode": "",
@@ -469,18 +489,71 @@ class ContainerManager:
 
     # -- stop / kill / restart / pause --------------------------------------------------------------------------
     async def kill(self, ref: str, sig: str | int | None = None) -> None:
+        signum = parse_signal(sig)  # before the look-up, as dockerd's ContainerKill
         rec = self.get(ref)
-        signum = parse_signal(sig)
+        if rec["State"]["Restarting"]:
+            # dockerd: nothing to signal between two restarts; the restart is called off and it stays exited
+            task = self._restart_tasks.pop(rec["Id"], None)
+            if task is not None:
+                task.cancel()
+            rec["_portside"]["ManuallyStopped"] = True
+            rec["State"].update(Status="exited", Restarting=False)
+            self.store.save(rec)
+            return
         if not rec["State"]["Running"]:
-            raise Conflict(f"cannot kill container: {ref}: container {rec['Id']} is not running")
+            raise Conflict(f"container {rec['Id']} is not running")
         rec["_portside"]["ManuallyStopped"] = True  # as dockerd: a container the user signalled is not restarted
         self.store.save(rec)
-        await self.rt.kill(rec["Id"], signum)
+        cid = rec["Id"]
+        if signum != signals.SIGKILL:
+            try:
+                await self.rt.kill(cid, signum)  # any other signal: sent, and the call returns (dockerd's too)
+            except (Conflict, NotFound):
+                raise Conflict(f"container {cid} is not running") from None  # it exited meanwhile
+            self.emit(rec, "kill", signal=str(signum))
+            stop: int | None = None
+            with contextlib.suppress(InvalidArgument):  # an image's odd STOPSIGNAL is refused at stop, not here
+                stop = parse_signal(rec["Config"].get("StopSignal") or None, default=0) or None
+            if rec["State"]["Paused"] and stop in (None, signum):
+                # dockerd resumes a paused container sent its stop signal (any signal when it has none set), so
+                # the signal is delivered
+                try:
+                    await self.rt.unpause(cid)
+                except EngineError:
+                    return  # it went meanwhile: its exit is recorded as any other
+                rec["State"].update(Status="running", Paused=False)
+                self.store.save(rec)
+                self.health.resume(rec)
+                self.emit(rec, "unpause")
+            return
+        # SIGKILL is dockerd's Kill(): it returns once the container is recorded as exited, so an inspect
+        # right after shows exited/137; the event is armed before the signal so the exit cannot slip past.
+        exited = self.exit_event(cid)
+        # exited already (the runtime may even have dropped it): its exit is being recorded, which is waited for
+        with contextlib.suppress(Conflict, NotFound):
+            await self.rt.kill(cid, signum)
         self.emit(rec, "kill", signal=str(signum))
+        if rec["State"]["Paused"]:
+            with contextlib.suppress(EngineError):
+                await self.rt.unpause(cid)  # a frozen task takes the SIGKILL only once thawed (cgroup v1)
+        try:
+            await asyncio.wait_for(exited.wait(), 10)
+        except TimeoutError:
+            # as dockerd: not gone after 10 s, kill what is left of it (every process of its cgroup), then wait
+            # once more (dockerd's words when that too goes by)
+            log.warning("container %s did not exit within 10 s of SIGKILL; killing its cgroup", cid[:12])
+            with contextlib.suppress(EngineError, ProcessLookupError):
+                await self.rt.kill(cid, signum, all_=True)
+            try:
+                await asyncio.wait_for(exited.wait(), 10)
+            except TimeoutError:
+                raise EngineError("tried to kill container, but did not receive an exit event") from None
 
     async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         rec = self.get(ref)
         cid = rec["Id"]
+        if rec["State"]["Running"]:
+            parse_signal(sig or rec["Config"].get("StopSignal") or "SIGTERM")  # a bad one changes nothing
         task = self._restart_tasks.pop(cid, None)
         if task is not None:
             task.cancel()
@@ -524,8 +597,10 @@ class ContainerManager:
 
     async def pause(self, ref: str) -> None:
         rec = self.get(ref)
+        if rec["State"]["Restarting"]:
+            raise Conflict(f"Container {rec['Id']} is restarting, wait until the container is running")
         if not rec["State"]["Running"]:
-            raise Conflict(f"Container {rec['Id']} is not running")
+            raise Conflict(f"container {rec['Id']} is not running")
         if rec["State"]["Paused"]:
             raise Conflict(f"Container {rec['Id']} is already paused")
         await self.rt.pause(rec["Id"])
@@ -656,9 +731,9 @@ class ContainerManager:
         out = []
         for r in recs:
             st = r["State"]
-            if not all_ and not st["Running"] and not filters.get("status") and limit in (None, -1, 0) and not (
-                before or since or filters.get("exited")
-            ):
+            # `docker ps` lists a restarting container too (dockerd counts it as running)
+            if not all_ and not (st["Running"] or st["Restarting"]) and not filters.get("status") and limit in (
+                None, -1, 0) and not (before or since or filters.get("exited")):
                 continue
             if before and r["Created"] >= before:
                 continue

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.containers import logconfig
 from engine.errors import EngineError, InvalidArgument
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
         raise EngineError("no container runtime in this engine")
     cid = rec["Id"]
     cfg, hc = rec["Config"], rec["HostConfig"]
+    logconfig.log_file(hc.get("LogConfig"))  # a refused option value fails the start before anything is made
     bundle = m.bundle(cid)
     rootfs = bundle / "rootfs"
     undo: list[tuple[bool, Any]] = []  # (is_async, step) to run in reverse when a later step fails

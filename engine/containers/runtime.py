@@ -6,7 +6,7 @@ What the container manager needs from it (all async):
   start(cid) -> pid                          run the process (attachers connected between create and start)
   wait(cid) -> (exit_code, oom_killed)       returns when the init exits (also for a re-adopted container)
   alive(cid) -> bool; exit_code(cid) -> int | None   for re-adoption after an engine restart
-  kill(cid, signum); pause(cid); unpause(cid); resize(cid, h, w); delete(cid)
+  kill(cid, signum, all_=False); pause(cid); unpause(cid); resize(cid, h, w); delete(cid)
   attach(cid, *, stdin, stdout, stderr) -> Attachment   (read() -> (stream, bytes) | None, write(), close_stdin(),
                                                           close())
   exec(cid, process, *, tty, stdin) -> ExecProcess; pids(cid) -> list[int]; stats(cid) -> dict

@@ -274,6 +274,21 @@ def _mask_and_protect(spec: dict[str, Any]) -> None:
             linux.mount("/dev/null", p, None, MS_BIND)
 
 
+def _make_parent_private(path: str) -> None:
+    """As runc's rootfsParentMountPrivate: with a shared root (a shared bind asked for it), the mount holding the
+    rootfs must not be shared, or the rootfs bind would propagate back to the host and pivot_root refuses it."""
+    real = os.path.realpath(path)
+    best, shared = "", False
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            head = line.split(" - ", 1)[0].split(" ")
+            mp = head[4].replace("\\040", " ")
+            if (real == mp or real.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best):
+                best, shared = mp, any(o.startswith("shared:") for o in head[6:])
+    if best and shared:
+        linux.mount(None, best, None, MS_PRIVATE)
+
+
 def setup_rootfs(spec: dict[str, Any], bundle: str) -> None:
     """Mounts, devices, pivot_root, sysctls, masks, read-only paths and hostname, in runc's order."""
     root = spec["root"]["path"]
@@ -281,6 +296,8 @@ def setup_rootfs(spec: dict[str, Any], bundle: str) -> None:
     lx = spec["linux"]
     prop = _PROPAGATION.get(lx.get("rootfsPropagation") or "rslave", MS_SLAVE | MS_REC)
     linux.mount(None, "/", None, prop)
+    if prop & linux.MS_SHARED:
+        _make_parent_private(rootfs)
     linux.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -300,8 +317,15 @@ def setup_rootfs(spec: dict[str, Any], bundle: str) -> None:
         os.fchdir(dfd)
     finally:
         os.close(dfd)
-    # pivot_root(".", ".") stacks the old root under the new one; detaching it leaves the new root alone
-    linux.pivot_root(".", ".")
+    # pivot_root(".", ".") stacks the old root on the new one; detaching it leaves the new root alone. As runc
+    # does, the old root is made rslave first (so the detach does not propagate to the host) through an fd of
+    # it: mount(2) on "." would be the new root, and MS_REC would turn the container's shared binds into slaves.
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.pivot_root(".", ".")
+        os.fchdir(old_root)
+    finally:
+        os.close(old_root)
     linux.mount(None, ".", None, MS_SLAVE | MS_REC)
     linux.umount2(".", MNT_DETACH)
     os.chdir("/")

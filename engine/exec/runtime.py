@@ -135,7 +135,7 @@ class Stream:
 class Stdio(TypedDict):
     """How a container's stdio is wired and logged: the same for `prepare` and `create`, which must agree."""
 
-    log_path: Path
+    log_path: Path | None  # None: no log (the `none` driver)
     log_max_size: NotRequired[int | None]
     log_max_file: NotRequired[int]
     tty: NotRequired[bool]
@@ -248,7 +248,7 @@ class Runtime:
     def _params(container_id: str, bundle: Path, cgroup: str, stdio: Stdio) -> dict[str, Any]:
         return {
             "id": container_id, "bundle": str(Path(bundle).resolve()), "cgroup": cgroup,
-            "log_path": str(stdio["log_path"]), "log_max_size": stdio.get("log_max_size"),
+            "log_path": str(stdio["log_path"] or ""), "log_max_size": stdio.get("log_max_size"),
             "log_max_file": stdio.get("log_max_file", 1), "tty": stdio.get("tty", False),
             "open_stdin": stdio.get("open_stdin", False), "stdin_once": stdio.get("stdin_once", False),
             "pidns": "new", "resources": {},

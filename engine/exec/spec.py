@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InvalidArgument
+from engine.errors import EngineError, InvalidArgument
 from engine.exec import seccomp
 from engine.exec.users import resolve_user
 
@@ -162,6 +162,43 @@ def _default_mounts(shm_size: int, readonly_sys: bool) -> list[dict[str, Any]]:
 _PROPAGATIONS = {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
 
 
+def _mount_holding(path: str) -> tuple[str, str]:
+    """(mount point, optional fields) of the mount `path` is on, from this namespace's mountinfo (moby's
+    getSourceMount: symlinks resolved, the longest mount point that is a prefix, the last one mounted there)."""
+    real = os.path.realpath(path)
+    best, fields = "", ""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            head = line.split(" - ", 1)[0].split(" ")
+            mp = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), head[4])
+            inside = real == mp or real.startswith(mp.rstrip("/") + "/")
+            if inside and len(mp) >= len(best):
+                best, fields = mp, " ".join(head[6:])
+    return best or "/", fields
+
+
+def root_propagation(binds: list[dict[str, Any]], default: str = "rprivate") -> str:
+    """linux.rootfsPropagation for these bind mounts, as moby's WithMounts sets it: a shared bind needs its source
+    on a shared mount and a shared root, a slave bind a shared or slave source and a root that passes events on.
+    EngineError (dockerd's 500 at start) when the source's mount cannot give what was asked."""
+    root = default
+    for m in binds:
+        prop = next((o for o in m.get("options") or [] if o in _PROPAGATIONS), "rprivate")
+        if prop in ("shared", "rshared"):
+            mp, fields = _mount_holding(m["source"])
+            if "shared:" not in fields:
+                raise EngineError(f"path {m['source']} is mounted on {mp} but it is not a shared mount")
+            if root not in ("shared", "rshared"):
+                root = "shared"
+        elif prop in ("slave", "rslave"):
+            mp, fields = _mount_holding(m["source"])
+            if "shared:" not in fields and "master:" not in fields:
+                raise EngineError(f"path {m['source']} is mounted on {mp} but it is not a shared or slave mount")
+            if root not in ("shared", "rshared", "slave", "rslave"):
+                root = "rslave"
+    return root
+
+
 def _bind_mounts(hc: dict[str, Any], volume_path: Callable[[str], str] | None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for bind in hc.get("Binds") or []:
@@ -178,7 +215,7 @@ def _bind_mounts(hc: dict[str, Any], volume_path: Callable[[str], str] | None) -
             # Docker creates a missing host directory of a bind (-v); --mount type=bind refuses instead
             os.makedirs(src, exist_ok=True)
         options = ["rbind", "ro" if "ro" in opts else "rw"]
-        options += [o for o in opts if o in _PROPAGATIONS] or ["rprivate"]
+        options += [o for o in opts if o in _PROPAGATIONS][:1] or ["rprivate"]
         out.append({"destination": dst, "type": "bind", "source": src, "options": options})
     for m in hc.get("Mounts") or []:
         kind = m.get("Type", "volume")
@@ -190,6 +227,8 @@ def _bind_mounts(hc: dict[str, Any], volume_path: Callable[[str], str] | None) -
             if not os.path.exists(src):
                 raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not exist: {src}')
             prop = (m.get("BindOptions") or {}).get("Propagation") or "rprivate"
+            if prop not in _PROPAGATIONS:
+                raise InvalidArgument(f'invalid mount config for type "bind": invalid propagation mode: {prop}')
             options = ["rbind", "ro" if m.get("ReadOnly") else "rw", prop]
             out.append({"destination": target, "type": "bind", "source": src, "options": options})
         elif kind == "volume":
@@ -422,7 +461,10 @@ def build(
             for p, t, ma, mi in _DEFAULT_DEVICES
         ]
         + devices,
-        "rootfsPropagation": "rprivate",
+        # rprivate unless a bind asks for more (Docker leaves it to runc's rslave, but its overlay mounts are
+        # private, so a container's root takes no events either way)
+        "rootfsPropagation": root_propagation(
+            [m for m in user_mounts if m["type"] == "bind" and m not in (extra_mounts or [])]),
     }
     if sysctls:
         linux["sysctl"] = sysctls

@@ -169,13 +169,25 @@ def exit_code(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
+class NoLog:
+    """The `none` log driver: output goes to attached clients only."""
+
+    def write(self, stream: str, data: bytes) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
 class Supervisor:
     def __init__(self, state_dir: str, params: dict[str, Any]) -> None:
         self.dir = state_dir
         self.p = params
         self.cgroup = Cgroup(params["cgroup"])
         self.tty = bool(params["tty"])
-        self.log = JsonLog(params["log_path"], params.get("log_max_size"), params.get("log_max_file") or 1)
+        self.log: JsonLog | NoLog = (
+            JsonLog(params["log_path"], params.get("log_max_size"), params.get("log_max_file") or 1)
+            if params["log_path"] else NoLog())
         self.ep = select.epoll()
         self.fds: dict[int, Any] = {}
         self.init: Proc | None = None
