@@ -250,25 +250,29 @@ async def save_many(request: web.Request) -> web.StreamResponse:
 
 
 async def load(request: web.Request) -> web.StreamResponse:
+    """`docker load`: always a 200 JSON stream; an error is its last message, as dockerd writes it (the CLI then
+    prints the bare message and exits 1, and docker-py raises ImageLoadError)."""
     svc = _images(request)
     data = await request.read()
     d = daemon_of(request)
+    resp = web.StreamResponse(status=200)
+    resp.content_type = "application/json"
+    await resp.prepare(request)
+    import io
 
-    async def job(progress: Callable[[dict[str, Any]], None]) -> None:
-        import io
-
-        loop = asyncio.get_running_loop()
-
-        def relay(msg: dict[str, Any]) -> None:
-            loop.call_soon_threadsafe(progress, msg)
-
-        lines = await asyncio.to_thread(lambda: svc.load(io.BytesIO(data), progress=relay))
-        for line in lines or []:
-            progress({"stream": line if line.endswith("\n") else line + "\n"})
-            name = line.split(": ", 1)[-1].strip()
-            d.events.publish("image", "load", name, {"name": name})
-
-    return await stream_json(request, job)
+    try:
+        lines = await asyncio.to_thread(lambda: svc.load(io.BytesIO(data)))
+    except EngineError as e:
+        await resp.write(_err_line(e.message))
+        return resp
+    except Exception as e:  # an engine bug: the stream carries it rather than a cut connection
+        await resp.write(_err_line(str(e) or type(e).__name__))
+        return resp
+    for line in lines or []:
+        await resp.write(json.dumps({"stream": line if line.endswith("\n") else line + "\n"}).encode() + b"\r\n")
+        name = line.split(": ", 1)[-1].strip()
+        d.events.publish("image", "load", name, {"name": name})
+    return resp
 
 
 async def build(request: web.Request) -> web.Response:
@@ -279,10 +283,6 @@ async def build(request: web.Request) -> web.Response:
 async def build_prune(request: web.Request) -> web.Response:
     # No builder, so no build cache: `docker system prune` still completes.
     return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
-
-
-async def distribution(request: web.Request) -> web.Response:
-    return error_response(501, "distribution inspection is not supported by portside yet")
 
 
 async def commit(request: web.Request) -> web.Response:
@@ -326,7 +326,6 @@ def register(app: web.Application) -> None:
     add(app, "POST", "/images/load", load)
     add(app, "POST", "/build", build)
     add(app, "POST", "/build/prune", build_prune)
-    add(app, "GET", "/distribution/{name:.+}/json", distribution)
     add(app, "POST", "/commit", commit)
     add(app, "GET", "/images/{name:.+}/json", inspect)
     add(app, "GET", "/images/{name:.+}/history", history)
