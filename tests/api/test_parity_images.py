@@ -9,6 +9,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +122,22 @@ def test_distribution_honours_x_registry_auth(daemon: PortsideDaemon, auth_regis
     assert body["Descriptor"]["digest"] == digest
     data = client.images.get_registry_data(name, auth_config=creds)
     assert data.id == digest and data.has_platform("linux/amd64")
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
+def test_compose_resolves_image_digests_through_distribution(daemon: PortsideDaemon, registry: Registry,
+                                                             tmp_path: Path) -> None:
+    # an image this daemon does not have: compose 1.29 asks /distribution/{name}/json for its digest
+    image = f"{registry.host}/testbed/zstd:latest"
+    daemon.docker("rmi", image)
+    digest, _size, _m = _registry_manifest(registry, "testbed/zstd", "latest")
+    (tmp_path / "docker-compose.yml").write_text(f'version: "3.7"\nservices:\n  app:\n    image: {image}\n')
+    env = dict(os.environ, DOCKER_HOST=daemon.host, COMPOSE_PROJECT_NAME=f"pstdist{os.getpid()}")
+    out = subprocess.run(["docker-compose", "config", "--resolve-image-digests"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    # name:tag@digest is compose's form for a digest from the registry (a local image's RepoDigests has no tag)
+    assert f"image: {image}@{digest}" in out.stdout, out.stdout
 
 
 # ---- docker load of broken archives -----------------------------------------------------------------------------
