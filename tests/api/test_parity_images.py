@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.api.conftest import PortsideDaemon
+from tests.api.conftest import DOCKER, PortsideDaemon
 from tests.testbed.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -189,14 +189,18 @@ def _archive(images: list[tuple[list[str], list[bytes], bytes | None]], *, drop:
     return buf.getvalue()
 
 
-def _store_state(daemon: PortsideDaemon) -> tuple[list[str], list[str], list[str], str]:
+def _store_state(daemon: PortsideDaemon) -> dict[str, list[str]]:
+    """What the image store holds: blobs, ingests, snapshots, temp files, and the images with their tags."""
     root = daemon.data_root / "image"
-    blobs = sorted(p.name for p in (root / "content" / "blobs" / "sha256").iterdir())
-    snaps = sorted(p.name for p in (root / "snapshots").iterdir())
-    tmp = sorted(p.name for p in (root / "tmp").iterdir()) if (root / "tmp").exists() else []
+
+    def names(d: Path) -> list[str]:
+        return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
     images = daemon.docker("images", "-a", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}")
     assert images.returncode == 0, images.stderr
-    return blobs, snaps, tmp, "\n".join(sorted(images.stdout.splitlines()))
+    return {"blobs": names(root / "content" / "blobs" / "sha256"), "ingest": names(root / "content" / "ingest"),
+            "snapshots": names(root / "snapshots"), "tmp": names(root / "tmp"),
+            "images": sorted(images.stdout.splitlines())}
 
 
 def _load_fails(daemon: PortsideDaemon, path: Path, wording: str) -> None:
@@ -304,6 +308,14 @@ def test_save_load_round_trips_several_images_and_tags(daemon: PortsideDaemon, r
     ids = {t: json.loads(daemon.docker("image", "inspect", t).stdout)[0]["Id"] for t in (a1, a2, b1)}
     archive = tmp_path / "three.tar"
     try:
+        # docker save a b c | docker load, through a pipe
+        cli = f"{DOCKER} -H {daemon.host}"
+        pipe = subprocess.run(["bash", "-c", f"set -o pipefail; {cli} save {a1} {a2} {b1} | {cli} load"],
+                              capture_output=True, text=True, timeout=180, check=False,
+                              env={**os.environ, "DOCKER_CONFIG": str(daemon.tmp / "cli")})
+        assert pipe.returncode == 0, pipe.stderr
+        assert sorted(pipe.stdout.splitlines()) == sorted(f"Loaded image: {t}" for t in (a1, a2, b1))
+        # and into an engine that lost them
         save = daemon.docker("save", "-o", str(archive), a1, a2, b1)
         assert save.returncode == 0, save.stderr
         assert daemon.docker("rmi", a1, a2, b1).returncode == 0
