@@ -527,13 +527,17 @@ def load(
     try:
         ex = _Extracted(tmp)
         ex.extract(fileobj, svc.snapshots.limits)
-        if ex.has("manifest.json"):
-            plan = _plan_docker_archive(svc, ex, ing)
-        elif ex.has("index.json"):
-            plan = _plan_oci_layout(svc, ex, ing)
-        else:
-            # dockerd falls back to the pre-1.10 format, whose `repositories` file is missing too
-            raise ex.missing("repositories")
+        try:
+            if ex.has("manifest.json"):
+                plan = _plan_docker_archive(svc, ex, ing)
+            elif ex.has("index.json"):
+                plan = _plan_oci_layout(svc, ex, ing)
+            else:
+                # dockerd falls back to the pre-1.10 format, whose `repositories` file is missing too
+                raise ex.missing("repositories")
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            # a manifest.json or index.json of the wrong shape (a field missing, a string for a list, ...)
+            raise InvalidArgument(f"invalid archive: malformed image description ({type(e).__name__}: {e})") from None
         for planned, lines in plan:
             svc.meta.add_image(planned.image_id, planned.manifest_digest, tags=planned.tags)
             messages.extend(lines)

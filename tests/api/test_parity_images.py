@@ -164,7 +164,8 @@ def _sha(b: bytes) -> str:
     return "sha256:" + hashlib.sha256(b).hexdigest()
 
 
-def _archive(images: list[tuple[list[str], list[bytes], bytes | None]], *, drop: tuple[str, ...] = ()) -> bytes:
+def _archive(images: list[tuple[list[str], list[bytes], bytes | None]], *, drop: tuple[str, ...] = (),
+             manifest: bytes | None = None) -> bytes:
     """A docker-archive (Docker 20.10's layout): per image its layers (<dir>/layer.tar), config, then manifest.json.
     `images`: (tags, layer tars, config or None for one made from the layers)."""
     buf = io.BytesIO()
@@ -185,7 +186,7 @@ def _archive(images: list[tuple[list[str], list[bytes], bytes | None]], *, drop:
                 add(names[-1], layer)
             add(f"{_sha(config)[7:]}.json", config)
             entries.append({"Config": f"{_sha(config)[7:]}.json", "RepoTags": tags, "Layers": names})
-        add("manifest.json", json.dumps(entries).encode())
+        add("manifest.json", manifest if manifest is not None else json.dumps(entries).encode())
     return buf.getvalue()
 
 
@@ -291,6 +292,17 @@ def test_load_of_a_layer_that_does_not_match_its_diff_id(daemon: PortsideDaemon,
     p.write_bytes(data)
     _load_fails(daemon, p, f'invalid diffID for layer 1: expected "{_sha(good)}", got "{_sha(other)}"')
     assert daemon.docker("image", "inspect", tag).returncode == 1
+
+
+def test_load_of_a_malformed_manifest_json_fails_and_leaves_nothing(daemon: PortsideDaemon, tmp_path: Path) -> None:
+    layer = _layer(os.urandom(600))
+    p = tmp_path / "shape.tar"
+    for manifest, wording in ((b"[{not json", "invalid manifest.json"),
+                              (b'{"Config": "x"}', "invalid manifest.json: not a list"),
+                              (b'[{"Layers": []}]', "invalid archive: malformed image description"),
+                              (b'["a string"]', "invalid archive: malformed image description")):
+        p.write_bytes(_archive([(["pst-load-shape:v1"], [layer], None)], manifest=manifest))
+        _load_fails(daemon, p, wording)
 
 
 # ---- docker save | docker load of several images and tags --------------------------------------------------------
