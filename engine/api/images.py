@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
 
-from engine.api.params import check_filters, filters, json_body, qbool, qint
+from engine.api.params import check_filters, filters, json_body, qbool, qint, timestamp_ns
 from engine.api.server import add, daemon_of, error_response, json_response, tar_stream_response
 from engine.daemon import decode_registry_auth
 from engine.errors import EngineError, InvalidArgument, NotFound
@@ -128,18 +130,15 @@ async def list_images(request: web.Request) -> web.Response:
     if f.get("since"):
         since = (await asyncio.to_thread(svc.get, f["since"][0])).created_unix
     out = []
-    import fnmatch
-
+    want_dangling = _bool_filter(f, "dangling")
     # Untagged parents of other images (intermediate images) only show with all=1, as in Docker.
     has_children = {r.parent for r in recs if r.parent}
     show_all = qbool(request, "all")
     for rec in recs:
         if rec.dangling and rec.id in has_children and not show_all:
             continue
-        if f.get("dangling"):
-            want = f["dangling"][0].lower() in ("1", "true")
-            if rec.dangling != want:
-                continue
+        if want_dangling is not None and rec.dangling != want_dangling:
+            continue
         if before is not None and rec.created_unix >= before:
             continue
         if since is not None and rec.created_unix <= since:
@@ -148,15 +147,71 @@ async def list_images(request: web.Request) -> web.Response:
             have = (rec.config.get("config") or {}).get("Labels") or {}
             if not all((k in have and (not sep or have[k] == v)) for k, sep, v in (x.partition("=") for x in labels)):
                 continue
-        if refs := f.get("reference"):
-            names = rec.repo_tags + [t.rsplit(":", 1)[0] for t in rec.repo_tags]
-            if not any(fnmatch.fnmatch(n, pat) for n in names for pat in refs):
-                continue
         s = _summary(rec, request)
+        if refs := f.get("reference"):
+            # as dockerd: only the tags and digests that match are listed, and an image with none is left out
+            s["RepoTags"] = [t for t in s.get("RepoTags") or [] if any(_ref_match(p, t) for p in refs)]
+            s["RepoDigests"] = [d for d in s.get("RepoDigests") or [] if any(_ref_match(p, d) for p in refs)]
+            if not s["RepoTags"] and not s["RepoDigests"]:
+                continue
         if m := daemon_of(request).containers:
             s["Containers"] = len(m.image_users(rec.id)) if qbool(request, "shared-size") else -1
         out.append(s)
     return json_response(out)
+
+
+def _bool_filter(f: dict[str, list[str]], name: str) -> bool | None:
+    """dockerd's GetBoolOrDefault: true/1 or false/0, anything else is refused."""
+    values = f.get(name)
+    if not values:
+        return None
+    lowered = {v.lower() for v in values}
+    if lowered <= {"1", "true"}:
+        return True
+    if lowered <= {"0", "false"}:
+        return False
+    raise InvalidArgument(f"invalid filter '{name}=[{' '.join(values)}]'")
+
+
+def _go_path_match(pattern: str, name: str) -> bool:
+    """Go's path.Match: `*` and `?` stop at `/`; `[...]` classes (`^` negates); `\\` escapes."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        elif c == "[":
+            end = pattern.find("]", i + 2)
+            if end == -1:
+                return False  # ErrBadPattern: no match
+            body = pattern[i + 1 : end]
+            neg = body.startswith("^")
+            body = body[1:] if neg else body
+            out.append("[" + ("^" if neg else "") + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    try:
+        return re.fullmatch("".join(out), name) is not None
+    except re.error:
+        return False
+
+
+def _ref_match(pattern: str, ref: str) -> bool:
+    """dockerd's reference.FamiliarMatch: the pattern against `name:tag` (or `name@digest`), then `name`."""
+    if _go_path_match(pattern, ref):
+        return True
+    name = ref.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
+    return _go_path_match(pattern, name)
 
 
 async def inspect(request: web.Request) -> web.Response:
@@ -202,12 +257,34 @@ async def search(request: web.Request) -> web.Response:
     return json_response(await svc.search(term, limit=limit, auth=auth or None))
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _until_unix(value: str) -> float:
+    """A prune `until`: a Go duration before now (`24h`, `1h30m`), a unix time or an RFC 3339 time."""
+    v = value.strip()
+    sign, body = (-1.0, v[1:]) if v.startswith("-") else (1.0, v.removeprefix("+"))
+    parts = _DURATION_PART.findall(body)
+    if parts and "".join(n + u for n, u in parts) == body:
+        return time.time() - sign * sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    try:
+        ns = timestamp_ns(v)
+    except InvalidArgument:
+        ns = None
+    if ns is None:
+        raise InvalidArgument(f'failed to parse value as time or duration: "{value}"')
+    return ns / 1e9
+
+
 async def prune(request: web.Request) -> web.Response:
     svc = _images(request)
     f = filters(request)
     check_filters(f, {"dangling", "label", "label!", "until"})
-    dangling_only = not (f.get("dangling") and f["dangling"][0].lower() in ("0", "false"))
+    dangling_only = _bool_filter(f, "dangling") is not False
     rest = {k: v for k, v in f.items() if k != "dangling"}
+    if "until" in rest:
+        rest["until"] = [str(_until_unix(v)) for v in rest["until"]]
     out = await asyncio.to_thread(lambda: svc.prune(dangling_only=dangling_only, filters=rest))
     daemon_of(request).events.publish("image", "prune", "", {"reclaimed": str(out.get("SpaceReclaimed", 0))})
     return json_response(out)

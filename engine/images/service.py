@@ -342,8 +342,9 @@ class ImageService:
         creds: Credentials | None,
         emit: Emitter,
     ) -> ImageRecord:
-        emit.status(f"Pulling from {r.path}", r.tag_or_digest if not r.digest else r.digest)
         repo, top = await self._resolve_manifest(session, r, creds)
+        # after the manifest, as dockerd: a missing one is then an HTTP error, not one in a started stream
+        emit.status(f"Pulling from {r.path}", r.tag_or_digest if not r.digest else r.digest)
         manifest = top
         if top.media_type in INDEX_TYPES:
             desc = platforms.choose(list(top.data.get("manifests") or []), want)

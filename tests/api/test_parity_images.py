@@ -349,3 +349,76 @@ def test_save_load_round_trips_several_images_and_tags(daemon: PortsideDaemon, r
             client.images.load(archive.read_bytes()[:3000])
     finally:
         daemon.docker("rmi", a1, a2, b1)
+
+
+# ---- what the docker CLI shows, as dockerd shows it ---------------------------------------------------------------
+
+
+def test_images_reference_filter_lists_only_the_matching_tags(daemon: PortsideDaemon, registry: Registry) -> None:
+    src = f"{registry.host}/testbed/busybox:latest"
+    tag = f"pst-ref-{os.urandom(3).hex()}"
+    assert daemon.docker("pull", src).returncode == 0
+    assert daemon.docker("tag", src, f"{tag}:one").returncode == 0
+    assert daemon.docker("tag", src, f"{tag}:two").returncode == 0
+    try:
+        def listed(*filters: str) -> list[str]:
+            args = [x for f in filters for x in ("--filter", f"reference={f}")]
+            out = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}", *args)
+            assert out.returncode == 0, out.stderr
+            return sorted(out.stdout.split())
+
+        # the image also carries the registry's tag: dockerd lists only the tags that match
+        assert listed(tag) == [f"{tag}:one", f"{tag}:two"]
+        assert listed(f"{tag}:t*") == [f"{tag}:two"]
+        assert listed(f"{registry.host}/testbed/*") == sorted(
+            t for t in listed(f"{registry.host}/testbed/*") if t.startswith(f"{registry.host}/testbed/"))
+        assert src in listed(f"{registry.host}/testbed/*")
+        assert listed("*/busybox") == []  # path.Match: `*` does not cross a `/`
+        bad = daemon.docker("images", "--filter", "dangling=maybe")
+        assert bad.returncode == 1 and "invalid filter 'dangling=[maybe]'" in bad.stderr
+    finally:
+        daemon.docker("rmi", f"{tag}:one", f"{tag}:two")
+
+
+def test_image_prune_until_takes_durations_and_refuses_garbage(daemon: PortsideDaemon) -> None:
+    bad = daemon.docker("image", "prune", "-f", "--filter", "until=bogus")
+    assert bad.returncode == 1 and 'failed to parse value as time or duration: "bogus"' in bad.stderr
+    # an image made now is not older than 24h: kept; with until=0s (now) it goes. The label keeps the prunes
+    # off other tests' images.
+    label = f"pst-prune={os.urandom(3).hex()}"
+    made = daemon.docker("import", "--change", f"LABEL {label}", "-", input="")
+    assert made.returncode == 0, made.stderr
+    image_id = made.stdout.strip()
+
+    def prune(until: str) -> None:
+        out = daemon.docker("image", "prune", "-f", "--filter", f"until={until}", "--filter", f"label={label}")
+        assert out.returncode == 0, out.stderr
+
+    try:
+        for until in ("24h", "1h30m", "2000-01-01T00:00:00Z"):
+            prune(until)
+            assert daemon.docker("image", "inspect", image_id).returncode == 0, until
+        prune("0s")
+        assert daemon.docker("image", "inspect", image_id).returncode == 1
+    finally:
+        daemon.docker("rmi", image_id)
+
+
+def test_import_of_an_empty_stream_makes_an_empty_image(daemon: PortsideDaemon) -> None:
+    out = daemon.docker("import", "-", input="")
+    assert out.returncode == 0, out.stderr
+    image_id = out.stdout.strip()
+    try:
+        insp = json.loads(daemon.docker("image", "inspect", image_id).stdout)[0]
+        # the empty tar, Docker's empty layer
+        assert insp["RootFS"]["Layers"] == ["sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"]
+    finally:
+        daemon.docker("rmi", image_id)
+
+
+def test_pull_of_a_missing_manifest_is_an_http_error(daemon: PortsideDaemon, registry: Registry) -> None:
+    # dockerd answers before streaming: the CLI prints "Error response from daemon" and no "Pulling from"
+    out = daemon.docker("pull", f"{registry.host}/testbed/busybox:no-such-tag")
+    assert out.returncode == 1
+    assert "Pulling from" not in out.stdout
+    assert out.stderr.startswith("Error response from daemon: manifest for ") and "not found" in out.stderr
