@@ -422,3 +422,11 @@ def test_pull_of_a_missing_manifest_is_an_http_error(daemon: PortsideDaemon, reg
     assert out.returncode == 1
     assert "Pulling from" not in out.stdout
     assert out.stderr.startswith("Error response from daemon: manifest for ") and "not found" in out.stderr
+
+
+def test_push_of_a_missing_image_fails_in_the_stream(daemon: PortsideDaemon) -> None:
+    name = f"pst-push-missing-{os.urandom(3).hex()}"
+    out = daemon.docker("push", name)
+    assert out.returncode == 1
+    assert f"The push refers to repository [docker.io/library/{name}]" in out.stdout
+    assert out.stderr.strip() == f"An image does not exist locally with the tag: {name}"
