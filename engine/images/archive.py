@@ -219,7 +219,6 @@ class _Extracted:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.links: dict[str, str] = {}
-        self.empty = True
 
     def extract(self, fileobj: BinaryIO, limits: Limits) -> None:
         written = 0
@@ -235,7 +234,6 @@ class _Extracted:
         try:
             with tar:
                 for m in tar:
-                    self.empty = False
                     self._member(tar, m, limits, written)
                     if m.isreg():
                         written += m.size
@@ -263,7 +261,7 @@ class _Extracted:
             assert src is not None
             with open(dest, "wb") as f:
                 left = m.size
-                while chunk := src.read(min(_CHUNK, left) if left else _CHUNK):
+                while left and (chunk := src.read(min(_CHUNK, left))):
                     left -= len(chunk)
                     f.write(chunk)
                 if left > 0:
@@ -428,25 +426,6 @@ def _ingest_image(
             separators=(",", ":"),
         ).encode()
     return _Planned(image_id, ing.put(manifest_raw), tags)
-
-
-def add_image_from_files(
-    svc: ImageService,
-    config_raw: bytes,
-    layer_files: list[Path],
-    *,
-    tags: list[str],
-    manifest_raw: bytes | None = None,
-) -> str:
-    """Ingests a config and layer files, unpacks what is missing, records the image; returns its id."""
-    ing = _Ingest(svc)
-    try:
-        p = _ingest_image(svc, ing, config_raw, layer_files, tags=tags, manifest_raw=manifest_raw)
-        svc.meta.add_image(p.image_id, p.manifest_digest, tags=p.tags)
-    except BaseException:
-        ing.rollback()
-        raise
-    return p.image_id
 
 
 def _json_file(ex: _Extracted, name: str) -> Any:
