@@ -372,9 +372,13 @@ async def commit(request: web.Request) -> web.Response:
     ref = _reference(repo, tag_) if repo else ""
     tag_ = tag_ or ("latest" if repo else "")
     pause = qbool(request, "pause", True) and rec["State"]["Running"] and not rec["State"]["Paused"]
+    paused = False
     if pause:
-        with contextlib.suppress(EngineError):
+        # The container may exit meanwhile (its cgroup goes with it: the freezer write fails with ENOENT):
+        # then it is committed as it is, and nothing is unpaused.
+        with contextlib.suppress(EngineError, OSError):
             await m.rt.pause(rec["Id"])
+            paused = True
     try:
         layer = await asyncio.to_thread(svc.container_layer, rec["Id"])
         config = dict(rec["Config"])
@@ -386,8 +390,8 @@ async def commit(request: web.Request) -> web.Response:
         )
         image_id = img.id
     finally:
-        if pause:
-            with contextlib.suppress(EngineError):
+        if paused:
+            with contextlib.suppress(EngineError, OSError):
                 await m.rt.unpause(rec["Id"])
     d.events.publish("container", "commit", rec["Id"], {"comment": request.query.get("comment", ""),
                                                          "imageID": image_id, "imageRef": ref})

@@ -430,3 +430,21 @@ def test_push_of_a_missing_image_fails_in_the_stream(daemon: PortsideDaemon) -> 
     assert out.returncode == 1
     assert f"The push refers to repository [docker.io/library/{name}]" in out.stdout
     assert out.stderr.strip() == f"An image does not exist locally with the tag: {name}"
+
+
+def test_commit_of_a_container_that_is_exiting(daemon: PortsideDaemon, busybox: str) -> None:
+    # docker-py's RemoveImageTest: commit (pause=1) races the container's exit; the pause then finds no cgroup,
+    # which came back as a 500 in about one of ten tries
+    c = docker.APIClient(base_url=daemon.host, version="auto", timeout=60)
+    try:
+        for _ in range(15):
+            cid = c.create_container(busybox, ["touch", "/pst-test"], name=f"pst-commit-{os.urandom(4).hex()}")["Id"]
+            try:
+                c.start(cid)
+                image_id = c.commit(cid)["Id"]
+                assert {"Deleted": image_id} in c.remove_image(image_id, force=True)
+                assert not [x for x in c.images(all=True) if x["Id"] == image_id]
+            finally:
+                c.remove_container(cid, force=True)
+    finally:
+        c.close()
