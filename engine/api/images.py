@@ -253,8 +253,24 @@ async def search(request: web.Request) -> web.Response:
     svc = _images(request)
     term = request.query.get("term", "")
     limit = qint(request, "limit", 25) or 25
+    f = filters(request)
+    check_filters(f, {"is-automated", "is-official", "stars"})
+    automated, official = _bool_filter(f, "is-automated"), _bool_filter(f, "is-official")
+    stars = 0
+    for v in f.get("stars", []):
+        try:
+            stars = max(stars, int(v))
+        except ValueError:
+            raise InvalidArgument(  # dockerd's text, Go's strconv error included
+                f"invalid filter 'stars={v}': strconv.Atoi: parsing \"{v}\": invalid syntax") from None
     auth = decode_registry_auth(request.headers.get("X-Registry-Auth", ""))
-    return json_response(await svc.search(term, limit=limit, auth=auth or None))
+    results = await svc.search(term, limit=limit, auth=auth or None)
+    if automated:
+        return json_response([])  # dockerd: is-automated is deprecated, filtering for true yields nothing
+    # as dockerd: is-official compared when given, stars as a minimum
+    results = [r for r in results if (official is None or r.get("is_official") == official)
+               and r.get("star_count", 0) >= stars]
+    return json_response(results)
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")

@@ -448,3 +448,76 @@ def test_commit_of_a_container_that_is_exiting(daemon: PortsideDaemon, busybox: 
                 c.remove_container(cid, force=True)
     finally:
         c.close()
+
+
+@pytest.fixture
+def search_server(tmp_path: Path) -> Iterator[str]:
+    """A registry's v1 search endpoint on 127.0.0.1 over TLS (a loopback registry is insecure: not verified)."""
+    import datetime
+    import http.server
+    import ssl
+    import threading
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "k.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    results = [
+        {"name": "pst/official", "description": "", "star_count": 10, "is_official": True, "is_automated": False},
+        {"name": "pst/popular", "description": "", "star_count": 50, "is_official": False, "is_automated": False},
+        {"name": "pst/plain", "description": "", "star_count": 1, "is_official": False, "is_automated": False},
+    ]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"num_results": len(results), "query": "pst", "results": results}).encode()
+            self.send_response(200 if self.path.startswith("/v1/search") else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        t.join(10)
+
+
+def test_search_filters_are_applied_as_dockerd_does(daemon: PortsideDaemon, search_server: str) -> None:
+    def names(*filters: str) -> list[str]:
+        args = [x for f in filters for x in ("--filter", f)]
+        out = daemon.docker("search", "--format", "{{.Name}}", *args, f"{search_server}/pst")
+        assert out.returncode == 0, out.stderr
+        return sorted(out.stdout.split())
+
+    assert names() == ["pst/official", "pst/plain", "pst/popular"]
+    assert names("is-official=true") == ["pst/official"]
+    assert names("is-official=false") == ["pst/plain", "pst/popular"]
+    assert names("stars=5") == ["pst/official", "pst/popular"]
+    assert names("stars=5", "stars=20") == ["pst/popular"]
+    assert names("is-automated=true") == []
+    bad = daemon.docker("search", "--filter", "stars=many", f"{search_server}/pst")
+    assert bad.returncode == 1 and "invalid filter 'stars=many'" in bad.stderr
+    bad = daemon.docker("search", "--filter", "color=red", f"{search_server}/pst")
+    assert bad.returncode == 1 and "invalid filter 'color'" in bad.stderr
