@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
 
-from engine.api.params import check_filters, filters, json_body, qbool, qint
+from engine.api.params import check_filters, filters, json_body, qbool, qint, timestamp_ns
 from engine.api.server import add, daemon_of, error_response, json_response, tar_stream_response
 from engine.daemon import decode_registry_auth
 from engine.errors import EngineError, InvalidArgument, NotFound
@@ -128,18 +130,15 @@ async def list_images(request: web.Request) -> web.Response:
     if f.get("since"):
         since = (await asyncio.to_thread(svc.get, f["since"][0])).created_unix
     out = []
-    import fnmatch
-
+    want_dangling = _bool_filter(f, "dangling")
     # Untagged parents of other images (intermediate images) only show with all=1, as in Docker.
     has_children = {r.parent for r in recs if r.parent}
     show_all = qbool(request, "all")
     for rec in recs:
         if rec.dangling and rec.id in has_children and not show_all:
             continue
-        if f.get("dangling"):
-            want = f["dangling"][0].lower() in ("1", "true")
-            if rec.dangling != want:
-                continue
+        if want_dangling is not None and rec.dangling != want_dangling:
+            continue
         if before is not None and rec.created_unix >= before:
             continue
         if since is not None and rec.created_unix <= since:
@@ -148,15 +147,71 @@ async def list_images(request: web.Request) -> web.Response:
             have = (rec.config.get("config") or {}).get("Labels") or {}
             if not all((k in have and (not sep or have[k] == v)) for k, sep, v in (x.partition("=") for x in labels)):
                 continue
-        if refs := f.get("reference"):
-            names = rec.repo_tags + [t.rsplit(":", 1)[0] for t in rec.repo_tags]
-            if not any(fnmatch.fnmatch(n, pat) for n in names for pat in refs):
-                continue
         s = _summary(rec, request)
+        if refs := f.get("reference"):
+            # as dockerd: only the tags and digests that match are listed, and an image with none is left out
+            s["RepoTags"] = [t for t in s.get("RepoTags") or [] if any(_ref_match(p, t) for p in refs)]
+            s["RepoDigests"] = [d for d in s.get("RepoDigests") or [] if any(_ref_match(p, d) for p in refs)]
+            if not s["RepoTags"] and not s["RepoDigests"]:
+                continue
         if m := daemon_of(request).containers:
             s["Containers"] = len(m.image_users(rec.id)) if qbool(request, "shared-size") else -1
         out.append(s)
     return json_response(out)
+
+
+def _bool_filter(f: dict[str, list[str]], name: str) -> bool | None:
+    """dockerd's GetBoolOrDefault: true/1 or false/0, anything else is refused."""
+    values = f.get(name)
+    if not values:
+        return None
+    lowered = {v.lower() for v in values}
+    if lowered <= {"1", "true"}:
+        return True
+    if lowered <= {"0", "false"}:
+        return False
+    raise InvalidArgument(f"invalid filter '{name}=[{' '.join(values)}]'")
+
+
+def _go_path_match(pattern: str, name: str) -> bool:
+    """Go's path.Match: `*` and `?` stop at `/`; `[...]` classes (`^` negates); `\\` escapes."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        elif c == "[":
+            end = pattern.find("]", i + 2)
+            if end == -1:
+                return False  # ErrBadPattern: no match
+            body = pattern[i + 1 : end]
+            neg = body.startswith("^")
+            body = body[1:] if neg else body
+            out.append("[" + ("^" if neg else "") + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    try:
+        return re.fullmatch("".join(out), name) is not None
+    except re.error:
+        return False
+
+
+def _ref_match(pattern: str, ref: str) -> bool:
+    """dockerd's reference.FamiliarMatch: the pattern against `name:tag` (or `name@digest`), then `name`."""
+    if _go_path_match(pattern, ref):
+        return True
+    name = ref.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
+    return _go_path_match(pattern, name)
 
 
 async def inspect(request: web.Request) -> web.Response:
@@ -198,16 +253,54 @@ async def search(request: web.Request) -> web.Response:
     svc = _images(request)
     term = request.query.get("term", "")
     limit = qint(request, "limit", 25) or 25
+    f = filters(request)
+    check_filters(f, {"is-automated", "is-official", "stars"})
+    automated, official = _bool_filter(f, "is-automated"), _bool_filter(f, "is-official")
+    stars = 0
+    for v in f.get("stars", []):
+        try:
+            stars = max(stars, int(v))
+        except ValueError:
+            raise InvalidArgument(  # dockerd's text, Go's strconv error included
+                f"invalid filter 'stars={v}': strconv.Atoi: parsing \"{v}\": invalid syntax") from None
     auth = decode_registry_auth(request.headers.get("X-Registry-Auth", ""))
-    return json_response(await svc.search(term, limit=limit, auth=auth or None))
+    results = await svc.search(term, limit=limit, auth=auth or None)
+    if automated:
+        return json_response([])  # dockerd: is-automated is deprecated, filtering for true yields nothing
+    # as dockerd: is-official compared when given, stars as a minimum
+    results = [r for r in results if (official is None or r.get("is_official") == official)
+               and r.get("star_count", 0) >= stars]
+    return json_response(results)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _until_unix(value: str) -> float:
+    """A prune `until`: a Go duration before now (`24h`, `1h30m`), a unix time or an RFC 3339 time."""
+    v = value.strip()
+    sign, body = (-1.0, v[1:]) if v.startswith("-") else (1.0, v.removeprefix("+"))
+    parts = _DURATION_PART.findall(body)
+    if parts and "".join(n + u for n, u in parts) == body:
+        return time.time() - sign * sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    try:
+        ns = timestamp_ns(v)
+    except InvalidArgument:
+        ns = None
+    if ns is None:
+        raise InvalidArgument(f'failed to parse value as time or duration: "{value}"')
+    return ns / 1e9
 
 
 async def prune(request: web.Request) -> web.Response:
     svc = _images(request)
     f = filters(request)
     check_filters(f, {"dangling", "label", "label!", "until"})
-    dangling_only = not (f.get("dangling") and f["dangling"][0].lower() in ("0", "false"))
+    dangling_only = _bool_filter(f, "dangling") is not False
     rest = {k: v for k, v in f.items() if k != "dangling"}
+    if "until" in rest:
+        rest["until"] = [str(_until_unix(v)) for v in rest["until"]]
     out = await asyncio.to_thread(lambda: svc.prune(dangling_only=dangling_only, filters=rest))
     daemon_of(request).events.publish("image", "prune", "", {"reclaimed": str(out.get("SpaceReclaimed", 0))})
     return json_response(out)
@@ -250,29 +343,31 @@ async def save_many(request: web.Request) -> web.StreamResponse:
 
 
 async def load(request: web.Request) -> web.StreamResponse:
+    """`docker load`: always a 200 JSON stream; an error is its last message, as dockerd writes it (the CLI then
+    prints the bare message and exits 1, and docker-py raises ImageLoadError)."""
     svc = _images(request)
     data = await request.read()
     d = daemon_of(request)
+    resp = web.StreamResponse(status=200)
+    resp.content_type = "application/json"
+    await resp.prepare(request)
+    import io
 
-    async def job(progress: Callable[[dict[str, Any]], None]) -> None:
-        import io
-
-        loop = asyncio.get_running_loop()
-
-        def relay(msg: dict[str, Any]) -> None:
-            loop.call_soon_threadsafe(progress, msg)
-
-        lines = await asyncio.to_thread(lambda: svc.load(io.BytesIO(data), progress=relay))
-        for line in lines or []:
-            progress({"stream": line if line.endswith("\n") else line + "\n"})
-            name = line.split(": ", 1)[-1].strip()
-            d.events.publish("image", "load", name, {"name": name})
-
-    return await stream_json(request, job)
+    try:
+        lines = await asyncio.to_thread(lambda: svc.load(io.BytesIO(data)))
+    except EngineError as e:
+        await resp.write(_err_line(e.message))
+        return resp
+    except Exception as e:  # an engine bug: the stream carries it rather than a cut connection
+        await resp.write(_err_line(str(e) or type(e).__name__))
+        return resp
+    for line in lines or []:
+        await resp.write(json.dumps({"stream": line if line.endswith("\n") else line + "\n"}).encode() + b"\r\n")
+        name = line.split(": ", 1)[-1].strip()
+        d.events.publish("image", "load", name, {"name": name})
+    return resp
 
 
-async def distribution(request: web.Request) -> web.Response:
-    return error_response(501, "distribution inspection is not supported by portside yet")
 
 
 async def commit(request: web.Request) -> web.Response:
@@ -285,9 +380,13 @@ async def commit(request: web.Request) -> web.Response:
     ref = _reference(repo, tag_) if repo else ""
     tag_ = tag_ or ("latest" if repo else "")
     pause = qbool(request, "pause", True) and rec["State"]["Running"] and not rec["State"]["Paused"]
+    paused = False
     if pause:
-        with contextlib.suppress(EngineError):
+        # The container may exit meanwhile (its cgroup goes with it: the freezer write fails with ENOENT):
+        # then it is committed as it is, and nothing is unpaused.
+        with contextlib.suppress(EngineError, OSError):
             await m.rt.pause(rec["Id"])
+            paused = True
     try:
         layer = await asyncio.to_thread(svc.container_layer, rec["Id"])
         config = dict(rec["Config"])
@@ -299,8 +398,8 @@ async def commit(request: web.Request) -> web.Response:
         )
         image_id = img.id
     finally:
-        if pause:
-            with contextlib.suppress(EngineError):
+        if paused:
+            with contextlib.suppress(EngineError, OSError):
                 await m.rt.unpause(rec["Id"])
     d.events.publish("container", "commit", rec["Id"], {"comment": request.query.get("comment", ""),
                                                          "imageID": image_id, "imageRef": ref})
@@ -314,7 +413,6 @@ def register(app: web.Application) -> None:
     add(app, "POST", "/images/prune", prune)
     add(app, "GET", "/images/get", save_many)
     add(app, "POST", "/images/load", load)
-    add(app, "GET", "/distribution/{name:.+}/json", distribution)
     add(app, "POST", "/commit", commit)
     add(app, "GET", "/images/{name:.+}/json", inspect)
     add(app, "GET", "/images/{name:.+}/history", history)

@@ -6,7 +6,18 @@ from aiohttp import web
 
 
 def register(app: web.Application) -> None:
-    from engine.api import build, container_fs, containers, exec, images, networks, swarm, system, volumes
+    from engine.api import (
+        build,
+        container_fs,
+        containers,
+        distribution,
+        exec,
+        images,
+        networks,
+        swarm,
+        system,
+        volumes,
+    )
 
-    for module in (system, volumes, containers, container_fs, exec, build, images, networks, swarm):
+    for module in (system, volumes, containers, container_fs, exec, build, images, distribution, networks, swarm):
         module.register(app)

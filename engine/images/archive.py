@@ -10,6 +10,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -17,8 +18,9 @@ import tarfile
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Self, cast
 
 from engine.errors import EngineError, InvalidArgument, NotFound
 from engine.images import platform as platforms
@@ -33,7 +35,7 @@ from engine.images.registry import (
     MEDIA_OCI_LAYER_ZSTD,
 )
 from engine.images.snapshots import chain_ids
-from engine.images.unpack import Limits, _clean, apply_layer, detect_compression
+from engine.images.unpack import LayerError, Limits, _clean, apply_layer, detect_compression
 
 if TYPE_CHECKING:
     from engine.images.records import ImageRecord
@@ -175,6 +177,41 @@ def save(svc: ImageService, names: list[str], out: BinaryIO) -> None:
     out.flush()
 
 
+TAR_EOF = "Error processing tar file(exit status 1): unexpected EOF"
+TAR_BAD_HEADER = "Error processing tar file(exit status 1): archive/tar: invalid tar header"
+
+
+# Python's own header errors (not exported in the stubs)
+_TRUNCATED_HEADER: type[Exception] = getattr(tarfile, "TruncatedHeaderError")  # noqa: B009
+_EOF_HEADER: type[Exception] = getattr(tarfile, "EOFHeaderError")  # noqa: B009
+_INVALID_HEADER: type[Exception] = getattr(tarfile, "InvalidHeaderError")  # noqa: B009
+
+
+class _CheckedTarInfo(tarfile.TarInfo):
+    """Notes why a stream's headers stopped: Python's tarfile ends quietly at a cut or corrupt header after the
+    first, where Go's archive/tar (and so `docker load`) fails with unexpected EOF or an invalid header."""
+
+    @classmethod
+    def fromtarfile(cls, tf: tarfile.TarFile) -> Self:
+        try:
+            return super().fromtarfile(tf)
+        except _TRUNCATED_HEADER:
+            tf._pst_error = TAR_EOF  # type: ignore[attr-defined]
+            raise
+        except _EOF_HEADER:
+            raise  # a zero block: the end
+        except _INVALID_HEADER:
+            tf._pst_error = TAR_BAD_HEADER  # type: ignore[attr-defined]
+            raise
+
+
+def _tar_error(e: BaseException) -> InvalidArgument:
+    text = str(e)
+    if "invalid header" in text or "bad checksum" in text:
+        return InvalidArgument(TAR_BAD_HEADER)
+    return InvalidArgument(TAR_EOF)
+
+
 class _Extracted:
     """An archive unpacked to a private temp dir: regular files only; symlinks and hardlinks kept as a map and
     resolved lexically inside the archive, so nothing in it can point at host files."""
@@ -186,31 +223,53 @@ class _Extracted:
     def extract(self, fileobj: BinaryIO, limits: Limits) -> None:
         written = 0
         try:
-            tar = tarfile.open(fileobj=cast(IO[bytes], fileobj), mode="r|*", bufsize=_CHUNK)
-        except tarfile.TarError as e:
-            raise InvalidArgument(f"invalid archive: {e}") from None
-        with tar:
-            for m in tar:
-                parts = _clean(m.name)
-                if not parts:
-                    continue
-                key = "/".join(parts)
-                if m.issym():
-                    base = parts[:-1] if not m.linkname.startswith("/") else []
-                    self.links[key] = "/".join(_clean("/".join([*base, m.linkname])))
-                elif m.islnk():
-                    self.links[key] = "/".join(_clean(m.linkname))
-                elif m.isreg():
-                    dest = self.tmp.joinpath(*parts)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    src = tar.extractfile(m)
-                    assert src is not None
-                    with open(dest, "wb") as f:
-                        while chunk := src.read(_CHUNK):
-                            written += len(chunk)
-                            if written > limits.max_bytes:
-                                raise InvalidArgument("archive is larger than the allowed size: refused")
-                            f.write(chunk)
+            tar = tarfile.open(fileobj=cast(IO[bytes], fileobj), mode="r|*", bufsize=_CHUNK,
+                               tarinfo=_CheckedTarInfo)
+        except tarfile.ReadError as e:
+            if "empty file" in str(e):
+                return  # dockerd reads an empty stream as an empty archive
+            raise _tar_error(e) from None
+        except (tarfile.TarError, EOFError, zlib.error) as e:
+            raise _tar_error(e) from None
+        try:
+            with tar:
+                for m in tar:
+                    self._member(tar, m, limits, written)
+                    if m.isreg():
+                        written += m.size
+                if err := getattr(tar, "_pst_error", None):
+                    raise InvalidArgument(err)
+        except (tarfile.TarError, EOFError, zlib.error) as e:
+            raise _tar_error(e) from None
+
+    def _member(self, tar: tarfile.TarFile, m: tarfile.TarInfo, limits: Limits, written: int) -> None:
+        parts = _clean(m.name)
+        if not parts:
+            return
+        key = "/".join(parts)
+        if m.issym():
+            base = parts[:-1] if not m.linkname.startswith("/") else []
+            self.links[key] = "/".join(_clean("/".join([*base, m.linkname])))
+        elif m.islnk():
+            self.links[key] = "/".join(_clean(m.linkname))
+        elif m.isreg():
+            if written + m.size > limits.max_bytes:
+                raise InvalidArgument("archive is larger than the allowed size: refused")
+            dest = self.tmp.joinpath(*parts)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(m)
+            assert src is not None
+            with open(dest, "wb") as f:
+                left = m.size
+                while left and (chunk := src.read(min(_CHUNK, left))):
+                    left -= len(chunk)
+                    f.write(chunk)
+                if left > 0:
+                    raise InvalidArgument(TAR_EOF)
+
+    def missing(self, name: str) -> InvalidArgument:
+        # dockerd's words: the open(2) of the file it expected in its temp dir
+        return InvalidArgument(f"open {self.tmp}/{'/'.join(_clean(name))}: no such file or directory")
 
     def path(self, name: str) -> Path:
         key = "/".join(_clean(name))
@@ -227,8 +286,8 @@ class _Extracted:
                     break
             else:
                 p = self.tmp.joinpath(*parts)
-                if not p.is_file():
-                    raise InvalidArgument(f"invalid archive: {name} is missing")
+                if not key or not p.is_file():
+                    raise self.missing(name)
                 return p
         raise InvalidArgument(f"invalid archive: too many links resolving {name}")
 
@@ -240,34 +299,102 @@ class _Extracted:
             return False
 
 
+_DIFF_MISMATCH = re.compile(r"does not match its diff id: expected \S+, got (\S+)")
+
+
 def _layer_media(kind: str) -> str:
     return {"gzip": MEDIA_DOCKER_LAYER_GZIP, "zstd": MEDIA_OCI_LAYER_ZSTD}.get(kind, MEDIA_DOCKER_LAYER_TAR)
 
 
-def add_image_from_files(
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+class _Ingest:
+    """What one load added to the content and snapshot stores, so a failure can take it all back."""
+
+    def __init__(self, svc: ImageService) -> None:
+        self.svc = svc
+        self.blobs: list[str] = []
+        self.chains: list[str] = []
+
+    def put(self, data: bytes) -> str:
+        digest = digest_bytes(data)
+        if not self.svc.content.has(digest):
+            self.svc.content.put(data, digest)
+            self.blobs.append(digest)
+        return digest
+
+    def file(self, path: Path) -> str:
+        digest = _file_digest(path)
+        if not self.svc.content.has(digest):
+            self.svc.content.ingest_file(path, digest)
+            self.blobs.append(digest)
+        return digest
+
+    def rollback(self) -> None:
+        """Removes what this load added that no recorded image uses (another pull may share a blob)."""
+        blobs, chains = self.svc.referenced()
+        for c in reversed(self.chains):
+            if c not in chains:
+                self.svc.snapshots.remove(c)
+        for d in self.blobs:
+            if d not in blobs:
+                self.svc.content.delete(d)
+
+
+@dataclass
+class _Planned:
+    image_id: str
+    manifest_digest: str
+    tags: list[str]
+
+
+def _ingest_image(
     svc: ImageService,
+    ing: _Ingest,
     config_raw: bytes,
     layer_files: list[Path],
     *,
     tags: list[str],
     manifest_raw: bytes | None = None,
-) -> str:
-    """Ingests a config and layer files, unpacks what is missing, records the image; returns its id."""
-    config = json.loads(config_raw)
+) -> _Planned:
+    """Ingests a config and layer files and unpacks what is missing; the image is recorded later, once every
+    image of the archive is in."""
+    try:
+        config = json.loads(config_raw)
+    except ValueError as e:
+        raise InvalidArgument(f"invalid image config: {e}") from None
     diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
     if len(diff_ids) != len(layer_files):
-        raise InvalidArgument(f"invalid image: {len(layer_files)} layers for {len(diff_ids)} diff ids")
-    image_id = svc.content.put(config_raw)
+        # dockerd's tarexport wording
+        raise InvalidArgument(
+            f"invalid manifest, layers length mismatch: expected {len(layer_files)}, got {len(diff_ids)}"
+        )
+    image_id = ing.put(config_raw)
     chain = chain_ids(diff_ids)
     descs: list[dict[str, Any]] = []
     for i, f in enumerate(layer_files):
-        digest = svc.content.ingest_file(f)
+        digest = ing.file(f)
         with open(f, "rb") as fh:
             kind = detect_compression(fh.read(4))
         descs.append({"mediaType": _layer_media(kind), "size": f.stat().st_size, "digest": digest})
         if not svc.snapshots.has(chain[i]):
             with svc.content.open(digest) as fh:
-                svc.snapshots.create(chain[i], chain[i - 1] if i else None, fh, expected_diff_id=diff_ids[i])
+                try:
+                    svc.snapshots.create(chain[i], chain[i - 1] if i else None, fh, expected_diff_id=diff_ids[i])
+                except LayerError as e:
+                    got = _DIFF_MISMATCH.search(e.message)
+                    if got is None:
+                        raise
+                    raise InvalidArgument(  # dockerd's tarexport wording
+                        f'invalid diffID for layer {i}: expected "{diff_ids[i]}", got "{got.group(1)}"'
+                    ) from None
+            ing.chains.append(chain[i])
     if manifest_raw is not None:
         m = json.loads(manifest_raw)
         same = (m.get("config") or {}).get("digest") == image_id and [d["digest"] for d in m.get("layers") or []] == [
@@ -298,9 +425,70 @@ def add_image_from_files(
             },
             separators=(",", ":"),
         ).encode()
-    manifest_digest = svc.content.put(manifest_raw)
-    svc.meta.add_image(image_id, manifest_digest, tags=tags)
-    return image_id
+    return _Planned(image_id, ing.put(manifest_raw), tags)
+
+
+def _json_file(ex: _Extracted, name: str) -> Any:
+    try:
+        return json.loads(ex.path(name).read_bytes())
+    except ValueError as e:
+        raise InvalidArgument(f"invalid {name}: {e}") from None
+
+
+def _tags(names: list[str]) -> list[str]:
+    return [str(parse(t)) for t in names]
+
+
+def _plan_docker_archive(svc: ImageService, ex: _Extracted, ing: _Ingest) -> list[tuple[_Planned, list[str]]]:
+    entries = _json_file(ex, "manifest.json")
+    if not isinstance(entries, list):
+        raise InvalidArgument("invalid manifest.json: not a list of images")
+    oci_manifests: dict[str, bytes] = {}
+    if ex.has("index.json"):
+        for d in (_json_file(ex, "index.json") or {}).get("manifests") or []:
+            with contextlib.suppress(InvalidArgument, KeyError, ValueError, TypeError, AttributeError):
+                raw = ex.path(f"blobs/sha256/{hex_of(d['digest'])}").read_bytes()
+                if digest_bytes(raw) == d["digest"]:
+                    cfg = (json.loads(raw).get("config") or {}).get("digest")
+                    if cfg:
+                        oci_manifests[cfg] = raw
+    # every file is looked for before anything goes into the stores
+    wanted = [(e["Config"], list(e.get("Layers") or []), list(e.get("RepoTags") or [])) for e in entries]
+    for config, layers, _t in wanted:
+        for name in (config, *layers):
+            ex.path(name)
+    out = []
+    for config, layers, repo_tags in wanted:
+        config_raw = ex.path(config).read_bytes()
+        planned = _ingest_image(svc, ing, config_raw, [ex.path(x) for x in layers], tags=_tags(repo_tags),
+                                manifest_raw=oci_manifests.get(digest_bytes(config_raw)))
+        loaded = [f"Loaded image: {parse(t).familiar}" for t in repo_tags]
+        out.append((planned, loaded or [f"Loaded image ID: {planned.image_id}"]))
+    return out
+
+
+def _plan_oci_layout(svc: ImageService, ex: _Extracted, ing: _Ingest) -> list[tuple[_Planned, list[str]]]:
+    index = _json_file(ex, "index.json")
+    out = []
+    for d in index.get("manifests") or []:
+        raw = ex.path(f"blobs/sha256/{hex_of(d['digest'])}").read_bytes()
+        if digest_bytes(raw) != d["digest"]:
+            raise InvalidArgument(f"invalid archive: manifest {d['digest']} does not match its digest")
+        m = json.loads(raw)
+        if (m.get("mediaType") or d.get("mediaType")) in INDEX_TYPES or "manifests" in m:
+            chosen = platforms.choose(m.get("manifests") or [], platforms.host())
+            raw = ex.path(f"blobs/sha256/{hex_of(chosen['digest'])}").read_bytes()
+            m = json.loads(raw)
+        config_raw = ex.path(f"blobs/sha256/{hex_of(m['config']['digest'])}").read_bytes()
+        layers = [ex.path(f"blobs/sha256/{hex_of(x['digest'])}") for x in m.get("layers") or []]
+        ann = d.get("annotations") or {}
+        name = ann.get("io.containerd.image.name") or ""
+        if not name and ann.get("org.opencontainers.image.ref.name", "").count(":"):
+            name = ann["org.opencontainers.image.ref.name"]
+        planned = _ingest_image(svc, ing, config_raw, layers, tags=_tags([name] if name else []), manifest_raw=raw)
+        out.append((planned, [f"Loaded image: {parse(name).familiar}" if name else
+                              f"Loaded image ID: {planned.image_id}"]))
+    return out
 
 
 def load(
@@ -308,56 +496,33 @@ def load(
 ) -> list[str]:
     """`docker load`: archives of `docker save` (Docker 20.10's and 25+'s forms) and OCI layouts.
 
+    All or nothing: every image of the archive is ingested (and its layers checked against their diff ids)
+    before any is recorded; on an error what this load added to the stores is removed again.
     Returns the messages Docker prints ("Loaded image: nginx:latest" / "Loaded image ID: sha256:...")."""
     tmp = svc.root / "tmp" / f"load-{os.getpid()}-{os.urandom(6).hex()}"
     tmp.mkdir(parents=True)
     messages: list[str] = []
+    ing = _Ingest(svc)
     try:
         ex = _Extracted(tmp)
         ex.extract(fileobj, svc.snapshots.limits)
-        if ex.has("manifest.json"):
-            entries = json.loads(ex.path("manifest.json").read_bytes())
-            oci_manifests: dict[str, bytes] = {}
-            if ex.has("index.json"):
-                for d in json.loads(ex.path("index.json").read_bytes()).get("manifests") or []:
-                    with contextlib.suppress(InvalidArgument, KeyError):
-                        p = ex.path(f"blobs/sha256/{hex_of(d['digest'])}")
-                        raw = p.read_bytes()
-                        if digest_bytes(raw) == d["digest"]:
-                            cfg = (json.loads(raw).get("config") or {}).get("digest")
-                            if cfg:
-                                oci_manifests[cfg] = raw
-            for e in entries:
-                config_raw = ex.path(e["Config"]).read_bytes()
-                layers = [ex.path(x) for x in e.get("Layers") or []]
-                tags = [str(parse(t)) for t in e.get("RepoTags") or []]
-                image_id = add_image_from_files(
-                    svc, config_raw, layers, tags=tags, manifest_raw=oci_manifests.get(digest_bytes(config_raw))
-                )
-                loaded = [f"Loaded image: {parse(t).familiar}" for t in e.get("RepoTags") or []]
-                messages.extend(loaded or [f"Loaded image ID: {image_id}"])
-        elif ex.has("index.json"):
-            index = json.loads(ex.path("index.json").read_bytes())
-            for d in index.get("manifests") or []:
-                raw = ex.path(f"blobs/sha256/{hex_of(d['digest'])}").read_bytes()
-                if digest_bytes(raw) != d["digest"]:
-                    raise InvalidArgument(f"invalid archive: manifest {d['digest']} does not match its digest")
-                m = json.loads(raw)
-                if (m.get("mediaType") or d.get("mediaType")) in INDEX_TYPES or "manifests" in m:
-                    chosen = platforms.choose(m.get("manifests") or [], platforms.host())
-                    raw = ex.path(f"blobs/sha256/{hex_of(chosen['digest'])}").read_bytes()
-                    m = json.loads(raw)
-                config_raw = ex.path(f"blobs/sha256/{hex_of(m['config']['digest'])}").read_bytes()
-                layers = [ex.path(f"blobs/sha256/{hex_of(x['digest'])}") for x in m.get("layers") or []]
-                ann = d.get("annotations") or {}
-                name = ann.get("io.containerd.image.name") or ""
-                if not name and ann.get("org.opencontainers.image.ref.name", "").count(":"):
-                    name = ann["org.opencontainers.image.ref.name"]
-                tags = [str(parse(name))] if name else []
-                image_id = add_image_from_files(svc, config_raw, layers, tags=tags, manifest_raw=raw)
-                messages.append(f"Loaded image: {parse(name).familiar}" if name else f"Loaded image ID: {image_id}")
-        else:
-            raise InvalidArgument("invalid archive: no manifest.json or index.json (is it a docker save archive?)")
+        try:
+            if ex.has("manifest.json"):
+                plan = _plan_docker_archive(svc, ex, ing)
+            elif ex.has("index.json"):
+                plan = _plan_oci_layout(svc, ex, ing)
+            else:
+                # dockerd falls back to the pre-1.10 format, whose `repositories` file is missing too
+                raise ex.missing("repositories")
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            # a manifest.json or index.json of the wrong shape (a field missing, a string for a list, ...)
+            raise InvalidArgument(f"invalid archive: malformed image description ({type(e).__name__}: {e})") from None
+        for planned, lines in plan:
+            svc.meta.add_image(planned.image_id, planned.manifest_digest, tags=planned.tags)
+            messages.extend(lines)
+    except BaseException:
+        ing.rollback()
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return messages  # the caller prints them (progress is for per-layer messages, none yet)
@@ -544,7 +709,7 @@ def import_(
         while chunk := fileobj.read(_CHUNK):
             w.write(chunk)
         if w.offset == 0:
-            raise InvalidArgument("import: the archive is empty")
+            w.write(b"\0" * (_BLOCK * 2))  # dockerd imports an empty stream as an empty layer: an empty tar
         digest = w.commit()
     finally:
         w.close()

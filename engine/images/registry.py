@@ -417,6 +417,22 @@ class Repository:
                 last = e
         raise Unavailable(f"failed to download {digest}: {last}")
 
+    async def get_blob_bytes(self, digest: str, limit: int) -> bytes:
+        """A small blob (an image config) in memory, checked against its digest."""
+        import hashlib
+
+        url = self.url(f"{self.path}/blobs/{digest}")
+        resp = await self.request("GET", url)
+        async with resp:
+            if resp.status != 200:
+                raise self._not_found_or_denied(resp.status, await resp.read(), f"blob {digest}", url, "GET")
+            raw = await resp.content.read(limit + 1)
+        if len(raw) > limit:
+            raise RegistryError(f"blob {digest} is larger than {limit} bytes: refused")
+        if "sha256:" + hashlib.sha256(raw).hexdigest() != digest:
+            raise DigestMismatch(f"blob {digest}: digest mismatch")
+        return raw
+
     async def blob_exists(self, digest: str) -> bool:
         resp = await self.request("HEAD", self.url(f"{self.path}/blobs/{digest}"))
         async with resp:
@@ -537,3 +553,44 @@ async def catalog(session: aiohttp.ClientSession, hosts: RegistryHosts, domain: 
             m = re.match(r"<([^>]+)>", link)
             url = urllib.parse.urljoin(str(resp.url), m.group(1)) if m else ""
     return out
+
+
+# ---- distribution inspect (GET /distribution/{name}/json) -------------------------------------------------------
+
+MAX_CONFIG = 8 << 20
+
+
+def _oci_platform(p: dict[str, Any]) -> dict[str, Any]:
+    """An OCI platform as Go's ocispec.Platform marshals it: architecture and os always, the rest when set."""
+    out: dict[str, Any] = {"architecture": str(p.get("architecture") or ""), "os": str(p.get("os") or "")}
+    if p.get("os.version"):
+        out["os.version"] = p["os.version"]
+    if p.get("os.features"):
+        out["os.features"] = list(p["os.features"])
+    if p.get("variant"):
+        out["variant"] = p["variant"]
+    return out
+
+
+async def distribution_inspect(repo: Repository) -> dict[str, Any]:
+    """What dockerd's /distribution/{name}/json answers: the descriptor of the manifest (or index) the reference
+    names, and its platforms - each entry of an index, or the single manifest's config os/architecture."""
+    manifest = await repo.get_manifest(repo.ref.tag_or_digest)
+    platforms_: list[dict[str, Any]] = []
+    if manifest.media_type in INDEX_TYPES:
+        platforms_ = [_oci_platform(m.get("platform") or {}) for m in manifest.data.get("manifests") or []]
+    else:
+        cfg = manifest.data.get("config") or {}
+        digest = str(cfg.get("digest") or "")
+        # dockerd leaves Platforms empty when the config can't be had or names no platform
+        try:
+            raw = await repo.get_blob_bytes(digest, MAX_CONFIG)
+            config = json.loads(raw)
+        except (EngineError, ValueError):
+            config = None
+        if isinstance(config, dict) and (config.get("os") or config.get("architecture")):
+            platforms_ = [_oci_platform(config)]
+    return {
+        "Descriptor": {"mediaType": manifest.media_type, "digest": manifest.digest, "size": len(manifest.raw)},
+        "Platforms": platforms_,
+    }

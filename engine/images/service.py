@@ -342,8 +342,9 @@ class ImageService:
         creds: Credentials | None,
         emit: Emitter,
     ) -> ImageRecord:
-        emit.status(f"Pulling from {r.path}", r.tag_or_digest if not r.digest else r.digest)
         repo, top = await self._resolve_manifest(session, r, creds)
+        # after the manifest, as dockerd: a missing one is then an HTTP error, not one in a started stream
+        emit.status(f"Pulling from {r.path}", r.tag_or_digest if not r.digest else r.digest)
         manifest = top
         if top.media_type in INDEX_TYPES:
             desc = platforms.choose(list(top.data.get("manifests") or []), want)
@@ -556,6 +557,9 @@ class ImageService:
     async def push(self, ref: str, *, auth: dict | None = None, progress: Progress | None = None) -> str:
         """Pushes the image `ref` names (its layers, config, then manifest); returns the manifest digest."""
         r = parse(ref)
+        emit = Emitter(progress)
+        # first, as dockerd: an image missing here is then an error in the stream after this line
+        emit.status(f"The push refers to repository [{r.name}]")
         image_id = self.resolve(str(r))
         if image_id is None:
             raise NotFound(f"An image does not exist locally with the tag: {r.familiar_name}")
@@ -564,9 +568,7 @@ class ImageService:
         raw = self.content.read(row.manifest_digest)
         manifest = json.loads(raw)
         media = manifest.get("mediaType") or MEDIA_OCI_MANIFEST
-        emit = Emitter(progress)
         tag = r.tag or "latest"
-        emit.status(f"The push refers to repository [{r.name}]")
         layers = list(manifest.get("layers") or [])
         for d in layers:
             if not self.content.has(d["digest"]):
