@@ -129,7 +129,7 @@ class BuildParser:
     @staticmethod
     def _status(item: dict[str, Any]) -> list[BuildEvent]:
         """A base image's pull: its milestones as `docker pull` prints them, not every byte count."""
-        if item.get("progressDetail") and item.get("progressDetail") != {}:
+        if item.get("progressDetail"):
             return []
         status = str(item.get("status") or "")
         lid = item.get("id")

@@ -30,6 +30,7 @@ from app.screens.build import _STEP_CURRENT, _STEP_DONE, _STEP_FAILED, BuildForm
 from app.screens.confirm import ConfirmScreen
 from app.screens.resources import ImagesScreen
 from app.tui import PortsideApp
+from tests.testbed.registry import Registry
 from tests.tui.conftest import Engine, main_screen, open_screen, row_keys, wait_for
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -115,7 +116,8 @@ def test_parser_on_real_build_streams(engine: Engine, tmp_path: Path) -> None:
     tag = f"pst-build-{uuid.uuid4().hex[:8]}:v1"
     marker = f"marker-{uuid.uuid4().hex[:6]}"
     ok = _context(tmp_path / "ok", engine.busybox, f"COPY note.txt /note.txt\nRUN echo {marker} && cat /note.txt\n"
-                  "RUN printf 'no line end'\n", {"note.txt": "from the context\n"})
+                  "RUN printf 'counting 1\\rcounting 2\\n'\nRUN printf 'no line end'\n",
+                  {"note.txt": "from the context\n"})
     bad = _context(tmp_path / "bad", engine.busybox, "RUN echo before-the-failure && exit 3\nRUN echo never\n")
     before = _snapshot(engine)
     try:
@@ -127,10 +129,11 @@ def test_parser_on_real_build_streams(engine: Engine, tmp_path: Path) -> None:
 
     events = _events(good_items)
     steps = [e for e in events if isinstance(e, Step)]
-    assert [(s.n, s.total) for s in steps] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert [(s.n, s.total) for s in steps] == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
     assert steps[0].text == f"FROM {engine.busybox}" and steps[1].text == "COPY note.txt /note.txt"
     lines = [e.line for e in events if isinstance(e, Output)]
     assert marker in lines and "from the context" in lines
+    assert "counting 2" in lines and not any("counting 1" in line for line in lines)  # as a terminal shows it
     assert any(line.startswith("no line end") for line in lines)  # its line ends with the engine's next message
     built = [e for e in events if isinstance(e, Built)]
     assert len(built) == 1 and image_id.endswith(built[0].image_id.removeprefix("sha256:"))
@@ -149,6 +152,35 @@ def test_parser_on_real_build_streams(engine: Engine, tmp_path: Path) -> None:
     for size in (1, 2, 3, 7, 50):  # the same events whatever the pieces
         assert _events(_recut(good_items, size)) == events, size
         assert _events(_recut(bad_items, size)) == failed, size
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_parser_on_a_build_that_pulls_its_base(engine: Engine, registry: Registry, tmp_path: Path) -> None:
+    """A FROM the engine does not have is pulled inside the build: the pull's milestones become lines (as
+    `docker pull` prints them), its byte counts do not."""
+    base = f"{registry.host}/testbed/layers:latest"
+    with contextlib.suppress(docker.errors.NotFound):
+        engine.api.remove_image(base)
+    ctx = tmp_path / "pulls"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nRUN echo after-the-pull\n")
+    before = _snapshot(engine)
+    try:
+        items = list(engine.api.build(path=str(ctx), rm=True, decode=True))
+    finally:
+        _remove_new(engine, before)
+        with contextlib.suppress(docker.errors.NotFound):
+            engine.api.remove_image(base)
+    assert any(i.get("progressDetail") for i in items)  # the engine did send byte counts
+    events = _events(items)
+    lines = [e.line for e in events if isinstance(e, Output)]
+    assert "latest: Pulling from testbed/layers" in lines
+    assert any(line.endswith(": Pull complete") for line in lines)
+    assert not any(": Downloading" in line or ": Extracting" in line for line in lines)
+    assert lines.index("latest: Pulling from testbed/layers") < lines.index("after-the-pull")
+    assert [(e.n, e.total) for e in events if isinstance(e, Step)] == [(1, 2), (2, 2)]
+    assert len([e for e in events if isinstance(e, Built)]) == 1
 
 
 # --- Pilot, against each engine ---
@@ -172,7 +204,7 @@ async def _start_build(pilot: Any, images: ImagesScreen, folder: Path, tag: str 
 def _line_style(log: BuildLog, index: int) -> Any:
     """The style the view paints line `index` with (scrolled there first)."""
     log.scroll_to(y=index, animate=False, immediate=True)
-    return log.render_line(index - log.scroll_offset.y)._segments[0].style
+    return next(iter(log.render_line(index - log.scroll_offset.y))).style
 
 
 def _image_ids(engine: Engine) -> set[str]:
