@@ -251,16 +251,20 @@ def open_build(api: Any, request: BuildRequest) -> Any:
 
 
 class BuildJob:
-    """One build, run by `run()` in a thread. It keeps every line it showed (`lines`, with `kinds` marking the step
-    and error lines by index), the current step and the outcome, so a view opened late (or again, after Escape hid
-    the first) starts from the same text. A view listens with `attach`: it gets the lines so far and then every
-    event, from the build's thread, in order."""
+    """One build, run by `run()` in a thread. It keeps the lines it showed (`lines`: the last `max_lines`, the
+    first of them being line number `dropped`; `kinds` marks the step and error lines by line number), the current
+    step and the outcome, so a view opened late (or again, after Escape hid the first) starts from the same text.
+    A view listens with `attach`: it gets the lines so far and then every event, from the build's thread, in order.
+    """
+
+    max_lines = 200_000  # as many as the log view keeps
 
     def __init__(self, request: BuildRequest) -> None:
         self.request = request
         self.lines: list[str] = []
-        self.kinds: dict[int, str] = {}  # line index -> "step" | "error"
-        self.step_lines: list[int] = []
+        self.dropped = 0  # lines let go at the front (number of the first line in `lines`)
+        self.kinds: dict[int, str] = {}  # line number -> "step" | "error"
+        self.step_lines: list[int] = []  # line numbers of the steps, in order
         self.step: Step | None = None
         self.image_id = ""
         self.tags: list[str] = []
@@ -282,13 +286,13 @@ class BuildJob:
         return self.step if self.error is not None else None
 
     def attach(self, listener: Callable[[BuildEvent | None], None] | None,
-               backlog: Callable[[list[str]], object] | None = None) -> None:
+               backlog: Callable[[list[str], int], object] | None = None) -> None:
         """Listen from now on (None: stop): the listener gets each event, and None once the build is over.
-        `backlog` gets the lines so far first, with no event of the build's thread in between."""
+        `backlog` gets the lines so far and the number of the first, with no event of the build's thread between."""
         with self._lock:
             self._listener = listener
-            if backlog is not None and self.lines:
-                backlog(list(self.lines))
+            if backlog is not None:
+                backlog(list(self.lines), self.dropped)
 
     def abort(self, message: str) -> None:
         """The build could not even start (no engine): end it with this error."""
@@ -332,19 +336,20 @@ class BuildJob:
 
     def _emit(self, event: BuildEvent) -> None:
         with self._lock:
+            number = self.dropped + len(self.lines)
             if isinstance(event, Step):
                 self.step = event
-                self.kinds[len(self.lines)] = "step"
-                self.step_lines.append(len(self.lines))
-                self.lines.append(event.line)
+                self.kinds[number] = "step"
+                self.step_lines.append(number)
+                self._add(event.line)
             elif isinstance(event, Output):
-                self.lines.append(event.line)
+                self._add(event.line)
             elif isinstance(event, Failed):
                 if self.error is not None:
                     return
                 self.error = event
-                self.kinds[len(self.lines)] = "error"
-                self.lines.append(event.message)
+                self.kinds[number] = "error"
+                self._add(event.message)
             elif isinstance(event, Built):
                 self.image_id = event.image_id
             else:
@@ -352,6 +357,15 @@ class BuildJob:
             listener = self._listener
         if listener is not None:
             listener(event)
+
+    def _add(self, line: str) -> None:
+        self.lines.append(line)
+        if len(self.lines) > self.max_lines:  # a tenth at a time, not a list shift per line
+            cut = max(1, self.max_lines // 10)
+            del self.lines[:cut]
+            self.dropped += cut
+            self.kinds = {n: k for n, k in self.kinds.items() if n >= self.dropped}
+            self.step_lines = [n for n in self.step_lines if n >= self.dropped] or self.step_lines[-1:]
 
     def _finish(self) -> None:
         with self._lock:

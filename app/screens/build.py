@@ -3,7 +3,7 @@
 The form takes the folder (Tab completes directories as a shell does), an optional tag, build args
 (`NAME=VALUE, ...` in one field) and an optional target stage. The build itself is an `app.build_stream.BuildJob`
 run in an app-owned thread worker, so Escape hides the dialog while it goes on: its end is then a notification,
-and `b` shows the dialog again (the job keeps every line). `c` cancels (after a yes): the stream's connection is
+and `b` shows the dialog again (the job keeps its lines). `c` cancels (after a yes): the stream's connection is
 shut and the engine stops the build and removes its container. When it is built, `r` runs the new image the way
 the Images screen's `r` does.
 """
@@ -191,7 +191,13 @@ class BuildLog(LogView):
     def __init__(self, job: BuildJob, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job = job
-        self._appended = 0
+        self._appended = 0  # the job's number of the line after the last one this view took
+
+    def backlog(self, lines: list[str], first: int) -> None:
+        """The job's lines so far, `first` being the number of the first (under the job's lock)."""
+        self._appended = first
+        if lines:
+            self.feed(lines)
 
     def _append(self, batch: list[str]) -> None:
         self._appended += len(batch)
@@ -201,13 +207,13 @@ class BuildLog(LogView):
         index = self.scroll_offset.y + y
         if index >= len(self.lines):
             return super().render_line(y)
-        job_index = index + self._appended - len(self.lines)  # the job's index: the view may have dropped lines
-        kind = self.job.kinds.get(job_index)
+        number = index + self._appended - len(self.lines)  # the job's line number (either may have let lines go)
+        kind = self.job.kinds.get(number)
         if kind is None:
             return super().render_line(y)
         if kind == "error":
             style = _ERROR
-        elif self.job.step_lines and job_index == self.job.step_lines[-1] and not self.job.ok:
+        elif self.job.step_lines and number == self.job.step_lines[-1] and not self.job.ok:
             style = _STEP_FAILED if self.job.error is not None else _STEP_CURRENT
         else:
             style = _STEP_DONE
@@ -258,7 +264,7 @@ class BuildScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self._log = log = self.log_view  # kept: the build's thread feeds it, and may not query the DOM
         log.focus()
-        self.job.attach(self._listen, backlog=log.feed)
+        self.job.attach(self._listen, backlog=log.backlog)
         self._show()
 
     def on_unmount(self) -> None:

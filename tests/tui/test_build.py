@@ -16,7 +16,9 @@ import pytest
 from textual.widgets import Input, Label, ProgressBar
 
 from app.build_stream import (
+    BuildJob,
     BuildParser,
+    BuildRequest,
     Built,
     Failed,
     Output,
@@ -181,6 +183,42 @@ def test_parser_on_a_build_that_pulls_its_base(engine: Engine, registry: Registr
     assert lines.index("latest: Pulling from testbed/layers") < lines.index("after-the-pull")
     assert [(e.n, e.total) for e in events if isinstance(e, Step)] == [(1, 2), (2, 2)]
     assert len([e for e in events if isinstance(e, Built)]) == 1
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_a_job_sends_target_and_build_args_and_keeps_the_last_lines(engine: Engine, tmp_path: Path) -> None:
+    """BuildJob on its own (as the dialog's thread runs it): the target stage and the build args reach the engine,
+    and a long output keeps only the last `max_lines` lines with the step lines still marked right."""
+    ctx = _context(tmp_path / "stages", engine.busybox,
+                   "ARG COUNT\nRUN seq 1 $COUNT\nRUN echo first-stage-done\n"
+                   "FROM first AS second\nRUN echo second-stage\n")
+    dockerfile = ctx / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("\n", " AS first\n", 1))
+    tag = f"pst-build-{uuid.uuid4().hex[:8]}:first"
+    job = BuildJob(BuildRequest(ctx, tag, {"COUNT": "2500"}, "first"))
+    job.max_lines = 1000
+    seen: list[Any] = []
+    job.attach(seen.append)
+    before = _snapshot(engine)
+    try:
+        job.run(engine.api)
+        assert job.ok, job.error
+        assert engine.api.inspect_image(tag)["Id"].endswith(job.image_id.removeprefix("sha256:"))
+    finally:
+        _remove_new(engine, before)
+    assert job.finished and seen[-1] is None and job.tags == [tag]
+    assert "first-stage-done" in job.lines and not any("second-stage" in line for line in job.lines)
+    assert job.step is not None and job.step.text == "RUN echo first-stage-done" and job.step.n == job.step.total
+    # 2500 lines of seq: the first ones let go, the last kept, every marked line still a step line
+    assert job.dropped > 0 and len(job.lines) <= 1000 and "2500" in job.lines and "1" not in job.lines
+    marked = [job.lines[n - job.dropped] for n, kind in job.kinds.items() if kind == "step"]
+    assert marked and all(line.startswith("Step ") for line in marked)
+    assert job.lines[job.step_lines[-1] - job.dropped] == job.step.line
+    assert [e for e in seen if isinstance(e, Step)][-1] == job.step
+    backlog: list[tuple[list[str], int]] = []
+    job.attach(None, backlog=lambda lines, first: backlog.append((lines, first)))
+    assert backlog == [(job.lines, job.dropped)]  # what a view opened now starts from
 
 
 # --- Pilot, against each engine ---
