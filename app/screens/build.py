@@ -10,6 +10,7 @@ the Images screen's `r` does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import weakref
@@ -60,6 +61,7 @@ def start_build(app: App[Any], request: BuildRequest, on_done: Callable[[BuildJo
     the engine stops the build then (a Textual thread worker would hold the exit until the build ended)."""
     job = BuildJob(request)
     _JOBS[app] = job
+    over = asyncio.Event()  # set on the app's loop once the build has ended
 
     def work() -> None:
         try:
@@ -69,13 +71,25 @@ def start_build(app: App[Any], request: BuildRequest, on_done: Callable[[BuildJo
         else:
             job.run(api)
         with contextlib.suppress(RuntimeError):  # the app has quit meanwhile
-            app.call_from_thread(_ended, app, job, on_done)
+            app.call_from_thread(_ended, app, job, on_done, over)
 
     threading.Thread(target=work, name="portside-build", daemon=True).start()
+    app.run_worker(_cancel_on_quit(job, over), group="build-guard", exit_on_error=False)
     return job
 
 
-def _ended(app: App[Any], job: BuildJob, on_done: Callable[[BuildJob], object] | None) -> None:
+async def _cancel_on_quit(job: BuildJob, over: asyncio.Event) -> None:
+    """Waits as long as the build goes on; the app cancels its workers when it quits, and then the build goes."""
+    try:
+        await over.wait()
+    except asyncio.CancelledError:
+        if not job.finished:
+            job.cancel()
+        raise
+
+
+def _ended(app: App[Any], job: BuildJob, on_done: Callable[[BuildJob], object] | None, over: asyncio.Event) -> None:
+    over.set()
     shown = any(isinstance(s, BuildScreen) and s.job is job for s in app.screen_stack)
     if not shown:  # hidden: say how it went (`b` shows the dialog again)
         name = job.request.tag or str(job.request.path)

@@ -5,7 +5,9 @@ RUN, and a build hidden with Escape, shown again with `b` and cancelled."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -469,3 +471,33 @@ async def test_build_key_rebinds_palette_offers_it_and_the_form_says_what_is_wro
         assert app.screen is form
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is images, what="the form closed")
+
+
+@pytest.mark.integration
+@pytest.mark.tui
+@pytest.mark.timeout(240)
+async def test_quitting_the_app_stops_a_hidden_build(engine: Engine, tmp_path: Path, tmp_config_home: Any) -> None:
+    """The build's thread does not hold the app's exit, and the build does not outlive the app: the engine stops
+    it and removes its container."""
+    repo = f"pst-build-{uuid.uuid4().hex[:8]}"
+    folder = _context(tmp_path / f"ctx-{repo}", engine.busybox, "RUN echo long-step-started && sleep 300\n")
+    before = _snapshot(engine)
+    app = PortsideApp(host=engine.url, config=engine.config())
+    try:
+        async with app.run_test(size=(160, 45)) as pilot:
+            await wait_for(pilot, lambda: app.connected, what="connection")
+            images = await open_screen(pilot, "I", ImagesScreen)
+            screen = await _start_build(pilot, images, folder, tag=repo)
+            job = screen.job
+            await wait_for(pilot, lambda: "long-step-started" in screen.log_view.lines, timeout=120,
+                           what="the RUN step running")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is images, what="the dialog hidden")
+            assert any(c["Id"] not in before[0] for c in engine.api.containers())  # the RUN's container
+        assert job.cancelled
+        deadline = time.monotonic() + 60
+        while not job.finished or _container_ids(engine) - before[0]:
+            assert time.monotonic() < deadline, "the build outlived the app"
+            await asyncio.sleep(0.1)  # polling the engine for the condition, the app is gone
+    finally:
+        _remove_new(engine, before)
