@@ -299,7 +299,8 @@ async def test_build_streams_steps_and_r_runs_the_image(engine: Engine, tmp_path
             await wait_for(pilot, lambda: job.finished, timeout=180, what="the build finished")
             assert job.ok, job.error
             log = screen.log_view
-            await wait_for(pilot, lambda: f"marker {greeting}" in log.lines, what="the RUN's output shown")
+            await wait_for(pilot, lambda: len(log.lines) == len(job.lines), what="every line in the view")
+            assert f"marker {greeting}" in log.lines  # the RUN's output
             steps = [log.lines[i] for i in job.step_lines]
             assert len(steps) == 6 and steps[0] == f"Step 1/6 : FROM {engine.busybox}"
             assert steps[3] == 'Step 4/6 : RUN echo "marker $GREETING"'
@@ -361,10 +362,12 @@ async def test_a_failing_step_stays_in_view_with_its_error(engine: Engine, tmp_p
             assert _line_style(log, failing) == _STEP_FAILED
             assert _line_style(log, lines.index(error.message)).color.name == "red"
             result = screen.query_one("#build-result", Label)
-            assert str(result.render()) == f"Step 3/4 failed: {error.message}"
+            # the dialog shows the end once it has read its message (the log's lines come apart from it)
+            await wait_for(pilot, lambda: str(result.render()) == f"Step 3/4 failed: {error.message}",
+                           what="the failure under the log")
             assert "red" in str(result.content)
             bar = screen.query_one("#build-progress", ProgressBar)
-            assert (bar.total, bar.progress) == (4, 2)
+            assert (bar.total, bar.progress) == (4, 2)  # the steps before the failing one
             await pilot.press("r")  # nothing to run: the dialog stays, nothing starts
             await pilot.pause()
             assert app.screen is screen
