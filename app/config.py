@@ -65,6 +65,7 @@ DEFAULT_KEYS: dict[str, str] = {
     "image_prune": "P",
     "image_remove_force": "D",
     "image_run": "r",
+    "image_build": "b",
     "network_create": "n",
     "volume_create": "n",
     "network_prune": "P",

@@ -147,6 +147,10 @@ class TableScreen(Screen[None]):
             self.table.add_row(self._mark_cell(key), *cells, key=key)
         if message.rows:
             self.table.move_cursor(row=min(row, len(message.rows) - 1))
+        self.rows_loaded(message.rows)
+
+    def rows_loaded(self, rows: list[tuple[str, tuple[str, ...]]]) -> None:
+        """The list was (re)loaded with these rows; a screen may show something around it."""
 
     @on(DockerEvent)
     def _event(self, message: DockerEvent) -> None:
@@ -221,6 +225,15 @@ class TableScreen(Screen[None]):
         self.app.push_screen(NameScreen(prompt), answered)
 
 
+def run_kitematic(app: Any, reference: str) -> None:
+    """Back to the containers, where the image runs Kitematic's way (ports published, the new container
+    selected with its URL): the Images screen's `r`, and the build dialog's."""
+    main = app._main_screen()
+    while app.screen is not main and len(app.screen_stack) > 1:
+        app.pop_screen()
+    main.post_message(RunImage(reference))
+
+
 def _age(ts: int | str) -> str:
     if isinstance(ts, str):
         return ts[:19].replace("T", " ")
@@ -264,8 +277,48 @@ class ImagesScreen(TableScreen):
         Binding("P", "prune", "Prune", id="image_prune"),
         Binding("D", "remove_force", "Remove (force)", id="image_remove_force"),
         Binding("r", "run", "Run", id="image_run"),
+        Binding("b", "build", "Build", id="image_build"),
     ]
     last_pull: Any = None  # the PullScreen of the latest pull (its per-layer bars stay readable after it closes)
+
+    def compose(self) -> ComposeResult:
+        yield from super().compose()
+        yield Label("", id="images-hint")
+
+    def rows_loaded(self, rows: list[tuple[str, tuple[str, ...]]]) -> None:
+        hint = self.query_one("#images-hint", Label)
+        hint.display = not rows
+        if not rows:
+            pull, build = (self._key_of(b) for b in ("image_pull", "image_build"))
+            hint.update(f"No images yet: [b]{pull}[/] pulls one by name, [b]{build}[/] builds one from a folder "
+                        "with a Dockerfile")
+
+    def _key_of(self, binding_id: str) -> str:
+        """The key a binding id has now ([keys] in the config may have moved it)."""
+        from app.config import DEFAULT_KEYS
+
+        keys = getattr(getattr(self.app, "config", None), "keys", {}) or {}
+        return escape(self.app.get_key_display(Binding((keys.get(binding_id) or DEFAULT_KEYS[binding_id])
+                                                      .split(",")[0], "")))
+
+    def action_build(self) -> None:
+        """A build still going (or ended unseen behind a hidden dialog) shows again; else the form for a new one."""
+        from app.screens.build import BuildFormScreen, BuildScreen, current_job, start_build
+
+        job = current_job(self.app)
+        if job is not None and (not job.finished or not job.seen):
+            self.app.push_screen(BuildScreen(job))
+            return
+
+        def done(_job: Any) -> None:
+            if self.is_attached:  # the build may end after this screen was left
+                self._reload()
+
+        def answered(request: Any) -> None:
+            if request is not None:
+                self.app.push_screen(BuildScreen(start_build(self.app, request, on_done=done)))
+
+        self.app.push_screen(BuildFormScreen(job.request if job is not None else None), answered)
 
     def list_rows(self, api: Any) -> list[tuple[str, tuple[str, ...]]]:
         rows = []
@@ -288,10 +341,7 @@ class ImagesScreen(TableScreen):
         if key.startswith("sha256:"):
             self.notify("This image has no tag to run it by", severity="warning")
             return
-        main = self.app._main_screen()  # type: ignore[attr-defined]
-        while self.app.screen is not main and len(self.app.screen_stack) > 1:
-            self.app.pop_screen()
-        main.post_message(RunImage(key))
+        run_kitematic(self.app, key)
 
     def action_remove_force(self) -> None:
         """`docker rmi -f`: untags an image other tags or containers still use; removes it otherwise."""
