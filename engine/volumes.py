@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import ids
+from engine.crashpoints import crashpoint
 from engine.errors import Conflict, InvalidArgument, NotFound
 from engine.store import read_json, write_json
 
@@ -113,6 +114,7 @@ class VolumeStore:
             if anonymous:
                 labels.setdefault(ANONYMOUS_LABEL, "")
             (self.root / name / "_data").mkdir(parents=True, exist_ok=True)
+            crashpoint("volume.create.record")
             meta = {"Driver": "local", "Labels": labels, "Options": dict(options or {}),
                     "CreatedAt": _rfc3339(time.time()), "Populated": False}
             write_json(self._meta_path(name), meta)
@@ -144,6 +146,7 @@ class VolumeStore:
                 raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
             # The record goes first, so a crash mid-delete leaves only an orphan directory, never a half volume.
             self._meta_path(name).unlink()
+            crashpoint("volume.rm.record")
             shutil.rmtree(self.root / name, ignore_errors=True)
 
     def populate(self, name: str, source: Path) -> None:

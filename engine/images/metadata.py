@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.crashpoints import crashpoint
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
     id TEXT PRIMARY KEY,            -- config digest
@@ -132,6 +134,7 @@ class MetadataStore:
     ) -> list[str]:
         """Records an image and points tags/digests at it in one transaction; returns the ids that lost their
         last tag to this (now dangling)."""
+        crashpoint("image.record")
         with self.tx() as db:
             db.execute(
                 "INSERT INTO images(id, manifest_digest, added) VALUES(?,?,?) "
