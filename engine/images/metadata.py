@@ -3,6 +3,7 @@ a kill -9 at any moment leaves either the old or the new state (WAL journal, syn
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -77,6 +78,11 @@ class MetadataStore:
             self._db = self._open()
 
     def _open(self) -> sqlite3.Connection:
+        with contextlib.suppress(FileNotFoundError):
+            if self.path.stat().st_size == 0:
+                # SQLite writes its header when it makes the file: an empty one is a truncated database, which
+                # it would take for a new one and so lose every record without a word
+                raise sqlite3.DatabaseError("the file is empty")
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         try:
             db.execute("PRAGMA journal_mode=WAL")
