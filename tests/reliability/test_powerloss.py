@@ -4,6 +4,7 @@ what it dropped or repaired, and carry on: list, pull, run, volumes and networks
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -59,12 +60,10 @@ def lost(registry: Registry) -> Iterator[PortsideDaemon]:
         yield d
     finally:
         if d.proc is not None and d.proc.poll() is not None:
-            try:
+            with contextlib.suppress(RuntimeError):
                 d.start(timeout=60)
-            except RuntimeError:
-                pass
-        for args in (["rm", "-f", "-v", "pst-pl-run", "pst-pl-stopped", "pst-pl-again"], ["volume", "rm", "pst-pl-vol"],
-                     ["network", "rm", "pst-pl-net"]):
+        for args in (["rm", "-f", "-v", "pst-pl-run", "pst-pl-stopped", "pst-pl-again"],
+                     ["volume", "rm", "pst-pl-vol"], ["network", "rm", "pst-pl-net"]):
             d.docker(*args)
         d.stop()
         d.cleanup_containers()
