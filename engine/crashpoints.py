@@ -27,6 +27,7 @@ POINTS = frozenset({
     "container.create.record",  # a container's layer (and volumes) made, its record not yet written
     "container.rm.cleaned",  # a container being removed: process, network and mounts released, layer kept
     "container.rm.layer",  # a container being removed: its layer gone, its record not yet deleted
+    "container.cp.mounted",  # `docker cp` into a stopped container: extracted, its layer and volumes still mounted
     "volume.create.record",  # a volume's directory made, its record not yet written
     "volume.rm.record",  # a volume's record deleted, its directory not yet
     "build.run",  # a build's RUN step container is running

@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError, NotFound
@@ -193,6 +194,40 @@ def recover_containers(store: ContainerStore, images: ImageService | None) -> Re
     return report
 
 
+def _mounts_below(path: Path) -> list[str]:
+    """Mount points at or below `path`, deepest first (the order they can be unmounted in)."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    prefix = str(path).rstrip("/")
+    points = [line.split()[4] for line in lines if len(line.split()) > 4]
+    return sorted({p for p in points if p == prefix or p.startswith(prefix + "/")}, key=lambda p: -p.count("/"))
+
+
+def recover_scratch_mounts(places: list[tuple[Path, str]]) -> Report:
+    """The private mounts a killed `docker cp` or export of a stopped container left (`<exec-root>/cp-*`,
+    `<image root>/tmp/mnt-*`: its layer, with its volumes bound inside): unmounted, deepest first, then removed.
+    `places`: (directory, name prefix) pairs."""
+    report = Report()
+    for parent, prefix in places:
+        if not parent.is_dir():
+            continue
+        for d in sorted(parent.iterdir()):
+            if not d.name.startswith(prefix) or not d.is_dir():
+                continue
+            try:
+                for m in _mounts_below(d):
+                    unmount(Path(m))
+            except OSError as e:
+                log.warning("recovery: cannot unmount below %s: %s", d, e)
+                continue  # never delete through a mount
+            with contextlib.suppress(OSError):
+                d.rmdir()  # empty once unmounted; anything else in it is not ours to delete
+            report.drop(f"scratch mount {d.name}: left by a copy or export the crash interrupted")
+    return report
+
+
 async def recover_runtime(daemon: Daemon, store: ContainerStore) -> Report:
     """Processes, runtime state and bundle mounts of containers that have no record any more."""
     report = Report()
@@ -242,6 +277,10 @@ async def recover(daemon: Daemon) -> Report:
         report.extend(await recover_runtime(daemon, store))
     if daemon.images is not None:
         report.extend(await asyncio.to_thread(recover_images, daemon.images))
+    scratch = [(daemon.config.exec_root, "cp-")]
+    if daemon.images is not None:
+        scratch.append((daemon.images.root / "tmp", "mnt-"))
+    report.extend(await asyncio.to_thread(recover_scratch_mounts, scratch))
     report.extend(await asyncio.to_thread(recover_volumes, daemon.volumes))
     if report.dropped or report.repaired:
         log.warning("recovery: %d dropped, %d repaired at start-up", len(report.dropped), len(report.repaired))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import KEEPER, CrashDaemon
+from tests.reliability.conftest import KEEPER, CrashDaemon, mounts_below
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 pytest.importorskip("engine.exec.runtime", reason="no container runtime in this tree yet")
@@ -123,6 +123,24 @@ def test_rm_killed_after_its_layer_is_finished_at_start(crash: CrashDaemon) -> N
     crash.check_whole()
     crash.ok("create", "--name", "pst-crash-rm2", "busybox", "true")
     crash.ok("rm", "pst-crash-rm2")
+
+
+def test_cp_into_a_stopped_container_killed_while_mounted(crash: CrashDaemon, tmp_path: Path) -> None:
+    crash.ok("create", "--name", "pst-crash-cp", "-v", "pst-crash-cpvol:/v", "busybox", "true")
+    try:
+        (tmp_path / "f").write_text("copied\n")
+        code, _o, _e = crash.crash_during("container.cp.mounted", "cp", str(tmp_path / "f"), "pst-crash-cp:/v/f")
+        assert code != 0
+        assert not [m for m in mounts_below(crash.d.exec_root) if "/cp-" in m]  # layer and volume unmounted
+        assert not [p for p in crash.d.exec_root.iterdir() if p.name.startswith("cp-")]
+        assert "scratch mount cp-" in crash.recovery_log()
+        crash.check_whole()
+        crash.ok("cp", str(tmp_path / "f"), "pst-crash-cp:/v/f")
+        out = crash.ok("run", "--rm", "-v", "pst-crash-cpvol:/v", "busybox", "cat", "/v/f")
+        assert out == "copied\n"
+    finally:
+        crash.docker("rm", "-f", "-v", "pst-crash-cp")
+        crash.docker("volume", "rm", "pst-crash-cpvol")
 
 
 def test_volume_create_killed_before_its_record(crash: CrashDaemon) -> None:

@@ -180,3 +180,29 @@ def test_volumes_interrupted_and_damaged(tmp_path: Path) -> None:
     assert any("pst-data" in r for r in report.repaired)
     vols.remove("pst-data")
     assert not any(p.name.startswith(".rm-") for p in vols.root.iterdir())
+
+
+def test_scratch_mounts_of_an_interrupted_copy_are_unmounted_deepest_first(svc: ImageService, tmp_path: Path) -> None:
+    from engine.exec import linux
+    from tests.reliability.conftest import mounts_below
+    from tests.testbed.mounts import unmount_below
+
+    image_id = _image(svc, "a")
+    layer = svc.create_container_layer("a" * 64, image_id)
+    exec_root = tmp_path / "exec"
+    cp_dir = exec_root / "cp-aaaaaaaaaaaa-x1"
+    cp_dir.mkdir(parents=True)
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    layer.mount(cp_dir)  # as `docker cp` into a stopped container mounts it, a volume bound inside
+    (cp_dir / "v").mkdir()
+    linux.mount(str(vol), str(cp_dir / "v"), None, linux.MS_BIND)
+    other = exec_root / "bundles"
+    other.mkdir()
+    try:
+        report = recovery.recover_scratch_mounts([(exec_root, "cp-"), (svc.root / "tmp", "mnt-")])
+        assert mounts_below(exec_root) == [] and not cp_dir.exists()
+        assert other.is_dir()  # only the scratch places are touched
+        assert any("cp-aaaaaaaaaaaa-x1" in d for d in report.dropped)
+    finally:
+        unmount_below(exec_root)  # whatever the pass did not get to
