@@ -23,6 +23,7 @@ POINTS = frozenset({
     "pull.layer.unpacking",  # a layer is half unpacked into its snapshot's temp dir
     "snapshot.create.rename",  # a snapshot (a pulled layer, a commit's) is complete in its temp dir, not renamed
     "pull.record",  # every blob and snapshot is there, the image record not yet written
+    "image.rm.gc",  # an image's records deleted, its blobs and snapshots not yet collected
     "image.record",  # any new image (pull, commit, build step, load, import): just before its metadata row
     "container.create.record",  # a container's layer (and volumes) made, its record not yet written
     "container.rm.cleaned",  # a container being removed: process, network and mounts released, layer kept

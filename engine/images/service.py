@@ -717,6 +717,7 @@ class ImageService:
                 break
             self._untag(self.meta.digests_of(parent))
             image_id = parent
+        crashpoint("image.rm.gc")
         self.gc()
         return out
 

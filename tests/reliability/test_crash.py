@@ -49,6 +49,20 @@ def test_pull_killed_leaves_no_image_and_pulls_again(crash: CrashDaemon, point: 
         crash.ok("rmi", ref)
 
 
+def test_rmi_killed_before_its_gc_is_collected_at_start(crash: CrashDaemon) -> None:
+    ref = f"{crash.registry.host}/testbed/nginx:latest"
+    blobs = crash.d.data_root / "image" / "content" / "blobs" / "sha256"
+    snaps = crash.d.data_root / "image" / "snapshots"
+    before = ({p.name for p in blobs.iterdir()}, {p.name for p in snaps.iterdir()})
+    crash.ok("pull", ref)
+    code, _o, _e = crash.crash_during("image.rm.gc", "rmi", ref)
+    assert code != 0
+    assert crash.docker("image", "inspect", ref)[0] != 0  # the removal's records were one transaction
+    assert ({p.name for p in blobs.iterdir()}, {p.name for p in snaps.iterdir()}) == before
+    assert "unreferenced blobs and snapshots" in crash.recovery_log()
+    crash.check_whole()
+
+
 def test_commit_killed_before_its_record(crash: CrashDaemon) -> None:
     crash.ok("run", "-d", "--name", "pst-commit-src", "busybox", "sh", "-c", "echo x > /made; sleep 600")
     try:
