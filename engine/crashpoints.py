@@ -26,6 +26,8 @@ POINTS = frozenset({
     "image.rm.gc",  # an image's records deleted, its blobs and snapshots not yet collected
     "image.record",  # any new image (pull, commit, build step, load, import): just before its metadata row
     "container.create.record",  # a container's layer (and volumes) made, its record not yet written
+    "container.start.prepared",  # a start: rootfs mounted, netns, veth and port rules made, no process yet
+    "container.stop.signalled",  # a stop: the stop signal sent, the exit not yet seen
     "container.rm.cleaned",  # a container being removed: process, network and mounts released, layer kept
     "container.rm.layer",  # a container being removed: its layer gone, its record not yet deleted
     "container.cp.mounted",  # `docker cp` into a stopped container: extracted, its layer and volumes still mounted

@@ -505,6 +505,7 @@ class ContainerManager:
         with contextlib.suppress(EngineError, ProcessLookupError):
             await self.rt.kill(cid, signum)
             self.emit(rec, "kill", signal=str(signum))
+        crashpoint("container.stop.signalled")
         try:
             if timeout < 0:
                 await exited.wait()

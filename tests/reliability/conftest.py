@@ -85,6 +85,21 @@ class CrashDaemon:
         text = self.d.log.read_text()
         return text[text.rfind("crashpoint "):]
 
+    def net_state(self) -> tuple[set[str], int]:
+        """This engine's links (by the alias engine/net gives them) and how many nft rules its table has."""
+        import subprocess
+
+        from engine.parts import nft_table_for
+
+        table = nft_table_for(self.d.bridge)
+        out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=False).stdout
+        links = {link["ifname"] for link in json.loads(out or "[]")
+                 if str(link.get("ifalias", "")).startswith(f"portside {table} ")}
+        out = subprocess.run(["nft", "-j", "list", "table", "ip", table], capture_output=True, text=True,
+                             check=False).stdout
+        rules = sum(1 for item in json.loads(out or "{}").get("nftables", []) if "rule" in item)
+        return links, rules
+
     # -- the checks after every crash ---------------------------------------------------------------------------
     def check_whole(self) -> None:
         """The engine serves, the keeper was re-adopted, and the data root holds only whole things."""

@@ -115,6 +115,48 @@ def test_create_killed_before_its_record(crash: CrashDaemon) -> None:
     crash.ok("rm", "pst-crash-create")
 
 
+def test_start_killed_before_the_process_releases_what_it_made(crash: CrashDaemon) -> None:
+    crash.ok("create", "--name", "pst-crash-start", "-p", "127.0.0.1::80", "busybox", "sleep", "600")
+    try:
+        cid = json.loads(crash.ok("inspect", "pst-crash-start"))[0]["Id"]
+        links, rules = crash.net_state()
+        code, _o, _e = crash.crash_during("container.start.prepared", "start", "pst-crash-start")
+        assert code != 0
+        state = json.loads(crash.ok("inspect", "pst-crash-start"))[0]["State"]
+        assert state["Running"] is False and state["Pid"] == 0
+        # its rootfs mount, netns, veth and port rules were made before the crash, and released at start-up
+        assert not [m for m in mounts_below(crash.d.exec_root) if cid in m]
+        assert not (crash.d.exec_root / "bundles" / cid).exists()
+        assert crash.net_state() == (links, rules)
+        crash.check_whole()
+        crash.ok("start", "pst-crash-start")
+        port = crash.ok("port", "pst-crash-start", "80").strip()
+        assert port.startswith("127.0.0.1:")
+    finally:
+        crash.docker("rm", "-f", "pst-crash-start")
+
+
+def test_stop_killed_after_the_signal_records_the_exit_at_start(crash: CrashDaemon) -> None:
+    # a process that ends on SIGTERM (a bare sleep as pid 1 would ignore it and wait for the SIGKILL that the
+    # dead engine never sends: then the stop did not happen and the container runs on, re-adopted, like the keeper)
+    crash.ok("run", "-d", "--name", "pst-crash-stop", "-p", "127.0.0.1::80", "busybox", "sh", "-c",
+             "trap 'exit 3' TERM; sleep 600 & wait")
+    try:
+        cid = json.loads(crash.ok("inspect", "pst-crash-stop"))[0]["Id"]
+        code, _o, _e = crash.crash_during("container.stop.signalled", "stop", "-t", "5", "pst-crash-stop")
+        assert code != 0
+        # it exits while no engine watches; the new one records the exit and releases the rest (the wait ends
+        # at once then; it also covers an exit that comes a moment after the restart)
+        assert crash.ok("wait", "pst-crash-stop").strip() == "3"
+        state = json.loads(crash.ok("inspect", "pst-crash-stop"))[0]["State"]
+        assert state["Running"] is False and state["Status"] == "exited" and state["ExitCode"] == 3
+        assert not [m for m in mounts_below(crash.d.exec_root) if cid in m]
+        crash.check_whole()
+        crash.ok("start", "pst-crash-stop")
+    finally:
+        crash.docker("rm", "-f", "pst-crash-stop")
+
+
 def test_rm_killed_after_cleanup_keeps_a_removable_container(crash: CrashDaemon) -> None:
     crash.ok("run", "-d", "--name", "pst-crash-rm", "busybox", "sleep", "600")
     code, _o, _e = crash.crash_during("container.rm.cleaned", "rm", "-f", "pst-crash-rm")
