@@ -41,7 +41,10 @@ POINTS = frozenset({
 def _armed_from_env() -> frozenset[str]:
     # Taken out of the environment, so the supervisors and containers the daemon starts do not inherit it.
     value = os.environ.pop(ENV, "")
-    return frozenset(n.strip() for n in value.split(",") if n.strip())
+    names = frozenset(n.strip() for n in value.split(",") if n.strip())
+    for unknown in sorted(names - POINTS):  # a typo would make a crash test wait for a death that never comes
+        os.write(2, f"portside: {ENV}: no crashpoint named {unknown!r}\n".encode())
+    return names
 
 
 _ARMED = _armed_from_env()
