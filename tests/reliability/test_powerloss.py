@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,3 +109,58 @@ def test_engine_starts_reports_and_carries_on_after_lost_writes(
     for image in d.docker("images", "-q").stdout.split():
         assert json.loads(d.docker("image", "inspect", image).stdout)[0]["Id"]
     assert mounts_below(d.data_root) == []
+
+
+def _processes_of(exec_root: Path) -> list[int]:
+    """The supervisors (their command line names the exec root) and everything below them."""
+    parent: dict[int, int] = {}
+    cmdline: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    roots = {pid for pid, cmd in cmdline.items() if str(exec_root) in cmd and pid != os.getpid()}
+    out = set(roots)
+    grew = True
+    while grew:
+        grew = False
+        for pid, ppid in parent.items():
+            if ppid in out and pid not in out:
+                out.add(pid)
+                grew = True
+    return sorted(out)
+
+
+def test_engine_starts_after_a_reboot_style_loss_of_the_exec_root(lost: PortsideDaemon, registry: Registry) -> None:
+    """A power cut ends every process and empties the exec root (a tmpfs); the data root says containers ran."""
+    from tests.testbed.mounts import unmount_below
+
+    d = lost
+    assert d.proc is not None
+    d.proc.kill()
+    d.proc.wait(20)
+    for pid in _processes_of(d.exec_root):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    deadline = time.monotonic() + 20
+    while _processes_of(d.exec_root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_of(d.exec_root) == []
+    unmount_below(d.exec_root)
+    for p in d.exec_root.iterdir():  # a tmpfs after a reboot: empty
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    d.start(timeout=60)
+    state = json.loads(d.docker("inspect", "pst-pl-run").stdout)[0]["State"]
+    assert state["Running"] is False and state["Status"] == "exited"
+    assert mounts_below(d.exec_root) == [] and mounts_below(d.data_root) == []
+    out = d.docker("start", "pst-pl-run")  # its network, volume and layer are all still usable
+    assert out.returncode == 0, out.stderr
+    out = d.docker("exec", "pst-pl-run", "cat", "/v/f")
+    assert out.returncode == 0 and out.stdout == "kept\n", out.stderr
+    out = d.docker("run", "--rm", "--network", "pst-pl-net", "busybox", "true")
+    assert out.returncode == 0, out.stderr
