@@ -46,6 +46,7 @@ async def start(daemon: Daemon) -> None:
                                  certs_dirs=(Path("/etc/portside/certs.d"), Path("/etc/docker/certs.d"),
                                              cfg.data_root / "certs.d"))
         )
+    await importlib.import_module("engine.recovery").recover(daemon)  # what a crash left, before anything uses it
     NetworkService = _optional("engine.net", "NetworkService")
     alive: list[str] = []
     if daemon.runtime is not None:

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from engine import ids
+from engine.crashpoints import crashpoint
 from engine.errors import Conflict, InvalidArgument, NotFound
 from engine.store import read_json, write_json
 
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_TRASH = ".rm-"  # a volume being removed is renamed to this prefix first
 
 
 def _rfc3339(ts: float) -> str:
@@ -113,6 +115,7 @@ class VolumeStore:
             if anonymous:
                 labels.setdefault(ANONYMOUS_LABEL, "")
             (self.root / name / "_data").mkdir(parents=True, exist_ok=True)
+            crashpoint("volume.create.record")
             meta = {"Driver": "local", "Labels": labels, "Options": dict(options or {}),
                     "CreatedAt": _rfc3339(time.time()), "Populated": False}
             write_json(self._meta_path(name), meta)
@@ -127,6 +130,8 @@ class VolumeStore:
     def list(self, size: bool = False) -> builtins.list[dict[str, Any]]:
         out = []
         for d in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            if d.name.startswith("."):
+                continue  # a removal's trash (no volume name starts with a dot)
             meta = read_json(d / "meta.json")
             if meta is not None:
                 out.append(self._shape(d.name, meta, size=size))
@@ -142,9 +147,41 @@ class VolumeStore:
             users = self.users(name)
             if users:
                 raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
-            # The record goes first, so a crash mid-delete leaves only an orphan directory, never a half volume.
-            self._meta_path(name).unlink()
-            shutil.rmtree(self.root / name, ignore_errors=True)
+            # One rename takes the whole volume out of sight, so a crash mid-delete leaves a trash directory
+            # (removed at the next start, see recover), never a half volume nor data without its record.
+            trash = self.root / f"{_TRASH}{name}-{os.urandom(4).hex()}"
+            os.rename(self.root / name, trash)
+            crashpoint("volume.rm.record")
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def recover(self) -> builtins.list[tuple[str, str]]:
+        """At start-up, before anything uses volumes: finish removals a crash interrupted, drop directories a
+        create left without a record, and write the record again for data whose record a power cut emptied.
+        Returns (name, what was done) pairs."""
+        out: builtins.list[tuple[str, str]] = []
+        for d in sorted(self.root.iterdir()):
+            if not d.is_dir():
+                continue
+            if d.name.startswith(_TRASH):
+                shutil.rmtree(d, ignore_errors=True)
+                out.append((d.name.removeprefix(_TRASH).rsplit("-", 1)[0], "finished its interrupted removal"))
+                continue
+            meta_path = d / "meta.json"
+            if read_json(meta_path) is not None or d.name.startswith("."):
+                continue
+            data = d / "_data"
+            has_data = data.is_dir() and any(data.iterdir())
+            if not meta_path.exists() and not has_data:
+                shutil.rmtree(d, ignore_errors=True)  # a create killed before its record: nothing was in it yet
+                out.append((d.name, "dropped the directory a create left without its record"))
+                continue
+            data.mkdir(exist_ok=True)
+            created = _rfc3339(data.stat().st_mtime)
+            labels = {ANONYMOUS_LABEL: ""} if re.fullmatch(r"[0-9a-f]{64}", d.name) else {}
+            write_json(meta_path, {"Driver": "local", "Labels": labels, "Options": {}, "CreatedAt": created,
+                                   "Populated": True})
+            out.append((d.name, "repaired its unreadable record (labels and options are lost)"))
+        return out
 
     def populate(self, name: str, source: Path) -> None:
         """Docker's copy-up: the first mount of an empty volume gets the image's content at the mount path."""

@@ -33,6 +33,7 @@ from engine.build import copy as cp
 from engine.build.context import BuildContext
 from engine.build.dockerfile import BUILDKIT_ONLY, Dockerfile, Instruction, Stage, parse, parse_trigger
 from engine.build.shell_lex import ShellLex
+from engine.crashpoints import crashpoint
 from engine.errors import EngineError, InvalidArgument, NotFound
 from engine.images import buildstep
 
@@ -776,6 +777,7 @@ class Builder:
         attach = asyncio.create_task(self.containers.attach(cid, stdin=False, stdout=True, stderr=True))
         try:
             await self.containers.start(cid)
+            crashpoint("build.run")
             stream = await attach
         except BaseException:
             attach.cancel()

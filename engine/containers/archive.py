@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from engine.crashpoints import crashpoint
 from engine.errors import InvalidArgument
 from engine.exec import linux
 from engine.images import archive
@@ -123,6 +124,7 @@ def put(images: ImageService, rec: dict[str, Any], path: str, body: BinaryIO, sc
         try:
             archive.archive_put(root, path, body, limits=images.snapshots.limits,
                                 no_overwrite_dir_non_dir=no_overwrite_dir_non_dir)
+            crashpoint("container.cp.mounted")
         except OSError as e:
             if e.errno == errno.EROFS:
                 raise InvalidArgument("container rootfs is marked read-only") from None

@@ -25,6 +25,7 @@ from engine.containers import logconfig, shape
 from engine.containers.health import HealthMonitor, merge_config, status_of
 from engine.containers.mountspec import DEFAULT_PROPAGATION, bind_propagation, check_mount_specs
 from engine.containers.store import ContainerStore, check_name
+from engine.crashpoints import crashpoint
 from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, NotFound, NotModified
 from engine.volumes import ANONYMOUS_LABEL
 
@@ -250,6 +251,7 @@ class ContainerManager:
                 "_portside": {"NetworkingConfig": networking, "ManuallyStopped": False,
                               "ImageConfig": image_config},
             }
+            crashpoint("container.create.record")
             self.store.save(rec)
         except BaseException:
             self.store.release_name(full_name, cid)
@@ -576,6 +578,7 @@ class ContainerManager:
         with contextlib.suppress(EngineError, ProcessLookupError):
             await self.rt.kill(cid, signum)
             self.emit(rec, "kill", signal=str(signum))
+        crashpoint("container.stop.signalled")
         try:
             if timeout < 0:
                 await exited.wait()
@@ -667,9 +670,11 @@ class ContainerManager:
             rec["State"]["Status"] = "removing"
             if not rec["_portside"].get("CleanedUp"):
                 await runner.cleanup(self, rec)
+            crashpoint("container.rm.cleaned")
             t1 = time.monotonic()
             await runner.remove_layer(self, rec)
             t2 = time.monotonic()
+            crashpoint("container.rm.layer")
             await asyncio.to_thread(self.store.delete, cid)
             log.debug("remove %s: cleanup %.1fms, layer %.1fms, record %.1fms", cid[:12], 1000 * (t1 - t0),
                       1000 * (t2 - t1), 1000 * (time.monotonic() - t2))

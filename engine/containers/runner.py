@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.containers import logconfig
+from engine.crashpoints import crashpoint
 from engine.errors import EngineError, InvalidArgument
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
             if isinstance(res, BaseException):
                 raise res
         sb: Any = done[1]
+        crashpoint("container.start.prepared")
         extra: list[dict[str, Any]] = []
         for path, dest in ((sb.hosts_path, "/etc/hosts"), (sb.resolv_conf_path, "/etc/resolv.conf"),
                            (sb.hostname_path, "/etc/hostname")):

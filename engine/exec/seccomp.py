@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,18 @@ def preload() -> Any:
     return _lib
 
 
+_compile_lock = threading.Lock()
+
+
 def compile_bpf(spec: dict[str, Any]) -> bytes:
     """Compiles the OCI seccomp spec with libseccomp into the classic BPF program the kernel loads."""
+    # One at a time: the ctypes signatures below are set on the one shared library handle, with a struct type
+    # made per call, so two threads compiling at once (parallel first starts) pass one's array to the other's type.
+    with _compile_lock:
+        return _compile_bpf(spec)
+
+
+def _compile_bpf(spec: dict[str, Any]) -> bytes:
     import ctypes
 
     lib = preload()

@@ -18,6 +18,7 @@ import os
 import tarfile
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from engine.crashpoints import crashpoint
 from engine.errors import NotFound
 from engine.images import platform as platforms
 from engine.images.archive import _GzipSink, _record_new_image, now_rfc3339
@@ -115,6 +116,7 @@ def commit_step(
         digest = w.commit()
     finally:
         w.close()
+    crashpoint("build.commit")
     diff_id = "sha256:" + sink.diff.hexdigest()
     rootfs = dict(base.get("rootfs") or {"type": "layers", "diff_ids": []})
     rootfs["diff_ids"] = [*rootfs.get("diff_ids", []), diff_id]

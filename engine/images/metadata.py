@@ -3,6 +3,9 @@ a kill -9 at any moment leaves either the old or the new state (WAL journal, syn
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -10,6 +13,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine.crashpoints import crashpoint
+
+log = logging.getLogger("portside.images")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -54,10 +61,40 @@ class MetadataStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        # Set when the database was unreadable and was moved aside for an empty one (start-up reports it).
+        self.moved_aside: Path | None = None
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as e:
+            # A power cut that truncated the database (not its WAL: SQLite ignores a torn WAL tail itself).
+            # The engine starts with no image records rather than not at all; the old file stays for forensics.
+            self.moved_aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            for suffix in ("", "-wal", "-shm"):
+                src = path.with_name(path.name + suffix)
+                if src.exists():
+                    os.replace(src, path.with_name(self.moved_aside.name + suffix))
+            log.warning("image metadata %s is unreadable (%s): moved to %s, starting with no image records", path,
+                        e, self.moved_aside)
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        with contextlib.suppress(FileNotFoundError):
+            if self.path.stat().st_size == 0:
+                # SQLite writes its header when it makes the file: an empty one is a truncated database, which
+                # it would take for a new one and so lose every record without a word
+                raise sqlite3.DatabaseError("the file is empty")
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            row = db.execute("PRAGMA quick_check").fetchone()
+            if not row or row[0] != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         self._db.close()
@@ -132,6 +169,7 @@ class MetadataStore:
     ) -> list[str]:
         """Records an image and points tags/digests at it in one transaction; returns the ids that lost their
         last tag to this (now dangling)."""
+        crashpoint("image.record")
         with self.tx() as db:
             db.execute(
                 "INSERT INTO images(id, manifest_digest, added) VALUES(?,?,?) "

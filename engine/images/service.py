@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, cast
 
 import aiohttp
 
+from engine.crashpoints import crashpoint
 from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
 from engine.images import platform as platforms
 from engine.images.auth import Credentials, DockerConfig, from_auth_header
@@ -375,6 +376,7 @@ class ImageService:
         chain = chain_ids(diff_ids)
         existed = self.meta.image(config_digest) is not None and all(self.snapshots.has(c) for c in chain)
         await self._fetch_layers(repo, layers, diff_ids, chain, emit)
+        crashpoint("pull.record")
         # The manifests go in last: with them the image is complete.
         self.content.put(manifest.raw, manifest.digest)
         extra = []
@@ -450,6 +452,7 @@ class ImageService:
                         def on_bytes(n: int) -> None:
                             nonlocal got
                             got += n
+                            crashpoint("pull.layer.downloading")
                             if tail is not None:
                                 tail.grow(n)
                             emit.progress("Downloading", sid, got, size)
@@ -457,6 +460,7 @@ class ImageService:
                         await repo.fetch_blob(digest, size, w, on_bytes)
                         emit.status("Verifying Checksum", sid)
                         await asyncio.to_thread(w.commit)
+                        crashpoint("pull.layer.downloaded")
                         ok = True
                     finally:
                         w.close()
@@ -482,6 +486,7 @@ class ImageService:
             def on_extract(n: int) -> None:
                 nonlocal done
                 done += n
+                crashpoint("pull.layer.unpacking")
                 loop.call_soon_threadsafe(emit.progress, "Extracting", sid, min(done, total), total)
 
             if tail is not None:
@@ -714,6 +719,7 @@ class ImageService:
                 break
             self._untag(self.meta.digests_of(parent))
             image_id = parent
+        crashpoint("image.rm.gc")
         self.gc()
         return out
 

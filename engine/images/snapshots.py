@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from engine.crashpoints import crashpoint
 from engine.images.content import hex_of
 from engine.images.unpack import ApplyResult, Limits, apply_layer
 
@@ -120,6 +121,7 @@ class SnapshotStore:
                 chain_id = diff_id
             meta = {"diff_id": diff_id, "parent": parent, "size": result.size, "created": time.time()}
             (tmp / "meta.json").write_text(json.dumps(meta))
+            crashpoint("snapshot.create.rename")
             try:
                 os.rename(tmp, self.dir(chain_id))
             except OSError:
