@@ -1,0 +1,164 @@
+"""`portside kube generate|play|down|apply`: engine/kube's translations driven through docker-py (and the official
+`kubernetes` client for apply).
+
+The engine is picked as the TUI picks it (app/endpoint.py: -H, $DOCKER_HOST, the docker context, the portside
+daemon's socket), but never an embedded one: what play makes must outlive this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+EXIT_USAGE = 125  # docker's exit code for an error of the command itself
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    k = sub.add_parser("kube", help="Kubernetes YAML from containers, and containers from Kubernetes YAML",
+                       description="Hand containers to Kubernetes and back (Podman's `kube` verbs).")
+    ks = k.add_subparsers(dest="kube_command", metavar="VERB", required=True)
+    g = ks.add_parser("generate", help="print Kubernetes YAML for containers or a compose project")
+    g.add_argument("names", nargs="*", metavar="NAME", help="containers (name or id)")
+    g.add_argument("--project", help="every container of this compose project (label com.docker.compose.project)")
+    g.add_argument("-s", "--service", action="store_true", help="add a Service for the published ports")
+    g.add_argument("-t", "--type", dest="kind", choices=["pod", "deployment"], default="pod",
+                   help="the workload kind (default pod)")
+    g.add_argument("-f", "--filename", help="write the YAML here instead of stdout")
+    p = ks.add_parser("play", help="run the Pods, Deployments and Services of a Kubernetes YAML file")
+    p.add_argument("file", metavar="FILE", help="the YAML file ('-' for stdin)")
+    p.add_argument("--replace", action="store_true", help="remove what an earlier play of the same objects made")
+    p.add_argument("--publish-address", default="", metavar="IP",
+                   help="host address ports are published on (default: every address, as a nodePort is)")
+    d = ks.add_parser("down", help="remove what `kube play FILE` made")
+    d.add_argument("file", metavar="FILE", help="the YAML file ('-' for stdin)")
+    a = ks.add_parser("apply", help="send the YAML (of a file, or generated for containers) to a cluster")
+    a.add_argument("targets", nargs="+", metavar="FILE|NAME", help="YAML files, or containers to generate for")
+    a.add_argument("--kubeconfig", help="kubeconfig file (default $KUBECONFIG, else ~/.kube/config)")
+    a.add_argument("--context", help="the kubeconfig context (default its current-context)")
+    a.add_argument("-n", "--namespace", help="namespace (default the context's, else default)")
+    a.add_argument("--dry-run", choices=["none", "server", "client"], default="none", nargs="?", const="client",
+                   help="client: check and print without sending; server: the cluster checks and stores nothing")
+    a.add_argument("-s", "--service", action="store_true", help="with NAMEs: add a Service for published ports")
+    a.add_argument("-t", "--type", dest="kind", choices=["pod", "deployment"], default="pod")
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.kube.manifests import ManifestError
+
+    try:
+        if args.kube_command == "generate":
+            return _generate(args)
+        if args.kube_command == "play":
+            return _play(args)
+        if args.kube_command == "down":
+            return _down(args)
+        return _apply(args)
+    except ManifestError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except CliError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return e.code
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def client(host: str | None) -> Any:
+    """A docker-py low-level client on the engine the TUI would pick (no embedded engine)."""
+    import docker
+
+    from app.endpoint import Endpoint, NoEngine, choose
+
+    def none() -> Endpoint:
+        raise NoEngine("no container engine is reachable: $DOCKER_HOST is not set and no portside daemon answers "
+                       "on /run/portside.sock (start `portside daemon`, or use -H)")
+
+    try:
+        ep = choose(host, start_embedded=none)
+    except NoEngine as e:
+        raise CliError(str(e)) from e
+    try:
+        api = docker.APIClient(base_url=ep.url, version="auto", timeout=120, tls=ep.tls or False)
+    except docker.errors.DockerException as e:
+        raise CliError(f"cannot reach the engine at {ep.url}: {e}") from e
+    return api
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        print(f"WARNING: {line}", file=sys.stderr)
+
+
+def inspect_for_generate(api: Any, names: list[str], project: str | None) -> tuple[list[dict[str, Any]],
+                                                                                  dict[str, Any]]:
+    import docker
+
+    from engine.kube.generate import COMPOSE_PROJECT
+
+    ids: list[str] = []
+    if project:
+        found = api.containers(all=True, filters={"label": f"{COMPOSE_PROJECT}={project}"})
+        if not found:
+            raise CliError(f"no container belongs to compose project {project!r}")
+        ids.extend(c["Id"] for c in sorted(found, key=lambda c: c.get("Created", 0)))
+    ids.extend(names)
+    if not ids:
+        raise CliError("name at least one container, or a compose project with --project")
+    containers = []
+    for ref in dict.fromkeys(ids):
+        try:
+            containers.append(api.inspect_container(ref))
+        except docker.errors.NotFound as e:
+            raise CliError(f"no such container: {ref}", 1) from e
+    images: dict[str, Any] = {}
+    for c in containers:
+        if c["Image"] not in images:
+            try:
+                images[c["Image"]] = api.inspect_image(c["Image"])
+            except docker.errors.NotFound:
+                images[c["Image"]] = {}
+    return containers, images
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from engine.kube.generate import generate
+    from engine.kube.manifests import dump
+
+    api = client(args.host)
+    containers, images = inspect_for_generate(api, args.names, args.project)
+    out = generate(containers, images, kind=args.kind, service=args.service)
+    _warn(out.warnings)
+    text = dump(out.docs)
+    if args.filename:
+        with open(args.filename, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as e:
+        raise CliError(f"cannot read {path}: {e.strerror}") from e
+
+
+def _play(args: argparse.Namespace) -> int:
+    raise CliError("kube play is not built yet")
+
+
+def _down(args: argparse.Namespace) -> int:
+    raise CliError("kube down is not built yet")
+
+
+def _apply(args: argparse.Namespace) -> int:
+    raise CliError("kube apply is not built yet")
