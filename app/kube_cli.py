@@ -152,12 +152,133 @@ def _read(path: str) -> str:
         raise CliError(f"cannot read {path}: {e.strerror}") from e
 
 
+def _load(path: str) -> list[dict[str, Any]]:
+    from engine.kube.manifests import load
+
+    return load(_read(path), "<stdin>" if path == "-" else path)
+
+
+def _tar(files: list[Any]) -> bytes:
+    """The files (absolute paths) as a tar to extract at /, with their parent directories."""
+    import io
+    import tarfile
+    import time
+
+    buf = io.BytesIO()
+    now = time.time()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dirs: set[str] = set()
+        for f in files:
+            parts = f.path.strip("/").split("/")
+            for n in range(1, len(parts)):
+                d = "/".join(parts[:n])
+                if d not in dirs:
+                    dirs.add(d)
+                    info = tarfile.TarInfo(d)
+                    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now
+                    tar.addfile(info)
+            info = tarfile.TarInfo("/".join(parts))
+            info.size, info.mode, info.mtime = len(f.data), f.mode, now
+            tar.addfile(info, io.BytesIO(f.data))
+    return buf.getvalue()
+
+
+def _existing(api: Any, name: str) -> dict[str, Any] | None:
+    import docker
+
+    try:
+        return dict(api.inspect_container(name))
+    except docker.errors.NotFound:
+        return None
+
+
 def _play(args: argparse.Namespace) -> int:
-    raise CliError("kube play is not built yet")
+    import docker
+
+    from engine.kube import names
+    from engine.kube.play import plan
+
+    docs = _load(args.file)
+    p = plan(docs, args.publish_address)  # every document is checked before anything is made
+    _warn(p.warnings)
+    api = client(args.host)
+    # What is in the way: an earlier play's containers go with --replace; anything else stops the play.
+    in_way: list[str] = []
+    for pod in p.pods:
+        for c in pod.containers:
+            found = _existing(api, c.name)
+            if found is None:
+                continue
+            if not args.replace:
+                raise CliError(f"container {c.name} already exists (kube play --replace replaces what an earlier "
+                               "play made)")
+            if ((found.get("Config") or {}).get("Labels") or {}).get(names.MANAGED) != "true":
+                raise CliError(f"container {c.name} exists and was not made by kube play: not replaced")
+            in_way.append(found["Id"])
+    for image in p.images:
+        try:
+            api.inspect_image(image)
+        except docker.errors.NotFound:
+            from docker.utils import parse_repository_tag
+
+            repo, tag = parse_repository_tag(image)
+            try:
+                api.pull(repo, tag or "latest")
+            except docker.errors.APIError as e:
+                raise CliError(f"image {image}: {e.explanation or e}") from e
+    for cid in in_way:
+        api.remove_container(cid, force=True, v=False)
+    made_containers: list[str] = []
+    made_volumes: list[str] = []
+    try:
+        have = {v["Name"] for v in (api.volumes() or {}).get("Volumes") or []}
+        for v in p.volumes:
+            if v.name not in have:  # an existing claim's volume is reused (its data is the point of a claim)
+                api.create_volume(v.name, driver=v.driver, labels=v.labels)
+                made_volumes.append(v.name)
+        for pod in p.pods:
+            for c in pod.containers:
+                res = api._post_json(api._url("/containers/create"), data=c.body, params={"name": c.name})
+                made_containers.append(api._result(res, True)["Id"])
+                if c.files:
+                    api.put_archive(c.name, "/", _tar(c.files))
+            for c in pod.containers:
+                api.start(c.name)
+    except docker.errors.APIError as e:
+        for cid in reversed(made_containers):
+            with _quiet():
+                api.remove_container(cid, force=True, v=False)
+        for vname in made_volumes:
+            with _quiet():
+                api.remove_volume(vname, force=True)
+        raise CliError(f"kube play: {e.explanation or e} (nothing was left behind)") from e
+    for pod in p.pods:
+        print(f"Pod {pod.name}: {', '.join(c.name for c in pod.containers)}")
+    return 0
+
+
+def _quiet() -> Any:
+    import contextlib
+
+    return contextlib.suppress(Exception)
 
 
 def _down(args: argparse.Namespace) -> int:
-    raise CliError("kube down is not built yet")
+    from engine.kube import names
+    from engine.kube.play import owners
+
+    docs = _load(args.file)
+    mine = owners(docs)
+    api = client(args.host)
+    for c in api.containers(all=True, filters={"label": f"{names.MANAGED}=true"}):
+        if (c.get("Labels") or {}).get(names.OWNER) in mine:
+            api.remove_container(c["Id"], force=True, v=False)
+            print(f"removed container {c['Names'][0].lstrip('/')}")
+    for v in (api.volumes(filters={"label": f"{names.MANAGED}=true"}) or {}).get("Volumes") or []:
+        if (v.get("Labels") or {}).get(names.OWNER) in mine:
+            api.remove_volume(v["Name"], force=True)
+            print(f"removed volume {v['Name']}")
+    return 0
 
 
 def _apply(args: argparse.Namespace) -> int:
