@@ -282,4 +282,80 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    raise CliError("kube apply is not built yet")
+    import os
+
+    from engine.kube.cluster import build
+    from engine.kube.manifests import dump
+
+    docs: list[dict[str, Any]] = []
+    containers = [t for t in args.targets if not (os.path.exists(t) or t == "-")]
+    for t in args.targets:
+        if t not in containers:
+            docs.extend(_load(t))
+    if containers:  # NAMEs: what `kube generate` would print for them
+        from engine.kube.generate import generate
+
+        inspected, images = inspect_for_generate(client(args.host), containers, None)
+        gen = generate(inspected, images, kind=args.kind, service=args.service)
+        _warn(gen.warnings)
+        docs.extend(gen.docs)
+    config, namespace, server = _kubeconfig(args, required=args.dry_run != "client")
+    requests = build(docs, args.namespace or namespace, namespace_given=bool(args.namespace))
+    if args.dry_run == "client":  # checked against the client's models; nothing is sent
+        sys.stdout.write(dump([r.body for r in requests]))
+        return 0
+    from kubernetes import client as k8s
+    from urllib3.exceptions import HTTPError
+
+    api_client = k8s.ApiClient(config)
+    suffix = " (server dry run)" if args.dry_run == "server" else ""
+    for r in requests:
+        api = getattr(k8s, r.api)(api_client)
+        try:
+            getattr(api, r.method)(**r.kwargs(args.dry_run == "server"), _request_timeout=30)
+        except k8s.ApiException as e:
+            raise CliError(f"{r.kind} {r.namespace}/{r.name}: the cluster answered {e.status} "
+                           f"{_api_message(e)}", 1) from e
+        except HTTPError as e:
+            raise CliError(f"no cluster is reachable at {server}: {e} (nothing more was sent)", 1) from e
+        print(f"{r.kind.lower()}/{r.name} applied in {r.namespace}{suffix}")
+    return 0
+
+
+def _api_message(e: Any) -> str:
+    import json
+
+    try:
+        return str(json.loads(e.body).get("message") or e.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(e.reason)
+
+
+def _kubeconfig(args: argparse.Namespace, required: bool) -> tuple[Any, str, str]:
+    """The client configuration, the context's namespace (else default) and the server, from the kubeconfig
+    (--kubeconfig, else $KUBECONFIG, else ~/.kube/config), as kubectl finds it."""
+    import os
+
+    from kubernetes import config as k8s_config
+    from kubernetes.client import Configuration
+
+    path = args.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or \
+        os.path.expanduser("~/.kube/config")
+    if not os.path.exists(path):
+        if not required:
+            return None, "default", ""
+        raise CliError(f"no cluster configured: there is no kubeconfig at {path} (use --kubeconfig or "
+                       "$KUBECONFIG); nothing was sent", 1)
+    cfg = Configuration()
+    try:
+        contexts, active = k8s_config.list_kube_config_contexts(config_file=path)
+        chosen = next((c for c in contexts if c["name"] == args.context), None) if args.context else active
+        if chosen is None:
+            raise CliError(f"context {args.context!r} is not in {path} (it has "
+                           f"{', '.join(c['name'] for c in contexts)})", 1)
+        k8s_config.load_kube_config(config_file=path, context=chosen["name"], client_configuration=cfg)
+    except k8s_config.ConfigException as e:
+        raise CliError(f"kubeconfig {path}: {e}", 1) from e
+    cfg.retries = 0  # an unreachable cluster is said at once, not after urllib3's retries
+    namespace = (chosen.get("context") or {}).get("namespace") or "default"
+    return cfg, namespace, cfg.host
