@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("tui", help="open the TUI (the default)")
     _add_daemon_parser(sub)
+    from app import kube_cli  # light: it imports docker-py and engine/kube only when a verb runs
+
+    kube_cli.add_parser(sub)
     return parser
 
 
@@ -114,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "daemon":
         return run_daemon(args)
+    if args.command == "kube":
+        from app import kube_cli
+
+        return kube_cli.run(args)
     from app.main import run_tui
 
     return run_tui(host=args.host)
