@@ -162,9 +162,12 @@ def test_a_private_base_image_is_pulled_with_the_clients_credentials(daemon: Por
     login = daemon.docker("login", "-u", auth_registry.username or "", "--password-stdin", auth_registry.host,
                           input=f"{auth_registry.password}\n")
     assert login.returncode == 0, login.stderr
-    out = build(daemon, tmp_path, "-t", tag)  # the CLI sends every stored login in X-Registry-Config
-    assert out.returncode == 0, out.stderr
-    assert daemon.docker("run", "--rm", tag, "cat", "/p").stdout == "private\n"
+    try:
+        out = build(daemon, tmp_path, "-t", tag)  # the CLI sends every stored login in X-Registry-Config
+        assert out.returncode == 0, out.stderr
+        assert daemon.docker("run", "--rm", tag, "cat", "/p").stdout == "private\n"
+    finally:
+        daemon.docker("logout", auth_registry.host)  # the CLI config is the session's: later tests start logged out
 
 
 def test_a_built_image_pushes_and_pulls_back(daemon: PortsideDaemon, busybox: str, registry: Registry,
