@@ -37,6 +37,12 @@ from engine.images.registry import (
 from engine.images.snapshots import chain_ids
 from engine.images.unpack import LayerError, Limits, _clean, apply_layer, detect_compression
 
+_deflate: Any = zlib  # ISA-L's deflate where installed (see _GzipSink), as engine/images/unpack.py inflates
+with contextlib.suppress(ImportError):
+    from isal import isal_zlib
+
+    _deflate = isal_zlib
+
 if TYPE_CHECKING:
     from engine.images.records import ImageRecord
     from engine.images.service import ContainerLayer, ImageService
@@ -614,11 +620,12 @@ def apply_changes(cfg: dict[str, Any], changes: list[str]) -> dict[str, Any]:
 
 
 class _GzipSink:
-    """A write-only file that gzips into a content Writer and hashes the uncompressed bytes (the diff id)."""
+    """A write-only file that gzips into a content Writer and hashes the uncompressed bytes (the diff id).
+    ISA-L's deflate where it is installed: ~7x zlib's level 1 on incompressible files (20 MiB: 95 ms, not 700)."""
 
     def __init__(self, writer: Any) -> None:
         self._w = writer
-        self._z = zlib.compressobj(1, zlib.DEFLATED, 31)
+        self._z = _deflate.compressobj(1, _deflate.DEFLATED, 31)
         self.diff = hashlib.sha256()
 
     def write(self, data: bytes) -> int:
@@ -633,6 +640,28 @@ class _GzipSink:
 
     def flush(self) -> None:
         pass
+
+
+def write_upper_layer(svc: ImageService, layer: ContainerLayer) -> tuple[str, str]:
+    """A container layer's upper directory (whiteouts back in `.wh.` form) as a gzipped layer blob in the
+    content store: (blob digest, diff id). Shared by `docker commit` and the builder's steps."""
+    w = svc.content.writer()
+    try:
+        sink = _GzipSink(w)
+        fd = os.open(layer.upper_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            # 1 MiB blocks: the stream's default 10 KiB ones cost a Python call each (hash, deflate)
+            with tarfile.open(fileobj=cast(IO[bytes], sink), mode="w|", format=tarfile.PAX_FORMAT,
+                              bufsize=1 << 20) as tar:
+                tar.copybufsize = 1 << 20  # type: ignore[attr-defined]  # TarFile's, not in typeshed
+                write_tree(tar, fd, overlay_upper=True)
+        finally:
+            os.close(fd)
+        sink.close_stream()
+        digest = w.commit()
+    finally:
+        w.close()
+    return digest, "sha256:" + sink.diff.hexdigest()
 
 
 def _new_config(base: dict[str, Any] | None, diff_id: str, run_config: dict[str, Any], *, comment: str,
@@ -745,20 +774,7 @@ def commit(
     `config` is the container's run config (Docker's Config shape); `changes` Dockerfile instructions on top.
     The caller pauses the container meanwhile."""
     base = svc.get(layer.image_id) if layer.image_id else None
-    w = svc.content.writer()
-    try:
-        sink = _GzipSink(w)
-        fd = os.open(layer.upper_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            with tarfile.open(fileobj=cast(IO[bytes], sink), mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                write_tree(tar, fd, overlay_upper=True)
-        finally:
-            os.close(fd)
-        sink.close_stream()
-        digest = w.commit()
-    finally:
-        w.close()
-    diff_id = "sha256:" + sink.diff.hexdigest()
+    digest, diff_id = write_upper_layer(svc, layer)
     run_config = dict(base.container_config if base is not None else {})
     if config:
         run_config.update({k: v for k, v in config.items() if v is not None})
