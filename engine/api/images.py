@@ -17,6 +17,7 @@ from engine.api.params import check_filters, filters, json_body, qbool, qint, ti
 from engine.api.server import add, daemon_of, error_response, json_response, tar_stream_response
 from engine.daemon import decode_registry_auth
 from engine.errors import EngineError, InvalidArgument, NotFound
+from engine.gomatch import compile_pattern
 
 
 def _images(request: web.Request) -> Any:
@@ -174,33 +175,8 @@ def _bool_filter(f: dict[str, list[str]], name: str) -> bool | None:
 
 
 def _go_path_match(pattern: str, name: str) -> bool:
-    """Go's path.Match: `*` and `?` stop at `/`; `[...]` classes (`^` negates); `\\` escapes."""
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        elif c == "[":
-            end = pattern.find("]", i + 2)
-            if end == -1:
-                return False  # ErrBadPattern: no match
-            body = pattern[i + 1 : end]
-            neg = body.startswith("^")
-            body = body[1:] if neg else body
-            out.append("[" + ("^" if neg else "") + body.replace("\\", "\\\\") + "]")
-            i = end
-        else:
-            out.append(re.escape(c))
-        i += 1
-    try:
-        return re.fullmatch("".join(out), name) is not None
-    except re.error:
-        return False
+    rx = compile_pattern(pattern)
+    return rx is not None and rx.match(name) is not None
 
 
 def _ref_match(pattern: str, ref: str) -> bool:

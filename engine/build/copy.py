@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 from engine.errors import InvalidArgument
+from engine.gomatch import compile_pattern
 from engine.images.archive import open_in_root
 from engine.images.unpack import apply_layer
 
@@ -49,31 +50,10 @@ def has_wildcards(path: str) -> bool:
 
 
 def go_match_regex(pattern: str) -> re.Pattern[str]:
-    """Go's filepath.Match as a regex: '*' and '?' never match '/', '[...]' with '^' negation, '\\' escapes."""
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            j = pattern.find("]", i + 2)
-            if j < 0:
-                raise InvalidArgument(f"syntax error in pattern: {pattern}")
-            body = pattern[i + 1 : j]
-            neg = body.startswith("^")
-            body = body[1:] if neg else body
-            out.append("[" + ("^" if neg else "") + body.replace("\\", "\\\\") + "]")
-            i = j
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z")
+    rx = compile_pattern(pattern)
+    if rx is None:
+        raise InvalidArgument(f"syntax error in pattern: {pattern}")
+    return rx
 
 
 def _walk(root_fd: int, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
