@@ -8,7 +8,6 @@ Both engines get fresh temp roots and sockets and pull busybox from the test bed
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -18,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_docker_run import DOCKER, _docker, _stop, _wait_sock
-from bench.common import Table, peer
+from bench.bench_docker_run import DOCKER, _docker, _stop
+from bench.common import Table, destroy_portside, peer, start_portside
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
@@ -71,17 +70,9 @@ def main() -> None:
         src = f"{reg.host}/testbed/busybox:latest"
         project = _project(work / "project")
         ps.mkdir()
-        sock = ps / "sock"
-        log = ps / "log"
-        with open(log, "wb") as f:
-            p = subprocess.Popen([sys.executable, "-m", "app.cli", "daemon", "--data-root", str(ps / "data"),
-                                  "--exec-root", str(ps / "x"), "-H", f"unix://{sock}", "--bridge", bridge,
-                                  "--ip-forward=false", "--cgroup-parent", f"portside-test-{bridge}"],
-                                 stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
-                                 env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        p, sock = start_portside(ps, bridge)
         procs.append(p)
         portside_up = True
-        _wait_sock(sock, p, log)
         _docker(sock, "pull", src)
         _docker(sock, "tag", src, "busybox")
         engines: list[tuple[str, Path]] = [("portside", sock)]
@@ -116,19 +107,9 @@ def main() -> None:
             _stop(proc)
         reg.stop()
         if portside_up:
-            from engine.net import NetworkService
-            from engine.parts import nft_table_for
-
-            with contextlib.suppress(Exception):
-                svc = NetworkService(ps / "data", ps / "x", default_bridge=bridge, nft_table=nft_table_for(bridge),
-                                     enable_ip_forward=False)
-                svc.start()
-                svc.destroy()
+            destroy_portside(ps, bridge)
         unmount_below(work)
         shutil.rmtree(work, ignore_errors=True)
-        for cg in Path("/sys/fs/cgroup").glob(f"*/portside-test-{bridge}"):
-            with contextlib.suppress(OSError):
-                cg.rmdir()
 
 
 if __name__ == "__main__":

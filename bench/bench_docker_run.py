@@ -8,7 +8,6 @@ A portside daemon run with `--log-level debug` logs the duration of each step of
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Table, peer
+from bench.common import Table, destroy_portside, peer
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = shutil.which("docker", path="/usr/local/bin") or "docker"
@@ -121,20 +120,10 @@ def main() -> None:
             _stop(proc)
         reg.stop()
         if portside_up:
-            from engine.net import NetworkService
-            from engine.parts import nft_table_for
-
-            with contextlib.suppress(Exception):
-                svc = NetworkService(ps / "data", ps / "exec-root", default_bridge=bridge,
-                                     nft_table=nft_table_for(bridge), enable_ip_forward=False)
-                svc.start()
-                svc.destroy()
+            destroy_portside(ps, bridge, ps / "exec-root")
         for d in dirs:
             unmount_below(d)
             shutil.rmtree(d, ignore_errors=True)
-        for cg in Path("/sys/fs/cgroup").glob(f"*/portside-test-{bridge}"):
-            with contextlib.suppress(OSError):
-                cg.rmdir()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def timed(fn: Callable[[], object], runs: int, warmup: int = 1) -> list[float]:
@@ -62,3 +63,40 @@ class Table:
 
     def print(self) -> None:
         print(self.render(), flush=True)
+
+
+def start_portside(where: Path, bridge: str, exec_root: Path | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+    """A `portside daemon` on `where`/data (exec root `where`/x unless given), a bridge and cgroup parent of its
+    own, ip forwarding untouched; returns (process, socket) once it answers."""
+    import os
+    import sys
+
+    from bench.bench_docker_run import _wait_sock
+
+    root = Path(__file__).resolve().parent.parent
+    sock, log = where / "sock", where / "log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "daemon", "--data-root", str(where / "data"),
+                                 "--exec-root", str(exec_root or where / "x"), "-H", f"unix://{sock}", "--bridge",
+                                 bridge, "--ip-forward=false", "--cgroup-parent", f"portside-test-{bridge}"],
+                                stdout=f, stderr=subprocess.STDOUT, cwd=root,
+                                env=dict(os.environ, PYTHONPATH=str(root)))
+    _wait_sock(sock, proc, log)
+    return proc, sock
+
+
+def destroy_portside(where: Path, bridge: str, exec_root: Path | None = None) -> None:
+    """What a stopped `start_portside` daemon leaves for its containers: its bridge, nft table and cgroups."""
+    import contextlib
+
+    from engine.net import NetworkService
+    from engine.parts import nft_table_for
+
+    with contextlib.suppress(Exception):
+        svc = NetworkService(where / "data", exec_root or where / "x", default_bridge=bridge,
+                             nft_table=nft_table_for(bridge), enable_ip_forward=False)
+        svc.start()
+        svc.destroy()
+    for cg in Path("/sys/fs/cgroup").glob(f"*/portside-test-{bridge}"):
+        with contextlib.suppress(OSError):
+            cg.rmdir()
