@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import tempfile
-import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,8 +102,6 @@ class Output:
         if not self.quiet:
             self._emit(msg)
 
-    def always(self, text: str) -> None:
-        self._emit({"stream": text})
 
 
 def _short(image_id: str) -> str:
@@ -223,7 +220,7 @@ class Builder:
         args = BuildArgs(self.opts.buildargs)
         for a in df.meta_args:
             self._meta_arg(a, args)
-        needed = self._needed(df, stages, args)
+        needed = self._needed(stages, args)
         self.total = len(df.meta_args) + sum(1 + len(s.commands) for s in stages if s.index in needed)
         self.cache_sources = await self._cache_from()
         self.step = 0
@@ -255,7 +252,7 @@ class Builder:
             raise InvalidArgument("No image was generated. Is your Dockerfile empty?")
         return state.image_id
 
-    def _needed(self, df: Dockerfile, stages: list[Stage], args: BuildArgs) -> set[int]:
+    def _needed(self, stages: list[Stage], args: BuildArgs) -> set[int]:
         """The stages the last one depends on (FROM <stage>, COPY --from=<stage>), BuildKit's pruning."""
         by_name = {s.name: s.index for s in stages if s.name}
         deps: dict[int, set[int]] = {}
@@ -614,14 +611,13 @@ class Builder:
                 root = await self._from_root(st, from_ref, cleanups)
                 sources = await asyncio.to_thread(cp.resolve_sources, root, srcs, in_context=False)
             else:
-                locals_ = [s for s in srcs if not (add and _is_url(s))]
                 if not add and any(_is_url(s) for s in srcs):
                     raise InvalidArgument("COPY failed: source can't be a URL for COPY")
                 sources = []
                 for s in srcs:
-                    if add and _is_url(s):
+                    if _is_url(s):
                         sources.append(await self._download(s, dest, cleanups))
-                    elif s in locals_:
+                    else:
                         sources.extend(await asyncio.to_thread(ctx.resolve, [s]))
             if len(sources) > 1 and not dest.endswith("/"):
                 raise InvalidArgument(f"When using {name} with more than one source file, the destination must be "
@@ -898,7 +894,3 @@ def _port_keys(spec: str) -> list[str]:
     if not (0 < start <= end <= 65535):
         raise InvalidArgument(f"invalid containerPort: {port}")
     return [f"{p}/{proto}" for p in range(start, end + 1)]
-
-
-def now() -> float:
-    return time.time()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import bz2
 import contextlib
-import io
 import lzma
 import os
 import shutil
@@ -18,7 +17,7 @@ from typing import BinaryIO
 
 from engine.build import copy as cp
 from engine.build import ignore
-from engine.build.tarindex import TarIndex, is_plain_tar
+from engine.build.tarindex import TarIndex, is_plain_tar, is_tar_header
 from engine.errors import InvalidArgument
 from engine.images.unpack import LayerError, Limits, apply_layer
 
@@ -93,21 +92,13 @@ def _decompressed(f: BinaryIO) -> BinaryIO:
 
 
 def _is_tar(f: BinaryIO) -> bool:
-    """A (possibly compressed) tar, as Docker's detection decides it: the tar magic at offset 257 of the
-    uncompressed stream, or an empty archive (all zeros)."""
-    import gzip
-
+    """A (possibly compressed) tar, as Docker's detection decides it: a compressed stream, a tar header, or
+    an empty archive (all zeros)."""
     pos = f.tell()
-    try:
-        head = f.read(6)
-        f.seek(pos)
-        if head.startswith((b"\x1f\x8b", _BZ2, _XZ, b"\x28\xb5\x2f\xfd")):
-            return True
-        block = f.read(512)
-        return len(block) == 512 and (block[257:262] == b"ustar" or block == b"\0" * 512)
-    finally:
-        f.seek(pos)
-        del gzip
+    head = f.read(512)
+    f.seek(pos)
+    return head.startswith((b"\x1f\x8b", _BZ2, _XZ, b"\x28\xb5\x2f\xfd")) or is_tar_header(head) \
+        or head == b"\0" * 512
 
 
 def _read_indexed(index: TarIndex, name: str) -> bytes | None:
@@ -236,7 +227,3 @@ async def fetch_remote(url: str, dest: BinaryIO, *, max_bytes: int = 1 << 30) ->
     with contextlib.suppress(UnicodeDecodeError):
         return dest.read(MAX_DOCKERFILE).decode("utf-8")
     raise InvalidArgument(f"unable to prepare context: the remote context {url} is neither a tar nor a text file")
-
-
-def empty_tar() -> BinaryIO:
-    return io.BytesIO(b"")

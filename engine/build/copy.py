@@ -14,7 +14,6 @@ import bz2
 import contextlib
 import errno
 import hashlib
-import io
 import lzma
 import os
 import re
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
+from engine.build.tarindex import is_tar_header
 from engine.errors import InvalidArgument
 from engine.gomatch import compile_pattern
 from engine.images.archive import open_in_root
@@ -205,18 +205,9 @@ def _archive_reader(f: BinaryIO) -> BinaryIO | None:
         opener = lambda raw: cast(BinaryIO, lzma.LZMAFile(raw))  # noqa: E731
     block = (opener(f) if opener else f).read(512)
     f.seek(0)
-    if len(block) < 512 or (block[257:262] != b"ustar" and not _old_tar(block)):
+    if not is_tar_header(block):
         return None
     return opener(f) if opener else f
-
-
-def _old_tar(block: bytes) -> bool:
-    """A v7 tar header: a valid checksum field."""
-    try:
-        chk = int(block[148:156].split(b"\0")[0].strip() or b"-1", 8)
-    except ValueError:
-        return False
-    return chk == sum(block[:148]) + 256 + sum(block[156:512])
 
 
 def _mkdirs_in_root(root_fd: int, path: str, owner: Owner) -> int:
@@ -437,7 +428,3 @@ def parse_chmod(value: str) -> int | None:
     if not re.fullmatch(r"[0-7]{1,4}", value):
         raise InvalidArgument(f"invalid chmod parameter: {value}: only octal modes are supported")
     return int(value, 8)
-
-
-def empty_reader() -> BinaryIO:
-    return io.BytesIO()

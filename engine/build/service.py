@@ -5,7 +5,6 @@ seen from outside - `GET /system/df`'s BuildCache and `POST /build/prune`."""
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -112,9 +111,3 @@ class BuildService:
         reclaimed = max(0, before - self.images._space())
         del keep_storage
         return {"CachesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
-
-
-def parse_json_param(value: str, default: Any) -> Any:
-    if not value:
-        return default
-    return json.loads(value)

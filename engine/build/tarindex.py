@@ -35,10 +35,8 @@ class Entry:
     offset: int  # of the data in the tar
 
 
-def is_plain_tar(f: BinaryIO) -> bool:
-    pos = f.tell()
-    block = f.read(512)
-    f.seek(pos)
+def is_tar_header(block: bytes) -> bool:
+    """A tar's first header block: the ustar magic, or a v7 header's valid checksum."""
     if len(block) < 512:
         return False
     if block[257:262] == b"ustar":
@@ -48,6 +46,13 @@ def is_plain_tar(f: BinaryIO) -> bool:
     except ValueError:
         return False
     return chk == sum(block[:148]) + 256 + sum(block[156:512])
+
+
+def is_plain_tar(f: BinaryIO) -> bool:
+    pos = f.tell()
+    block = f.read(512)
+    f.seek(pos)
+    return is_tar_header(block)
 
 
 def _clean(name: str) -> str:
