@@ -27,7 +27,7 @@ from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPan
 
 from app.containers import ContainerRow, urls
 from app.lifecycle import VERBS, error_text
-from app.messages import Connected, ConnectionLost, DockerEvent, EngineUnavailable, RunImage
+from app.messages import Connected, ConnectionLost, DockerEvent, EngineUnavailable, HostSwitched, RunImage
 from app.stats import History
 from app.stats_streams import StatsStreams
 from app.widgets.container_list import ContainerList
@@ -248,9 +248,19 @@ class MainScreen(Screen[None]):
 
     @on(ConnectionLost)
     def _lost(self, message: ConnectionLost) -> None:
-        self.banner.update(f"Connection to the engine lost: {message.reason}. Reconnecting…")
+        self.banner.update(f"Connection to the engine lost: {message.reason}. Reconnecting… "
+                           "(R: retry now, h: other hosts)")
         self.banner.display = True
         self._stop_streams()
+
+    @on(HostSwitched)
+    def _host_switched(self, _: HostSwitched) -> None:
+        """Another host is shown: nothing of the last one stays (its list loads on Connected)."""
+        self._stop_streams()
+        self.banner.display = False
+        self.container_list.set_rows([])
+        self._rows_in = False
+        self.loaded.clear()
 
     @on(EngineUnavailable)
     def _unavailable(self, message: EngineUnavailable) -> None:
