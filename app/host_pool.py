@@ -51,6 +51,7 @@ class HostConnection:
         self.engine: EngineClient | None = None
         self.endpoint: endpoints.Endpoint | None = None
         self.connections = 0  # successful connections so far (a screen loads its list once per connection)
+        self.failures = 0  # attempts failed in a row (the pause before the next one grows with them)
         self._resolve = resolve
         self._on_change = on_change
         self._on_event = on_event
@@ -96,7 +97,6 @@ class HostConnection:
     def _run(self) -> None:
         from app.engine_client import EngineClient
 
-        failures = 0
         while not self._closed.is_set():
             try:
                 if self.endpoint is None:
@@ -112,15 +112,15 @@ class HostConnection:
                 continue
             except Exception as exc:
                 self._set("unreachable", describe_error(exc, self._timeout))
-                if self._pause(RETRY_PAUSES[min(failures, len(RETRY_PAUSES) - 1)]):
+                self.failures += 1
+                if self._pause(RETRY_PAUSES[min(self.failures - 1, len(RETRY_PAUSES) - 1)]):
                     return
-                failures += 1
                 continue
             if self._closed.is_set():
                 engine.close()
                 stream.close()
                 return
-            failures = 0
+            self.failures = 0
             old, self.engine, self._events = self.engine, engine, stream
             if old is not None:
                 old.close()

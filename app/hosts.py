@@ -483,11 +483,11 @@ class HostState:
 
     @property
     def text(self) -> str:
-        if self.state == "connected":
+        if self.state in ("connected", "reachable"):  # reachable: probed, not open in the pool
             v = self.version
             name = "Podman" if any("podman" in str(c.get("Name", "")).lower() for c in v.get("Components") or []) \
                 else "portside" if "portside" in str(v.get("Platform", {}).get("Name", "")).lower() else "Docker"
-            return f"connected: {name} {v.get('Version', '')} (API {v.get('ApiVersion', '?')})".strip()
+            return f"{self.state}: {name} {v.get('Version', '')} (API {v.get('ApiVersion', '?')})"
         if self.state == "unreachable":
             return f"unreachable: {self.reason}"
         return self.state

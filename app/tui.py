@@ -68,6 +68,7 @@ class PortsideApp(App[None]):
         self.user_hosts, host_errors = hosts.parse_user_hosts(self.config.hosts, str(self.config.path or "config"))
         config_errors = [*config_errors, *host_errors]
         self.current_host: hosts.Host | None = None
+        self._session_hosts: list[hosts.Host] = []  # hosts shown in this session (a -H URL is listed by none)
         self.pool: HostPool | None = None
         self._seen: tuple[str, int] = ("", -1)  # the connection the screens last loaded for
         self._embedded: endpoints.Endpoint | None = None
@@ -153,6 +154,8 @@ class PortsideApp(App[None]):
         if self.pool is None:
             self.pool = HostPool(self._resolve, self._host_changed, self._host_event)
         self.current_host = host
+        if host not in self._session_hosts:
+            self._session_hosts.append(host)
         conn = self.pool.open(host)
         self.engine = conn.engine if conn.connected else None
         self.endpoint = conn.endpoint
@@ -234,13 +237,12 @@ class PortsideApp(App[None]):
                 conn.retry()
 
     def known_hosts(self) -> list[hosts.Host]:
-        """Every host the switcher lists: discovered ones, the user's, and the one we started on if it is none
-        of them (a -H URL)."""
+        """Every host the switcher lists: discovered ones, the user's, and those of this session that are none
+        of them (a -H URL), after the local engine."""
         found = hosts.discover(user=self.user_hosts)
-        cur = self.current_host
-        if cur is not None and cur.name not in {h.name for h in found}:
-            found.insert(1, cur)
-        return found
+        names = {h.name for h in found}
+        extra = [h for h in self._session_hosts if h.name not in names]
+        return [*found[:1], *extra, *found[1:]]
 
     def action_retry_host(self) -> None:
         self.retry_host()

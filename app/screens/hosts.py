@@ -127,9 +127,7 @@ class HostsScreen(ModalScreen[None]):
                     self.post_message(self.Probed(host.name, HostState("embedded engine (starts when chosen)")))
                     return
             version = probe(ep)
-            state = HostState("connected", version=version)
-            state.state = "reachable"
-            self.post_message(self.Probed(host.name, state))
+            self.post_message(self.Probed(host.name, HostState("reachable", version=version)))
         except Exception as exc:
             self.post_message(self.Probed(host.name, HostState("unreachable", hosts.describe_error(exc))))
 

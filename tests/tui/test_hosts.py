@@ -1,0 +1,280 @@
+"""The host switcher (h), the add-host form, an unreachable host's reason and retry, and one TUI session driving
+several real engines: two portside daemons, Debian's dockerd when installed, one of them through a context made
+by `docker context create`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import Input, OptionList, Static
+
+from app.config import Config, load_config
+from app.hosts import parse_user_hosts
+from app.screens.confirm import ConfirmScreen
+from app.screens.hosts import AddHostScreen, HostsScreen
+from app.screens.main import MainScreen
+from app.tui import PortsideApp
+from tests.testbed.cli import DOCKER
+from tests.testbed.registry import Registry
+from tests.tui.conftest import Engine, main_screen, open_screen, wait_for
+
+pytestmark = [pytest.mark.tui, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def fake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_config_home: Path) -> Path:
+    """A HOME of the test's own (its ~/.docker holds the contexts), no DOCKER_* from the caller's shell, and no
+    Podman or Docker socket of this machine in the list."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for var in [v for v in os.environ if v.startswith("DOCKER_")]:
+        monkeypatch.delenv(var)
+    import app.hosts
+
+    monkeypatch.setattr(app.hosts.discover, "__kwdefaults__",
+                        {"podman_socket": str(tmp_path / "no-podman.sock"),
+                         "docker_socket": str(tmp_path / "no-docker.sock")})
+    return home
+
+
+def docker_context(home: Path, name: str, url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    out = subprocess.run([DOCKER, "context", "create", name, "--docker", f"host={url}"], capture_output=True,
+                         text=True, timeout=60, check=False, env={**env, "HOME": str(home)})
+    assert out.returncode == 0, out.stderr
+
+
+def dead_socket(path: Path) -> str:
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    s.close()  # the file stays; nothing listens
+    return f"unix://{path}"
+
+
+def banner_text(main: MainScreen) -> str:
+    return str(main.banner.render())
+
+
+def option_texts(screen: HostsScreen) -> list[str]:
+    ol = screen.query_one("#host-list", OptionList)
+    return [str(ol.get_option_at_index(i).prompt) for i in range(ol.option_count)]
+
+
+async def highlight(pilot: Any, screen: HostsScreen, name: str) -> None:
+    await wait_for(pilot, lambda: name in [h.name for h in screen.hosts], what=f"{name} listed")
+    screen.option_list.highlighted = [h.name for h in screen.hosts].index(name)
+    await pilot.pause()
+
+
+async def test_switcher_lists_hosts_and_the_form_adds_and_removes(fake_home: Path, tmp_path: Path) -> None:
+    docker_context(fake_home, "pst-ctx", dead_socket(tmp_path / "ctx.sock"))
+    start = dead_socket(tmp_path / "start.sock")
+    app = PortsideApp(host=start, config=Config())
+    async with app.run_test(size=(140, 44)) as pilot:
+        main = main_screen(app)
+        # the dead socket says why, and how to go on
+        await wait_for(pilot, lambda: "connection refused" in banner_text(main), what="the reason")
+        assert "R: retry now" in banner_text(main)
+        assert start in app.sub_title and "disconnected" in app.sub_title
+
+        screen = await open_screen(pilot, "h", HostsScreen)
+        names = [h.name for h in screen.hosts]
+        assert names[0] == "portside" and "pst-ctx" in names and start in names
+        await wait_for(pilot, lambda: all("checking" not in t for t in option_texts(screen)), what="probes")
+        texts = dict(zip(names, option_texts(screen), strict=True))
+        assert texts[start].startswith("▶") and "unreachable: connection refused" in texts[start]
+        assert "unreachable: connection refused" in texts["pst-ctx"]
+        assert "pst-ctx *" not in texts["pst-ctx"]  # no current context set
+
+        # the form refuses what docker would not take, and says why
+        form = await open_screen(pilot, "a", AddHostScreen)
+        form.query_one("#host-url", Input).value = "tcp://127.0.0.1"
+        await pilot.pause()
+        assert form.query_one("#host-name", Input).value == "127.0.0.1"  # suggested from the URL
+        form.query_one("#host-name", Input).value = "pst-added"
+        await pilot.press("enter")
+        error = form.query_one("#add-host-error", Static)
+        await wait_for(pilot, lambda: "needs a port" in str(error.render()), what="the URL error")
+        assert isinstance(app.screen, AddHostScreen)
+        form.query_one("#host-name", Input).value = "pst-ctx"
+        form.query_one("#host-url", Input).value = "tcp://127.0.0.1:1"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "already exists" in str(error.render()), what="the name error")
+        form.query_one("#host-name", Input).value = "pst-added"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is screen, what="back in the switcher")
+        assert "pst-added" in [h.name for h in screen.hosts]
+        cfg, errors = load_config(Path(os.environ["XDG_CONFIG_HOME"]) / "portside" / "config.toml")
+        assert errors == []
+        saved = parse_user_hosts(cfg.hosts, "")[0]
+        assert [(h.name, h.url) for h in saved] == [("pst-added", "tcp://127.0.0.1:1")]
+        await wait_for(pilot, lambda: "unreachable: connection refused" in option_texts(screen)[
+            [h.name for h in screen.hosts].index("pst-added")], what="the new host probed")
+
+        # a context is not the user's to remove here; an added host is, after a yes
+        await highlight(pilot, screen, "pst-ctx")
+        await pilot.press("d")
+        await pilot.pause()
+        assert "pst-ctx" in [h.name for h in screen.hosts] and app.screen is screen
+        await highlight(pilot, screen, "pst-added")
+        await open_screen(pilot, "d", ConfirmScreen)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "pst-added" not in [h.name for h in screen.hosts], what="removed")
+        cfg, _ = load_config(Path(os.environ["XDG_CONFIG_HOME"]) / "portside" / "config.toml")
+        assert parse_user_hosts(cfg.hosts, "")[0] == []
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="the main screen")
+
+
+async def test_an_unreachable_host_says_why_and_retry_connects(engine: Engine, fake_home: Path,
+                                                               tmp_path: Path) -> None:
+    """No socket at the address: the banner says so; once the socket is there, R connects at once (the pause
+    before the next attempt has grown to 8 s by then) and the list loads."""
+    cid = engine.run(["sleep", "100"], f"pst-retry-{uuid.uuid4().hex[:6]}")
+    link = tmp_path / "later.sock"
+    app = PortsideApp(host=f"unix://{link}", config=engine.config())
+    async with app.run_test(size=(140, 40)) as pilot:
+        main = main_screen(app)
+        await wait_for(pilot, lambda: "no such socket" in banner_text(main), what="the reason")
+        assert not app.connected
+        conn = app.pool.get(str(app.current_host.name)) if app.pool and app.current_host else None
+        assert conn is not None
+        # let it fail a few times, so its next try is seconds away
+        await wait_for(pilot, lambda: conn.failures >= 4, what="four failed attempts")
+        link.symlink_to(engine.url.removeprefix("unix://"))
+        await pilot.press("R")
+        await wait_for(pilot, lambda: app.connected and main.loaded.is_set(), timeout=6, what="connected")
+        assert not main.banner.display
+        await wait_for(pilot, lambda: cid in main.container_list.rows_by_id, what="the list")
+
+
+# --- one session, several engines ---
+
+
+def _pull_busybox(api: Any, registry: Registry) -> str:
+    repo = f"{registry.host}/testbed/busybox"
+    api.pull(repo, tag="latest")
+    return f"{repo}:latest"
+
+
+@pytest.fixture
+def two_daemons(registry: Registry) -> Iterator[list[Any]]:
+    """Two `portside daemon` processes (tests/api/conftest.py's PortsideDaemon), each holding busybox."""
+    if os.geteuid() != 0:
+        pytest.skip("the portside daemon needs root")
+    from tests.api.conftest import new_daemon, remove_daemon_dirs
+
+    daemons = [new_daemon(), new_daemon()]
+    try:
+        for d in daemons:
+            d.start()
+        yield daemons
+    finally:
+        for d in daemons:
+            d.stop()
+            d.cleanup_containers()
+            d.destroy_network_state()
+            remove_daemon_dirs(d)
+
+
+def _run(api: Any, image: str, name: str) -> str:
+    hc = api.create_host_config(network_mode="none")
+    cid: str = api.create_container(image, ["sleep", "300"], name=name, host_config=hc)["Id"]
+    api.start(cid)
+    return cid
+
+
+async def _switch_to(pilot: Any, name: str) -> None:
+    screen = await open_screen(pilot, "h", HostsScreen)
+    await highlight(pilot, screen, name)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, MainScreen), what="the main screen")
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(400)
+async def test_one_session_drives_several_engines(two_daemons: list[Any], registry: Registry, fake_home: Path,
+                                                  request: pytest.FixtureRequest) -> None:
+    import docker
+
+    a, b = two_daemons
+    api_a = docker.APIClient(base_url=a.host, version="auto", timeout=120)
+    api_b = docker.APIClient(base_url=b.host, version="auto", timeout=120)
+    tag = uuid.uuid4().hex[:6]
+    on_a = _run(api_a, _pull_busybox(api_a, registry), f"pst-on-a-{tag}")
+    on_b = _run(api_b, _pull_busybox(api_b, registry), f"pst-on-b-{tag}")
+    docker_context(fake_home, "pst-b", b.host)
+    dockerd: Engine | None = None
+    from tests.testbed import dockerd as testbed_dockerd
+
+    if testbed_dockerd.available():
+        dockerd = request.getfixturevalue("dockerd_engine")
+    on_d = dockerd.run(["sleep", "300"], f"pst-on-d-{tag}") if dockerd is not None else ""
+
+    app = PortsideApp(host=a.host, config=Config(hub_search=False))
+    try:
+        async with app.run_test(size=(150, 44)) as pilot:
+            main = main_screen(app)
+            await wait_for(pilot, lambda: on_a in main.container_list.rows_by_id, what="A's container")
+            assert a.host in app.sub_title
+
+            # B through the context docker made
+            await _switch_to(pilot, "pst-b")
+            await wait_for(pilot, lambda: on_b in main.container_list.rows_by_id, what="B's container")
+            assert on_a not in main.container_list.rows_by_id
+            assert app.sub_title == f"context pst-b ({b.host})"
+            # the header and the verbs follow the host: stop B's container from the keyboard
+            assert main.container_list.select_id(on_b)
+            await pilot.press("x")
+            await wait_for(pilot, lambda: main.container_list.rows_by_id[on_b].state == "exited", timeout=30,
+                           what="B's container stopped")
+            assert api_a.inspect_container(on_a)["State"]["Running"]
+
+            if dockerd is not None:
+                # dockerd as a host added through the form
+                screen = await open_screen(pilot, "h", HostsScreen)
+                form = await open_screen(pilot, "a", AddHostScreen)
+                form.query_one("#host-url", Input).value = dockerd.url
+                form.query_one("#host-name", Input).value = "pst-dockerd"
+                await pilot.press("enter")
+                await wait_for(pilot, lambda: app.screen is screen, what="back in the switcher")
+                await highlight(pilot, screen, "pst-dockerd")
+                texts = dict(zip([h.name for h in screen.hosts], option_texts(screen), strict=True))
+                assert "connected: portside" in texts["pst-b"]
+                await wait_for(pilot, lambda: "reachable: Docker" in option_texts(screen)[
+                    [h.name for h in screen.hosts].index("pst-dockerd")], what="dockerd probed")
+                await pilot.press("enter")
+                await wait_for(pilot, lambda: on_d in main.container_list.rows_by_id, what="dockerd's container")
+                assert on_b not in main.container_list.rows_by_id
+                assert main.container_list.select_id(on_d)
+                await pilot.press("x")
+                await wait_for(pilot, lambda: main.container_list.rows_by_id[on_d].state == "exited", timeout=30,
+                               what="dockerd's container stopped")
+
+            # back to A: its connection was kept, so the switch needs no round trip
+            screen = await open_screen(pilot, "h", HostsScreen)
+            await highlight(pilot, screen, a.host)
+            assert app.pool is not None
+            kept = app.pool.get(a.host)
+            assert kept is not None and kept.connected
+            await pilot.press("enter")
+            assert app.connected and app.engine is kept.engine  # at once, before any message was handled
+            await wait_for(pilot, lambda: on_a in main.container_list.rows_by_id, what="A's container again")
+            assert on_b not in main.container_list.rows_by_id
+            assert a.host in app.sub_title
+            # events of the host shown now reach the list
+            api_a.stop(on_a, timeout=1)
+            await wait_for(pilot, lambda: main.container_list.rows_by_id[on_a].state == "exited", timeout=30,
+                           what="A's event")
+            assert len(app.pool.connections()) == (3 if dockerd is not None else 2)
+    finally:
+        if dockerd is not None and on_d:
+            dockerd.api.remove_container(on_d, force=True)
