@@ -153,7 +153,7 @@ class PortsideApp(App[None]):
 
         if self.pool is None:
             self.pool = HostPool(self._resolve, self._host_changed, self._host_event)
-        self.current_host = host
+        previous, self.current_host = self.current_host, host
         if host not in self._session_hosts:
             self._session_hosts.append(host)
         conn = self.pool.open(host)
@@ -161,7 +161,8 @@ class PortsideApp(App[None]):
         self.endpoint = conn.endpoint
         self.connected = conn.connected
         self._seen = (host.name, -1)
-        self._forward(HostSwitched(host.name))
+        if previous is not None:  # the first host keeps what the screen shows (the prefetched list)
+            self._forward(HostSwitched(host.name))
         if conn.connected:
             self._show_connection(conn)
         else:
