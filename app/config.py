@@ -57,6 +57,7 @@ DEFAULT_KEYS: dict[str, str] = {
     "exec": "e",
     "copy_id": "Y",
     "copy_url": "U",
+    "all_hosts": "A",
     "save_settings": "ctrl+s",
     "delete_row": "ctrl+d",
     "log_search": "slash",

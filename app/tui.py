@@ -273,7 +273,8 @@ class PortsideApp(App[None]):
         self._forward(message)
 
     @on(DockerEvent)
-    def _event(self, message: DockerEvent) -> None:
+    @on(HostEvent)
+    def _event(self, message: DockerEvent | HostEvent) -> None:
         self._forward(message)
 
     def _forward(self, message: Connected | ConnectionLost | EngineUnavailable | DockerEvent | HostSwitched

@@ -275,6 +275,34 @@ async def test_one_session_drives_several_engines(two_daemons: list[Any], regist
             await wait_for(pilot, lambda: main.container_list.rows_by_id[on_a].state == "exited", timeout=30,
                            what="A's event")
             assert len(app.pool.connections()) == (3 if dockerd is not None else 2)
+
+            # every connected host at once, grouped: A's rows first, then each other host's, keyed host/id
+            main.container_list.focus()
+            await pilot.press("A")
+            key_b = f"pst-b/{on_b}"
+
+            def rows() -> dict[str, Any]:
+                return main.container_list.rows_by_id
+
+            await wait_for(pilot, lambda: key_b in rows() and on_a in rows(), what="the all-hosts list")
+            if dockerd is not None:
+                assert f"pst-dockerd/{on_d}" in rows()
+            shown = main.container_list._shown
+            assert shown.index(on_a) < shown.index(key_b)
+            assert str(main.container_list.get_cell(key_b, "name")).startswith("pst-b ▸ ")
+            assert str(main.container_list.get_cell(on_a, "name")).startswith(f"{a.host} ▸ ")
+            # a verb acts on the row's own host, and that host's events come back into the list
+            assert main.container_list.select_id(key_b)
+            await pilot.press("s")
+            await wait_for(pilot, lambda: rows()[key_b].state == "running", timeout=30, what="B's container started")
+            assert api_b.inspect_container(on_b)["State"]["Running"]
+            assert not api_a.inspect_container(on_a)["State"]["Running"]
+            # Enter on another host's container goes there
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.current_host is not None and app.current_host.name == "pst-b"
+                           and main.selected_id == on_b, what="switched to B with its container selected")
+            await wait_for(pilot, lambda: f"{a.host}/{on_a}" in rows(), what="A among the other hosts")
+            assert app.sub_title == f"context pst-b ({b.host})"
     finally:
         if dockerd is not None and on_d:
             dockerd.api.remove_container(on_d, force=True)
