@@ -25,12 +25,11 @@ class EngineClient:
         """`version`: the API version to speak when it is known (the host pool asked /version with a short
         timeout already); "auto" asks the engine."""
         self.endpoint = endpoint
-        ssh = endpoint.url.startswith("ssh://")  # the system's ssh client, as the docker CLI uses it
         self.api = docker.APIClient(base_url=endpoint.url, version=version, timeout=CALL_TIMEOUT, max_pool_size=16,
-                                    tls=endpoint.tls or False, use_ssh_client=ssh)
+                                    tls=endpoint.tls or False)
         version = self.api.api_version
         self.streams = docker.APIClient(base_url=endpoint.url, version=version, timeout=None, max_pool_size=64,
-                                        tls=endpoint.tls or False, use_ssh_client=ssh)
+                                        tls=endpoint.tls or False)
         self.server_version: dict[str, Any] = {}
 
     def ping(self) -> bool:

@@ -33,8 +33,7 @@ def probe(ep: endpoints.Endpoint, timeout: float = CONNECT_TIMEOUT) -> dict[str,
     would ask with the call timeout (a minute) and hang the switcher on a host that accepts and never answers."""
     import docker
 
-    api = docker.APIClient(base_url=ep.url, version="1.24", timeout=timeout, tls=ep.tls or False,
-                           use_ssh_client=ep.url.startswith("ssh://"))
+    api = docker.APIClient(base_url=ep.url, version="1.24", timeout=timeout, tls=ep.tls or False)
     try:
         version: dict[str, Any] = api.version(api_version=False)
     finally:

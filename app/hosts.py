@@ -410,6 +410,9 @@ def _chain(exc: BaseException) -> list[BaseException]:
         seen.append(e)
         todo += [x for x in (e.__cause__, e.__context__, getattr(e, "reason", None)) if isinstance(x, BaseException)]
         todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+        errors = getattr(e, "errors", None)  # paramiko's NoValidConnectionsError: one socket error per address
+        if isinstance(errors, dict):
+            todo += [x for x in errors.values() if isinstance(x, BaseException)]
     return seen
 
 
@@ -425,6 +428,9 @@ def describe_error(exc: BaseException, timeout: float = CONNECT_TIMEOUT) -> str:
                    if getattr(getattr(e, "response", None), "status_code", None)), None)
     if status in (401, 403) or "unauthorized" in text.lower():
         return f"auth: the host refused access (HTTP {status or 401})"
+    for e in chain:
+        if type(e).__name__ in ("AuthenticationException", "BadAuthenticationType", "PasswordRequiredException"):
+            return f"auth: ssh refused the login ({_first_line(e)})"
     for e in chain:
         if isinstance(e, ssl.SSLCertVerificationError):
             return f"TLS error: certificate not trusted ({e.verify_message or e.reason})"

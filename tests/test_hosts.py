@@ -112,6 +112,12 @@ def test_an_unknown_context_is_dockers_error(home: Path) -> None:
                          timeout=60, env={**env, "HOME": str(home)}, check=False)
     assert out.returncode == 1
     assert out.stderr.strip() == f"portside: {err.value}"
+    out = subprocess.run([sys.executable, "-m", "app.cli"], capture_output=True, text=True, timeout=60, check=False,
+                         env={**env, "HOME": str(home), "DOCKER_CONTEXT": "pst-none"})
+    assert (out.returncode, out.stderr.strip()) == (1, f"portside: {err.value}")
+    out = subprocess.run([sys.executable, "-m", "app.cli", "-H", "unix:///x", "--context", "pst-none"],
+                         capture_output=True, text=True, timeout=60, check=False, env={**env, "HOME": str(home)})
+    assert out.returncode == 1 and "cannot specify both --host and --context" in out.stderr
 
 
 def test_docker_host_with_tls_from_the_environment(home: Path, certs: Path) -> None:
@@ -283,3 +289,14 @@ def test_an_unauthorised_answer_is_an_auth_error() -> None:
         assert hosts.describe_error(err.value) == "auth: the host refused access (HTTP 401)"
     finally:
         server.close()
+
+
+def test_an_ssh_host_that_refuses_is_connection_refused() -> None:
+    """ssh:// goes through docker-py's paramiko transport: a port with nothing on it is refused, in words."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(Exception) as err:
+        probe(Endpoint(f"ssh://pst@127.0.0.1:{port}", "host", ""), timeout=2)
+    assert hosts.describe_error(err.value) == "connection refused"
