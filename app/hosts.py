@@ -431,6 +431,8 @@ def describe_error(exc: BaseException, timeout: float = CONNECT_TIMEOUT) -> str:
     for e in chain:
         if type(e).__name__ in ("AuthenticationException", "BadAuthenticationType", "PasswordRequiredException"):
             return f"auth: ssh refused the login ({_first_line(e)})"
+    if "not found in known_hosts" in text:  # paramiko's RejectPolicy, as ssh's StrictHostKeyChecking
+        return "ssh: the host key is not in ~/.ssh/known_hosts"
     for e in chain:
         if isinstance(e, ssl.SSLCertVerificationError):
             return f"TLS error: certificate not trusted ({e.verify_message or e.reason})"

@@ -306,3 +306,69 @@ async def test_one_session_drives_several_engines(two_daemons: list[Any], regist
     finally:
         if dockerd is not None and on_d:
             dockerd.api.remove_container(on_d, force=True)
+
+
+# --- ssh:// through a real SSH server (paramiko's) in front of the engine ---
+
+
+@pytest.fixture
+def ssh_engine(engine: Engine, fake_home: Path) -> Iterator[tuple[Any, Path]]:
+    """An SSH server on 127.0.0.1 whose `docker system dial-stdio` reaches the engine, and a ~/.ssh in the fake
+    HOME with a key it accepts (named by ~/.ssh/config); known_hosts is left to the test."""
+    import paramiko
+
+    from tests.tui.sshd import SshServer
+
+    ssh_dir = fake_home / ".ssh"
+    ssh_dir.mkdir(mode=0o700)
+    # an ed25519 key in OpenSSH's format, as ssh-keygen makes by default
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ssh_dir / "id_pst")], check=True)
+    key = paramiko.Ed25519Key(filename=str(ssh_dir / "id_pst"))
+    (ssh_dir / "config").write_text(f"Host 127.0.0.1\n  IdentityFile {ssh_dir / 'id_pst'}\n")
+    server = SshServer(engine.url.removeprefix("unix://"), key)
+    try:
+        yield server, ssh_dir
+    finally:
+        server.close()
+
+
+@pytest.mark.integration
+async def test_an_ssh_host(engine: Engine, ssh_engine: tuple[Any, Path], tmp_path: Path) -> None:
+    """ssh://user@host goes through docker-py's ssh transport: an unknown host key and a refused login say so;
+    with both right, the host is added in the form and its containers are managed as any other's."""
+    from app import hosts
+    from app.endpoint import Endpoint
+    from app.host_pool import probe
+
+    server, ssh_dir = ssh_engine
+    url = f"ssh://pst@127.0.0.1:{server.port}"
+    with pytest.raises(Exception) as err:
+        probe(Endpoint(url, "host", ""), timeout=3)
+    assert hosts.describe_error(err.value) == "ssh: the host key is not in ~/.ssh/known_hosts"
+    (ssh_dir / "known_hosts").write_text(server.known_hosts_line())
+    with pytest.raises(Exception) as err:
+        probe(Endpoint(f"ssh://someone@127.0.0.1:{server.port}", "host", ""), timeout=3)
+    assert hosts.describe_error(err.value).startswith("auth: ssh refused the login")
+    assert probe(Endpoint(url, "host", ""), timeout=3)["ApiVersion"] == engine.api.version()["ApiVersion"]
+
+    cid = engine.run(["sleep", "300"], f"pst-ssh-{uuid.uuid4().hex[:6]}")
+    app = PortsideApp(host=dead_socket(tmp_path / "start.sock"), config=engine.config())
+    async with app.run_test(size=(140, 44)) as pilot:
+        main = main_screen(app)
+        screen = await open_screen(pilot, "h", HostsScreen)
+        form = await open_screen(pilot, "a", AddHostScreen)
+        form.query_one("#host-url", Input).value = url
+        await pilot.pause()
+        assert form.query_one("#host-name", Input).value == "127.0.0.1"
+        form.query_one("#host-name", Input).value = "pst-ssh"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is screen, what="back in the switcher")
+        await highlight(pilot, screen, "pst-ssh")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: cid in main.container_list.rows_by_id, timeout=30, what="the list over ssh")
+        assert app.sub_title == f"pst-ssh ({url})"
+        assert main.container_list.select_id(cid)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: main.container_list.rows_by_id[cid].state == "exited", timeout=30,
+                       what="stopped over ssh (and its event came back over ssh)")
+    assert server.dials >= 2  # the call client and the event stream each dialled
