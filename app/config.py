@@ -38,7 +38,7 @@ DEFAULT_KEYS: dict[str, str] = {
     "networks": "O",
     "volumes": "V",
     "events": "E",
-    "hosts": "h",
+    "hosts": "h,H",  # H also where a screen uses h (Images: history)
     "retry_host": "R",
     "host_add": "a",
     "host_remove": "delete,d",

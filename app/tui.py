@@ -48,7 +48,7 @@ class PortsideApp(App[None]):
         Binding("O", "screen('networks')", "Networks", id="networks"),
         Binding("V", "screen('volumes')", "Volumes", id="volumes"),
         Binding("E", "screen('events')", "Events", id="events"),
-        Binding("h", "hosts", "Hosts", id="hosts"),
+        Binding("h,H", "hosts", "Hosts", id="hosts"),
         Binding("R", "retry_host", "Retry host", id="retry_host", show=False),
     ]
 

@@ -300,3 +300,50 @@ def test_an_ssh_host_that_refuses_is_connection_refused() -> None:
     with pytest.raises(Exception) as err:
         probe(Endpoint(f"ssh://pst@127.0.0.1:{port}", "host", ""), timeout=2)
     assert hosts.describe_error(err.value) == "connection refused"
+
+
+def test_the_pool_keeps_the_last_four_and_says_why_each_failed(tmp_path: Path) -> None:
+    """Five hosts opened in turn: the least recently used one is closed (its thread ends), what was known of it
+    stays; every host reports its reason through the callback; retry() tries again at once."""
+    import time
+
+    from app.host_pool import HostPool
+
+    changes: list[tuple[str, str, str]] = []
+    pool = HostPool(lambda h: Endpoint(h.url, "host", h.title), lambda c: changes.append(
+        (c.host.name, c.status.state, c.status.reason)), lambda c, e: None, size=4, timeout=1)
+    made = [hosts.Host(f"pst-{i}", f"unix://{tmp_path}/dead-{i}.sock", "user") for i in range(5)]
+    for h in made:
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(h.url.removeprefix("unix://"))
+        s.close()  # the file stays, nobody listens
+    try:
+        first = pool.open(made[0])
+        for h in made[1:4]:
+            pool.open(h)
+        pool.open(made[0])  # used again: pst-1 is now the oldest
+        oldest = pool.get("pst-1")
+        assert oldest is not None
+        pool.open(made[4])
+        assert [c.host.name for c in pool.connections()] == ["pst-2", "pst-3", "pst-0", "pst-4"]
+        assert pool.get("pst-1") is None
+        oldest.thread.join(5)
+        assert not oldest.thread.is_alive()
+        assert "pst-1" in pool.last_state
+        deadline = time.monotonic() + 10
+        while not all(pool.state(h.name).state == "unreachable" for h in made[2:] + made[:1]):
+            assert time.monotonic() < deadline, changes
+            time.sleep(0.05)
+        assert pool.state("pst-0").reason == "connection refused"
+        assert ("pst-4", "unreachable", "connection refused") in changes
+        tries = first.failures
+        first.retry()
+        while first.failures == tries:
+            assert time.monotonic() < deadline, "retry() did not try again"
+            time.sleep(0.05)
+    finally:
+        conns = pool.connections()
+        pool.close_all()
+    for c in conns:
+        c.thread.join(5)
+        assert not c.thread.is_alive()

@@ -54,7 +54,7 @@ class HostsScreen(ModalScreen[None]):
     """
 
     BINDINGS = [
-        Binding("escape,h", "close", "Close"),
+        Binding("escape,h,H", "close", "Close"),
         Binding("a", "add", "Add host", id="host_add"),
         Binding("d,delete", "remove", "Remove host", id="host_remove"),
         Binding("r", "retry", "Retry", id="host_retry"),
@@ -155,10 +155,10 @@ class HostsScreen(ModalScreen[None]):
     def choose(self, host: Host) -> None:
         """Switch the app to `host` and go back to its containers (other screens showed the last host's data)."""
         app: Any = self.app
-        self.dismiss(None)
         from app.screens.main import MainScreen
 
-        while len(app.screen_stack) > 2 and not isinstance(app.screen_stack[-2], MainScreen):
+        # this dialog, and an Images or Events screen under it, showed the last host
+        while not isinstance(app.screen, MainScreen) and len(app.screen_stack) > 2:
             app.pop_screen()
         if app.current_host is None or app.current_host != host:
             app.switch_host(host)

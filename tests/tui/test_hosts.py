@@ -133,6 +133,19 @@ async def test_switcher_lists_hosts_and_the_form_adds_and_removes(fake_home: Pat
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="the main screen")
 
+        # switching from the Images screen lands on the new host's containers, with its own reason
+        from app.screens.resources import ImagesScreen
+
+        await open_screen(pilot, "I", ImagesScreen)
+        screen = await open_screen(pilot, "H", HostsScreen)  # h is the Images screen's history
+        await highlight(pilot, screen, "pst-ctx")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="the main screen")
+        assert len(app.screen_stack) == 2
+        await wait_for(pilot, lambda: app.sub_title.startswith("context pst-ctx") and "disconnected" in app.sub_title,
+                       what="the header names the context")
+        assert "connection refused" in banner_text(main) and "context pst-ctx" in banner_text(main)
+
 
 async def test_an_unreachable_host_says_why_and_retry_connects(engine: Engine, fake_home: Path,
                                                                tmp_path: Path) -> None:
