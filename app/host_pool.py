@@ -33,7 +33,10 @@ def probe(ep: endpoints.Endpoint, timeout: float = CONNECT_TIMEOUT) -> dict[str,
     would ask with the call timeout (a minute) and hang the switcher on a host that accepts and never answers."""
     import docker
 
+    from app.engine_client import own_ca
+
     api = docker.APIClient(base_url=ep.url, version="1.24", timeout=timeout, tls=ep.tls or False)
+    own_ca(api, ep.tls)
     try:
         version: dict[str, Any] = api.version(api_version=False)
     finally:
@@ -110,7 +113,8 @@ class HostConnection:
                     return
                 continue
             except Exception as exc:
-                self._set("unreachable", describe_error(exc, self._timeout))
+                tls = self.endpoint.tls if self.endpoint is not None else None
+                self._set("unreachable", describe_error(exc, self._timeout, tls))
                 self.failures += 1
                 if self._pause(RETRY_PAUSES[min(self.failures - 1, len(RETRY_PAUSES) - 1)]):
                     return

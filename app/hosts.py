@@ -419,11 +419,17 @@ def _chain(exc: BaseException) -> list[BaseException]:
 _CLIENT_CERT_REFUSED = ("TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_BAD_CERTIFICATE", "TLSV1_ALERT_UNKNOWN_CA")
 
 
-def describe_error(exc: BaseException, timeout: float = CONNECT_TIMEOUT) -> str:
+def describe_error(exc: BaseException, timeout: float = CONNECT_TIMEOUT, tls: Any = None) -> str:
     """A short reason a host is unreachable: connection refused, no such socket, permission denied, TLS error,
-    auth, timed out; else the error's own first line."""
+    auth, timed out; else the error's own first line. `tls`: the docker-py TLSConfig the attempt used, if any."""
     chain = _chain(exc)
     text = " ".join(str(e) for e in chain)
+    if tls is not None and any(type(e).__name__ == "RemoteDisconnected" for e in chain):
+        # a TLS 1.3 server that wants a client certificate closes the connection after the handshake, before
+        # the client reads its alert
+        if not getattr(tls, "cert", None):
+            return "TLS error: the host closed the connection: it wants a client certificate (none given)"
+        return "TLS error: the host closed the connection: it refused the client certificate"
     status = next((getattr(getattr(e, "response", None), "status_code", None) for e in chain
                    if getattr(getattr(e, "response", None), "status_code", None)), None)
     if status in (401, 403) or "unauthorized" in text.lower():

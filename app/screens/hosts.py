@@ -116,6 +116,7 @@ class HostsScreen(ModalScreen[None]):
     def _probe(self, host: Host) -> None:
         from app.host_pool import probe
 
+        ep = None
         try:
             ep = self.app._resolve(host) if host.source != "portside" else None  # type: ignore[attr-defined]
             if ep is None:  # the local engine: its daemon's socket, or the embedded engine (not started here)
@@ -129,7 +130,8 @@ class HostsScreen(ModalScreen[None]):
             version = probe(ep)
             self.post_message(self.Probed(host.name, HostState("reachable", version=version)))
         except Exception as exc:
-            self.post_message(self.Probed(host.name, HostState("unreachable", hosts.describe_error(exc))))
+            reason = hosts.describe_error(exc, tls=ep.tls if ep is not None else None)
+            self.post_message(self.Probed(host.name, HostState("unreachable", reason)))
 
     @on(Probed)
     def _probed(self, message: Probed) -> None:

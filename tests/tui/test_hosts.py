@@ -385,3 +385,133 @@ async def test_an_ssh_host(engine: Engine, ssh_engine: tuple[Any, Path], tmp_pat
         await wait_for(pilot, lambda: main.container_list.rows_by_id[cid].state == "exited", timeout=30,
                        what="stopped over ssh (and its event came back over ssh)")
     assert server.dials >= 2  # the call client and the event stream each dialled
+
+
+# --- tcp:// with TLS: a portside daemon that verifies client certificates, reached through a docker context ---
+
+
+def _make_tls(d: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate signed by it, and a CA nobody used."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    out: dict[str, Path] = {}
+
+    def write(name: str, obj: Any) -> None:
+        path = d / f"{name}.pem"
+        if isinstance(obj, ec.EllipticCurvePrivateKey):
+            path.write_bytes(obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        else:
+            path.write_bytes(obj.public_bytes(serialization.Encoding.PEM))
+        out[name] = path
+
+    def ca(cn: str) -> tuple[Any, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(key, hashes.SHA256()))
+        return key, cert
+
+    def leaf(ca_key: Any, ca_cert: Any, cn: str, usage: Any, san: bool) -> tuple[Any, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+             .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                critical=False)
+        return key, b.sign(ca_key, hashes.SHA256())
+
+    ca_key, ca_cert = ca("pst-test CA")
+    write("ca", ca_cert)
+    key, cert = leaf(ca_key, ca_cert, "127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH, True)
+    write("server-key", key)
+    write("server-cert", cert)
+    key, cert = leaf(ca_key, ca_cert, "pst-client", ExtendedKeyUsageOID.CLIENT_AUTH, False)
+    write("key", key)
+    write("cert", cert)
+    write("other-ca", ca("pst-other CA")[1])
+    return out
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port: int = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture
+def tls_daemon(tmp_path: Path) -> Iterator[tuple[str, dict[str, Path]]]:
+    if os.geteuid() != 0:
+        pytest.skip("the portside daemon needs root")
+    from tests.api.conftest import new_daemon, remove_daemon_dirs
+
+    certs_dir = tmp_path / "tls"
+    certs_dir.mkdir()
+    files = _make_tls(certs_dir)
+    url = f"tcp://127.0.0.1:{_free_port()}"
+    d = new_daemon(["-H", url, "--tlsverify", "--tlscacert", str(files["ca"]), "--tlscert",
+                    str(files["server-cert"]), "--tlskey", str(files["server-key"])])
+    try:
+        d.start()
+        yield url, files
+    finally:
+        d.stop()
+        d.cleanup_containers()
+        d.destroy_network_state()
+        remove_daemon_dirs(d)
+
+
+@pytest.mark.integration
+async def test_a_tls_host_through_a_docker_context(tls_daemon: tuple[str, dict[str, Path]], fake_home: Path,
+                                                   tmp_path: Path) -> None:
+    from app import hosts
+    from app.endpoint import Endpoint
+    from app.host_pool import probe
+
+    url, f = tls_daemon
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    out = subprocess.run([DOCKER, "context", "create", "pst-tls", "--docker",
+                          f"host={url},ca={f['ca']},cert={f['cert']},key={f['key']}"],
+                         capture_output=True, text=True, timeout=60, check=False, env={**env, "HOME": str(fake_home)})
+    assert out.returncode == 0, out.stderr
+    # the docker CLI reaches it through the context, so the context and the daemon's TLS are right
+    cli = subprocess.run([DOCKER, "--context", "pst-tls", "version", "--format", "{{.Server.APIVersion}}"],
+                         capture_output=True, text=True, timeout=60, check=False, env={**env, "HOME": str(fake_home)})
+    assert cli.returncode == 0, cli.stderr
+    ctx = hosts.load_context("pst-tls", {"HOME": str(fake_home)})
+    assert ctx is not None and ctx.tls is not None
+    assert probe(Endpoint(url, "host", "", tls=ctx.tls.config()))["ApiVersion"] == cli.stdout.strip()
+
+    # without a client certificate, and trusting another CA: each says which TLS problem it is
+    no_cert = hosts.Tls(str(f["ca"])).config()
+    with pytest.raises(Exception) as err:
+        probe(Endpoint(url, "host", "", tls=no_cert))
+    assert hosts.describe_error(err.value, tls=no_cert) == \
+        "TLS error: the host closed the connection: it wants a client certificate (none given)"
+    with pytest.raises(Exception) as err:
+        probe(Endpoint(url, "host", "", tls=hosts.Tls(str(f["other-ca"]), str(f["cert"]), str(f["key"])).config()))
+    assert hosts.describe_error(err.value).startswith("TLS error: certificate not trusted")
+
+    app = PortsideApp(host=dead_socket(tmp_path / "start.sock"), config=Config(hub_search=False))
+    async with app.run_test(size=(140, 44)) as pilot:
+        main = main_screen(app)
+        await _switch_to(pilot, "pst-tls")
+        await wait_for(pilot, lambda: app.connected and main.loaded.is_set(), timeout=30, what="connected over TLS")
+        assert app.sub_title == f"context pst-tls ({url})"
+        screen = await open_screen(pilot, "h", HostsScreen)
+        texts = dict(zip([h.name for h in screen.hosts], option_texts(screen), strict=True))
+        assert "connected: portside" in texts["pst-tls"] and "TLS" in texts["pst-tls"]
