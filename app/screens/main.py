@@ -98,11 +98,13 @@ class MainScreen(Screen[None]):
     @dataclass
     class RowsLoaded(Message):
         rows: list[ContainerRow]
+        host: str = ""  # the host they came from: a list of the last host arriving after a switch is dropped
 
     @dataclass
     class RowsRefreshed(Message):
         ids: list[str]
         rows: list[ContainerRow]
+        host: str = ""
 
     @dataclass
     class UrlStatus(Message):
@@ -153,6 +155,7 @@ class MainScreen(Screen[None]):
         self._rows_in = False
         self.all_hosts = False  # the list shows every connected host's containers, grouped by host (A)
         self._other_reload_scheduled = False
+        self._rows_by_host: dict[str, list[ContainerRow]] = {}  # each host's list as last loaded
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -266,15 +269,17 @@ class MainScreen(Screen[None]):
         self._stop_streams()
 
     @on(HostSwitched)
-    def _host_switched(self, _: HostSwitched) -> None:
-        """Another host is shown: nothing of the last one stays (its list loads on Connected)."""
+    def _host_switched(self, message: HostSwitched) -> None:
+        """Another host is shown: nothing of the last one stays; the new host's list as it was last shown is there
+        at once, until its fresh list (loaded on Connected) replaces it."""
         self._stop_streams()
         self.banner.display = False
         if self.all_hosts:
             cur = getattr(self.app, "current_host", None)
             self.container_list.host_label = cur.name if cur is not None else ""
             self.container_list._drawn.clear()
-        self.container_list.set_rows([])
+        kept = getattr(self.app, "connected", False)  # an unreachable host's old rows would mislead
+        self.container_list.set_rows(self._rows_by_host.get(message.name, []) if kept else [])
         self._rows_in = False
         self.loaded.clear()
 
@@ -292,8 +297,13 @@ class MainScreen(Screen[None]):
             self._loaded_for = count
             self.load()
 
+    def _host_name(self) -> str:
+        cur = getattr(self.app, "current_host", None)
+        return str(cur.name) if cur is not None else ""
+
     @work(thread=True, exclusive=True, group="list", exit_on_error=False)
     def load(self) -> None:
+        host = self._host_name()
         try:
             data = self.app.wait_engine().api.containers(all=True)  # type: ignore[attr-defined]
         except Exception as exc:
@@ -302,7 +312,7 @@ class MainScreen(Screen[None]):
         rows = [ContainerRow.from_api(c) for c in data]
         if self.all_hosts:
             rows += self._other_hosts_rows()
-        self.post_message(self.RowsLoaded(rows))
+        self.post_message(self.RowsLoaded(rows, host))
 
     def _other_hosts_rows(self) -> list[ContainerRow]:
         """The containers of every other connected host in the pool, keyed `host/id`; one that fails is left out
@@ -373,6 +383,9 @@ class MainScreen(Screen[None]):
 
     @on(RowsLoaded)
     def _rows_loaded(self, message: RowsLoaded) -> None:
+        if message.host != self._host_name():
+            return
+        self._rows_by_host[message.host] = [r for r in message.rows if not r.host]
         self.container_list.set_rows(message.rows)
         self._rows_in = True
         if self._painted:  # tests and the reconnect banner wait on this: the tabs must be there too
@@ -405,15 +418,18 @@ class MainScreen(Screen[None]):
 
     @work(thread=True, group="list-refresh", exit_on_error=False)
     def _refresh_ids(self, ids: list[str]) -> None:
+        host = self._host_name()
         try:
             data = self.app.wait_engine().api.containers(all=True, filters={"id": ids})  # type: ignore[attr-defined]
         except Exception as exc:
             self.app.fail("Refreshing containers", exc)  # type: ignore[attr-defined]
             return
-        self.post_message(self.RowsRefreshed(ids, [ContainerRow.from_api(c) for c in data]))
+        self.post_message(self.RowsRefreshed(ids, [ContainerRow.from_api(c) for c in data], host))
 
     @on(RowsRefreshed)
     def _rows_refreshed(self, message: RowsRefreshed) -> None:
+        if message.host != self._host_name():
+            return
         found = {r.id for r in message.rows}
         for row in message.rows:
             self.container_list.upsert(row)
