@@ -36,7 +36,7 @@ def host_line(host: Host, state: HostState, current: bool) -> Text:
     text = Text.assemble((mark, "bold magenta"), (host.name, "bold"))
     if host.current:
         text.append(" *", style="bold")  # the docker CLI's current context, as `docker context ls` marks it
-    where = host.url or host.description
+    where = (host.url if host.url != host.name else "") or host.description  # a -H host is named by its URL
     text.append(f"  {where}", style="dim")
     if host.tls is not None:
         text.append("  TLS" if host.tls.verify else "  TLS (no verify)", style="dim")
