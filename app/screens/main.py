@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -26,6 +26,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
 from app.containers import ContainerRow, on_host, split_row_id, urls
+from app.key_hint import key_of
 from app.lifecycle import VERBS, error_text
 from app.messages import (
     Connected,
@@ -75,6 +76,15 @@ def http_check(url: str, timeout: float = 2.0) -> str:
         return f"no answer ({getattr(reason, 'strerror', None) or reason})"
     except OSError as exc:
         return f"no answer ({exc.strerror or exc})"
+
+
+def first_run_hint(app: App[object]) -> str:
+    """What an empty container list says: the one key that runs nginx, the New container key, other hosts."""
+    nginx, new, hosts = (key_of(app, b) for b in ("run_nginx", "new", "hosts"))
+    return (f"No containers yet.\n\n[b]{nginx}[/] runs nginx: pulled if needed, its port published, its URL "
+            f"shown.\n[b]{new}[/] opens New container: search local images and registries, or type a reference "
+            f"(registry:5000/team/app:1.2) and run it.\n[b]{hosts}[/] switches to another Docker host; "
+            "`portside -H URL` or $DOCKER_HOST starts on one.")
 
 
 class MainScreen(Screen[None]):
@@ -164,6 +174,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="left"):
                 yield Input(placeholder="filter containers (/)", id="filter")
                 yield ContainerList(self._prefetched(), id="containers")
+                yield Static("", id="first-run")
             with TabbedContent(id="tabs"):
                 with TabPane("Home", id="tab-home"):
                     yield HomePane(id="home")
@@ -380,6 +391,13 @@ class MainScreen(Screen[None]):
         if target is not None:
             self.app.switch_host(target)  # type: ignore[attr-defined]
             self.focus_container(cid)
+
+    @on(ContainerList.EmptyChanged)
+    def _empty_changed(self, message: ContainerList.EmptyChanged) -> None:
+        hint = self.query_one("#first-run", Static)
+        hint.display = message.empty
+        if message.empty:
+            hint.update(first_run_hint(self.app))
 
     @on(RowsLoaded)
     def _rows_loaded(self, message: RowsLoaded) -> None:

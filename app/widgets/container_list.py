@@ -27,6 +27,14 @@ class ContainerList(DataTable[Text]):
 
         container_id: str | None
 
+    @dataclass
+    class EmptyChanged(Message):
+        """The list went from no containers to some, or back (the first-run hint shows while it has none)."""
+
+        empty: bool
+
+    _empty: bool | None = None
+
     def __init__(self, rows: list[ContainerRow] | None = None, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
         self._initial = rows
@@ -76,6 +84,10 @@ class ContainerList(DataTable[Text]):
         return grouped_order([r for r in self.rows_by_id.values() if r.matches(self.filter_text)])
 
     def refresh_rows(self) -> None:
+        empty = not self.rows_by_id
+        if empty != self._empty:
+            self._empty = empty
+            self.post_message(self.EmptyChanged(empty))
         current = self.current_id
         rows = self._ordered()
         wanted = [r.id for r in rows]
