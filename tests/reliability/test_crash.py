@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import KEEPER, CrashDaemon, mounts_below
+from tests.reliability.conftest import KEEPER, CrashDaemon, mounts_below, poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 pytest.importorskip("engine.exec.runtime", reason="no container runtime in this tree yet")
@@ -274,6 +275,65 @@ def test_network_rm_killed_midway_leaves_a_whole_network(crash: CrashDaemon) -> 
     crash.check_whole()
     crash.ok("network", "rm", "pst-crash-nrm")
     assert crash.net_state() == (links, rules)
+
+
+def _cgroups_of(crash: CrashDaemon, cid: str) -> list[Path]:
+    return sorted(Path("/sys/fs/cgroup").glob(f"*/portside-test-{crash.d.bridge}/{cid}"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _kill_daemon(crash: CrashDaemon) -> None:
+    assert crash.d.proc is not None
+    crash.d.proc.kill()
+    crash.d.proc.wait(30)
+
+
+def test_start_up_reclaims_a_running_container_whose_record_was_lost(crash: CrashDaemon) -> None:
+    links, rules = crash.net_state()
+    crash.ok("run", "-d", "--name", "pst-crash-lost", "-p", "127.0.0.1::80", "busybox", "sleep", "600")
+    info = json.loads(crash.ok("inspect", "pst-crash-lost"))[0]
+    cid, pid = info["Id"], info["State"]["Pid"]
+    assert _cgroups_of(crash, cid) and crash.net_state() != (links, rules)
+    _kill_daemon(crash)
+    shutil.rmtree(crash.d.data_root / "containers" / cid)  # its record gone (written, then lost)
+    crash.restart()
+    # its process, runtime state, mounts, cgroup, veth, netns and port rules: reclaimed, and said so
+    poll(lambda: not _alive(pid), what="the container's process to be killed")
+    assert _cgroups_of(crash, cid) == []
+    assert crash.net_state() == (links, rules)
+    assert not [m for m in mounts_below(crash.d.exec_root) if cid in m]
+    assert not (crash.d.exec_root / "netns" / cid).exists()
+    assert f"container process {cid[:12]}: no record" in crash.d.log.read_text()
+    assert crash.docker("inspect", "pst-crash-lost")[0] != 0
+    crash.check_whole()
+
+
+def test_start_up_reclaims_the_cgroup_of_a_container_whose_runtime_state_was_lost(crash: CrashDaemon) -> None:
+    links, rules = crash.net_state()
+    crash.ok("run", "-d", "--name", "pst-crash-nostate", "-p", "127.0.0.1::80", "busybox", "sleep", "600")
+    try:
+        info = json.loads(crash.ok("inspect", "pst-crash-nostate"))[0]
+        cid, pid = info["Id"], info["State"]["Pid"]
+        _kill_daemon(crash)
+        shutil.rmtree(crash.d.exec_root / "rt" / cid)  # the runtime's state of it gone, its cgroup and process not
+        crash.restart()
+        state = json.loads(crash.ok("inspect", "pst-crash-nostate"))[0]["State"]
+        assert state["Running"] is False and state["Status"] == "exited"
+        poll(lambda: not _alive(pid), what="the container's process to be killed")
+        assert _cgroups_of(crash, cid) == []
+        assert crash.net_state() == (links, rules)
+        assert f"cgroup portside-test-{crash.d.bridge}/{cid}" in crash.d.log.read_text()
+        crash.check_whole()
+        crash.ok("start", "pst-crash-nostate")  # and it starts again, in a new cgroup
+        assert _cgroups_of(crash, cid)
+    finally:
+        crash.docker("rm", "-f", "pst-crash-nostate")
 
 
 def test_keeper_survived_every_crash(crash: CrashDaemon) -> None:
