@@ -219,6 +219,11 @@ def memtrace_diff(old: Path, new: Path, top: int = 12) -> str:
     z = tracemalloc.Snapshot.load(str(new)).filter_traces([skip])
     lines = [f"  python heap: {sum(s.size for s in a.statistics('filename')) / 2**20:.2f} MiB -> "
              f"{sum(s.size for s in z.statistics('filename')) / 2**20:.2f} MiB"]
+    with contextlib.suppress(OSError, ValueError):
+        ta = json.loads(old.with_suffix(".types.json").read_text())
+        tz = json.loads(new.with_suffix(".types.json").read_text())
+        grew = sorted(((tz[k] - ta.get(k, 0), k) for k in tz if tz[k] > ta.get(k, 0)), reverse=True)[:top]
+        lines.append("  live objects that grew in number: " + ", ".join(f"{k} {n:+d}" for n, k in grew))
     for stat in z.compare_to(a, "traceback")[:top]:
         lines.append(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks")
         frames = list(stat.traceback)  # oldest first
