@@ -3,10 +3,10 @@ side), and an OCI `linux.seccomp` compiled and loaded with libseccomp (container
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import platform
-import _thread
 from pathlib import Path
 from typing import Any
 
