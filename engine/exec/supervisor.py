@@ -375,21 +375,24 @@ class Supervisor:
                 events = self.ep.poll(timeout)
             except InterruptedError:
                 continue
-            for fd, _ev in events:
-                kind, obj = self.fds.get(fd, (None, None))
-                if kind == "out":
-                    self.on_output(fd, obj)
-                elif kind == "listen":
-                    self.on_accept()
-                elif kind == "client":
-                    self.on_client(obj)
-                elif kind == "signal":
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(wake_r, 512)
-            self.reap()
+            self.dispatch(events, wake_r)
             if self.init is not None and self.init.status is not None and not self.exited:
                 self.exited = True
                 drain_deadline = time.monotonic() + 2.0
+
+    def dispatch(self, events: list[tuple[int, int]], wake_r: int) -> None:
+        for fd, _ev in events:
+            kind, obj = self.fds.get(fd, (None, None))
+            if kind == "out":
+                self.on_output(fd, obj)
+            elif kind == "listen":
+                self.on_accept()
+            elif kind == "client":
+                self.on_client(obj)
+            elif kind == "signal":
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 512)
+        self.reap()
 
     def open_outputs(self, proc: Proc | None) -> bool:
         return proc is not None and bool(proc.outputs)
@@ -733,7 +736,7 @@ def run(state_dir: str, report: Any, handshake: Any = None) -> None:
     os._exit(0)
 
 
-def spawn(conn: socket.socket, state_dir: str, staged: bool = False) -> None:
+def spawn(conn: socket.socket, state_dir: str, staged: bool = False, in_host_ns: bool = False) -> None:
     """Forks a new supervisor for another container from this live one (op "spawn").
 
     No interpreter start-up and no imports, and the new supervisor shares this one's pages copy-on-write: what
@@ -741,51 +744,136 @@ def spawn(conn: socket.socket, state_dir: str, staged: bool = False) -> None:
     answers on `conn`; our children are born in our container's pid namespace, so we fork from the host's.
     `staged`: the engine writes the spec later; the new supervisor answers {"prepared": "P"} once its init waits
     in the cgroup, then waits for a frame on `conn` (EOF: given up) before it carries on.
+    `in_host_ns`: we (the zygote) have no container, our children are born in the host's pid namespace already.
     """
+    if in_host_ns:
+        _fork_supervisor(conn, state_dir, staged)
+        return
     from engine.exec import linux
 
     host_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     container_ns = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
     try:
         linux.setns(host_ns, linux.CLONE_NEWPID)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                if os.fork():
-                    os._exit(0)
-                os.setsid()
-                keep = conn.fileno()
-                os.closerange(3, keep)
-                os.closerange(keep + 1, 65536)
-                log = os.open(state_dir + "/supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                os.dup2(log, 2)
-                os.close(log)
-                sock = socket.socket(fileno=keep)
-                sock.setblocking(True)
-
-                def report(msg: bytes) -> None:
-                    with contextlib.suppress(OSError):
-                        sock.sendall(P.frame(P.CONTROL, marshal.dumps({"spawned": msg.decode()})))
-                    sock.close()
-
-                def handshake(msg: bytes) -> tuple[int, bytes] | None:
-                    try:
-                        sock.sendall(P.frame(P.CONTROL, marshal.dumps({"prepared": msg.decode()})))
-                        sock.settimeout(300)
-                        got = P.recv_frame(sock)
-                        sock.settimeout(None)
-                        return got
-                    except OSError:
-                        return None
-
-                run(state_dir, report, handshake if staged else None)
-            finally:
-                os._exit(1)
-        os.waitpid(pid, 0)
+        _fork_supervisor(conn, state_dir, staged)
     finally:
         linux.setns(container_ns, linux.CLONE_NEWPID)
         os.close(host_ns)
         os.close(container_ns)
+
+
+def rehearse(scratch: str, rounds: int = 10) -> None:
+    """Runs a supervisor's everyday code a few times on a stand-in container, in the zygote before it forks.
+
+    On CPython 3.11 the first calls of a function write to its code object (warm-up counters, then the
+    specialised bytecode), and first uses fill caches (method cache, interned names, lazily made objects). Done
+    here, those pages stay shared; done in each forked supervisor, each copied its own: ~0.4 MiB apiece. The
+    stand-in "init" is a child that exits once started; its output goes through a pipe into a scratch log."""
+    os.mkdir(scratch, 0o700)
+    params = {"id": "rehearsal", "cgroup": "portside-rehearsal", "tty": False, "log_path": scratch + "/log",
+              "log_max_size": 4096, "log_max_file": 2, "resources": {}, "pidns": "", "bundle": scratch,
+              "open_stdin": True, "stdin_once": False}  # fmt: skip
+    try:
+        with open(scratch + "/params", "wb") as f:
+            marshal.dump(params, f)
+        for _ in range(rounds):
+            _rehearse_once(scratch)
+    finally:
+        for name in os.listdir(scratch):
+            os.unlink(f"{scratch}/{name}")
+        os.rmdir(scratch)
+
+
+def _rehearse_once(scratch: str) -> None:
+    with open(scratch + "/params", "rb") as f:
+        sup = Supervisor(scratch, marshal.load(f))
+
+    def target(sync: socket.socket) -> None:
+        os.write(1, b"rehearsal output\n")
+        sync.sendall(b"R")
+        sync.recv(1)  # "G": start
+        os._exit(0)
+
+    proc, sync = sup.fork_child(target, False, True)
+    sup.init, sup.sync = proc, sync
+    sup.wait_ready(proc, sync)
+    sup.watch_proc(proc)
+    sup.state = {"id": "rehearsal", "status": "created", "pid": proc.pid, "pid_start": start_time(proc.pid),
+                 "created_at": rfc3339(time.time_ns()), "started_at": None}  # fmt: skip
+    write_atomic(scratch + "/state.json", dumps(sup.state))
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    sup.ep.register(wake_r, select.EPOLLIN)
+    sup.fds[wake_r] = ("signal", None)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    c = Client(ours)
+    sup.clients[ours.fileno()] = c
+    sup.fds[ours.fileno()] = ("client", c)
+    sup.ep.register(ours.fileno(), select.EPOLLIN)
+    for req in ({"op": "attach", "stdin": True}, {"op": "start"}, {"op": "state"}, {"op": "wait"}):
+        theirs.sendall(P.frame(P.CONTROL, marshal.dumps(req)))
+    theirs.sendall(P.frame(P.STDIN, b"x"))
+    os.write(wake_w, b"\0")
+    deadline = time.monotonic() + 2.0
+    while (proc.status is None or proc.outputs) and time.monotonic() < deadline:
+        sup.dispatch(sup.ep.poll(0.1), wake_r)
+        with contextlib.suppress(ChildProcessError):
+            pid, status = os.waitpid(proc.pid, os.WNOHANG)  # the zygote has no SIGCHLD wake-up to rely on
+            if pid:
+                proc.status = status
+    theirs.close()
+    sup.dispatch(sup.ep.poll(0.1), wake_r)
+    sup.log.flush()
+    for fd in (wake_r, wake_w, proc.stdin_fd, *proc.outputs):
+        if fd >= 0:
+            os.close(fd)
+    if sup.sync is not None:
+        sup.sync.close()
+    if isinstance(sup.log, JsonLog) and sup.log.fd >= 0:
+        os.close(sup.log.fd)
+    sup.ep.close()
+    if proc.status is None:
+        with contextlib.suppress(OSError):
+            os.kill(proc.pid, 9)
+            os.waitpid(proc.pid, 0)
+
+
+def _fork_supervisor(conn: socket.socket, state_dir: str, staged: bool) -> None:
+    """The double fork of `spawn`. The parent does as little as it can afterwards: what it writes to then
+    (refcounts included) becomes a private copy of the page in the new supervisor."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if os.fork():
+                os._exit(0)
+            os.setsid()
+            keep = conn.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, 65536)
+            log = os.open(state_dir + "/supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(log, 2)
+            os.close(log)
+            sock = socket.socket(fileno=keep)
+            sock.setblocking(True)
+
+            def report(msg: bytes) -> None:
+                with contextlib.suppress(OSError):
+                    sock.sendall(P.frame(P.CONTROL, marshal.dumps({"spawned": msg.decode()})))
+                sock.close()
+
+            def handshake(msg: bytes) -> tuple[int, bytes] | None:
+                try:
+                    sock.sendall(P.frame(P.CONTROL, marshal.dumps({"prepared": msg.decode()})))
+                    sock.settimeout(300)
+                    got = P.recv_frame(sock)
+                    sock.settimeout(None)
+                    return got
+                except OSError:
+                    return None
+
+            run(state_dir, report, handshake if staged else None)
+        finally:
+            os._exit(1)
+    os.waitpid(pid, 0)
 
 
 def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
@@ -810,9 +898,13 @@ def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
     ep = select.epoll()
     ep.register(listener.fileno(), select.EPOLLIN)
     ep.register(life_fd, select.EPOLLIN | select.EPOLLHUP)
-    gc.freeze()
-    os.write(ready_fd, b"Z")
+    os.write(ready_fd, b"Z")  # spawn requests wait in the listen backlog until the rehearsal is over
     os.close(ready_fd)
+    try:
+        rehearse(f"{os.path.dirname(sock_path)}/.rehearsal-{os.getpid()}")
+    except Exception as e:  # a smaller saving lost, not the zygote
+        print(f"portside zygote: rehearsal: {type(e).__name__}: {e}", file=sys.stderr)
+    gc.freeze()
     while True:
         try:
             events = ep.poll()
@@ -837,7 +929,7 @@ def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
                     buf += chunk
                 req = marshal.loads(buf[P.HEADER :])
                 if req.get("op") == "spawn":
-                    spawn(conn, str(req["dir"]), staged=bool(req.get("staged")))
+                    spawn(conn, str(req["dir"]), staged=bool(req.get("staged")), in_host_ns=True)
             except Exception as e:
                 print(f"portside zygote: {type(e).__name__}: {e}", file=sys.stderr)
             finally:
