@@ -768,13 +768,14 @@ def rehearse(scratch: str, rounds: int = 10) -> None:
     On CPython 3.11 the first calls of a function write to its code object (warm-up counters, then the
     specialised bytecode), and first uses fill caches (method cache, interned names, lazily made objects). Done
     here, those pages stay shared; done in each forked supervisor, each copied its own: ~0.4 MiB apiece. The
-    stand-in "init" is a child that exits once started; its output goes through a pipe into a scratch log."""
+    stand-in "init" is a child that exits once started; its output goes through a pipe into a scratch log. The
+    scratch dir has no `params` file, so the runtime never takes it for a container."""
     os.mkdir(scratch, 0o700)
     params = {"id": "rehearsal", "cgroup": "portside-rehearsal", "tty": False, "log_path": scratch + "/log",
               "log_max_size": 4096, "log_max_file": 2, "resources": {}, "pidns": "", "bundle": scratch,
               "open_stdin": True, "stdin_once": False}  # fmt: skip
     try:
-        with open(scratch + "/params", "wb") as f:
+        with open(scratch + "/rehearsal-params", "wb") as f:
             marshal.dump(params, f)
         for _ in range(rounds):
             _rehearse_once(scratch)
@@ -784,8 +785,27 @@ def rehearse(scratch: str, rounds: int = 10) -> None:
         os.rmdir(scratch)
 
 
+def remove_stale_rehearsals(exec_root: str) -> None:
+    """Scratch dirs of zygotes killed while rehearsing (another live zygote's is left alone)."""
+    for name in os.listdir(exec_root):
+        if not name.startswith(".rehearsal-") or not name[11:].isdigit():
+            continue
+        try:
+            os.kill(int(name[11:]), 0)
+            continue
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        scratch = f"{exec_root}/{name}"
+        with contextlib.suppress(OSError):
+            for entry in os.listdir(scratch):
+                os.unlink(f"{scratch}/{entry}")
+            os.rmdir(scratch)
+
+
 def _rehearse_once(scratch: str) -> None:
-    with open(scratch + "/params", "rb") as f:
+    with open(scratch + "/rehearsal-params", "rb") as f:
         sup = Supervisor(scratch, marshal.load(f))
 
     def target(sync: socket.socket) -> None:
@@ -901,6 +921,7 @@ def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
     os.write(ready_fd, b"Z")  # spawn requests wait in the listen backlog until the rehearsal is over
     os.close(ready_fd)
     try:
+        remove_stale_rehearsals(os.path.dirname(sock_path))
         rehearse(f"{os.path.dirname(sock_path)}/.rehearsal-{os.getpid()}")
     except Exception as e:  # a smaller saving lost, not the zygote
         print(f"portside zygote: rehearsal: {type(e).__name__}: {e}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,17 @@ def test_rehearsal_leaves_nothing_behind(tmp_path: Path) -> None:
                          text=True, check=True, timeout=30)  # fmt: skip
     assert out.stdout.strip() == "no children"
     assert not scratch.exists()
+
+
+def test_stale_rehearsal_dirs_are_removed(tmp_path: Path) -> None:
+    """A zygote killed mid-rehearsal leaves its scratch dir; the next zygote removes it, not a live one's."""
+    from engine.exec.supervisor import remove_stale_rehearsals
+
+    dead_pid = subprocess.Popen(["true"])  # a pid that has exited
+    dead_pid.wait()
+    stale, live = tmp_path / f".rehearsal-{dead_pid.pid}", tmp_path / f".rehearsal-{os.getpid()}"
+    for d in (stale, live):
+        d.mkdir()
+        (d / "log").write_text("x")
+    remove_stale_rehearsals(str(tmp_path))
+    assert not stale.exists() and (live / "log").exists()
