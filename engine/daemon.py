@@ -8,7 +8,6 @@ its own loop (`DaemonThread(config).start()` ... `.stop()`).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import fcntl
 import json
@@ -23,6 +22,7 @@ from typing import Any
 from engine import ids
 from engine.errors import Conflict, EngineError, InvalidArgument, Unauthorized
 from engine.events import EventBus
+from engine.images.auth import decode_registry_auth
 from engine.volumes import VolumeStore, dir_size
 
 log = logging.getLogger("portside.daemon")
@@ -251,18 +251,6 @@ class Daemon:
         from engine.registry_login import login
 
         return await login(self, username, password, server, token)
-
-
-def decode_registry_auth(header: str) -> dict[str, Any]:
-    """X-Registry-Auth: base64url JSON of {username, password, serveraddress, identitytoken}."""
-    if not header:
-        return {}
-    try:
-        pad = "=" * (-len(header) % 4)
-        data = json.loads(base64.urlsafe_b64decode(header + pad))
-    except (ValueError, TypeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 class DaemonThread:
