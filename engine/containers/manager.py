@@ -802,7 +802,7 @@ class ContainerManager:
         deleted, reclaimed = [], 0
         until = None
         if filters.get("until"):
-            from engine.api.params import timestamp_ns
+            from engine.timestamps import timestamp_ns
 
             until = timestamp_ns(filters["until"][0])
         from engine.containers.logs import parse_time_ns
