@@ -97,7 +97,6 @@ SIDEWAYS = {("build", "containers"), ("kube", "containers")} | {
 # entry fails the test, and so does an entry that no longer occurs.
 KNOWN_UPWARD = {
     ("engine/api/server.py", "engine.daemon"),
-    ("engine/images/archive.py", "engine.containers.health"),
 }
 
 
