@@ -47,7 +47,9 @@ in Docker's API shape), `dangling`, `inspect()`, `summary()`.
 
 Storage under `root`: `content/blobs/sha256/` (verified ingest: `content/ingest/<digest hex>` is resumable and
 flock-ed, renamed in after size + digest check and fsync), `snapshots/<chain id hex>/{fs,meta.json}` (built under
-`snapshots/tmp-<pid>-*`, renamed in), `layers/<container id>/{upper,work}`, `images.db` (SQLite, WAL,
+`snapshots/tmp-<pid>-*`, renamed in),
+`layers/<container id>/{upper,work}` (a removed one is renamed into `trash/` and deleted by a background
+thread, emptied again at start), `images.db` (SQLite, WAL,
 synchronous=FULL; an image appears in one transaction after all its blobs and snapshots exist). Layers are unpacked
 by `unpack.apply_layer` with directory fds and O_NOFOLLOW: no `..`, symlink or hardlink can lead outside the
 snapshot; a byte cap and a free-space reserve (`unpack.Limits`) stop decompression bombs. Overlay mounts use
