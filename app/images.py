@@ -16,6 +16,7 @@ from typing import Any
 from docker.utils import parse_repository_tag
 
 from app.containers import unique_name
+from engine.images.registry import is_loopback
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -61,7 +62,9 @@ def recommended_candidates(query: str) -> list[Candidate]:
 
 
 def _registry_url(host: str, path: str) -> str:
-    insecure = host.startswith(("127.", "localhost", "[::1]"))
+    # Docker's rule: loopback registries (127.0.0.0/8, localhost, ::1) speak plain HTTP by default; a prefix test
+    # would also take `127.example.com` or `localhost.example.com`, which are not loopback.
+    insecure = is_loopback(host)
     return f"{'http' if insecure else 'https'}://{host}{path}"
 
 
