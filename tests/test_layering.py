@@ -85,7 +85,7 @@ LAYERS: list[set[str]] = [
     {"containers", "build", "kube"},
     {"images", "net", "volumes"},
     {"exec"},
-    {"errors", "ids", "events", "store", "crashpoints", "gomatch", "bpf", "version", "timestamps", "data",
+    {"errors", "ids", "events", "store", "crashpoints", "gomatch", "bpf", "version", "timestamps", "data", "config",
      "mallopt", "memtrace"},
 ]
 # Sideways imports that are part of the design: the builder runs its RUN steps through the container manager;
@@ -95,9 +95,7 @@ SIDEWAYS = {("build", "containers"), ("kube", "containers")} | {
 }
 # Upward imports that remain (each a TYPE_CHECKING or function-level import); the list may only shrink: a new
 # entry fails the test, and so does an entry that no longer occurs.
-KNOWN_UPWARD = {
-    ("engine/api/server.py", "engine.daemon"),
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 
 def _rank(area: str) -> int:
