@@ -39,7 +39,7 @@ MIN_MEMORY = 6 * 1024 * 1024
 _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
                 "kernel.shmmni", "kernel.shm_rmid_forced"}  # fmt: skip
 
-_RLIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
+RLIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
             "rtprio", "rttime", "sigpending", "stack", "as"}  # fmt: skip
 
 _DEFAULT_DEVICES = [
@@ -159,7 +159,7 @@ def _default_mounts(shm_size: int, readonly_sys: bool) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-_PROPAGATIONS = {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
+PROPAGATIONS = {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
 
 
 def _mount_holding(path: str) -> tuple[str, str]:
@@ -183,7 +183,7 @@ def root_propagation(binds: list[dict[str, Any]], default: str = "rprivate") -> 
     EngineError (dockerd's 500 at start) when the source's mount cannot give what was asked."""
     root = default
     for m in binds:
-        prop = next((o for o in m.get("options") or [] if o in _PROPAGATIONS), "rprivate")
+        prop = next((o for o in m.get("options") or [] if o in PROPAGATIONS), "rprivate")
         if prop in ("shared", "rshared"):
             mp, fields = _mount_holding(m["source"])
             if "shared:" not in fields:
@@ -215,7 +215,7 @@ def _bind_mounts(hc: dict[str, Any], volume_path: Callable[[str], str] | None) -
             # Docker creates a missing host directory of a bind (-v); --mount type=bind refuses instead
             os.makedirs(src, exist_ok=True)
         options = ["rbind", "ro" if "ro" in opts else "rw"]
-        options += [o for o in opts if o in _PROPAGATIONS][:1] or ["rprivate"]
+        options += [o for o in opts if o in PROPAGATIONS][:1] or ["rprivate"]
         out.append({"destination": dst, "type": "bind", "source": src, "options": options})
     for m in hc.get("Mounts") or []:
         kind = m.get("Type", "volume")
@@ -227,7 +227,7 @@ def _bind_mounts(hc: dict[str, Any], volume_path: Callable[[str], str] | None) -
             if not os.path.exists(src):
                 raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not exist: {src}')
             prop = (m.get("BindOptions") or {}).get("Propagation") or "rprivate"
-            if prop not in _PROPAGATIONS:
+            if prop not in PROPAGATIONS:
                 raise InvalidArgument(f'invalid mount config for type "bind": invalid propagation mode: {prop}')
             options = ["rbind", "ro" if m.get("ReadOnly") else "rw", prop]
             out.append({"destination": target, "type": "bind", "source": src, "options": options})
@@ -287,7 +287,12 @@ def _devices(hc: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, A
     return devices, rules
 
 
-def _security_opts(hc: dict[str, Any]) -> tuple[bool, str | None]:
+def sysctl_namespaced(key: str, host_network: bool) -> bool:
+    """moby's validation: the IPC sysctls, fs.mqueue.* and net.* (unless the network namespace is the host's)."""
+    return key in _IPC_SYSCTLS or key.startswith("fs.mqueue.") or (key.startswith("net.") and not host_network)
+
+
+def security_opts(hc: dict[str, Any]) -> tuple[bool, str | None]:
     """(no_new_privileges, seccomp profile: None = default, "unconfined", or the profile's JSON text)."""
     nnp = False
     profile: str | None = None
@@ -295,19 +300,26 @@ def _security_opts(hc: dict[str, Any]) -> tuple[bool, str | None]:
         key, sep, value = opt.partition("=")
         if not sep:
             key, sep, value = opt.partition(":")
+        if opt == "no-new-privileges":
+            nnp = True
+            continue
+        if opt in ("writable-cgroups", "disable"):
+            continue  # cgroups stay read-only here; "disable" is an SELinux label option
+        if not sep:
+            raise InvalidArgument(f'invalid --security-opt 1: "{opt}"')
         if key == "no-new-privileges":
-            if value in ("", "true"):
+            if value in ("1", "t", "T", "true", "TRUE", "True"):  # Go's strconv.ParseBool
                 nnp = True
-            elif value == "false":
+            elif value in ("0", "f", "F", "false", "FALSE", "False"):
                 nnp = False
             else:
-                raise InvalidArgument(f"invalid --security-opt 2: {opt!r}")
+                raise InvalidArgument(f'invalid --security-opt 2: "{opt}"')
         elif key == "seccomp":
             profile = value
-        elif key in ("label", "apparmor"):
+        elif key in ("label", "apparmor", "writable-cgroups"):
             continue  # no LSM here; Docker also ignores these where the LSM is absent
         else:
-            raise InvalidArgument(f"invalid --security-opt 1: {opt!r}")
+            raise InvalidArgument(f'invalid --security-opt 2: "{opt}"')
     return nnp, profile
 
 
@@ -378,7 +390,7 @@ def build(
     hostname = config.get("Hostname") or ""
     user = resolve_user(rootfs, config.get("User") or img.get("User") or "", hc.get("GroupAdd"))
     caps = tweak_capabilities(hc.get("CapAdd"), hc.get("CapDrop"), privileged)
-    nnp, seccomp_opt = _security_opts(hc)
+    nnp, seccomp_opt = security_opts(hc)
 
     env = _merge_env(
         [f"PATH={DEFAULT_PATH}"],
@@ -393,7 +405,7 @@ def build(
     rlimits = []
     for u in hc.get("Ulimits") or []:
         name = str(u.get("Name", "")).lower()
-        if name not in _RLIMITS:
+        if name not in RLIMITS:
             raise InvalidArgument(f"invalid ulimit type: {name}")
         soft, hard = int(u.get("Soft", 0)), int(u.get("Hard", 0))
         if soft > hard:
@@ -402,10 +414,7 @@ def build(
 
     sysctls = dict(hc.get("Sysctls") or {})
     for key in sysctls:
-        namespaced = key in _IPC_SYSCTLS or key.startswith("fs.mqueue.")
-        if key.startswith("net.") and netns != "host":
-            namespaced = True
-        if not namespaced:
+        if not sysctl_namespaced(key, netns == "host"):
             raise InvalidArgument(f'sysctl "{key}" is not in a separate kernel namespace')
 
     devices, device_rules = _devices(hc)
@@ -472,7 +481,7 @@ def build(
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
         if seccomp_opt != "unconfined":
-            profile = seccomp.load_profile(None if seccomp_opt is None else _read_profile(seccomp_opt))
+            profile = seccomp.load_profile(_profile_text(seccomp_opt))
             linux["seccomp"] = seccomp.render(profile, caps)
 
     capabilities: dict[str, list[str]] = {"bounding": caps, "effective": caps, "permitted": caps}
@@ -515,14 +524,10 @@ def build(
     return spec
 
 
-def _read_profile(value: str) -> str:
-    # The docker CLI sends the file's content (it reads `seccomp=<file>` itself); a path is accepted too.
-    if value.lstrip().startswith("{"):
-        return value
-    try:
-        return Path(value).read_text()
-    except OSError as e:
-        raise InvalidArgument(f"opening seccomp profile ({value}) failed: {e.strerror}") from None
+def _profile_text(value: str | None) -> str | None:
+    # dockerd's values: none or `builtin` is the default profile, anything else the profile's JSON (the docker CLI
+    # reads `seccomp=<file>` itself and sends the content); never a path read on the daemon's host
+    return None if value in (None, "builtin") else value
 
 
 def resources_from_host_config(hc: dict[str, Any]) -> dict[str, Any]:
