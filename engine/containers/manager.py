@@ -652,7 +652,8 @@ class ContainerManager:
             rec["_portside"]["ManuallyStopped"] = True
             if rec["State"]["Running"]:
                 exited = self.exit_event(cid)
-                with contextlib.suppress(EngineError, ProcessLookupError):
+                # it may exit (and its supervisor go) while signalled: that is what was asked, not an error
+                with contextlib.suppress(EngineError, OSError):
                     if rec["State"]["Paused"]:
                         await self.rt.unpause(cid)
                     await self.rt.kill(cid, signals.SIGKILL)

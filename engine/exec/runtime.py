@@ -488,18 +488,23 @@ class Runtime:
                 _connect(s, d / "ctl.sock")
             except (FileNotFoundError, ConnectionRefusedError):
                 raise Conflict(f"container {cid} is not running") from None
-            s.sendall(P.frame(P.CONTROL, marshal.dumps(req)))
             buf = b""
-            while True:
-                if len(buf) >= P.HEADER:
-                    _kind, size = P.parse_header(buf[: P.HEADER])
-                    if len(buf) >= P.HEADER + size:
-                        reply: dict[str, Any] = marshal.loads(buf[P.HEADER : P.HEADER + size])
-                        return reply
-                chunk = s.recv(65536)
-                if not chunk:
-                    raise Conflict(f"container {cid} is not running")
-                buf += chunk
+            try:
+                s.sendall(P.frame(P.CONTROL, marshal.dumps(req)))
+                while True:
+                    if len(buf) >= P.HEADER:
+                        _kind, size = P.parse_header(buf[: P.HEADER])
+                        if len(buf) >= P.HEADER + size:
+                            reply: dict[str, Any] = marshal.loads(buf[P.HEADER : P.HEADER + size])
+                            return reply
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        raise Conflict(f"container {cid} is not running")
+                    buf += chunk
+            except (ConnectionResetError, BrokenPipeError):
+                # the supervisor hung up mid-request: the container exited (a SIGKILL racing an exit, rm -f),
+                # which is a hang-up like any other, not a 500
+                raise Conflict(f"container {cid} is not running") from None
 
     async def _request(self, cid: str, req: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
         return await asyncio.to_thread(self._request_sync, cid, req, timeout)
