@@ -20,10 +20,10 @@ _GO_TYPES = {"OomScoreAdj": "int", "BlkioWeight": "uint16", "CpuCount": "int64",
 
 MIN_CPU_SHARES, MAX_CPU_SHARES = 2, 262144  # moby's linuxMinCPUShares / linuxMaxCPUShares
 
-_CPU_LIST_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+_CPU_LIST_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*\Z")
 # a sysctl name becomes a path below /proc/sys: dotted (or slashed, for interface names with dots) words, never
 # an empty, "." or ".." component that would walk out of it
-_SYSCTL_RE = re.compile(r"^[A-Za-z0-9_-]+([./][A-Za-z0-9_-]+)+$")
+_SYSCTL_RE = re.compile(r"^[A-Za-z0-9_-]+([./][A-Za-z0-9_-]+)+\Z")
 # moby/sys/mount: the flags a tmpfs option may be, and the data keys it may set
 _TMPFS_FLAGS = {"defaults", "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "sync", "async",
                 "dirsync", "remount", "mand", "nomand", "atime", "noatime", "diratime", "nodiratime", "bind",
@@ -31,13 +31,13 @@ _TMPFS_FLAGS = {"defaults", "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec"
                 "rslave", "relatime", "norelatime", "strictatime", "nostrictatime", "tmpcopyup",
                 "notmpcopyup"}  # fmt: skip
 _TMPFS_DATA = {
-    "size": re.compile(r"^\d+[kKmMgGtTpPeE%]?$"),
-    "mode": re.compile(r"^[0-7]{1,4}$"),
-    "uid": re.compile(r"^\d{1,10}$"),
-    "gid": re.compile(r"^\d{1,10}$"),
-    "nr_inodes": re.compile(r"^\d+[kKmMgG]?$"),
-    "nr_blocks": re.compile(r"^\d+[kKmMgG]?$"),
-    "mpol": re.compile(r"^[a-z]+(:[0-9,-]+)?$"),
+    "size": re.compile(r"^\d+[kKmMgGtTpPeE%]?\Z"),
+    "mode": re.compile(r"^[0-7]{1,4}\Z"),
+    "uid": re.compile(r"^\d{1,10}\Z"),
+    "gid": re.compile(r"^\d{1,10}\Z"),
+    "nr_inodes": re.compile(r"^\d+[kKmMgG]?\Z"),
+    "nr_blocks": re.compile(r"^\d+[kKmMgG]?\Z"),
+    "mpol": re.compile(r"^[a-z]+(:[0-9,-]+)?\Z"),
 }
 # moby's linuxValidMountMode, for the third field of a `-v src:dst:mode` bind
 _BIND_MODES = {"ro", "rw", "z", "Z", "nocopy", "consistent", "cached", "delegated", "private", "rprivate", "shared",

@@ -32,7 +32,7 @@ from engine.exec.cgroups import Cgroup
 _ENGINE_PARENT = str(Path(__file__).resolve().parents[2])
 # The supervisor starts without site-packages or the environment (-S -E): a smaller, faster interpreter.
 _BOOT = f"import sys; sys.path.insert(0, {_ENGINE_PARENT!r}); from engine.exec.supervisor import main; main()"
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")  # \Z, not $: no trailing newline in a path
 _START_PREFIX = (
     "failed to create task for container: failed to create shim task: OCI runtime create failed: "
     "portside create failed: unable to start container process: "
