@@ -143,3 +143,15 @@ def test_a_seccomp_path_is_never_read_on_the_daemon_host(client: docker.DockerCl
     assert e.value.status_code == 400
     assert "invalid character '/' looking for beginning of value" in str(e.value.explanation)
     _no_container(client, name)
+
+
+@pytest.mark.parametrize("name", ["pst-valid-nl\n", "../pst-valid", "pst valid", "-pst"])
+def test_a_malformed_container_or_volume_name_is_a_400(client: docker.DockerClient, busybox: str,
+                                                       name: str) -> None:
+    with pytest.raises(APIError) as e:
+        client.containers.create(busybox, ["true"], name=name)
+    assert e.value.status_code == 400 and "Invalid container name" in str(e.value.explanation)
+    with pytest.raises(APIError) as e:
+        client.volumes.create(name)
+    assert e.value.status_code == 400 and "includes invalid characters" in str(e.value.explanation)
+    assert [v for v in client.volumes.list() if v.name == name] == []
