@@ -2,6 +2,7 @@
 malformed or out-of-range value is a 400 there, never a 500 at start, a silent default, or a value that reaches a
 syscall: moby's verifyContainerSettings, verifyPlatformContainerSettings and adaptContainerSettings, plus the
 checks dockerd leaves to runc or the kernel (tmpfs options, sysctl names, device modes) done early here.
+Bind and --mount modes are mountspec.py's (also at create).
 """
 
 from __future__ import annotations
@@ -39,9 +40,6 @@ _TMPFS_DATA = {
     "nr_blocks": re.compile(r"^\d+[kKmMgG]?\Z"),
     "mpol": re.compile(r"^[a-z]+(:[0-9,-]+)?\Z"),
 }
-# moby's linuxValidMountMode, for the third field of a `-v src:dst:mode` bind
-_BIND_MODES = {"ro", "rw", "z", "Z", "nocopy", "consistent", "cached", "delegated", "private", "rprivate", "shared",
-               "rshared", "slave", "rslave"}  # fmt: skip
 _RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 
 
@@ -270,19 +268,6 @@ def _check_tmpfs(hc: dict[str, Any]) -> None:
             raise InvalidArgument(f'invalid mount config for type "tmpfs": invalid tmpfs mode: {mode:o}')
 
 
-def _check_binds(hc: dict[str, Any]) -> None:
-    for bind in hc.get("Binds") or []:
-        parts = bind.split(":")
-        if len(parts) == 3:
-            modes = parts[2].split(",")
-            if not all(o in _BIND_MODES for o in modes) or len([o for o in modes if o in spec.PROPAGATIONS]) > 1:
-                raise InvalidArgument(f"invalid mode: {parts[2]}")
-    for m in hc.get("Mounts") or []:
-        prop = (m.get("BindOptions") or {}).get("Propagation")
-        if prop and prop not in spec.PROPAGATIONS:
-            raise InvalidArgument(f'invalid mount config for type "bind": invalid propagation mode: {prop}')
-
-
 def _check_devices(hc: dict[str, Any]) -> None:
     for d in hc.get("Devices") or []:
         host, inside = d.get("PathOnHost", ""), d.get("PathInContainer", "")
@@ -314,5 +299,4 @@ def check_host_config(hc: dict[str, Any]) -> None:
     _check_ulimits(hc)
     _check_sysctls(hc)
     _check_tmpfs(hc)
-    _check_binds(hc)
     _check_devices(hc)
