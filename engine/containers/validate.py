@@ -19,6 +19,11 @@ _INT_FIELDS = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShar
                "CpuRealtimeRuntime", "KernelMemory", "KernelMemoryTCP", "CpuCount", "CpuPercent")  # fmt: skip
 _GO_TYPES = {"OomScoreAdj": "int", "BlkioWeight": "uint16", "CpuCount": "int64", "CpuPercent": "int64"}
 
+MIN_MEMORY = 6 * 1024 * 1024
+
+RLIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
+           "rtprio", "rttime", "sigpending", "stack", "as"}  # fmt: skip
+
 MIN_CPU_SHARES, MAX_CPU_SHARES = 2, 262144  # moby's linuxMinCPUShares / linuxMaxCPUShares
 
 _CPU_LIST_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*\Z")
@@ -155,7 +160,7 @@ def check_resources(hc: dict[str, Any], *, update: bool = False) -> None:
     reservation = hc.get("MemoryReservation") or 0
     nano = hc.get("NanoCpus") or 0
     period, quota = hc.get("CpuPeriod") or 0, hc.get("CpuQuota") or 0
-    if memory and memory < spec.MIN_MEMORY:
+    if memory and memory < MIN_MEMORY:
         raise InvalidArgument("Minimum memory limit allowed is 6MB")
     if memory > 0 and swap > 0 and swap < memory:
         raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
@@ -164,7 +169,7 @@ def check_resources(hc: dict[str, Any], *, update: bool = False) -> None:
     swappiness = hc.get("MemorySwappiness")
     if swappiness is not None and swappiness != -1 and not 0 <= swappiness <= 100:
         raise InvalidArgument(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
-    if reservation and reservation < spec.MIN_MEMORY:
+    if reservation and reservation < MIN_MEMORY:
         raise InvalidArgument("Minimum memory reservation allowed is 6MB")
     if memory > 0 and reservation > 0 and memory < reservation:
         raise InvalidArgument("Minimum memory limit can not be less than memory reservation limit, see usage")
@@ -221,7 +226,7 @@ def _check_ulimits(hc: dict[str, Any]) -> None:
         for field, v in (("Soft", soft), ("Hard", hard)):
             if isinstance(v, bool) or not isinstance(v, int):
                 raise _unmarshal_error(v, f"Ulimits.{field}", "int64")
-        if name.lower() not in spec.RLIMITS:
+        if name.lower() not in RLIMITS:
             raise InvalidArgument(f"invalid ulimit type: {name}")
         if soft > hard:
             raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")

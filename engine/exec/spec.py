@@ -33,14 +33,9 @@ MASKED_PATHS = [
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
-MIN_MEMORY = 6 * 1024 * 1024
-
 # namespaced sysctls (moby's validation): the IPC ones, and net.* unless the network namespace is the host's
 _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
                 "kernel.shmmni", "kernel.shm_rmid_forced"}  # fmt: skip
-
-RLIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
-            "rtprio", "rttime", "sigpending", "stack", "as"}  # fmt: skip
 
 _DEFAULT_DEVICES = [
     # path, type, major, minor
@@ -367,25 +362,7 @@ def build(
     period = _int_field(hc, "CpuPeriod")
     pids_limit = _int_field(hc, "PidsLimit")
     shm_size = _int_field(hc, "ShmSize") or DEFAULT_SHM_SIZE
-    if memory and memory < MIN_MEMORY:
-        raise InvalidArgument("Minimum memory limit allowed is 6MB")
-    if memory and swap > 0 and swap < memory:
-        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
-    if swap and not memory:
-        raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
-    if memory and reservation and memory < reservation:
-        raise InvalidArgument("Minimum memory limit can not be less than memory reservation limit, see usage")
-    if nano_cpus and (quota or period):
-        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
-    if nano_cpus < 0 or nano_cpus > (os.cpu_count() or 1) * 10**9:
-        raise InvalidArgument(f"Range of CPUs is from 0.01 to {os.cpu_count() or 1}.00, as there are only "
-                              f"{os.cpu_count() or 1} CPUs available")  # fmt: skip
-    if period and not (1000 <= period <= 1000000):
-        raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
-    if quota and quota > 0 and quota < 1000:
-        raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
-    if shm_size < 0:
-        raise InvalidArgument("SHM size can not be less than 0")
+    # the values' ranges and relations were checked at create (engine/containers/validate.py, dockerd's checks)
 
     hostname = config.get("Hostname") or ""
     user = resolve_user(rootfs, config.get("User") or img.get("User") or "", hc.get("GroupAdd"))
@@ -405,15 +382,13 @@ def build(
     rlimits = []
     for u in hc.get("Ulimits") or []:
         name = str(u.get("Name", "")).lower()
-        if name not in RLIMITS:
-            raise InvalidArgument(f"invalid ulimit type: {name}")
         soft, hard = int(u.get("Soft", 0)), int(u.get("Hard", 0))
-        if soft > hard:
-            raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
         rlimits.append({"type": "RLIMIT_" + name.upper(), "soft": soft, "hard": hard})
 
     sysctls = dict(hc.get("Sysctls") or {})
     for key in sysctls:
+        # also checked at create; here too, as the runtime writes these before the container's /proc/sys is
+        # read-only, and a sysctl that is not namespaced would change the host's
         if not sysctl_namespaced(key, netns == "host"):
             raise InvalidArgument(f'sysctl "{key}" is not in a separate kernel namespace')
 
@@ -535,8 +510,6 @@ def resources_from_host_config(hc: dict[str, Any]) -> dict[str, Any]:
     res: dict[str, Any] = {}
     memory = _int_field(hc, "Memory")
     swap = _int_field(hc, "MemorySwap")
-    if memory and memory < MIN_MEMORY:
-        raise InvalidArgument("Minimum memory limit allowed is 6MB")
     mem: dict[str, Any] = {}
     if memory:
         mem["limit"] = memory
