@@ -5,6 +5,7 @@ daemon reads on its host."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from docker.errors import APIError
 
 from tests.api.conftest import PortsideDaemon
+from tests.testbed.cli import DOCKER
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -120,15 +122,19 @@ def test_the_cli_reports_it(daemon: PortsideDaemon, busybox: str, flags: list[st
     assert daemon.docker("ps", "-aq", "--filter", f"name={name}").stdout == ""
 
 
+@pytest.mark.parametrize("cli", [DOCKER, "/usr/bin/docker"], ids=["cli28", "cli2010"])
 def test_a_seccomp_file_is_inlined_by_the_cli_and_applied(daemon: PortsideDaemon, busybox: str,
-                                                          tmp_path: Path) -> None:
+                                                          tmp_path: Path, cli: str) -> None:
+    if not os.path.exists(cli):
+        pytest.skip(f"{cli} is not installed")
     profile = tmp_path / "pst-no-mkdir.json"
     profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
-    out = daemon.docker("run", "--rm", "--security-opt", f"seccomp={profile}", busybox, "mkdir", "/tmp/d")
+    out = daemon.docker("run", "--rm", "--security-opt", f"seccomp={profile}", busybox, "mkdir", "/tmp/d", cli=cli)
     assert out.returncode == 1 and "Operation not permitted" in out.stderr, (out.stdout, out.stderr)
-    for value in ("builtin", "unconfined"):
-        out = daemon.docker("run", "--rm", "--security-opt", f"seccomp={value}", busybox, "mkdir", "/tmp/d")
+    # the 20.10 CLI reads any value but `unconfined` as a file (it predates `builtin`)
+    for value in ("builtin", "unconfined") if cli == DOCKER else ("unconfined",):
+        out = daemon.docker("run", "--rm", "--security-opt", f"seccomp={value}", busybox, "mkdir", "/tmp/d", cli=cli)
         assert out.returncode == 0, (value, out.stderr)
 
 
