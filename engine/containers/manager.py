@@ -151,8 +151,9 @@ class ContainerManager:
         if not config.get("Image"):
             raise InvalidArgument("No image specified")  # hmm: docker says 'Config cannot be empty...' for {}
         # dockerd's verifyContainerSettings: a bad value is a 400 here, not a 500 (or worse) at start
-        from engine.containers.validate import check_host_config
+        from engine.containers.validate import check_container_config, check_host_config
 
+        check_container_config(config)
         check_host_config(hc)
         rp_name = restart_policy(hc)[0]
         if hc.get("AutoRemove") and rp_name not in ("no", ""):

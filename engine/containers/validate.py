@@ -288,6 +288,60 @@ def _check_devices(hc: dict[str, Any]) -> None:
             raise InvalidArgument(f"invalid device mode: {perms}")
 
 
+def _container_ref_ok(mode: str) -> bool:
+    # moby's validContainer: "container:<name or id>" with a non-empty reference
+    kind, sep, ref = mode.partition(":")
+    return kind == "container" and bool(sep) and ref != ""
+
+
+def _check_namespace_modes(hc: dict[str, Any]) -> None:
+    """moby's IpcMode/PidMode/UTSMode/CgroupnsMode Valid(): a mode that is none of the known ones is refused."""
+    modes = {name: hc.get(name) or "" for name in ("IpcMode", "PidMode", "UTSMode", "CgroupnsMode")}
+    for name, v in modes.items():
+        if not isinstance(v, str):
+            raise _unmarshal_error(v, name, f"container.{name}")
+    ipc, pid, uts, cgroupns = modes.values()
+    # moby's IpcMode.IsContainer takes "container:" with no reference too (a TODO there); PidMode's does not
+    if not (ipc in ("", "none", "private", "host", "shareable") or ipc.startswith("container:")):
+        raise InvalidArgument(f"invalid IPC mode: {ipc}")
+    if not (pid in ("", "host") or _container_ref_ok(pid)):
+        raise InvalidArgument(f"invalid PID mode: {pid}")
+    if uts not in ("", "host"):
+        raise InvalidArgument(f"invalid UTS mode: {uts}")
+    if cgroupns not in ("", "private", "host"):
+        raise InvalidArgument(f"invalid cgroup namespace mode: {cgroupns}")
+
+
+def _check_device_cgroup_rules(hc: dict[str, Any]) -> None:
+    for rule in hc.get("DeviceCgroupRules") or []:
+        if not spec.DEVICE_RULE_RE.match(rule):
+            raise InvalidArgument(f"invalid device cgroup rule format: '{rule}'")
+
+
+MAX_HOSTNAME_LEN = 64  # moby's maxHostnameLen: the kernel's HOST_NAME_MAX
+
+
+def check_container_config(config: dict[str, Any]) -> None:
+    """moby's validateContainerConfig and the hostname check of verifyPlatformContainerSettings."""
+    env = config.get("Env")
+    if env is not None:
+        if not isinstance(env, list):
+            raise InvalidArgument(f"json: cannot unmarshal {_go_kind(env)} into Go struct field Config.Env of type "
+                                  "[]string")  # fmt: skip
+        for item in env:
+            if not isinstance(item, str):
+                raise InvalidArgument(f"json: cannot unmarshal {_go_kind(item)} into Go struct field Config.Env "
+                                      "of type string")  # fmt: skip
+            if item.partition("=")[0] == "":
+                raise InvalidArgument(f"invalid environment variable: {item}")
+    hostname = config.get("Hostname") or ""
+    if not isinstance(hostname, str):
+        raise InvalidArgument(f"json: cannot unmarshal {_go_kind(hostname)} into Go struct field Config.Hostname "
+                              "of type string")  # fmt: skip
+    if len(hostname.encode()) > MAX_HOSTNAME_LEN:
+        raise InvalidArgument(f'hostname "{hostname}" is too long (maximum {MAX_HOSTNAME_LEN} bytes)')
+
+
 def check_host_config(hc: dict[str, Any]) -> None:
     """All of dockerd's create-time checks of a HostConfig (InvalidArgument, a 400, on the first bad value);
     values dockerd adapts (CpuShares, a negative PidsLimit) are adapted in place."""
@@ -299,9 +353,14 @@ def check_host_config(hc: dict[str, Any]) -> None:
     if not -1000 <= oom <= 1000:
         raise InvalidArgument(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")
     check_restart_policy(hc)
+    _check_namespace_modes(hc)
+    for key in hc.get("Annotations") or {}:
+        if key == "":
+            raise InvalidArgument("invalid Annotations: the empty string is not permitted as an annotation key")
     check_resources(hc)
     _check_security(hc)
     _check_ulimits(hc)
     _check_sysctls(hc)
     _check_tmpfs(hc)
     _check_devices(hc)
+    _check_device_cgroup_rules(hc)

@@ -63,7 +63,7 @@ _DEFAULT_DEVICE_RULES = [
     {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},  # /dev/net/tun
 ]
 
-_DEVICE_RULE_RE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
+DEVICE_RULE_RE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})\Z")
 
 ANNOTATION_INIT = "io.portside.init"
 ANNOTATION_STOP_SIGNAL = "io.portside.stop-signal"
@@ -269,7 +269,7 @@ def _devices(hc: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, A
         rules.append({"allow": True, "type": kind, "major": major, "minor": minor,
                       "access": d.get("CgroupPermissions") or "rwm"})  # fmt: skip
     for text in hc.get("DeviceCgroupRules") or []:  # --device-cgroup-rule 'c 42:* rmw'
-        m = _DEVICE_RULE_RE.match(text)
+        m = DEVICE_RULE_RE.match(text)
         if m is None:
             raise InvalidArgument(f"invalid device cgroup rule format: '{text}'")
         kind, major_s, minor_s, access = m.groups()

@@ -66,6 +66,12 @@ API_CASES: list[tuple[dict[str, Any], str]] = [
     ({"volumes": ["/tmp:/mnt:rw,sideways"]}, "invalid mode: rw,sideways"),
     ({"restart_policy": {"Name": "sometimes"}}, "invalid restart policy: unknown policy 'sometimes'"),
     ({"ports": {"80/tcp": "70000"}}, "invalid port"),
+    ({"pid_mode": "container:"}, "invalid PID mode: container:"),
+    ({"ipc_mode": "bogus"}, "invalid IPC mode: bogus"),
+    ({"cgroupns": "shared"}, "invalid cgroup namespace mode: shared"),
+    ({"device_cgroup_rules": ["c 1:3 rwm\n"]}, "invalid device cgroup rule format"),
+    ({"environment": ["=x"]}, "invalid environment variable: =x"),
+    ({"hostname": "h" * 65}, "is too long (maximum 64 bytes)"),
 ]  # fmt: skip
 
 
@@ -161,3 +167,14 @@ def test_a_malformed_container_or_volume_name_is_a_400(client: docker.DockerClie
         client.volumes.create(name)
     assert e.value.status_code == 400 and "includes invalid characters" in str(e.value.explanation)
     assert [v for v in client.volumes.list() if v.name == name] == []
+
+
+def test_a_raw_caller_gets_the_checks_the_clients_make_themselves(daemon: PortsideDaemon, busybox: str) -> None:
+    # docker-py and the CLI refuse these before sending; the daemon must too
+    for hc, message in (({"UTSMode": "private"}, "invalid UTS mode: private"),
+                        ({"Tmpfs": {"relative": ""}}, "invalid mount path: 'relative' mount path must be absolute")):
+        body = json.dumps({"Image": busybox, "Cmd": ["true"], "HostConfig": hc}).encode()
+        status, _, data = daemon.request("POST", "/v1.50/containers/create?name=pst-valid-raw", body,
+                                         {"Content-Type": "application/json"})
+        assert (status, json.loads(data)["message"]) == (400, message)
+    assert daemon.docker("ps", "-aq", "--filter", "name=pst-valid-raw").stdout == ""
