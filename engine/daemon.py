@@ -141,6 +141,9 @@ class Daemon:
         from engine.api.server import ApiServer, TlsOptions
 
         cfg = self.config
+        from engine import mallopt
+
+        mallopt.tune()  # before the parts' worker threads make their heaps
         self._lock.acquire()
         try:
             cfg.data_root.mkdir(parents=True, exist_ok=True, mode=0o711)
@@ -176,8 +179,11 @@ class Daemon:
 
     async def run_forever(self) -> None:
         """Start, serve until SIGTERM/SIGINT, close."""
-        await self.start()
         loop = asyncio.get_running_loop()
+        from engine import memtrace
+
+        memtrace.install(loop)
+        await self.start()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)

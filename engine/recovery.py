@@ -229,16 +229,25 @@ def recover_scratch_mounts(places: list[tuple[Path, str]]) -> Report:
 
 
 async def recover_runtime(daemon: Daemon, store: ContainerStore) -> Report:
-    """Processes, runtime state and bundle mounts of containers that have no record any more."""
+    """Processes, runtime state and bundle mounts of containers that have no record any more, and cgroups of
+    containers that have no runtime state."""
+    import asyncio
+
     report = Report()
     known = {rec["Id"] for rec in store.all()}
     rt = getattr(daemon.runtime, "rt", None)
     if rt is not None:
-        for cid in rt.list():
+        listed = rt.list()
+        for cid in listed:
             if cid not in known:
                 with contextlib.suppress(Exception):
                     await daemon.runtime.delete(cid)
                 report.drop(f"container process {cid[:12]}: no record")
+        # A container of this engine whose runtime state went (an exec root emptied while the host stayed up): its
+        # cgroup outlived the state that would have removed it, with whatever still runs in it. Only the ids of
+        # this engine's own records are looked at: another engine may share the cgroup parent.
+        stale = sorted(known - set(listed))
+        report.extend(await asyncio.to_thread(recover_cgroups, rt.cgroup_parent, stale))
     bundles = daemon.config.exec_root / "bundles"
     if bundles.is_dir():
         for b in sorted(bundles.iterdir()):
@@ -253,6 +262,25 @@ async def recover_runtime(daemon: Daemon, store: ContainerStore) -> Report:
                 continue  # never delete through a mounted root filesystem
             shutil.rmtree(b, ignore_errors=True)
             report.drop(f"container bundle {b.name[:12]}: no record")
+    return report
+
+
+def recover_cgroups(parent: str, ids: list[str]) -> Report:
+    """The cgroups `<parent>/<id>` of containers with no runtime state: what runs in them is killed, then they go."""
+    from engine.exec.cgroups import Cgroup
+
+    report = Report()
+    for cid in ids:
+        cg = Cgroup(f"{parent}/{cid}")
+        if not cg.exists():
+            continue
+        try:
+            cg.kill_all(9)
+            cg.delete(timeout=10)
+        except OSError as e:
+            log.warning("recovery: cannot remove cgroup %s: %s", cg.path, e)
+            continue
+        report.drop(f"cgroup {cg.path}: its container has no runtime state")
     return report
 
 

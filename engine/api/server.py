@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import grp
 import json
 import logging
 import os
+import sqlite3
 import ssl
 import stat
 from collections.abc import Awaitable, Callable, Iterable
@@ -23,6 +25,7 @@ from aiohttp import web
 
 from engine.api.hijack import HijackableHandler
 from engine.api.params import version_tuple
+from engine.crashpoints import crashpoint
 from engine.errors import EngineError, InvalidArgument
 from engine.version import API_VERSION, MIN_API_VERSION, __version__
 
@@ -76,6 +79,8 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
         request[API_VERSION_KEY] = v
     else:
         request[API_VERSION_KEY] = API_VERSION
+    if not request.path.endswith("/_ping"):
+        crashpoint("api.request")  # tests: die while serving a request (pings still answer, for readiness checks)
     try:
         return await handler(request)
     except EngineError as e:
@@ -87,8 +92,22 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     except (ConnectionResetError, asyncio.CancelledError):
         raise
     except Exception as e:  # an engine bug: answer like dockerd does to its panics, and keep serving
+        system = system_error(e)
+        if system is not None:  # the system said no (a full disk): not a bug, and said in Go's words
+            log.warning("%s %s failed: %s", request.method, request.path, system)
+            return error_response(500, system)
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, str(e) or type(e).__name__)
+
+
+def system_error(e: BaseException) -> str | None:
+    """An error from the system (a full disk above all) as dockerd passes Go's on: `<path>: no space left on
+    device`, lower-case (Go's errno texts); SQLite's full database says the same. None for anything else."""
+    if isinstance(e, OSError) and e.errno is not None and e.strerror:
+        return (f"{e.filename}: " if e.filename else "") + e.strerror.lower()
+    if isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e):
+        return f"{e}: {os.strerror(errno.ENOSPC).lower()}"
+    return None
 
 
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -517,7 +517,10 @@ class Runtime:
         reply = await self._request(container_id, {"op": "start"})
         if "error" in reply:
             raise _start_error(reply["error"], reply.get("exit_code"))
-        self.watch(container_id)
+        if self._exits is not None:
+            # someone listens to exits(): report this one's too. Not otherwise - a daemon waits on each container
+            # itself, and the exit states of a queue nobody reads would pile up, one per container ever started.
+            self.watch(container_id)
         return int(reply["pid"])
 
     def state(self, container_id: str) -> ContainerState:
@@ -570,7 +573,8 @@ class Runtime:
                     await writer.wait_closed()
 
     def watch(self, container_id: str) -> None:
-        """Reports this container's exit on `exits()` (started containers are watched on their own)."""
+        """Reports this container's exit on `exits()` (once exits() is listened to, started containers are watched
+        on their own)."""
         if container_id in self._watched:
             return
         self._watched.add(container_id)
