@@ -7,6 +7,7 @@ Bind and --mount modes are mountspec.py's (also at create).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from typing import Any
@@ -318,6 +319,22 @@ def _check_device_cgroup_rules(hc: dict[str, Any]) -> None:
             raise InvalidArgument(f"invalid device cgroup rule format: '{rule}'")
 
 
+def _check_extra_hosts(hc: dict[str, Any]) -> None:
+    """moby's ValidateExtraHost: "name:ip" (the first ":" splits, for IPv6; docker 28's "name=ip" too), the ip an
+    address or "host-gateway"; a name with white space would write a second line into the container's hosts."""
+    for item in _strings(hc, "ExtraHosts"):
+        name, sep, ip = item.partition(":")
+        if not sep:
+            name, sep, ip = item.partition("=")
+        if not sep or name == "" or any(ch.isspace() for ch in name):
+            raise InvalidArgument(f'bad format for add-host: "{item}"')
+        if ip != "host-gateway":
+            try:
+                ipaddress.ip_address(ip.strip("[]"))
+            except ValueError:
+                raise InvalidArgument(f'invalid IP address in add-host: "{ip}"') from None
+
+
 MAX_HOSTNAME_LEN = 64  # moby's maxHostnameLen: the kernel's HOST_NAME_MAX
 
 
@@ -364,3 +381,4 @@ def check_host_config(hc: dict[str, Any]) -> None:
     _check_tmpfs(hc)
     _check_devices(hc)
     _check_device_cgroup_rules(hc)
+    _check_extra_hosts(hc)

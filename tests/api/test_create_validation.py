@@ -72,6 +72,8 @@ API_CASES: list[tuple[dict[str, Any], str]] = [
     ({"device_cgroup_rules": ["c 1:3 rwm\n"]}, "invalid device cgroup rule format"),
     ({"environment": ["=x"]}, "invalid environment variable: =x"),
     ({"hostname": "h" * 65}, "is too long (maximum 64 bytes)"),
+    ({"extra_hosts": ["pst\n1.2.3.4 evil:10.0.0.1"]}, "bad format for add-host"),
+    ({"extra_hosts": {"pst": "10.0.0.300"}}, 'invalid IP address in add-host: "10.0.0.300"'),
 ]  # fmt: skip
 
 
@@ -178,3 +180,10 @@ def test_a_raw_caller_gets_the_checks_the_clients_make_themselves(daemon: Portsi
                                          {"Content-Type": "application/json"})
         assert (status, json.loads(data)["message"]) == (400, message)
     assert daemon.docker("ps", "-aq", "--filter", "name=pst-valid-raw").stdout == ""
+
+
+def test_add_host_forms_the_cli_sends_still_work(daemon: PortsideDaemon, busybox: str) -> None:
+    out = daemon.docker("run", "--rm", "--add-host", "pst-a:10.1.2.3", "--add-host", "pst-b=10.1.2.4",
+                        "--add-host", "pst-c:::1", busybox, "cat", "/etc/hosts")
+    assert out.returncode == 0, out.stderr
+    assert {"10.1.2.3\tpst-a", "10.1.2.4\tpst-b", "::1\tpst-c"} <= set(out.stdout.splitlines()), out.stdout
