@@ -335,6 +335,20 @@ def _check_extra_hosts(hc: dict[str, Any]) -> None:
                 raise InvalidArgument(f'invalid IP address in add-host: "{ip}"') from None
 
 
+def _check_dns(hc: dict[str, Any]) -> None:
+    """Dns servers are addresses (moby decodes them as netip.Addr: its error is ParseAddr's); a search domain or
+    an option with white space in it would write another line into the container's resolv.conf."""
+    for d in _strings(hc, "Dns"):
+        try:
+            ipaddress.ip_address(d)
+        except ValueError:
+            raise InvalidArgument(f'ParseAddr("{d}"): unable to parse IP') from None
+    for field, what in (("DnsSearch", "DNS search domain"), ("DnsOptions", "DNS option")):
+        for v in _strings(hc, field):
+            if v == "" or any(ch.isspace() for ch in v):
+                raise InvalidArgument(f'invalid {what}: "{v}"')
+
+
 MAX_HOSTNAME_LEN = 64  # moby's maxHostnameLen: the kernel's HOST_NAME_MAX
 
 
@@ -382,3 +396,4 @@ def check_host_config(hc: dict[str, Any]) -> None:
     _check_devices(hc)
     _check_device_cgroup_rules(hc)
     _check_extra_hosts(hc)
+    _check_dns(hc)
