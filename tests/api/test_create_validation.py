@@ -189,3 +189,14 @@ def test_add_host_forms_the_cli_sends_still_work(daemon: PortsideDaemon, busybox
                         "--add-host", "pst-c:::1", busybox, "cat", "/etc/hosts")
     assert out.returncode == 0, out.stderr
     assert {"10.1.2.3\tpst-a", "10.1.2.4\tpst-b", "::1\tpst-c"} <= set(out.stdout.splitlines()), out.stdout
+
+
+def test_docker_update_reports_it(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    name = _name()
+    names.append(name)
+    assert daemon.docker("create", "--name", name, busybox, "true").returncode == 0
+    out = daemon.docker("update", "--cpuset-cpus", "0-a", name)
+    assert out.returncode == 1 and "Invalid value 0-a for cpuset cpus" in out.stderr, (out.stdout, out.stderr)
+    out = daemon.docker("update", "--restart", "sometimes", name)
+    assert out.returncode == 1 and "unknown policy 'sometimes'" in out.stderr, (out.stdout, out.stderr)
+    assert daemon.docker("inspect", "-f", "{{.HostConfig.CpusetCpus}}", name).stdout == "\n"
