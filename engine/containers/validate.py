@@ -274,6 +274,24 @@ def _check_tmpfs(hc: dict[str, Any]) -> None:
             raise InvalidArgument(f'invalid mount config for type "tmpfs": invalid tmpfs mode: {mode:o}')
 
 
+def _check_mount_targets(hc: dict[str, Any]) -> None:
+    """moby's parser: a mount's destination is absolute and not the container's root (modes: mountspec.py)."""
+    root = "invalid specification: destination can't be '/'"
+    for bind in _strings(hc, "Binds"):
+        parts = bind.split(":")
+        if len(parts) >= 2 and os.path.normpath(parts[1]) == "/":
+            kind = "bind" if parts[0].startswith("/") else "volume"
+            raise InvalidArgument(f"invalid volume specification: '{bind}': invalid mount config for type "
+                                  f'"{kind}": {root}')  # fmt: skip
+    for m in hc.get("Mounts") or []:
+        kind, target = m.get("Type", "volume"), m.get("Target", "")
+        if not isinstance(target, str) or not target.startswith("/"):
+            raise InvalidArgument(f"invalid mount config for type \"{kind}\": invalid mount path: '{target}' mount "
+                                  "path must be absolute")  # fmt: skip
+        if os.path.normpath(target) == "/":
+            raise InvalidArgument(f'invalid mount config for type "{kind}": {root}')
+
+
 def _check_devices(hc: dict[str, Any]) -> None:
     for d in hc.get("Devices") or []:
         host, inside = d.get("PathOnHost", ""), d.get("PathInContainer", "")
@@ -393,6 +411,7 @@ def check_host_config(hc: dict[str, Any]) -> None:
     _check_ulimits(hc)
     _check_sysctls(hc)
     _check_tmpfs(hc)
+    _check_mount_targets(hc)
     _check_devices(hc)
     _check_device_cgroup_rules(hc)
     _check_extra_hosts(hc)

@@ -74,6 +74,8 @@ API_CASES: list[tuple[dict[str, Any], str]] = [
     ({"hostname": "h" * 65}, "is too long (maximum 64 bytes)"),
     ({"extra_hosts": ["pst\n1.2.3.4 evil:10.0.0.1"]}, "bad format for add-host"),
     ({"extra_hosts": {"pst": "10.0.0.300"}}, 'invalid IP address in add-host: "10.0.0.300"'),
+    ({"volumes": ["/tmp:/"]}, 'type "bind": invalid specification: destination can\'t be \'/\''),
+    ({"mounts": [docker.types.Mount("/", "pst-vol")]}, "invalid specification: destination can't be '/'"),
     ({"dns": ["pst-not-an-ip"]}, 'ParseAddr("pst-not-an-ip"): unable to parse IP'),
     ({"dns_search": ["example.com\nnameserver 10.6.6.6"]}, "invalid DNS search domain"),
 ]  # fmt: skip
