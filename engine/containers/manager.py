@@ -30,7 +30,7 @@ from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, Not
 from engine.volumes import ANONYMOUS_LABEL
 
 if TYPE_CHECKING:
-    from engine.daemon import Daemon
+    from engine.containers.host import ContainerHost
 
 log = logging.getLogger("portside.containers")
 
@@ -75,7 +75,7 @@ def restart_policy(hc: dict[str, Any]) -> tuple[str, int]:
 
 
 class ContainerManager:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: ContainerHost) -> None:
         self.d = daemon
         self.store = ContainerStore(daemon.config.data_root / "containers")
         self._locks: dict[str, asyncio.Lock] = {}
@@ -804,7 +804,7 @@ class ContainerManager:
         deleted, reclaimed = [], 0
         until = None
         if filters.get("until"):
-            from engine.api.params import timestamp_ns
+            from engine.timestamps import timestamp_ns
 
             until = timestamp_ns(filters["until"][0])
         from engine.containers.logs import parse_time_ns
