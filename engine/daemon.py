@@ -50,7 +50,13 @@ daemon start), `runner.py` (start: container layer mounted on `<exec-root>/bundl
 `exec_adapter.py` (the `Runtime` of engine/exec with its zygote, state in `<exec-root>/rt/<id>`), `logs.py` (json-file reading
 with tail/since/until/follow), `logconfig.py` (log drivers json-file (default), local (the same json lines, with
 local's 20 MB x 5 rotation) and none (no log; `docker logs` 501): names and options checked at create, values at
-each start, with moby's texts), `mountspec.py` (`-v` modes and `--mount` bind options checked at create as moby's
+each start, with moby's texts), `validate.py` (dockerd's HostConfig and Config checks, at create and on update,
+so a bad value is a 400 there and never reaches a syscall: Go's JSON type errors, memory/CPU/cpuset/blkio/pids
+ranges, ShmSize, OomScoreAdj, ulimits, sysctl names (a name is a path below /proc/sys: no `..`), tmpfs options as
+moby/sys/mount allows them, device modes and paths, device cgroup rules, capability names, security options, the
+IPC/PID/UTS/cgroupns modes, ExtraHosts, Dns, mount destinations, Env names, the hostname's 64 bytes; `seccomp=`
+is `unconfined`, `builtin` or the profile's JSON, which the docker CLI inlines from a file: the daemon never
+reads a path from it), `mountspec.py` (`-v` modes and `--mount` bind options checked at create as moby's
 parser does; a bind's Propagation, rprivate by default; the runtime's spec raises the root's propagation for a
 shared/slave bind as moby's WithMounts does), `health.py` (healthchecks as dockerd runs them: `Config.Healthcheck`
 merged with the image's at create (NONE disables); at each start `State.Health` = starting and one asyncio task

@@ -157,14 +157,12 @@ class ContainerManager:
                 eps[key] = {}
         if not config.get("Image"):
             raise InvalidArgument("No image specified")  # hmm: docker says 'Config cannot be empty...' for {}
-        rp_name, rp_max = restart_policy(hc)
-        if rp_name not in ("no", "always", "on-failure", "unless-stopped"):
-            raise InvalidArgument(f"invalid restart policy: unknown policy '{rp_name}'; use one of 'no', 'always', "
-                                  "'on-failure', or 'unless-stopped'")
-        if rp_max and rp_name != "on-failure":
-            raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
-        if rp_max < 0:
-            raise InvalidArgument("invalid restart policy: maximum retry count must be a positive integer")
+        # dockerd's verifyContainerSettings: a bad value is a 400 here, not a 500 (or worse) at start
+        from engine.containers.validate import check_container_config, check_host_config
+
+        check_container_config(config)
+        check_host_config(hc)
+        rp_name = restart_policy(hc)[0]
         if hc.get("AutoRemove") and rp_name not in ("no", ""):
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
         hc["LogConfig"] = logconfig.normalize(hc.get("LogConfig"))  # dockerd's default and checks, a 400
@@ -673,7 +671,8 @@ class ContainerManager:
             rec["_portside"]["ManuallyStopped"] = True
             if rec["State"]["Running"]:
                 exited = self.exit_event(cid)
-                with contextlib.suppress(EngineError, ProcessLookupError):
+                # it may exit (and its supervisor go) while signalled: that is what was asked, not an error
+                with contextlib.suppress(EngineError, OSError):
                     if rec["State"]["Paused"]:
                         await self.rt.unpause(cid)
                     await self.rt.kill(cid, signals.SIGKILL)
@@ -728,7 +727,10 @@ class ContainerManager:
     async def update(self, ref: str, body: dict[str, Any]) -> list[str]:
         rec = self.get(ref)
         hc = rec["HostConfig"]
+        from engine.containers import validate as check
+        check.check_resources(body, update=True)  # dockerd's verifyContainerSettings(update=true): a 400
         if body.get("RestartPolicy"):
+            check.check_restart_policy(body)
             name, maximum = restart_policy(body)
             if hc.get("AutoRemove") and name not in ("no", ""):
                 raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled for the "
