@@ -537,8 +537,8 @@ class ContainerManager:
                 # the signal is delivered
                 try:
                     await self.rt.unpause(cid)
-                except EngineError:
-                    return  # it went meanwhile: its exit is recorded as any other
+                except (EngineError, OSError):
+                    return  # it went meanwhile (its cgroup too: ENODEV): its exit is recorded as any other
                 rec["State"].update(Status="running", Paused=False)
                 self.store.save(rec)
                 self.health.resume(rec)
@@ -552,8 +552,10 @@ class ContainerManager:
             await self.rt.kill(cid, signum)
         self.emit(rec, "kill", signal=str(signum))
         if rec["State"]["Paused"]:
-            with contextlib.suppress(EngineError):
-                await self.rt.unpause(cid)  # a frozen task takes the SIGKILL only once thawed (cgroup v1)
+            # a frozen task takes the SIGKILL only once thawed (cgroup v1); the thaw can lose the race with the
+            # exit it lets happen (the cgroup is removed under the write: ENODEV), which is no error of the kill
+            with contextlib.suppress(EngineError, OSError):
+                await self.rt.unpause(cid)
         try:
             await asyncio.wait_for(exited.wait(), 10)
         except TimeoutError:
