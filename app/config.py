@@ -82,6 +82,12 @@ DEFAULT_KEYS: dict[str, str] = {
     "network_prune": "P",
     "volume_prune": "P",
     "pick_tag": "t",
+    "kube_export": "k",
+    "kube_play": "k",
+    "kube_copy": "c",
+    "kube_save": "s",
+    "kube_type": "t",
+    "kube_scope": "p",
 }
 
 _KEY = re.compile(r"^[A-Za-z0-9_+\-]+$")

@@ -193,15 +193,24 @@ def _existing(api: Any, name: str) -> dict[str, Any] | None:
 
 
 def _play(args: argparse.Namespace) -> int:
-    import docker
-
-    from engine.kube import names
     from engine.kube.play import plan
 
     docs = _load(args.file)
     p = plan(docs, args.publish_address)  # every document is checked before anything is made
     _warn(p.warnings)
-    api = client(args.host)
+    run_plan(client(args.host), p, args.replace)
+    for pod in p.pods:
+        print(f"Pod {pod.name}: {', '.join(c.name for c in pod.containers)}")
+    return 0
+
+
+def run_plan(api: Any, p: Any, replace: bool = False) -> None:
+    """Make what a checked play plan (engine/kube/play.plan) says, through the Engine API client `api`; on an
+    error nothing it made is left behind (CliError). The CLI's play and the TUI's both come here."""
+    import docker
+
+    from engine.kube import names
+
     # What is in the way: an earlier play's containers go with --replace; anything else stops the play.
     in_way: list[str] = []
     for pod in p.pods:
@@ -209,7 +218,7 @@ def _play(args: argparse.Namespace) -> int:
             found = _existing(api, c.name)
             if found is None:
                 continue
-            if not args.replace:
+            if not replace:
                 raise CliError(f"container {c.name} already exists (kube play --replace replaces what an earlier "
                                "play made)")
             if ((found.get("Config") or {}).get("Labels") or {}).get(names.MANAGED) != "true":
@@ -252,9 +261,6 @@ def _play(args: argparse.Namespace) -> int:
             with _quiet():
                 api.remove_volume(vname, force=True)
         raise CliError(f"kube play: {e.explanation or e} (nothing was left behind)") from e
-    for pod in p.pods:
-        print(f"Pod {pod.name}: {', '.join(c.name for c in pod.containers)}")
-    return 0
 
 
 def _quiet() -> Any:

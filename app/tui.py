@@ -300,6 +300,11 @@ class PortsideApp(App[None]):
 
         self.push_screen(HelpScreen())
 
+    def action_kube_play(self) -> None:
+        from app.screens.kube import play_yaml
+
+        play_yaml(self.screen)
+
     def action_screen(self, name: str) -> None:
         try:
             from app.screens.resources import EventsScreen, ImagesScreen, NetworksScreen, VolumesScreen
@@ -328,6 +333,10 @@ class PortsideApp(App[None]):
                                     lambda v=verb.name: main.run_verb(v))
             yield SystemCommand("Run nginx", "Pull and run nginx with its ports published", main.action_run_nginx)
             yield SystemCommand("New container", "Search images and create a container", main.action_new)
+            yield SystemCommand("Export to Kubernetes", "Kubernetes YAML of the selected container (or its compose "
+                                "project): copy or save it", main.action_kube_export)
+        yield SystemCommand("Play Kubernetes YAML", "Run the Pods, Deployments and Services of a YAML file",
+                            self.action_kube_play)
         yield SystemCommand("Hosts", "Switch to another Docker host, add or remove one", self.action_hosts)
         for name in ("images", "networks", "volumes", "events"):
             yield SystemCommand(f"Show {name}", f"Open the {name} screen", lambda n=name: self.action_screen(n))
@@ -335,7 +344,8 @@ class PortsideApp(App[None]):
         yield from self._binding_commands(screen)
 
     # Actions the commands above already offer under clearer names.
-    _PALETTE_COVERED = ("verb(", "new", "run_nginx", "screen(", "help", "quit", "app.", "command_palette", "hosts")
+    _PALETTE_COVERED = ("verb(", "new", "run_nginx", "screen(", "help", "quit", "app.", "command_palette", "hosts",
+                        "kube_export", "kube_play")
 
     def _binding_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """Every other action bound on the screen and its focused widgets (pull, prune, create, exec, mark...),

@@ -99,6 +99,7 @@ class MainScreen(Screen[None]):
         Binding("c", "new", "New", id="new"),
         Binding("w", "run_nginx", "Run nginx", id="run_nginx"),
         Binding("e", "exec", "Exec", id="exec"),
+        Binding("k", "kube_export", "Export to Kubernetes", id="kube_export", show=False),
         Binding("Y", "copy('id')", "Copy id", id="copy_id", show=False),
         Binding("U", "copy('url')", "Copy URL", id="copy_url", show=False),
         Binding("A", "all_hosts", "All hosts", id="all_hosts", show=False),
@@ -869,6 +870,11 @@ class MainScreen(Screen[None]):
         what = " ".join(cmd) if cmd else "Shell"
         self.exec_pane.record(f"{row.name}: {what} ended (exit {code})")
         self.notify(f"{what} in {row.name} ended (exit {code})")
+
+    def action_kube_export(self) -> None:
+        from app.screens.kube import export_selected
+
+        export_selected(self)
 
     def action_new(self) -> None:
         try:

@@ -79,6 +79,7 @@ class NewContainerScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("t", "tags", "Tags", id="pick_tag"),
+        Binding("k", "kube_play", "Play Kubernetes YAML", id="kube_play"),
         Binding("down", "focus_results", show=False),
     ]
 
@@ -181,6 +182,11 @@ class NewContainerScreen(Screen[None]):
         self.app.pop_screen()
         main = self.app.screen
         main.post_message(RunImage(reference))
+
+    def action_kube_play(self) -> None:
+        from app.screens.kube import play_yaml
+
+        play_yaml(self)
 
     def action_tags(self) -> None:
         if not self.shown:

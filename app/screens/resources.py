@@ -279,6 +279,7 @@ class ImagesScreen(TableScreen):
         Binding("D", "remove_force", "Remove (force)", id="image_remove_force"),
         Binding("r", "run", "Run", id="image_run"),
         Binding("b", "build", "Build", id="image_build"),
+        Binding("k", "kube_play", "Play Kubernetes YAML", id="kube_play"),
     ]
     last_pull: Any = None  # the PullScreen of the latest pull (its per-layer bars stay readable after it closes)
 
@@ -296,6 +297,11 @@ class ImagesScreen(TableScreen):
 
     def _key_of(self, binding_id: str) -> str:
         return key_of(self.app, binding_id)
+
+    def action_kube_play(self) -> None:
+        from app.screens.kube import play_yaml
+
+        play_yaml(self)
 
     def action_build(self) -> None:
         """A build still going (or ended unseen behind a hidden dialog) shows again; else the form for a new one."""

@@ -18,7 +18,7 @@ import ssl
 import stat
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
 from aiohttp import web
@@ -30,12 +30,40 @@ from engine.errors import EngineError, InvalidArgument
 from engine.version import API_VERSION, MIN_API_VERSION, __version__
 
 if TYPE_CHECKING:
-    from engine.daemon import Daemon
+    from engine.config import DaemonConfig
+    from engine.events import EventBus
+    from engine.volumes import VolumeStore
+
+
+class Engine(Protocol):
+    """What the API's handlers use of the engine: its settings, the event bus, the services and a few summaries.
+    daemon.py's Daemon (the composition root, above this layer) is one; the API never imports it."""
+
+    @property
+    def config(self) -> DaemonConfig: ...
+    @property
+    def events(self) -> EventBus: ...
+    @property
+    def engine_id(self) -> str: ...
+    @property
+    def containers(self) -> Any: ...
+    @property
+    def images(self) -> Any: ...
+    @property
+    def networks(self) -> Any: ...
+    @property
+    def volumes(self) -> VolumeStore: ...
+    @property
+    def builder(self) -> Any: ...
+    def container_counts(self) -> dict[str, int]: ...
+    def image_count(self) -> int: ...
+    async def disk_usage(self, types: list[str]) -> dict[str, Any]: ...
+    async def login(self, username: str, password: str, server: str, token: str) -> str: ...
 
 log = logging.getLogger("portside.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+DAEMON: web.AppKey[Engine] = web.AppKey("daemon")
 # The API version a request asked for (its /vX.Y prefix, else the newest).
 API_VERSION_KEY: web.RequestKey[str] = web.RequestKey("api_version", str)
 SERVER_HEADER = f"portside/{__version__} (linux)"
@@ -47,7 +75,7 @@ def add(app: web.Application, method: str, path: str, handler: Handler) -> None:
     app.router.add_route(method, r"/{_api_version:v[0-9]+\.[0-9]+}" + path, handler)
 
 
-def daemon_of(request: web.Request) -> Daemon:
+def daemon_of(request: web.Request) -> Engine:
     return request.app[DAEMON]
 
 
@@ -117,7 +145,7 @@ async def _common_headers(request: web.Request, response: web.StreamResponse) ->
     response.headers.setdefault("Ostype", "linux")
 
 
-def build_app(daemon: Daemon) -> web.Application:
+def build_app(daemon: Engine) -> web.Application:
     from engine.api import routes
 
     app = web.Application(middlewares=[_middleware], client_max_size=1024**4)
@@ -161,7 +189,7 @@ def check_host(host: str, tls: TlsOptions) -> None:
 class ApiServer:
     """Listens on the daemon's hosts; `start()` binds every socket, `close()` stops them and open streams."""
 
-    def __init__(self, daemon: Daemon, hosts: list[str], tls: TlsOptions | None = None) -> None:
+    def __init__(self, daemon: Engine, hosts: list[str], tls: TlsOptions | None = None) -> None:
         self.daemon = daemon
         self.hosts = hosts
         self.tls = tls or TlsOptions()
