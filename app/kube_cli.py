@@ -86,6 +86,7 @@ def client(host: str | None) -> Any:
         api = docker.APIClient(base_url=ep.url, version="auto", timeout=120, tls=ep.tls or False)
     except docker.errors.DockerException as e:
         raise CliError(f"cannot reach the engine at {ep.url}: {e}") from e
+    api.portside_url = ep.url  # what a Service's balancer process reaches the engine by
     return api
 
 
@@ -226,6 +227,7 @@ def _play(args: argparse.Namespace) -> int:
                 api.pull(repo, tag or "latest")
             except docker.errors.APIError as e:
                 raise CliError(f"image {image}: {e.explanation or e}") from e
+    listeners = _bind_balanced(api.portside_url, p.balanced, args.replace)
     for cid in in_way:
         api.remove_container(cid, force=True, v=False)
     made_containers: list[str] = []
@@ -245,6 +247,8 @@ def _play(args: argparse.Namespace) -> int:
             for c in pod.containers:
                 api.start(c.name)
     except docker.errors.APIError as e:
+        for sock in listeners:
+            sock.close()
         for cid in reversed(made_containers):
             with _quiet():
                 api.remove_container(cid, force=True, v=False)
@@ -252,9 +256,48 @@ def _play(args: argparse.Namespace) -> int:
             with _quiet():
                 api.remove_volume(vname, force=True)
         raise CliError(f"kube play: {e.explanation or e} (nothing was left behind)") from e
+    from engine.kube import balancer
+
+    for b, sock in zip(p.balanced, listeners, strict=True):
+        balancer.start(api.portside_url, b.service, sock, b.target_port)
+        sock.close()  # the balancer holds its own copy
     for pod in p.pods:
         print(f"Pod {pod.name}: {', '.join(c.name for c in pod.containers)}")
+    for b in p.balanced:
+        print(f"Service {b.service}: {b.host_ip or '0.0.0.0'}:{b.host_port} balanced across its pods")
     return 0
+
+
+def _bind_balanced(engine_url: str, balanced: list[Any], replace: bool) -> list[Any]:
+    """The host sockets of the Services balanced across pods, bound before anything is made (a port in use stops
+    the play with nothing made); an earlier play's balancer of the same Service port goes with --replace."""
+    import socket
+
+    from engine.kube import balancer
+
+    out: list[socket.socket] = []
+    try:
+        for b in balanced:
+            path = balancer.pidfile(engine_url, b.service, b.host_port)
+            if balancer.running(path) is not None:
+                if not replace:
+                    raise CliError(f"Service {b.service} already publishes port {b.host_port} (kube play --replace "
+                                   "replaces what an earlier play made)")
+                balancer.stop(path)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            out.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((b.host_ip or "0.0.0.0", b.host_port))
+            except OSError as e:
+                raise CliError(f"Service {b.service}: Bind for {b.host_ip or '0.0.0.0'}:{b.host_port} failed: "
+                               f"{e.strerror or e}") from e
+            sock.listen(128)
+    except BaseException:
+        for sock in out:
+            sock.close()
+        raise
+    return out
 
 
 def _quiet() -> Any:
@@ -264,12 +307,19 @@ def _quiet() -> Any:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from engine.kube import names
+    from engine.kube import balancer, names
     from engine.kube.play import owners
 
     docs = _load(args.file)
     mine = owners(docs)
     api = client(args.host)
+    for d in docs:
+        if d.get("kind") == "Service":
+            for sp in (d.get("spec") or {}).get("ports") or []:
+                port = sp.get("nodePort") or sp.get("port") if isinstance(sp, dict) else None
+                if isinstance(port, int) and balancer.stop(balancer.pidfile(api.portside_url, d["metadata"]["name"],
+                                                                            port)):
+                    print(f"stopped the balancer of Service {d['metadata']['name']} on port {port}")
     for c in api.containers(all=True, filters={"label": f"{names.MANAGED}=true"}):
         if (c.get("Labels") or {}).get(names.OWNER) in mine:
             api.remove_container(c["Id"], force=True, v=False)
