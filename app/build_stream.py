@@ -154,10 +154,11 @@ def parse_build_args(text: str) -> dict[str, str]:
     return args
 
 
-def complete_directory(text: str, cwd: Path | None = None) -> tuple[str, list[str]]:
+def complete_directory(text: str, cwd: Path | None = None, files: bool = False) -> tuple[str, list[str]]:
     """Tab completion of a folder as a shell does it: `text` completed as far as the matching directories agree
     (one match gets its trailing "/"), and the matching names when there are several. `~` is kept as typed;
-    hidden folders match only a name typed with its leading dot."""
+    hidden folders match only a name typed with its leading dot. With `files`, files match too (a file
+    picker's completion: one matching file is completed with no "/")."""
     base_dir = cwd or Path.cwd()
     if text.startswith("~") and "/" not in text:
         home = os.path.expanduser(text)
@@ -168,7 +169,8 @@ def complete_directory(text: str, cwd: Path | None = None) -> tuple[str, list[st
     if not where.is_absolute():
         where = base_dir / where
     try:
-        entries = sorted(e.name for e in os.scandir(where) if e.name.startswith(prefix) and _is_dir(e))
+        found = {e.name: _is_dir(e) for e in os.scandir(where) if e.name.startswith(prefix)}
+        entries = sorted(n for n, is_dir in found.items() if is_dir or files)
     except OSError:
         return text, []
     if not prefix.startswith("."):
@@ -177,7 +179,7 @@ def complete_directory(text: str, cwd: Path | None = None) -> tuple[str, list[st
         return text, []
     stem = text[: len(text) - len(prefix)]
     if len(entries) == 1:
-        return stem + entries[0] + "/", []
+        return stem + entries[0] + ("/" if found[entries[0]] else ""), []
     return stem + _common_start(entries), entries
 
 

@@ -48,15 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="portside",
         description=(
-            "A terminal container manager with its own engine. Without a command it opens the TUI on "
-            "$DOCKER_HOST, else a running portside daemon, else an engine started in-process."
+            "A terminal container manager with its own engine. Without a command it opens the TUI on -H, "
+            "--context, $DOCKER_HOST or the docker CLI's current context, else a running portside daemon, else an "
+            "engine started in-process. In the TUI, h lists every host (the local engine, $DOCKER_HOST, docker "
+            "contexts, Podman's socket, hosts you add) and switches between them."
         ),
     )
     parser.add_argument(
         "--version", action="version", version=f"portside {__version__} (Engine API {API_VERSION})"
     )
     parser.add_argument(
-        "-H", "--host", help="daemon socket to connect to (unix:///path or tcp://host:port); overrides $DOCKER_HOST"
+        "-H", "--host", help="daemon socket to connect to (unix:///path, tcp://host:port, ssh://user@host); "
+        "overrides $DOCKER_HOST; tcp:// uses TLS with $DOCKER_TLS_VERIFY and $DOCKER_CERT_PATH as docker does"
+    )
+    parser.add_argument(
+        "-c", "--context", help="docker CLI context to start on (see `docker context ls`); overrides "
+        "$DOCKER_CONTEXT and the docker config's current context"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("tui", help="open the TUI (the default)")
@@ -121,9 +128,21 @@ def main(argv: list[str] | None = None) -> int:
         from app import kube_cli
 
         return kube_cli.run(args)
+    if args.host and args.context:
+        # docker's own refusal of both at once
+        print('portside: conflicting options: cannot specify both --host and --context', file=sys.stderr)
+        return 1
+    from app.hosts import ContextNotFound, initial
+
+    if not args.host:  # --context or $DOCKER_CONTEXT naming no context: docker's message, exit 1
+        try:
+            initial(context=args.context)
+        except ContextNotFound as exc:
+            print(f"portside: {exc}", file=sys.stderr)
+            return 1
     from app.main import run_tui
 
-    return run_tui(host=args.host)
+    return run_tui(host=args.host, context=args.context)
 
 
 if __name__ == "__main__":

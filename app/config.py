@@ -7,6 +7,11 @@ nginx_image = "nginx:latest"     # what the one-key nginx runs
 log_tail = 1000                  # lines of history a log view starts with
 hub_search = true                # search Docker Hub (through the engine) as you type in the new-container screen
 
+[[hosts]]                        # hosts added in the host switcher (h); written by it, other lines kept
+name = "build-box"
+url = "tcp://10.0.0.5:2376"      # unix:///path, tcp://host:port, ssh://user@host
+tls_ca = "/home/me/certs/ca.pem" # tls_cert, tls_key; tls_verify = false to skip verification
+
 [keys]                           # binding id = "key[,key...]"; ids are listed by the help screen
 run_nginx = "w"
 remove = "delete,d"
@@ -33,6 +38,11 @@ DEFAULT_KEYS: dict[str, str] = {
     "networks": "O",
     "volumes": "V",
     "events": "E",
+    "hosts": "h,H",  # H also where a screen uses h (Images: history)
+    "retry_host": "R",
+    "host_add": "a",
+    "host_remove": "delete,d",
+    "host_retry": "r",
     "start": "s",
     "stop": "x",
     "restart": "r",
@@ -47,6 +57,7 @@ DEFAULT_KEYS: dict[str, str] = {
     "exec": "e",
     "copy_id": "Y",
     "copy_url": "U",
+    "all_hosts": "A",
     "save_settings": "ctrl+s",
     "delete_row": "ctrl+d",
     "log_search": "slash",
@@ -71,6 +82,12 @@ DEFAULT_KEYS: dict[str, str] = {
     "network_prune": "P",
     "volume_prune": "P",
     "pick_tag": "t",
+    "kube_export": "k",
+    "kube_play": "k",
+    "kube_copy": "c",
+    "kube_save": "s",
+    "kube_type": "t",
+    "kube_scope": "p",
 }
 
 _KEY = re.compile(r"^[A-Za-z0-9_+\-]+$")
@@ -85,6 +102,7 @@ class Config:
     nginx_image: str = "nginx:latest"
     log_tail: int = 1000
     hub_search: bool = True
+    hosts: list[Any] = field(default_factory=list)  # the raw [[hosts]] tables; app.hosts.parse_user_hosts reads them
 
 
 def config_path(env: dict[str, str] | None = None) -> Path:
@@ -114,7 +132,7 @@ def parse(data: dict[str, Any], cfg: Config | None = None) -> tuple[Config, list
     cfg = cfg or Config()
     where = str(cfg.path) if cfg.path else "config"
     errors: list[str] = []
-    known = {"theme", "keys", "registries", "nginx_image", "log_tail", "hub_search"}
+    known = {"theme", "keys", "registries", "nginx_image", "log_tail", "hub_search", "hosts"}
     for key in data:
         if key not in known:
             errors.append(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
@@ -145,6 +163,8 @@ def parse(data: dict[str, Any], cfg: Config | None = None) -> tuple[Config, list
             cfg.hub_search = data["hub_search"]
         else:
             errors.append(f"{where}: hub_search must be true or false")
+    if "hosts" in data:
+        cfg.hosts = data["hosts"] if isinstance(data["hosts"], list) else [data["hosts"]]
     keys = data.get("keys", {})
     if not isinstance(keys, dict):
         errors.append(f"{where}: [keys] must be a table of binding id = \"key\"")

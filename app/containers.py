@@ -36,6 +36,7 @@ class ContainerRow:
     created: int
     project: str = ""  # the compose project it belongs to, if any
     service: str = ""
+    host: str = ""  # the all-hosts list: the host of a row that is not the current host's ("" for the current)
 
     @classmethod
     def from_api(cls, c: dict[str, Any]) -> ContainerRow:
@@ -66,7 +67,7 @@ class ContainerRow:
 
     def matches(self, text: str) -> bool:
         """The filter-as-you-type test: every word appears in the name, image, state, ports or compose project."""
-        hay = f"{self.name} {self.image} {self.state} {self.ports} {self.short_id} {self.project}".lower()
+        hay = f"{self.name} {self.image} {self.state} {self.ports} {self.short_id} {self.project} {self.host}".lower()
         return all(word in hay for word in text.lower().split())
 
 
@@ -83,6 +84,27 @@ def list_order(rows: list[ContainerRow]) -> list[ContainerRow]:
         return (not is_live, r.project or r.name, r.name)
 
     return sorted(rows, key=key)
+
+
+def on_host(row: ContainerRow, host: str) -> ContainerRow:
+    """A row of another host in the all-hosts list: its key is `host/id` (a container id never has a slash)."""
+    from dataclasses import replace
+
+    return replace(row, id=f"{host}/{row.id}", host=host)
+
+
+def split_row_id(row_id: str) -> tuple[str, str]:
+    """(host, container id) of a list key; the host is "" for the current host's rows."""
+    host, _, cid = row_id.rpartition("/")
+    return host, cid
+
+
+def grouped_order(rows: list[ContainerRow]) -> list[ContainerRow]:
+    """The current host's rows first, then each other host's, by name; each group in list_order."""
+    groups: dict[str, list[ContainerRow]] = {}
+    for r in rows:
+        groups.setdefault(r.host, []).append(r)
+    return [r for h in sorted(groups, key=lambda h: (h != "", h)) for r in list_order(groups[h])]
 
 
 def _join_host_port(ip: str, port: int) -> str:

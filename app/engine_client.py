@@ -20,15 +20,27 @@ from app.log_stream import LogStream
 CALL_TIMEOUT = 60
 
 
+def own_ca(client: Any, tls: Any) -> None:
+    """A TLS host's own CA must be the one verified against: requests lets $REQUESTS_CA_BUNDLE/$CURL_CA_BUNDLE
+    (set system-wide on many machines) override the session's CA file per request, and the host's certificate
+    then fails as "self-signed certificate in certificate chain". The docker CLI ignores those variables."""
+    if tls and getattr(tls, "ca_cert", None) and getattr(tls, "verify", False):
+        client.trust_env = False
+
+
 class EngineClient:
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, version: str = "auto") -> None:
+        """`version`: the API version to speak when it is known (the host pool asked /version with a short
+        timeout already); "auto" asks the engine."""
         self.endpoint = endpoint
-        self.api = docker.APIClient(base_url=endpoint.url, version="auto", timeout=CALL_TIMEOUT, max_pool_size=16,
+        self.api = docker.APIClient(base_url=endpoint.url, version=version, timeout=CALL_TIMEOUT, max_pool_size=16,
                                     tls=endpoint.tls or False)
         version = self.api.api_version
         self.streams = docker.APIClient(base_url=endpoint.url, version=version, timeout=None, max_pool_size=64,
                                         tls=endpoint.tls or False)
         self.server_version: dict[str, Any] = {}
+        for c in (self.api, self.streams):
+            own_ca(c, endpoint.tls)
 
     def ping(self) -> bool:
         return bool(self.api.ping())

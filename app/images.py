@@ -4,7 +4,9 @@ No Textual here."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import ssl
 import urllib.error
 import urllib.request
@@ -60,9 +62,58 @@ def recommended_candidates(query: str) -> list[Candidate]:
     ]
 
 
+def is_loopback_registry(host: str) -> bool:
+    """Docker treats registries on loopback addresses (127.0.0.0/8, ::1, localhost) as insecure by default:
+    they are spoken to over plain HTTP."""
+    name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] if host.count(":") == 1 \
+        else host
+    name = name or host
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _registry_url(host: str, path: str) -> str:
-    insecure = host.startswith(("127.", "localhost", "[::1]"))
-    return f"{'http' if insecure else 'https'}://{host}{path}"
+    return f"{'http' if is_loopback_registry(host) else 'https'}://{host}{path}"
+
+
+# distribution/reference's grammar, in short: [domain[:port]/]path[:tag][@digest], lower-case path components
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOMAIN = rf"(?:localhost|\[[0-9a-fA-F:]+\]|{_LABEL}(?:\.{_LABEL})*)(?::[0-9]+)?"
+_REFERENCE = re.compile(
+    rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+
+
+def registry_of(text: str) -> str | None:
+    """The registry a search names (`127.0.0.1:5000/team` -> `127.0.0.1:5000`), None for a Docker Hub search."""
+    first, slash, _ = text.strip().partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+        return first
+    return None
+
+
+def typed_reference(text: str) -> str | None:
+    """The reference to run when what was typed is a full image reference rather than a search word: it names a
+    registry (`registry:5000/team/app:1.2`, `127.0.0.1:5000/x`), a tag (`nginx:1.27`) or a digest
+    (`nginx@sha256:...`). A plain word (`nginx`) is a search."""
+    text = text.strip()
+    m = _REFERENCE.match(text)
+    if m is None:
+        return None
+    domain = m.group("domain")
+    names_registry = domain is not None and ("." in domain or ":" in domain or domain == "localhost"
+                                             or domain.startswith("["))
+    if not (names_registry or m.group("tag") or m.group("digest")):
+        return None
+    if domain is not None and not names_registry and domain != domain.lower():
+        return None  # an upper-case first component that is no registry is no valid repository either
+    return text
 
 
 def _get_json(url: str, timeout: float = 3.0) -> Any:

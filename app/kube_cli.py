@@ -194,15 +194,26 @@ def _existing(api: Any, name: str) -> dict[str, Any] | None:
 
 
 def _play(args: argparse.Namespace) -> int:
-    import docker
-
-    from engine.kube import names
     from engine.kube.play import plan
 
     docs = _load(args.file)
     p = plan(docs, args.publish_address)  # every document is checked before anything is made
     _warn(p.warnings)
-    api = client(args.host)
+    run_plan(client(args.host), p, args.replace)
+    for pod in p.pods:
+        print(f"Pod {pod.name}: {', '.join(c.name for c in pod.containers)}")
+    for b in p.balanced:
+        print(f"Service {b.service}: {b.host_ip or '0.0.0.0'}:{b.host_port} balanced across its pods")
+    return 0
+
+
+def run_plan(api: Any, p: Any, replace: bool = False, engine_url: str = "") -> None:
+    """Make what a checked play plan (engine/kube/play.plan) says, through the Engine API client `api`; on an
+    error nothing it made is left behind (CliError). The CLI's play and the TUI's both come here."""
+    import docker
+
+    from engine.kube import names
+
     # What is in the way: an earlier play's containers go with --replace; anything else stops the play.
     in_way: list[str] = []
     for pod in p.pods:
@@ -210,7 +221,7 @@ def _play(args: argparse.Namespace) -> int:
             found = _existing(api, c.name)
             if found is None:
                 continue
-            if not args.replace:
+            if not replace:
                 raise CliError(f"container {c.name} already exists (kube play --replace replaces what an earlier "
                                "play made)")
             if ((found.get("Config") or {}).get("Labels") or {}).get(names.MANAGED) != "true":
@@ -227,7 +238,11 @@ def _play(args: argparse.Namespace) -> int:
                 api.pull(repo, tag or "latest")
             except docker.errors.APIError as e:
                 raise CliError(f"image {image}: {e.explanation or e}") from e
-    listeners = _bind_balanced(api.portside_url, p.balanced, args.replace)
+    # a Service balanced across pods gets a balancer process, which reaches the engine by its address
+    url = engine_url or getattr(api, "portside_url", "")
+    if p.balanced and not url:
+        raise CliError("a Service selecting several pods needs the engine's address for its balancer")
+    listeners = _bind_balanced(url, p.balanced, replace)
     for cid in in_way:
         api.remove_container(cid, force=True, v=False)
     made_containers: list[str] = []
@@ -259,13 +274,8 @@ def _play(args: argparse.Namespace) -> int:
     from engine.kube import balancer
 
     for b, sock in zip(p.balanced, listeners, strict=True):
-        balancer.start(api.portside_url, b.service, sock, b.target_port)
+        balancer.start(url, b.service, sock, b.target_port)
         sock.close()  # the balancer holds its own copy
-    for pod in p.pods:
-        print(f"Pod {pod.name}: {', '.join(c.name for c in pod.containers)}")
-    for b in p.balanced:
-        print(f"Service {b.service}: {b.host_ip or '0.0.0.0'}:{b.host_port} balanced across its pods")
-    return 0
 
 
 def _bind_balanced(engine_url: str, balanced: list[Any], replace: bool) -> list[Any]:

@@ -37,6 +37,28 @@ class DockerEvent(Message, bubble=False):
 
 
 @dataclass
+class HostSwitched(Message, bubble=False):
+    """The app now shows another host: screens drop what they show of the last one (Connected follows)."""
+
+    name: str
+
+
+@dataclass
+class HostStateChanged(Message, bubble=False):
+    """A host in the pool connected or could not be reached (app.pool.state(name) says how it is now)."""
+
+    name: str
+
+
+@dataclass
+class HostEvent(Message, bubble=False):
+    """An /events message of a connected host that is not the current one (the all-hosts list follows them)."""
+
+    name: str
+    event: dict[str, Any]
+
+
+@dataclass
 class ActionFailed(Message):
     """A docker call made on the user's behalf failed; shown as a notification."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import threading
 import time
@@ -16,13 +15,24 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from app import endpoint as endpoints
+from app import hosts
 from app.config import Config, load_config
 from app.lifecycle import error_text
-from app.messages import ActionFailed, Connected, ConnectionLost, DockerEvent, EngineUnavailable
+from app.messages import (
+    ActionFailed,
+    Connected,
+    ConnectionLost,
+    DockerEvent,
+    EngineUnavailable,
+    HostEvent,
+    HostStateChanged,
+    HostSwitched,
+)
 from app.prefetch import ContainerPrefetch
 
 if TYPE_CHECKING:
     from app.engine_client import EngineClient
+    from app.host_pool import HostConnection, HostPool
 
 
 class PortsideApp(App[None]):
@@ -38,12 +48,15 @@ class PortsideApp(App[None]):
         Binding("O", "screen('networks')", "Networks", id="networks"),
         Binding("V", "screen('volumes')", "Volumes", id="volumes"),
         Binding("E", "screen('events')", "Events", id="events"),
+        Binding("h,H", "hosts", "Hosts", id="hosts"),
+        Binding("R", "retry_host", "Retry host", id="retry_host", show=False),
     ]
 
     def __init__(
         self,
         host: str | None = None,
         *,
+        context: str | None = None,
         config: Config | None = None,
         start_embedded: Callable[[], endpoints.Endpoint] | None = None,
         prefetch: ContainerPrefetch | None = None,
@@ -51,6 +64,15 @@ class PortsideApp(App[None]):
         self.config, config_errors = (config, []) if config is not None else load_config()
         super().__init__()
         self.host = host
+        self.context = context  # --context NAME
+        self.user_hosts, host_errors = hosts.parse_user_hosts(self.config.hosts, str(self.config.path or "config"))
+        config_errors = [*config_errors, *host_errors]
+        self.current_host: hosts.Host | None = None
+        self._session_hosts: list[hosts.Host] = []  # hosts shown in this session (a -H URL is listed by none)
+        self.pool: HostPool | None = None
+        self._seen: tuple[str, int] = ("", -1)  # the connection the screens last loaded for
+        self._embedded: endpoints.Endpoint | None = None
+        self._embedded_lock = threading.Lock()
         self._start_embedded = start_embedded
         self.engine: EngineClient | None = None
         self.endpoint: endpoints.Endpoint | None = None
@@ -59,7 +81,6 @@ class PortsideApp(App[None]):
         self.prefetch = prefetch
         self.first_frame = threading.Event()  # set by the main screen once its first frame is drawn
         self._quitting = threading.Event()
-        self._events_stream: Any = None
         self._config_errors = config_errors
         if self.config.theme:
             self._wanted_theme = self.config.theme
@@ -99,75 +120,139 @@ class PortsideApp(App[None]):
             stop = getattr(screen, "_stop_streams", None)
             if stop is not None:
                 stop()
-        stream = self._events_stream
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.close()
+        if self.pool is not None:
+            self.pool.close_all()
 
     def on_unmount(self) -> None:
         self.shutdown_streams()
-        if self.engine is not None:
-            self.engine.close()
-        if self.endpoint is not None:
-            self.endpoint.close()
+        if self._embedded is not None:
+            self._embedded.close()
 
     @work(thread=True, exclusive=True, group="connect", exit_on_error=False)
     def connect(self) -> None:
-        """Choose the endpoint (maybe starting the embedded engine), then follow /events until the app quits."""
+        """Pick the host to start on (-H, --context, $DOCKER_HOST, the docker context, else portside's engine) and
+        open its connection; the host pool's thread connects, follows /events and reconnects from there."""
         if self.prefetch is not None and self.prefetch.result(timeout=1.0) is not None:
             # the first frame shows the prefetched list: docker-py's import and handshakes wait for it to be
             # drawn rather than share the interpreter with it
             self.first_frame.wait(2.0)
-        from app.engine_client import EngineClient  # docker-py: a tenth of a second to import
-
         try:
-            ep = endpoints.choose(self.host, start_embedded=self._start_embedded)
-        except endpoints.NoEngine as exc:
+            first = hosts.initial(self.host, self.context)
+        except hosts.ContextNotFound as exc:
             self.post_message(EngineUnavailable(str(exc)))
             return
-        except Exception as exc:
-            self.post_message(EngineUnavailable(f"Could not start the embedded engine: {error_text(exc)}"))
-            return
-        self.endpoint = ep
-        first = True
-        while not self._quitting.is_set():
-            try:
-                engine = EngineClient(ep)
-                engine.ping()
-            except Exception as exc:
-                if first:
-                    self.post_message(ConnectionLost(f"{ep.label}: {error_text(exc)}"))
-                    first = False
-                if self._quitting.wait(1.0):
-                    return
-                continue
-            old, self.engine = self.engine, engine
-            if old is not None:
-                old.close()
-            first = True
-            reason = self._follow_events(engine)
-            if self._quitting.is_set():
-                return
-            self.connected = False
-            self.post_message(ConnectionLost(reason))
-            first = False
-            self._quitting.wait(0.5)
+        if not self._quitting.is_set():
+            self.call_from_thread(self.switch_host, first)
 
-    def _follow_events(self, engine: EngineClient) -> str:
-        try:
-            stream = engine.events()
-        except Exception as exc:
-            return error_text(exc)
-        self._events_stream = stream
-        self.connections += 1
-        self.connected = True
-        self.post_message(Connected(engine.endpoint.label))
-        try:
-            for event in stream:
-                self.post_message(DockerEvent(event))
-        except Exception as exc:
-            return f"the engine stopped answering ({error_text(exc)})"
-        return "the engine closed the event stream"
+    # --- hosts ---
+
+    def switch_host(self, host: hosts.Host) -> None:
+        """Make `host` the one every screen shows. A host the pool holds connected is there at once; another
+        connects on the pool's thread (Connected, or ConnectionLost saying why, follow)."""
+        from app.host_pool import HostPool
+
+        if self.pool is None:
+            self.pool = HostPool(self._resolve, self._host_changed, self._host_event)
+        previous, self.current_host = self.current_host, host
+        if host not in self._session_hosts:
+            self._session_hosts.append(host)
+        conn = self.pool.open(host)
+        self.engine = conn.engine if conn.connected else None
+        self.endpoint = conn.endpoint
+        self.connected = conn.connected
+        self._seen = (host.name, -1)
+        if previous is not None:  # the first host keeps what the screen shows (the prefetched list)
+            self._forward(HostSwitched(host.name))
+        if conn.connected:
+            self._show_connection(conn)
+        else:
+            self.sub_title = f"{host.title} - connecting…"
+            if conn.status.state != "connecting":
+                self._show_connection(conn)
+
+    def _resolve(self, host: hosts.Host) -> endpoints.Endpoint:
+        """On a pool thread: the Engine API address of a host; the local portside engine is its daemon's socket
+        when one answers, else the engine started in this process (once)."""
+        if host.source != "portside":
+            return endpoints.Endpoint(host.url, "host", host.title, tls=host.tls.config() if host.tls else None)
+        if endpoints.socket_answers(endpoints.PORTSIDE_SOCKET):
+            sock = endpoints.PORTSIDE_SOCKET
+            return endpoints.Endpoint(f"unix://{sock}", "daemon", f"portside daemon {sock}")
+        with self._embedded_lock:
+            if self._embedded is None:
+                try:
+                    self._embedded = (self._start_embedded or endpoints.embedded)()
+                except endpoints.NoEngine:
+                    raise
+                except Exception as exc:
+                    raise endpoints.NoEngine(f"Could not start the embedded engine: {error_text(exc)}") from exc
+            return self._embedded
+
+    def _host_changed(self, conn: HostConnection) -> None:
+        """On a pool thread: a host connected, or could not be reached (the switcher and header show it)."""
+        self.post_message(HostStateChanged(conn.host.name))
+
+    def _host_event(self, conn: HostConnection, event: dict[str, Any]) -> None:
+        if self.current_host is not None and conn.host.name == self.current_host.name:
+            self.post_message(DockerEvent(event))
+        else:
+            self.post_message(HostEvent(conn.host.name, event))
+
+    @on(HostStateChanged)
+    def _host_state(self, message: HostStateChanged) -> None:
+        self._forward(message)
+        conn = self.pool.get(message.name) if self.pool is not None else None
+        if conn is None or self.current_host is None or conn.host.name != self.current_host.name:
+            return
+        self._show_connection(conn)
+
+    def _show_connection(self, conn: HostConnection) -> None:
+        """The current host's state, as it is now (messages may arrive after it changed again)."""
+        state = conn.status
+        if conn.connected and conn.engine is not None:
+            if self._seen == (conn.host.name, conn.connections):
+                return
+            self._seen = (conn.host.name, conn.connections)
+            self.engine, self.endpoint = conn.engine, conn.endpoint
+            self.connections += 1
+            self.connected = True
+            label = conn.endpoint.label if conn.endpoint is not None else conn.host.title
+            self._connected(Connected(label))
+            return
+        self.connected = False
+        self.endpoint = conn.endpoint
+        if state.state == "unavailable":
+            self._unavailable(EngineUnavailable(state.reason))
+        elif state.state == "unreachable":
+            self._seen = (conn.host.name, -1)
+            label = conn.endpoint.label if conn.endpoint is not None else conn.host.title
+            self._lost(ConnectionLost(f"{label}: {state.reason}"))
+
+    def retry_host(self) -> None:
+        """Try the current host again now (the banner's and the switcher's retry)."""
+        if self.pool is not None and self.current_host is not None:
+            conn = self.pool.get(self.current_host.name)
+            if conn is None:
+                self.switch_host(self.current_host)
+            else:
+                conn.retry()
+
+    def known_hosts(self) -> list[hosts.Host]:
+        """Every host the switcher lists: discovered ones, the user's, and those of this session that are none
+        of them (a -H URL), after the local engine."""
+        found = hosts.discover(user=self.user_hosts)
+        names = {h.name for h in found}
+        extra = [h for h in self._session_hosts if h.name not in names]
+        return [*found[:1], *extra, *found[1:]]
+
+    def action_retry_host(self) -> None:
+        self.retry_host()
+
+    def action_hosts(self) -> None:
+        from app.screens.hosts import HostsScreen
+
+        if not isinstance(self.screen, HostsScreen):
+            self.push_screen(HostsScreen())
 
     # --- app-wide messages ---
 
@@ -178,7 +263,8 @@ class PortsideApp(App[None]):
 
     @on(ConnectionLost)
     def _lost(self, message: ConnectionLost) -> None:
-        self.sub_title = f"{self.endpoint.label if self.endpoint else ''} - disconnected"
+        where = self.endpoint.label if self.endpoint else self.current_host.title if self.current_host else ""
+        self.sub_title = f"{where} - disconnected"
         self._forward(message)
 
     @on(EngineUnavailable)
@@ -187,10 +273,12 @@ class PortsideApp(App[None]):
         self._forward(message)
 
     @on(DockerEvent)
-    def _event(self, message: DockerEvent) -> None:
+    @on(HostEvent)
+    def _event(self, message: DockerEvent | HostEvent) -> None:
         self._forward(message)
 
-    def _forward(self, message: Connected | ConnectionLost | EngineUnavailable | DockerEvent) -> None:
+    def _forward(self, message: Connected | ConnectionLost | EngineUnavailable | DockerEvent | HostSwitched
+                 | HostStateChanged | HostEvent) -> None:
         """Give app-wide news to every screen on the stack (the main screen keeps its list fresh underneath)."""
         kind = type(message)
         for screen in self.screen_stack:
@@ -211,6 +299,11 @@ class PortsideApp(App[None]):
         from app.screens.help import HelpScreen
 
         self.push_screen(HelpScreen())
+
+    def action_kube_play(self) -> None:
+        from app.screens.kube import play_yaml
+
+        play_yaml(self.screen)
 
     def action_screen(self, name: str) -> None:
         try:
@@ -240,13 +333,19 @@ class PortsideApp(App[None]):
                                     lambda v=verb.name: main.run_verb(v))
             yield SystemCommand("Run nginx", "Pull and run nginx with its ports published", main.action_run_nginx)
             yield SystemCommand("New container", "Search images and create a container", main.action_new)
+            yield SystemCommand("Export to Kubernetes", "Kubernetes YAML of the selected container (or its compose "
+                                "project): copy or save it", main.action_kube_export)
+        yield SystemCommand("Play Kubernetes YAML", "Run the Pods, Deployments and Services of a YAML file",
+                            self.action_kube_play)
+        yield SystemCommand("Hosts", "Switch to another Docker host, add or remove one", self.action_hosts)
         for name in ("images", "networks", "volumes", "events"):
             yield SystemCommand(f"Show {name}", f"Open the {name} screen", lambda n=name: self.action_screen(n))
         yield SystemCommand("Help", "Keys and what they do", self.action_help)
         yield from self._binding_commands(screen)
 
     # Actions the commands above already offer under clearer names.
-    _PALETTE_COVERED = ("verb(", "new", "run_nginx", "screen(", "help", "quit", "app.", "command_palette")
+    _PALETTE_COVERED = ("verb(", "new", "run_nginx", "screen(", "help", "quit", "app.", "command_palette", "hosts",
+                        "kube_export", "kube_play")
 
     def _binding_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """Every other action bound on the screen and its focused widgets (pull, prune, create, exec, mark...),

@@ -15,13 +15,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from bench.common import Table
-from bench.engine_state import Bench, bench_daemon, census, census_rss, leak_table, settle
+from bench.engine_state import (
+    Bench,
+    bench_daemon,
+    census,
+    census_rss,
+    leak_table,
+    memtrace_diff,
+    memtrace_snapshot,
+    settle,
+)
 
 NET, VOL, NAME = "pst-soak-net", "pst-soak-vol", "pst-soak"
 
@@ -56,7 +66,22 @@ def main() -> None:
     ap.add_argument("--cycles", type=int, default=int(os.environ.get("BENCH_CYCLES", "1000")))
     ap.add_argument("--every", type=int, default=int(os.environ.get("BENCH_IMAGES_EVERY", "10")),
                     help="a pull/rmi and a build/rmi every this many cycles (0: never)")
+    ap.add_argument("--tracemalloc", action="store_true",
+                    help="trace the daemon's Python allocations and print what grew between before and after "
+                         "(slows the daemon; its RSS figures then include the tracing)")
     args = ap.parse_args()
+    trace_dir = Path(tempfile.mkdtemp(prefix="portside-test-memtrace-")) if args.tracemalloc else None
+    if trace_dir is not None:
+        os.environ["PORTSIDE_TRACEMALLOC"] = str(trace_dir)
+    try:
+        run(args, trace_dir)
+    finally:
+        os.environ.pop("PORTSIDE_TRACEMALLOC", None)
+        if trace_dir is not None:
+            shutil.rmtree(trace_dir, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, trace_dir: Path | None) -> None:
     with bench_daemon() as b, tempfile.TemporaryDirectory(prefix="portside-test-soakctx-") as tmp:
         ctx = Path(tmp)
         (ctx / "Dockerfile").write_text(f"FROM {b.busybox}\nRUN echo built > /built\n")
@@ -66,6 +91,8 @@ def main() -> None:
         if args.every:
             images_cycle(b, ctx)
         settle(b)
+        snap0 = memtrace_snapshot(b, trace_dir) if trace_dir is not None else None
+        snap_step = None
         before = census(b)
         times: list[float] = []
         image_times: list[float] = []
@@ -76,6 +103,8 @@ def main() -> None:
         for i in range(args.cycles):
             if i and i % step == 0:
                 rss_curve.append((i, census_rss(b)))
+                if trace_dir is not None and i == step:
+                    snap_step = memtrace_snapshot(b, trace_dir)  # past what the first cycles fill (caches, history)
             t = time.perf_counter()
             cycle(b)
             times.append(time.perf_counter() - t)
@@ -85,6 +114,7 @@ def main() -> None:
                 image_times.append(time.perf_counter() - t)
         total = time.monotonic() - t_start
         settle(b)
+        snap1 = memtrace_snapshot(b, trace_dir) if trace_dir is not None else None
         after = census(b)
         rss1 = census_rss(b)
         table, leaks = leak_table(before, after)
@@ -102,6 +132,12 @@ def main() -> None:
         if image_times:
             figures.add("pull/rmi + build/rmi (median)", [x * 1000 for x in image_times])
         figures.print()
+        if snap0 is not None and snap1 is not None:
+            print("== what grew in the daemon's Python heap (tracemalloc, by allocation traceback)", flush=True)
+            print(memtrace_diff(snap0, snap1), flush=True)
+            if snap_step is not None:
+                print(f"== the same from cycle {step} to the end", flush=True)
+                print(memtrace_diff(snap_step, snap1), flush=True)
         b.docker("volume", "rm", VOL)
         b.docker("network", "rm", NET)
 

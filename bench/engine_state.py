@@ -190,3 +190,45 @@ def settle(b: Bench, timeout: float = 10) -> None:
     while b.docker("ps", "-aq").strip() and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.5)
+
+
+def memtrace_snapshot(b: Bench, directory: Path, timeout: float = 60) -> Path:
+    """Asks a daemon started with PORTSIDE_TRACEMALLOC=<directory> (engine/memtrace.py) for a snapshot."""
+    import signal
+
+    assert b.daemon.proc is not None
+    n = len(list(directory.glob("*.snap"))) + 1
+    path = directory / f"{n}.snap"
+    os.kill(b.daemon.proc.pid, signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    size = -1
+    while time.monotonic() < deadline:  # written in place: done when its size stops changing
+        if path.exists() and path.stat().st_size == size and size > 0:
+            return path
+        size = path.stat().st_size if path.exists() else -1
+        time.sleep(0.5)
+    raise RuntimeError(f"the daemon wrote no snapshot {path}")
+
+
+def memtrace_diff(old: Path, new: Path, top: int = 12) -> str:
+    """The allocation sites that grew most between two snapshots, with the frames that led there."""
+    import tracemalloc
+
+    skip = tracemalloc.Filter(False, tracemalloc.__file__)
+    a = tracemalloc.Snapshot.load(str(old)).filter_traces([skip])
+    z = tracemalloc.Snapshot.load(str(new)).filter_traces([skip])
+    lines = [f"  python heap: {sum(s.size for s in a.statistics('filename')) / 2**20:.2f} MiB -> "
+             f"{sum(s.size for s in z.statistics('filename')) / 2**20:.2f} MiB"]
+    with contextlib.suppress(OSError, ValueError):
+        ta = json.loads(old.with_suffix(".types.json").read_text())
+        tz = json.loads(new.with_suffix(".types.json").read_text())
+        grew = sorted(((tz[k] - ta.get(k, 0), k) for k in tz if tz[k] > ta.get(k, 0)), reverse=True)[:top]
+        lines.append("  live objects that grew in number: " + ", ".join(f"{k} {n:+d}" for n, k in grew))
+    for stat in z.compare_to(a, "traceback")[:top]:
+        lines.append(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks")
+        frames = list(stat.traceback)  # oldest first
+        ours = [f for f in frames if f.filename.startswith(str(ROOT)) and "/.venv/" not in f.filename]
+        # the allocation site, and the innermost of this project's frames that led there
+        for frame in [*ours[-4:], *[f for f in frames[-2:] if f not in ours[-4:]]]:
+            lines.append(f"        {frame.filename.replace(str(ROOT) + '/', '')}:{frame.lineno}")
+    return "\n".join(lines)

@@ -35,6 +35,10 @@ POINTS = frozenset({
     "volume.rm.record",  # a volume's record deleted, its directory not yet
     "build.run",  # a build's RUN step container is running
     "build.commit",  # a build step's layer blob is written, its image record not yet
+    "network.create.bridge",  # a network's bridge and nft rules made, its record not yet written
+    "network.connect.attached",  # a running container's new endpoint (address, veth) made, its sandbox not saved
+    "network.rm.record",  # a network's bridge deleted and its rules gone, its record not yet
+    "api.request",  # any request but a ping is being served (the TUI's embedded engine: its whole process dies)
 })
 
 

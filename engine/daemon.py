@@ -3,26 +3,95 @@
 `portside daemon` runs `Daemon.run_forever()`; the TUI's embedded mode runs the same `Daemon` inside its own
 program, either on its loop (`await Daemon(config).start()` ... `await close()`) or on a background thread with
 its own loop (`DaemonThread(config).start()` ... `.stop()`).
+Reference (moved from docs/architecture.md): Daemon API
+
+`engine/daemon.py` wires the parts and serves the Engine API (`engine/api/`); `portside daemon` (dockerd's flag
+names: `-H/--host`, `--data-root`, `--exec-root`, `--pidfile`, `--insecure-registry`, `--registry-mirror`,
+`--config-file` daemon.json, `--log-level`, `--tlsverify/--tlscacert/--tlscert/--tlskey`, `-G/--group`) and the
+TUI's embedded mode both start it. An exclusive flock on `<data-root>/portside.lock` keeps two engines off one
+data root; unix sockets are mode 0660, group `docker` when it exists; `tcp://` only on loopback or with TLS
+client verification.
+
+Embedding (the TUI):
+
+```python
+from engine.daemon import DaemonConfig, Daemon, DaemonThread
+
+cfg = DaemonConfig(data_root=Path(...), exec_root=Path(...), hosts=["unix:///path/portside.sock"])
+# on your own asyncio loop:
+d = Daemon(cfg); await d.start(); ...; await d.close()
+# or on a background thread with its own loop (returns once the socket answers; raises if it cannot start):
+t = DaemonThread(cfg); t.start(); ...; t.stop()      # also a context manager; t.socket_path
+# or, with the default paths (/var/lib/portside, /run/portside, unix:///run/portside.sock):
+t = engine.daemon.start_in_process(cfg_or_None)       # a started DaemonThread
+```
+
+Closing the daemon stops serving; containers keep running under their supervisors and the next engine re-adopts
+them. Then talk to it with docker-py: `docker.DockerClient(base_url="unix:///path/portside.sock")`.
+
+Inside `engine/api/`: `server.py` (aiohttp app, `/vX.Y` prefixes 1.24..1.50 checked by a middleware, Docker's
+`{"message"}` errors from `engine.errors`, unix/TCP listeners), `hijack.py` (the `101 UPGRADED` raw stream of
+attach/exec that survives the client's half-close, the 8-byte stdout/stderr frames, and the detach keys: parsed as
+moby/term's ToBytes, watched on a TTY's stdin only), `params.py` (dockerd's
+bool/int/filters/timestamp parsing), one module per endpoint group (`system`, `volumes`, `swarm`, ...).
+Beside them: `engine/events.py` (the events bus: history for `since`, live subscribers, dockerd's filters),
+`engine/volumes.py` (the `local` volume driver: `<data-root>/volumes/<name>/_data`, atomic `meta.json`, copy-up
+on first mount, anonymous volumes labelled `com.docker.volume.anonymous`), `engine/store.py` (atomic JSON
+records), `engine/ids.py` (64-hex ids, `adjective_surname` names).
+
+Containers (`engine/containers/`): `store.py` (one atomic `config.v2.json` per container under
+`<data-root>/containers/<id>/`, Docker's inspect shape plus a private `_portside` section; lookup by id, name or
+unique prefix), `shape.py` (defaults, inspect, list summary, status text), `manager.py` (create, start, stop, kill (SIGKILL returns
+once the exit is recorded, as dockerd's),
+wait, restart policies with Docker's backoff, remove, rename, update, prune, connect/disconnect, re-adoption at
+daemon start), `runner.py` (start: container layer mounted on `<exec-root>/bundles/<id>/rootfs`, volume copy-up,
+`NetworkService.create_sandbox` and `Runtime.prepare` (all three at once), `spec.build`, `Runtime.create` - early attach calls connect here - then
+`Runtime.start`; every step undone when a later one fails; after exit: runtime state, sandbox, mount released),
+`exec_adapter.py` (the `Runtime` of engine/exec with its zygote, state in `<exec-root>/rt/<id>`), `logs.py` (json-file reading
+with tail/since/until/follow), `logconfig.py` (log drivers json-file (default), local (the same json lines, with
+local's 20 MB x 5 rotation) and none (no log; `docker logs` 501): names and options checked at create, values at
+each start, with moby's texts), `validate.py` (dockerd's HostConfig and Config checks, at create and on update,
+so a bad value is a 400 there and never reaches a syscall: Go's JSON type errors, memory/CPU/cpuset/blkio/pids
+ranges, ShmSize, OomScoreAdj, ulimits, sysctl names (a name is a path below /proc/sys: no `..`), tmpfs options as
+moby/sys/mount allows them, device modes and paths, device cgroup rules, capability names, security options, the
+IPC/PID/UTS/cgroupns modes, ExtraHosts, Dns, mount destinations, Env names, the hostname's 64 bytes; `seccomp=`
+is `unconfined`, `builtin` or the profile's JSON, which the docker CLI inlines from a file: the daemon never
+reads a path from it), `mountspec.py` (`-v` modes and `--mount` bind options checked at create as moby's
+parser does; a bind's Propagation, rprivate by default; the runtime's spec raises the root's propagation for a
+shared/slave bind as moby's WithMounts does), `health.py` (healthchecks as dockerd runs them: `Config.Healthcheck`
+merged with the image's at create (NONE disables); at each start `State.Health` = starting and one asyncio task
+per running, unpaused container execs the CMD / CMD-SHELL probe through the runtime's exec every Interval
+(StartInterval within StartPeriod), kills it (its process group) after Timeout, keeps the last 5 results
+{Start, End, ExitCode, Output (4 KiB)}, counts FailingStreak up to Retries -> unhealthy, announces
+`health_status: X` and the probe's exec_create/exec_start/exec_die events, saves the record on status changes;
+`docker commit --change 'HEALTHCHECK ...'` parsed by `parse_instruction`;
+stops at exit/pause/engine close, resumes on unpause and for containers re-adopted at engine start; `docker ps`
+shows `(health: starting)`/`(healthy)`/`(unhealthy)` and filters `health=`), `archive.py` (docker cp: the root is `/proc/<pid>/root` of a running container, or
+its layer mounted for the call with its binds and volumes mounted on top; every path then goes through
+engine/images/archive.py's openat2 RESOLVE_IN_ROOT functions, in-process), `stats.py` (cgroup figures, process lists). `--log-level debug` logs when each start step finished.
+
+Parts are started by `engine/parts.py`: runtime, images (`<data-root>/image`, certs.d also read from
+`<data-root>/certs.d`), networks (`--bridge`, `--ip-forward`; a non-default bridge gets its own nft table), then
+the containers are restored.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import signal
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine import ids
-from engine.errors import Conflict, EngineError, InvalidArgument, Unauthorized
+from engine.config import DaemonConfig
+from engine.errors import Conflict, EngineError, Unauthorized
 from engine.events import EventBus
+from engine.images.auth import decode_registry_auth
 from engine.volumes import VolumeStore, dir_size
 
 log = logging.getLogger("portside.daemon")
@@ -30,65 +99,6 @@ log = logging.getLogger("portside.daemon")
 # the engine's own steps, so its netlink dumps stay out unless asked for by name
 if logging.getLogger("pyroute2").level == logging.NOTSET:
     logging.getLogger("pyroute2").setLevel(logging.INFO)
-
-DEFAULT_DATA_ROOT = Path("/var/lib/portside")
-DEFAULT_EXEC_ROOT = Path("/run/portside")
-DEFAULT_HOST = "unix:///run/portside.sock"
-
-# daemon.json keys we take, mapped to DaemonConfig fields (dockerd's names).
-_FILE_KEYS = {
-    "data-root": "data_root", "exec-root": "exec_root", "hosts": "hosts", "pidfile": "pidfile",
-    "insecure-registries": "insecure_registries", "registry-mirrors": "registry_mirrors", "log-level": "log_level",
-    "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert", "tlskey": "tlskey", "group": "group",
-    "bridge": "bridge", "ip-forward": "ip_forward", "cgroup-parent": "cgroup_parent",
-}
-
-
-@dataclass
-class DaemonConfig:
-    data_root: Path = DEFAULT_DATA_ROOT
-    exec_root: Path = DEFAULT_EXEC_ROOT
-    hosts: list[str] = field(default_factory=lambda: [DEFAULT_HOST])
-    pidfile: Path | None = None
-    insecure_registries: list[str] = field(default_factory=list)
-    registry_mirrors: list[str] = field(default_factory=list)
-    log_level: str = "info"
-    tlsverify: bool = False
-    tlscacert: str = ""
-    tlscert: str = ""
-    tlskey: str = ""
-    group: str = "docker"
-    bridge: str = "portside0"  # dockerd's -b/--bridge: the default bridge's name
-    ip_forward: bool = True  # dockerd's --ip-forward
-    cgroup_parent: str = "portside"  # dockerd's --cgroup-parent: containers' cgroups go below it
-
-    @classmethod
-    def merge_file(cls, cfg: DaemonConfig, path: Path, flags_given: set[str]) -> DaemonConfig:
-        """Fold a daemon.json into `cfg`; a directive both in the file and on the command line is an error."""
-        try:
-            data = json.loads(path.read_text())
-        except OSError as e:
-            raise InvalidArgument(f"unable to configure the Docker daemon with file {path}: {e}") from None
-        except ValueError as e:
-            raise InvalidArgument(f"unable to configure the Docker daemon with file {path}: {e}") from None
-        unknown = sorted(k for k in data if k not in _FILE_KEYS)
-        if unknown:
-            raise InvalidArgument(
-                f"the following directives don't match any configuration option: {', '.join(unknown)}"
-            )
-        both = sorted(k for k in data if _FILE_KEYS[k] in flags_given)
-        if both:
-            raise InvalidArgument(
-                "the following directives are specified both as a flag and in the configuration file: "
-                + ", ".join(f"{k}: (from flag: {getattr(cfg, _FILE_KEYS[k])}, from file: {data[k]})" for k in both)
-            )
-        for k, v in data.items():
-            attr = _FILE_KEYS[k]
-            if attr in ("data_root", "exec_root", "pidfile"):
-                v = Path(v)
-            setattr(cfg, attr, v)
-        return cfg
-
 
 class DataRootLock:
     """An exclusive flock on `<data-root>/portside.lock`, so two engines never share a data root."""
@@ -141,6 +151,9 @@ class Daemon:
         from engine.api.server import ApiServer, TlsOptions
 
         cfg = self.config
+        from engine import mallopt
+
+        mallopt.tune()  # before the parts' worker threads make their heaps
         self._lock.acquire()
         try:
             cfg.data_root.mkdir(parents=True, exist_ok=True, mode=0o711)
@@ -176,8 +189,11 @@ class Daemon:
 
     async def run_forever(self) -> None:
         """Start, serve until SIGTERM/SIGINT, close."""
-        await self.start()
         loop = asyncio.get_running_loop()
+        from engine import memtrace
+
+        memtrace.install(loop)
+        await self.start()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -245,18 +261,6 @@ class Daemon:
         from engine.registry_login import login
 
         return await login(self, username, password, server, token)
-
-
-def decode_registry_auth(header: str) -> dict[str, Any]:
-    """X-Registry-Auth: base64url JSON of {username, password, serveraddress, identitytoken}."""
-    if not header:
-        return {}
-    try:
-        pad = "=" * (-len(header) % 4)
-        data = json.loads(base64.urlsafe_b64decode(header + pad))
-    except (ValueError, TypeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 class DaemonThread:

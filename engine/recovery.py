@@ -10,6 +10,55 @@ against the sizes their manifests give, snapshot records, container and volume r
 It runs once, in `engine.parts.start`, after the stores are open and before the network part and the container
 restore look at which containers exist. Each part is a function of its own, so tests drive them one at a time on
 a store they damaged themselves (tests/reliability/test_recovery.py).
+
+Reliability
+===========
+
+Every record is written whole or not at all: JSON records through `engine/store.py` (temp file, fsync, rename,
+fsync of the directory), image metadata in SQLite transactions, blobs through verified ingests, snapshots built in
+`tmp-*` and renamed, a volume removed by renaming it to `.rm-*` first. What a crash can leave is the work between
+records; `engine/recovery.py` is the start-up pass (called from `parts.start` before the network part and the
+container restore look at containers) that drops it and names each drop in the log (`recovery: dropped ...`):
+container dirs without a readable record, layers without a container, records whose layer a removal had already
+deleted, runtime state and bundle mounts of unknown containers, the private mounts of an interrupted `docker cp`
+into a stopped container (`<exec-root>/cp-*`), volume trash and record-less volume dirs (data
+whose record a power cut emptied gets a record again), unreferenced blobs and snapshots. It also verifies what it
+loads: configs, manifests and indexes are hashed, layer blobs checked against their manifest sizes, snapshot
+records read; an image missing a piece is dropped (a pull brings it back whole). An `images.db` that is empty
+or fails `quick_check` is moved aside. Runtime state of a container without a record is killed and removed (its
+cgroup with it), and the cgroup of a container of this engine whose runtime state is gone (an exec root emptied
+while the host stayed up) is reclaimed with what still runs in it; only this engine's record ids are looked at,
+since another engine may share the cgroup parent. The network part's `start()` then drops sandboxes of containers
+that are not running, every bridge, veth and netns file no record names (found by the `portside <table>` alias
+engine/net gives its links), and address reservations no sandbox endpoint holds (a connect killed before its
+sandbox was saved), naming each in the log, and rewrites the nft table from the records.
+
+`engine/crashpoints.py` names points where a daemon started with `PORTSIDE_CRASH_AT=<name>[,...]` (tests only)
+SIGKILLs itself: pull (downloading, downloaded, unpacking, snapshot rename, record), image record and rm, create,
+start, stop, rm (cleaned, layer), `cp`, volume create/rm, build (RUN, commit), network create (bridge made),
+connect (endpoint made, sandbox not saved), rm (bridge gone, record not), and `api.request` (any request but a
+ping, for a program embedding the engine as the TUI does). `tests/reliability/` kills the daemon at each one
+(test_crash.py; test_embedded_crash.py kills a DaemonThread host at a request and from outside with streams open
+and runs in flight), truncates the newest files of a data root (power loss), loses a running container's record
+or runtime state, and tests the pass on its own.
+
+Disk full (tests/reliability/test_disk_full.py, a tmpfs data root): a pull, a build's layer commit or a RUN step
+fails with `no space left on device` (the API puts an OSError or a full SQLite database in Go's words, not a
+traceback); a partial pull ingest is kept under its digest for a resume and verified, an anonymous one (commit,
+build step) is deleted; a failed start releases its netns, veths and rules even when a network record cannot be
+written. The json-file/`local` log writer drops an entry it cannot write (a short write is taken back, so the file
+stays whole lines), says so once in the supervisor's `supervisor.log`, and writes again when there is room; the
+container runs on. Rotation keeps a flooding container's log within `max-size` x `max-file`.
+
+Long use: what the engine keeps per container in memory goes with it - its exit monitor ends with its process,
+its exec records that had not exited go at its exit (dockerd's Cleanup) and the rest at its removal, finished
+execs are collected two 5-minute ticks after they end (dockerd's execCommandGC; `CanRemove` shows the mark), its
+restart task and early-attach events at its removal (tests/reliability/test_leaks.py counts the maps). The runtime
+queues exit states only while something listens to `exits()`. The events bus keeps dockerd's 256. glibc malloc
+runs with a fixed mmap threshold and two arenas (engine/mallopt.py): its dynamic threshold otherwise moves every
+large buffer of a pull or build into the heaps after the first, where they fragment them. `PORTSIDE_TRACEMALLOC=
+<dir>` (engine/memtrace.py) makes a daemon trace its allocations and write a snapshot (plus live objects by type)
+on SIGUSR2; `bench/run soak --tracemalloc` prints what grew.
 """
 
 from __future__ import annotations
@@ -229,16 +278,25 @@ def recover_scratch_mounts(places: list[tuple[Path, str]]) -> Report:
 
 
 async def recover_runtime(daemon: Daemon, store: ContainerStore) -> Report:
-    """Processes, runtime state and bundle mounts of containers that have no record any more."""
+    """Processes, runtime state and bundle mounts of containers that have no record any more, and cgroups of
+    containers that have no runtime state."""
+    import asyncio
+
     report = Report()
     known = {rec["Id"] for rec in store.all()}
     rt = getattr(daemon.runtime, "rt", None)
     if rt is not None:
-        for cid in rt.list():
+        listed = rt.list()
+        for cid in listed:
             if cid not in known:
                 with contextlib.suppress(Exception):
                     await daemon.runtime.delete(cid)
                 report.drop(f"container process {cid[:12]}: no record")
+        # A container of this engine whose runtime state went (an exec root emptied while the host stayed up): its
+        # cgroup outlived the state that would have removed it, with whatever still runs in it. Only the ids of
+        # this engine's own records are looked at: another engine may share the cgroup parent.
+        stale = sorted(known - set(listed))
+        report.extend(await asyncio.to_thread(recover_cgroups, rt.cgroup_parent, stale))
     bundles = daemon.config.exec_root / "bundles"
     if bundles.is_dir():
         for b in sorted(bundles.iterdir()):
@@ -253,6 +311,25 @@ async def recover_runtime(daemon: Daemon, store: ContainerStore) -> Report:
                 continue  # never delete through a mounted root filesystem
             shutil.rmtree(b, ignore_errors=True)
             report.drop(f"container bundle {b.name[:12]}: no record")
+    return report
+
+
+def recover_cgroups(parent: str, ids: list[str]) -> Report:
+    """The cgroups `<parent>/<id>` of containers with no runtime state: what runs in them is killed, then they go."""
+    from engine.exec.cgroups import Cgroup
+
+    report = Report()
+    for cid in ids:
+        cg = Cgroup(f"{parent}/{cid}")
+        if not cg.exists():
+            continue
+        try:
+            cg.kill_all(9)
+            cg.delete(timeout=10)
+        except OSError as e:
+            log.warning("recovery: cannot remove cgroup %s: %s", cg.path, e)
+            continue
+        report.drop(f"cgroup {cg.path}: its container has no runtime state")
     return report
 
 

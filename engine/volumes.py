@@ -25,7 +25,7 @@ from engine.errors import Conflict, InvalidArgument, NotFound
 from engine.store import read_json, write_json
 
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")  # \Z: "$" would let a trailing newline in
 _TRASH = ".rm-"  # a volume being removed is renamed to this prefix first
 
 

@@ -74,3 +74,92 @@ def test_nothing_below_the_builder_imports_it() -> None:
     assert offenders == []
     for py in sorted((ROOT / "engine" / "build").rglob("*.py")):
         assert not any(m.startswith("engine.api") for m in _imports(py)), py
+
+
+# The engine's layers, top to bottom; a module may import its own area and any area in a lower layer.
+# daemon.py (with parts.py, the start-up recovery and the login helper) is the composition root: it may import
+# everything and is imported by nothing in the engine.
+LAYERS: list[set[str]] = [
+    {"daemon", "parts", "recovery", "registry_login", "__main__", "__init__"},
+    {"api"},
+    {"containers", "build", "kube"},
+    {"images", "net", "volumes"},
+    {"exec"},
+    {"errors", "ids", "events", "store", "crashpoints", "gomatch", "bpf", "version", "timestamps", "data", "config",
+     "mallopt", "memtrace"},
+]
+# Sideways imports that are part of the design: the builder runs its RUN steps through the container manager;
+# the small shared modules stand on each other (errors under all of them), and so do the composition root's.
+SIDEWAYS = {("build", "containers"), ("kube", "containers")} | {
+    (a, b) for layer in (LAYERS[0], LAYERS[-1]) for a in layer for b in layer
+}
+# Upward imports that remain (each a TYPE_CHECKING or function-level import); the list may only shrink: a new
+# entry fails the test, and so does an entry that no longer occurs.
+KNOWN_UPWARD: set[tuple[str, str]] = set()
+
+
+def _rank(area: str) -> int:
+    for i, layer in enumerate(LAYERS):
+        if area in layer:
+            return i
+    raise AssertionError(f"engine/{area} is in no layer of tests/test_layering.py: place it")
+
+
+def _area(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "engine":
+        return None
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _engine_imports(py: Path) -> list[str]:
+    """Every engine module `py` imports, wherever the import sits (top level, TYPE_CHECKING, inside a function),
+    relative imports resolved and `from engine import x` read as engine.x."""
+    import ast
+
+    rel = py.relative_to(ROOT).with_suffix("").as_posix().split("/")
+    package = rel[:-1]
+    out: list[str] = []
+    for node in ast.walk(ast.parse(py.read_text())):
+        if isinstance(node, ast.Import):
+            out.extend(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            if module == "engine":
+                out.extend(f"engine.{a.name}" for a in node.names)
+            else:
+                out.append(module)
+    return [m for m in out if _area(m) is not None]
+
+
+def _upward_imports() -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for py in sorted((ROOT / "engine").rglob("*.py")):
+        rel = py.relative_to(ROOT).as_posix()
+        own = _area(".".join(py.relative_to(ROOT).with_suffix("").parts))
+        assert own is not None
+        for module in _engine_imports(py):
+            other = _area(module)
+            assert other is not None
+            if other == own or (own, other) in SIDEWAYS:
+                continue
+            if _rank(other) <= _rank(own):
+                found.add((rel, module))
+    return found
+
+
+def test_engine_imports_run_downward_only() -> None:
+    found = _upward_imports()
+    assert found - KNOWN_UPWARD == set(), "imports that run upward or sideways (see LAYERS)"
+    assert KNOWN_UPWARD - found == set(), "gone: drop these from KNOWN_UPWARD"
+
+
+def test_the_layer_check_sees_hidden_imports() -> None:
+    # A TYPE_CHECKING import, a function-level one and a relative one must all be read.
+    mod = ROOT / "engine" / "volumes.py"
+    imports = _engine_imports(mod)
+    assert "engine.crashpoints" in imports
+    manager = _engine_imports(ROOT / "engine" / "containers" / "manager.py")
+    assert "engine.containers.host" in manager  # under TYPE_CHECKING
+    assert "engine.timestamps" in manager  # inside a function

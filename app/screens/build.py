@@ -114,6 +114,7 @@ class PathInput(Input):
     """A folder path: Tab completes it as a shell would; when there is nothing left to complete, Tab moves on."""
 
     BINDINGS = [Binding("tab", "complete", "Complete", show=False)]
+    FILES = False  # a folder picker; a subclass with True completes file names too
 
     class Completed(Message):
         def __init__(self, candidates: list[str]) -> None:
@@ -121,7 +122,7 @@ class PathInput(Input):
             self.candidates = candidates
 
     def action_complete(self) -> None:
-        completed, candidates = complete_directory(self.value)
+        completed, candidates = complete_directory(self.value, files=self.FILES)
         if completed == self.value and not candidates:
             self.screen.focus_next()
             return

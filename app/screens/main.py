@@ -18,16 +18,26 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
-from app.containers import ContainerRow, urls
+from app.containers import ContainerRow, on_host, split_row_id, urls
+from app.key_hint import key_of
 from app.lifecycle import VERBS, error_text
-from app.messages import Connected, ConnectionLost, DockerEvent, EngineUnavailable, RunImage
+from app.messages import (
+    Connected,
+    ConnectionLost,
+    DockerEvent,
+    EngineUnavailable,
+    HostEvent,
+    HostStateChanged,
+    HostSwitched,
+    RunImage,
+)
 from app.stats import History
 from app.stats_streams import StatsStreams
 from app.widgets.container_list import ContainerList
@@ -68,6 +78,15 @@ def http_check(url: str, timeout: float = 2.0) -> str:
         return f"no answer ({exc.strerror or exc})"
 
 
+def first_run_hint(app: App[object]) -> str:
+    """What an empty container list says: the one key that runs nginx, the New container key, other hosts."""
+    nginx, new, hosts = (key_of(app, b) for b in ("run_nginx", "new", "hosts"))
+    return (f"No containers yet.\n\n[b]{nginx}[/] runs nginx: pulled if needed, its port published, its URL "
+            f"shown.\n[b]{new}[/] opens New container: search local images and registries, or type a reference "
+            f"(registry:5000/team/app:1.2) and run it.\n[b]{hosts}[/] switches to another Docker host; "
+            "`portside -H URL` or $DOCKER_HOST starts on one.")
+
+
 class MainScreen(Screen[None]):
     BINDINGS = [
         Binding("s", "verb('start')", "Start", id="start"),
@@ -80,19 +99,23 @@ class MainScreen(Screen[None]):
         Binding("c", "new", "New", id="new"),
         Binding("w", "run_nginx", "Run nginx", id="run_nginx"),
         Binding("e", "exec", "Exec", id="exec"),
+        Binding("k", "kube_export", "Export to Kubernetes", id="kube_export", show=False),
         Binding("Y", "copy('id')", "Copy id", id="copy_id", show=False),
         Binding("U", "copy('url')", "Copy URL", id="copy_url", show=False),
+        Binding("A", "all_hosts", "All hosts", id="all_hosts", show=False),
         Binding("escape", "clear_filter", show=False),
     ]
 
     @dataclass
     class RowsLoaded(Message):
         rows: list[ContainerRow]
+        host: str = ""  # the host they came from: a list of the last host arriving after a switch is dropped
 
     @dataclass
     class RowsRefreshed(Message):
         ids: list[str]
         rows: list[ContainerRow]
+        host: str = ""
 
     @dataclass
     class UrlStatus(Message):
@@ -141,6 +164,9 @@ class MainScreen(Screen[None]):
         self._loaded_for = -1  # the app's connection count the list was last loaded for
         self._painted = False  # until the first frame is out, a selection's streams and forms wait
         self._rows_in = False
+        self.all_hosts = False  # the list shows every connected host's containers, grouped by host (A)
+        self._other_reload_scheduled = False
+        self._rows_by_host: dict[str, list[ContainerRow]] = {}  # each host's list as last loaded
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -149,6 +175,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="left"):
                 yield Input(placeholder="filter containers (/)", id="filter")
                 yield ContainerList(self._prefetched(), id="containers")
+                yield Static("", id="first-run")
             with TabbedContent(id="tabs"):
                 with TabPane("Home", id="tab-home"):
                     yield HomePane(id="home")
@@ -248,9 +275,25 @@ class MainScreen(Screen[None]):
 
     @on(ConnectionLost)
     def _lost(self, message: ConnectionLost) -> None:
-        self.banner.update(f"Connection to the engine lost: {message.reason}. Reconnecting…")
+        self.banner.update(f"Connection to the engine lost: {message.reason}. Reconnecting… "
+                           "(R: retry now, h: other hosts)")
         self.banner.display = True
         self._stop_streams()
+
+    @on(HostSwitched)
+    def _host_switched(self, message: HostSwitched) -> None:
+        """Another host is shown: nothing of the last one stays; the new host's list as it was last shown is there
+        at once, until its fresh list (loaded on Connected) replaces it."""
+        self._stop_streams()
+        self.banner.display = False
+        if self.all_hosts:
+            cur = getattr(self.app, "current_host", None)
+            self.container_list.host_label = cur.name if cur is not None else ""
+            self.container_list._drawn.clear()
+        kept = getattr(self.app, "connected", False)  # an unreachable host's old rows would mislead
+        self.container_list.set_rows(self._rows_by_host.get(message.name, []) if kept else [])
+        self._rows_in = False
+        self.loaded.clear()
 
     @on(EngineUnavailable)
     def _unavailable(self, message: EngineUnavailable) -> None:
@@ -266,17 +309,102 @@ class MainScreen(Screen[None]):
             self._loaded_for = count
             self.load()
 
+    def _host_name(self) -> str:
+        cur = getattr(self.app, "current_host", None)
+        return str(cur.name) if cur is not None else ""
+
     @work(thread=True, exclusive=True, group="list", exit_on_error=False)
     def load(self) -> None:
+        host = self._host_name()
         try:
             data = self.app.wait_engine().api.containers(all=True)  # type: ignore[attr-defined]
         except Exception as exc:
             self.app.fail("Listing containers", exc)  # type: ignore[attr-defined]
             return
-        self.post_message(self.RowsLoaded([ContainerRow.from_api(c) for c in data]))
+        rows = [ContainerRow.from_api(c) for c in data]
+        if self.all_hosts:
+            rows += self._other_hosts_rows()
+        self.post_message(self.RowsLoaded(rows, host))
+
+    def _other_hosts_rows(self) -> list[ContainerRow]:
+        """The containers of every other connected host in the pool, keyed `host/id`; one that fails is left out
+        (the switcher says why)."""
+        app: Any = self.app
+        current = app.current_host.name if app.current_host is not None else None
+        rows: list[ContainerRow] = []
+        for conn in app.pool.connections() if app.pool is not None else []:
+            if conn.host.name == current or not conn.connected or conn.engine is None:
+                continue
+            try:
+                listed = conn.engine.api.containers(all=True)
+                rows += [on_host(ContainerRow.from_api(c), conn.host.name) for c in listed]
+            except Exception:
+                continue
+        return rows
+
+    def _engine_for(self, row_id: str) -> tuple[Any, str]:
+        """The client and container id of a list key: the current host's, or another connected host's."""
+        host, cid = split_row_id(row_id)
+        if not host:
+            return self.app.wait_engine(), cid  # type: ignore[attr-defined]
+        pool = getattr(self.app, "pool", None)
+        conn = pool.get(host) if pool is not None else None
+        if conn is None or not conn.connected or conn.engine is None:
+            raise ConnectionError(f"the host {host} is not connected")
+        return conn.engine, cid
+
+    def action_all_hosts(self) -> None:
+        self.all_hosts = not self.all_hosts
+        cur = getattr(self.app, "current_host", None)
+        self.container_list.host_label = (cur.name if cur is not None else "") if self.all_hosts else ""
+        self.container_list._drawn.clear()  # every name cell changes
+        self.notify("Containers of every connected host" if self.all_hosts else "Containers of this host only")
+        self.load()
+
+    @on(HostEvent)
+    def _host_event(self, message: HostEvent) -> None:
+        """Another host's container changed: in the all-hosts list, reload (a burst of events, once)."""
+        ev = message.event
+        if not self.all_hosts or ev.get("Type") != "container":
+            return
+        if str(ev.get("Action", "")).split(":")[0] in LIST_ACTIONS and not self._other_reload_scheduled:
+            self._other_reload_scheduled = True
+            self.set_timer(0.2, self._reload_others)
+
+    @on(HostStateChanged)
+    def _host_state_changed(self, _: HostStateChanged) -> None:
+        if self.all_hosts and not self._other_reload_scheduled:
+            self._other_reload_scheduled = True
+            self.set_timer(0.2, self._reload_others)
+
+    def _reload_others(self) -> None:
+        self._other_reload_scheduled = False
+        if getattr(self.app, "connected", False):
+            self.load()
+
+    @on(DataTable.RowSelected, "#containers")
+    def _row_chosen(self, event: DataTable.RowSelected) -> None:
+        """Enter on another host's container: switch to that host (at once: it is connected) and select it."""
+        host, cid = split_row_id(str(event.row_key.value))
+        if not host:
+            return
+        target = next((h for h in self.app.known_hosts() if h.name == host), None)  # type: ignore[attr-defined]
+        if target is not None:
+            self.app.switch_host(target)  # type: ignore[attr-defined]
+            self.focus_container(cid)
+
+    @on(ContainerList.EmptyChanged)
+    def _empty_changed(self, message: ContainerList.EmptyChanged) -> None:
+        hint = self.query_one("#first-run", Static)
+        hint.display = message.empty
+        if message.empty:
+            hint.update(first_run_hint(self.app))
 
     @on(RowsLoaded)
     def _rows_loaded(self, message: RowsLoaded) -> None:
+        if message.host != self._host_name():
+            return
+        self._rows_by_host[message.host] = [r for r in message.rows if not r.host]
         self.container_list.set_rows(message.rows)
         self._rows_in = True
         if self._painted:  # tests and the reconnect banner wait on this: the tabs must be there too
@@ -309,15 +437,18 @@ class MainScreen(Screen[None]):
 
     @work(thread=True, group="list-refresh", exit_on_error=False)
     def _refresh_ids(self, ids: list[str]) -> None:
+        host = self._host_name()
         try:
             data = self.app.wait_engine().api.containers(all=True, filters={"id": ids})  # type: ignore[attr-defined]
         except Exception as exc:
             self.app.fail("Refreshing containers", exc)  # type: ignore[attr-defined]
             return
-        self.post_message(self.RowsRefreshed(ids, [ContainerRow.from_api(c) for c in data]))
+        self.post_message(self.RowsRefreshed(ids, [ContainerRow.from_api(c) for c in data], host))
 
     @on(RowsRefreshed)
     def _rows_refreshed(self, message: RowsRefreshed) -> None:
+        if message.host != self._host_name():
+            return
         found = {r.id for r in message.rows}
         for row in message.rows:
             self.container_list.upsert(row)
@@ -371,7 +502,7 @@ class MainScreen(Screen[None]):
         self._restart_streams(clear=True)
         self._watch_stats()
         self._show_stats()
-        if self.selected_id:
+        if self.selected_id and not split_row_id(self.selected_id)[0]:
             self.load_inspect(self.selected_id)
 
     def _stop_streams(self, keep_stats: bool = False) -> None:
@@ -421,7 +552,7 @@ class MainScreen(Screen[None]):
     def _stream_logs(self, cid: str, gen: int, since: float | None) -> None:
         view = self.log_view
         try:
-            engine = self.app.wait_engine()  # type: ignore[attr-defined]
+            engine, cid = self._engine_for(cid)
             # the configured tail on a new selection; after a restart, all that came since the last line shown
             tail = self.app.config.log_tail if since is None else "all"  # type: ignore[attr-defined]
             stream = engine.logs(cid, tail=tail, since=since)
@@ -455,7 +586,7 @@ class MainScreen(Screen[None]):
     def _watch_stats(self) -> None:
         """Stream the selected container if it runs, and every running one while the Stats tab shows."""
         rows = self.container_list.rows_by_id
-        running = {cid for cid, r in rows.items() if r.state in STATS_STATES}
+        running = {cid for cid, r in rows.items() if r.state in STATS_STATES and not r.host}
         wanted = running if self.active_tab == "tab-stats" and not self._covered else set()
         if self.selected_id in running:
             wanted.add(self.selected_id)
@@ -684,14 +815,10 @@ class MainScreen(Screen[None]):
     @work(thread=True, group="verbs", exit_on_error=False)
     def _run_verb(self, name: str, targets: list[tuple[str, str, str]]) -> None:
         verb = VERBS[name]
-        try:
-            api = self.app.wait_engine().api  # type: ignore[attr-defined]
-        except Exception as exc:
-            self.app.fail(verb.title, exc)  # type: ignore[attr-defined]
-            return
-        for cid, state, cname in targets:
+        for row_id, state, cname in targets:
             try:
-                verb.run(api, cid, state)
+                engine, cid = self._engine_for(row_id)  # the all-hosts list: each row on its own host
+                verb.run(engine.api, cid, state)
             except Exception as exc:
                 self.app.fail(f"{verb.title} {cname}", exc)  # type: ignore[attr-defined]
         self.app.call_from_thread(self._clear_marks)
@@ -722,6 +849,9 @@ class MainScreen(Screen[None]):
         row = self.container_list.current
         if row is None:
             return
+        if row.host:
+            self.notify(f"{row.name} is on {row.host}: Enter switches there", severity="warning")
+            return
         if row.state != "running":
             self.notify(f"{row.name} is {row.state}: start it to run a shell", severity="warning")
             return
@@ -740,6 +870,11 @@ class MainScreen(Screen[None]):
         what = " ".join(cmd) if cmd else "Shell"
         self.exec_pane.record(f"{row.name}: {what} ended (exit {code})")
         self.notify(f"{what} in {row.name} ended (exit {code})")
+
+    def action_kube_export(self) -> None:
+        from app.screens.kube import export_selected
+
+        export_selected(self)
 
     def action_new(self) -> None:
         try:

@@ -1,5 +1,7 @@
 """New container: search local images, the recommended list, configured registries and Docker Hub as you type;
-Enter runs the highlighted image (pull with progress, then run with its ports published); t picks a tag."""
+Enter runs the highlighted image (pull with progress, then run with its ports published); t picks a tag.
+A full reference (a registry, a tag or a digest in it) is offered first, to run as typed without a search hit;
+a search that names a registry (`127.0.0.1:5000/team`) asks that registry's catalog instead of Docker Hub."""
 
 from __future__ import annotations
 
@@ -77,6 +79,7 @@ class NewContainerScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("t", "tags", "Tags", id="pick_tag"),
+        Binding("k", "kube_play", "Play Kubernetes YAML", id="kube_play"),
         Binding("down", "focus_results", show=False),
     ]
 
@@ -130,13 +133,17 @@ class NewContainerScreen(Screen[None]):
         except Exception:
             api = None
         time.sleep(0.2)  # debounce the network searches, as Kitematic did
-        for host in app.config.registries:  # type: ignore[attr-defined]
+        named = images.registry_of(query)  # `127.0.0.1:5000/te` searches that registry, whether configured or not
+        searched = [(host, query) for host in app.config.registries]  # type: ignore[attr-defined]
+        if named is not None:
+            searched = [(named, query.partition("/")[2])] + [(h, q) for h, q in searched if h != named]
+        for host, words in searched:
             source = f"registry {host}"
             try:
-                self.post_message(self.Results(query, source, images.registry_candidates(host, query)))
-            except Exception as exc:  # an unreachable registry gives no results and a note, not an error
+                self.post_message(self.Results(query, source, images.registry_candidates(host, words)))
+            except Exception as exc:  # an unreachable registry gives no results and a note naming it, not an error
                 self.post_message(self.Results(query, source, [], f"{host} not reachable ({_short(exc)})"))
-        if api is not None and query and app.config.hub_search:  # type: ignore[attr-defined]
+        if api is not None and query and named is None and app.config.hub_search:  # type: ignore[attr-defined]
             try:
                 self.post_message(self.Results(query, "hub", images.hub_candidates(api, query)))
             except Exception as exc:  # offline: say so quietly
@@ -150,10 +157,14 @@ class NewContainerScreen(Screen[None]):
         self.notes[message.source] = message.note
         order = ["local", "recommended", *sorted(s for s in self.by_source if s.startswith("registry")), "hub"]
         self.shown = [c for s in order for c in self.by_source.get(s, [])]
+        typed = images.typed_reference(message.query)
+        if typed is not None:  # a full reference runs as typed, whether or not a search finds it
+            self.shown.insert(0, Candidate(typed, "reference", "run this reference directly", tag=""))
         self.results.clear_options()
         for c in self.shown:
             ref = f"{c.reference}:{c.tag}" if c.source == "local" else c.reference
-            self.results.add_option(Option(f"[b]{escape(ref)}[/]  [dim]{escape(c.source)}[/]  {escape(c.description)}"))
+            source = "run" if c.source == "reference" else c.source
+            self.results.add_option(Option(f"[b]{escape(ref)}[/]  [dim]{escape(source)}[/]  {escape(c.description)}"))
         if self.shown:
             self.results.highlighted = 0
         notes = [n for n in self.notes.values() if n]
@@ -164,10 +175,18 @@ class NewContainerScreen(Screen[None]):
         self._run(self.shown[event.option_index])
 
     def _run(self, c: Candidate, tag: str | None = None) -> None:
-        reference = f"{c.reference}:{tag or c.tag}"
+        if tag and c.source == "reference":  # a tag picked for a typed reference replaces the typed tag
+            reference = f"{images.split_reference(c.reference)[0]}:{tag}"
+        else:
+            reference = f"{c.reference}:{tag or c.tag}" if (tag or c.tag) else c.reference
         self.app.pop_screen()
         main = self.app.screen
         main.post_message(RunImage(reference))
+
+    def action_kube_play(self) -> None:
+        from app.screens.kube import play_yaml
+
+        play_yaml(self)
 
     def action_tags(self) -> None:
         if not self.shown:
@@ -178,7 +197,8 @@ class NewContainerScreen(Screen[None]):
     @work(thread=True, exit_on_error=False)
     def _load_tags(self, c: Candidate) -> None:
         try:
-            tags = images.tags_for(self.app.wait_engine().api, c.reference)  # type: ignore[attr-defined]
+            repo = images.split_reference(c.reference)[0] if c.source == "reference" else c.reference
+            tags = images.tags_for(self.app.wait_engine().api, repo)  # type: ignore[attr-defined]
         except Exception as exc:
             self.app.fail("Tags", exc)  # type: ignore[attr-defined]
             return
@@ -188,6 +208,6 @@ class NewContainerScreen(Screen[None]):
                 if tag:
                     self._run(c, tag)
 
-            self.app.push_screen(TagScreen(c.reference, tags), chosen)
+            self.app.push_screen(TagScreen(repo, tags), chosen)
 
         self.app.call_from_thread(show)

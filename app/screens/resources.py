@@ -22,6 +22,7 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, RichLog
 
+from app.key_hint import key_of
 from app.messages import DockerEvent, RunImage
 from app.stats import human_bytes
 from app.widgets.json_tree import JsonTree
@@ -278,6 +279,7 @@ class ImagesScreen(TableScreen):
         Binding("D", "remove_force", "Remove (force)", id="image_remove_force"),
         Binding("r", "run", "Run", id="image_run"),
         Binding("b", "build", "Build", id="image_build"),
+        Binding("k", "kube_play", "Play Kubernetes YAML", id="kube_play"),
     ]
     last_pull: Any = None  # the PullScreen of the latest pull (its per-layer bars stay readable after it closes)
 
@@ -294,12 +296,12 @@ class ImagesScreen(TableScreen):
                         "with a Dockerfile")
 
     def _key_of(self, binding_id: str) -> str:
-        """The key a binding id has now ([keys] in the config may have moved it)."""
-        from app.config import DEFAULT_KEYS
+        return key_of(self.app, binding_id)
 
-        keys = getattr(getattr(self.app, "config", None), "keys", {}) or {}
-        return escape(self.app.get_key_display(Binding((keys.get(binding_id) or DEFAULT_KEYS[binding_id])
-                                                      .split(",")[0], "")))
+    def action_kube_play(self) -> None:
+        from app.screens.kube import play_yaml
+
+        play_yaml(self)
 
     def action_build(self) -> None:
         """A build still going (or ended unseen behind a hidden dialog) shows again; else the form for a new one."""

@@ -10,7 +10,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
-from app.containers import STATE_COLOURS, ContainerRow, list_order
+from app.containers import STATE_COLOURS, ContainerRow, grouped_order
 
 
 class ContainerList(DataTable[Text]):
@@ -27,6 +27,14 @@ class ContainerList(DataTable[Text]):
 
         container_id: str | None
 
+    @dataclass
+    class EmptyChanged(Message):
+        """The list went from no containers to some, or back (the first-run hint shows while it has none)."""
+
+        empty: bool
+
+    _empty: bool | None = None
+
     def __init__(self, rows: list[ContainerRow] | None = None, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
         self._initial = rows
@@ -35,6 +43,7 @@ class ContainerList(DataTable[Text]):
         self.filter_text = ""
         self._shown: list[str] = []
         self._drawn: dict[str, tuple[ContainerRow, bool]] = {}  # what each shown row's cells were made from
+        self.host_label = ""  # the all-hosts list: the current host's name, shown before its rows' names
 
     def on_mount(self) -> None:
         self.add_column(" ", key="mark", width=1)
@@ -72,9 +81,13 @@ class ContainerList(DataTable[Text]):
         self.refresh_rows()
 
     def _ordered(self) -> list[ContainerRow]:
-        return list_order([r for r in self.rows_by_id.values() if r.matches(self.filter_text)])
+        return grouped_order([r for r in self.rows_by_id.values() if r.matches(self.filter_text)])
 
     def refresh_rows(self) -> None:
+        empty = not self.rows_by_id
+        if empty != self._empty:
+            self._empty = empty
+            self.post_message(self.EmptyChanged(empty))
         current = self.current_id
         rows = self._ordered()
         wanted = [r.id for r in rows]
@@ -112,14 +125,21 @@ class ContainerList(DataTable[Text]):
         if col == "state":
             return Text(row.state, style=STATE_COLOURS.get(row.state, ""))
         if col == "name":
-            if row.project:
-                # The stack it belongs to, dimmed, so a compose project reads as one block.
-                short = row.name
-                for sep in ("-", "_"):  # compose v2 names project-service-N, v1 project_service_N
-                    short = short.removeprefix(row.project + sep)
-                return Text.assemble((row.project, "dim"), (" / ", "dim"), (short, "bold"))
-            return Text(row.name, style="bold")
+            host = row.host or self.host_label
+            if host:  # the all-hosts list: every row says which host it is on
+                return Text.assemble((f"{host} ▸ ", "cyan"), self._name_text(row))
+            return self._name_text(row)
         return Text(getattr(row, col))
+
+    @staticmethod
+    def _name_text(row: ContainerRow) -> Text:
+        if row.project:
+            # The stack it belongs to, dimmed, so a compose project reads as one block.
+            short = row.name
+            for sep in ("-", "_"):  # compose v2 names project-service-N, v1 project_service_N
+                short = short.removeprefix(row.project + sep)
+            return Text.assemble((row.project, "dim"), (" / ", "dim"), (short, "bold"))
+        return Text(row.name, style="bold")
 
     # --- selection ---
 
@@ -162,7 +182,7 @@ class ContainerList(DataTable[Text]):
         if row is None or not row.project:
             self.notify("Not part of a compose project", severity="warning")
             return
-        members = {r.id for r in self.rows_by_id.values() if r.project == row.project}
+        members = {r.id for r in self.rows_by_id.values() if r.project == row.project and r.host == row.host}
         if members <= self.marked:
             self.marked -= members
         else:

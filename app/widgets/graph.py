@@ -16,8 +16,9 @@ COLOUR_STEPS = 64
 
 
 class StatsGraph(Sparkline):
-    """Draws what Textual's Sparkline draws (bars scaled between the window's minimum and maximum, coloured from
-    `sparkline--min-color` to `sparkline--max-color`), fed by plot() and painted through the line API.
+    """Draws what Textual's Sparkline draws, but with bars scaled from zero to the window's maximum (the label
+    beside it names that peak), coloured from `sparkline--min-color` to `sparkline--max-color`, fed by plot() and
+    painted through the line API.
 
     Why not the Sparkline itself: it paints through Rich, a segment per column each with a style of its own that
     Textual then re-styles and encodes one by one, about 10 ms for 80x3 cells; at a sample a second for seven
@@ -41,7 +42,9 @@ class StatsGraph(Sparkline):
         width, height = self.size
         shapes: object
         if len(data) >= 2 and min(data) == max(data):
-            shapes = "flat"  # the common idle case (no IO, same PIDs and memory): no need to look at columns
+            # the common idle case (no IO, same PIDs and memory): no need to look at columns; bars stand on zero,
+            # so a constant series is an empty line at 0 and a full one above it
+            shapes = ("flat", data[0] > 0)
         else:
             bar_steps = len(BARS) * height - 1
             shapes = tuple((int(r * bar_steps), int(r * COLOUR_STEPS)) for r in self._columns_of(data, width))
@@ -57,7 +60,9 @@ class StatsGraph(Sparkline):
         """The height ratio (0..1) drawn in each column, as Textual's renderer computes it."""
         if len(data) < 2 or width <= 0:
             return ()
-        lo, hi = min(data), max(data)
+        # bars stand on zero (on the minimum only for a series that goes below it): a change of a few kilobytes
+        # on megabytes draws as the small change it is instead of filling the whole height
+        lo, hi = min(0.0, min(data)), max(data)
         extent = hi - lo or 1
         summary = self.summary_function
         # Textual's buckets (SparklineRenderable._buckets) in integers: it takes Fractions, 50x slower

@@ -103,7 +103,12 @@ class StatsPane(VerticalScroll):
             label, graph = self.graphs[key]
             graph.plot(series)
             value = series[-1] if series else 0.0
-            label.set(f"{title}: [b]{_fmt(key, value, limit)}[/]")
+            # the graph's scale: bars stand on zero and the tallest is the window's peak
+            peak = ""
+            if len(series) >= 2:
+                top = human_bytes(max(series)) if key == "mem" else _fmt(key, max(series))
+                peak = f"   [dim]0 to {top}[/]"
+            label.set(f"{title}: [b]{_fmt(key, value, limit)}[/]{peak}")
 
     def show_table(self, rows: dict[str, tuple[str, Sample]]) -> int:
         """Make the table show these containers (id -> name and last sample), sorted by name: rows come and go,

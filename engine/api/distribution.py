@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from engine.api.server import add, daemon_of, json_response
-from engine.daemon import decode_registry_auth
 from engine.errors import EngineError, InvalidArgument, NotFound, Unauthorized, Unavailable
+from engine.images.auth import decode_registry_auth
 from engine.images.reference import parse
 from engine.images.registry import Repository, distribution_inspect
 

@@ -60,8 +60,7 @@ async def create(request: web.Request) -> web.Response:
                           "privileged": bool(body.get("Privileged")), "user": body.get("User") or ""},
         "_config": body, "_keys": keys,
     }
-    m.execs[eid] = ex
-    rec["ExecIDs"] = [*(rec.get("ExecIDs") or []), eid]
+    m.add_exec(rec, ex)
     m.emit(rec, f"exec_create: {' '.join(cmd)}", execID=eid)
     return json_response({"Id": eid}, status=201)
 
@@ -85,6 +84,9 @@ async def _launch(m: ContainerManager, ex: dict[str, Any], tty: bool) -> Any:
 async def _finish(m: ContainerManager, ex: dict[str, Any], proc: Any) -> None:
     code = await proc.wait()
     ex.update(Running=False, ExitCode=code, Pid=0)
+    # the process's streams and task are done with: a finished exec keeps only its inspect fields
+    ex.pop("_proc", None)
+    ex.pop("_task", None)
     rec = m.store.find(ex["ContainerID"])
     if rec is not None:
         m.emit(rec, "exec_die", execID=ex["ID"], exitCode=str(code))
@@ -161,7 +163,7 @@ async def start(request: web.Request) -> web.StreamResponse:
         await out_task
         await _finish(m, ex, proc)
     except (ConnectionResetError, BrokenPipeError):
-        asyncio.create_task(_finish(m, ex, proc))  # noqa: RUF006  # the process outlives the client
+        ex["_task"] = asyncio.create_task(_finish(m, ex, proc))  # the process outlives the client
     finally:
         if in_task is not None:
             in_task.cancel()

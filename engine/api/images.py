@@ -15,9 +15,9 @@ from aiohttp import web
 
 from engine.api.params import check_filters, filters, json_body, qbool, qint, timestamp_ns
 from engine.api.server import add, daemon_of, error_response, json_response, tar_stream_response
-from engine.daemon import decode_registry_auth
 from engine.errors import EngineError, InvalidArgument, NotFound
 from engine.gomatch import compile_pattern
+from engine.images.auth import decode_registry_auth
 
 
 def _images(request: web.Request) -> Any:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
 from aiohttp import web
 
 from engine.errors import InvalidArgument
+from engine.timestamps import timestamp_ns as timestamp_ns  # re-exported: the routes parse since/until here
 
 
 def qbool(request: web.Request, name: str, default: bool = False) -> bool:
@@ -77,27 +77,6 @@ async def json_body(request: web.Request, required: bool = True) -> dict[str, An
     if not isinstance(data, dict):
         raise InvalidArgument("invalid JSON: expected an object")
     return data
-
-
-def timestamp_ns(value: str) -> int | None:
-    """A `since`/`until` value: unix seconds with optional fraction (what the CLI sends), or RFC 3339."""
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        if "." in value:
-            sec, frac = value.split(".", 1)
-            return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
-        return int(value) * 1_000_000_000
-    except ValueError:
-        pass
-    try:
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidArgument(f"failed to parse value as time or duration: {value!r}") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return int(t.timestamp() * 1_000_000_000)
 
 
 def version_tuple(v: str) -> tuple[int, ...]:

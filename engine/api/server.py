@@ -8,31 +8,62 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import grp
 import json
 import logging
 import os
+import sqlite3
 import ssl
 import stat
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
 from aiohttp import web
 
 from engine.api.hijack import HijackableHandler
 from engine.api.params import version_tuple
+from engine.crashpoints import crashpoint
 from engine.errors import EngineError, InvalidArgument
 from engine.version import API_VERSION, MIN_API_VERSION, __version__
 
 if TYPE_CHECKING:
-    from engine.daemon import Daemon
+    from engine.config import DaemonConfig
+    from engine.events import EventBus
+    from engine.volumes import VolumeStore
+
+
+class Engine(Protocol):
+    """What the API's handlers use of the engine: its settings, the event bus, the services and a few summaries.
+    daemon.py's Daemon (the composition root, above this layer) is one; the API never imports it."""
+
+    @property
+    def config(self) -> DaemonConfig: ...
+    @property
+    def events(self) -> EventBus: ...
+    @property
+    def engine_id(self) -> str: ...
+    @property
+    def containers(self) -> Any: ...
+    @property
+    def images(self) -> Any: ...
+    @property
+    def networks(self) -> Any: ...
+    @property
+    def volumes(self) -> VolumeStore: ...
+    @property
+    def builder(self) -> Any: ...
+    def container_counts(self) -> dict[str, int]: ...
+    def image_count(self) -> int: ...
+    async def disk_usage(self, types: list[str]) -> dict[str, Any]: ...
+    async def login(self, username: str, password: str, server: str, token: str) -> str: ...
 
 log = logging.getLogger("portside.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+DAEMON: web.AppKey[Engine] = web.AppKey("daemon")
 # The API version a request asked for (its /vX.Y prefix, else the newest).
 API_VERSION_KEY: web.RequestKey[str] = web.RequestKey("api_version", str)
 SERVER_HEADER = f"portside/{__version__} (linux)"
@@ -44,7 +75,7 @@ def add(app: web.Application, method: str, path: str, handler: Handler) -> None:
     app.router.add_route(method, r"/{_api_version:v[0-9]+\.[0-9]+}" + path, handler)
 
 
-def daemon_of(request: web.Request) -> Daemon:
+def daemon_of(request: web.Request) -> Engine:
     return request.app[DAEMON]
 
 
@@ -76,6 +107,8 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
         request[API_VERSION_KEY] = v
     else:
         request[API_VERSION_KEY] = API_VERSION
+    if not request.path.endswith("/_ping"):
+        crashpoint("api.request")  # tests: die while serving a request (pings still answer, for readiness checks)
     try:
         return await handler(request)
     except EngineError as e:
@@ -87,8 +120,22 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     except (ConnectionResetError, asyncio.CancelledError):
         raise
     except Exception as e:  # an engine bug: answer like dockerd does to its panics, and keep serving
+        system = system_error(e)
+        if system is not None:  # the system said no (a full disk): not a bug, and said in Go's words
+            log.warning("%s %s failed: %s", request.method, request.path, system)
+            return error_response(500, system)
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, str(e) or type(e).__name__)
+
+
+def system_error(e: BaseException) -> str | None:
+    """An error from the system (a full disk above all) as dockerd passes Go's on: `<path>: no space left on
+    device`, lower-case (Go's errno texts); SQLite's full database says the same. None for anything else."""
+    if isinstance(e, OSError) and e.errno is not None and e.strerror:
+        return (f"{e.filename}: " if e.filename else "") + e.strerror.lower()
+    if isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e):
+        return f"{e}: {os.strerror(errno.ENOSPC).lower()}"
+    return None
 
 
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -98,7 +145,7 @@ async def _common_headers(request: web.Request, response: web.StreamResponse) ->
     response.headers.setdefault("Ostype", "linux")
 
 
-def build_app(daemon: Daemon) -> web.Application:
+def build_app(daemon: Engine) -> web.Application:
     from engine.api import routes
 
     app = web.Application(middlewares=[_middleware], client_max_size=1024**4)
@@ -142,7 +189,7 @@ def check_host(host: str, tls: TlsOptions) -> None:
 class ApiServer:
     """Listens on the daemon's hosts; `start()` binds every socket, `close()` stops them and open streams."""
 
-    def __init__(self, daemon: Daemon, hosts: list[str], tls: TlsOptions | None = None) -> None:
+    def __init__(self, daemon: Engine, hosts: list[str], tls: TlsOptions | None = None) -> None:
         self.daemon = daemon
         self.hosts = hosts
         self.tls = tls or TlsOptions()

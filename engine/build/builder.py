@@ -830,7 +830,7 @@ def _go_duration(ns: int) -> str:
 
 
 def _parse_duration(flag: str, value: str) -> int:
-    from engine.containers.health import parse_go_duration
+    from engine.images.healthcheck import parse_go_duration
 
     if not value:
         return 0

@@ -18,7 +18,7 @@ from engine.containers.logconfig import log_file
 from engine.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
-    from engine.daemon import Daemon
+    from engine.containers.host import RuntimeHost
     from engine.exec.runtime import Stdio
 
 def _stdio(tty: bool, stdin: bool, stdin_once: bool, log_path: Path, log_config: dict[str, Any]) -> Stdio:
@@ -60,7 +60,7 @@ class ExecProcess:
 
 
 class ExecRuntime:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: RuntimeHost) -> None:
         runtime_mod = importlib.import_module("engine.exec.runtime")
         self.exec_root = daemon.config.exec_root
         self.rt = runtime_mod.Runtime(self.exec_root / "rt", cgroup_parent=daemon.config.cgroup_parent,

@@ -10,24 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import re
 import signal
 import time
 from typing import TYPE_CHECKING, Any
 
 from engine import ids
 from engine.containers.logs import format_time_ns, parse_time_ns
-from engine.errors import EngineError, InvalidArgument
+from engine.errors import EngineError
+
+# The Healthcheck's shape lives with the image config it is part of; re-exported for the callers that know it here.
+from engine.images.healthcheck import _DURATIONS, SECOND, validate
+from engine.images.healthcheck import parse_go_duration as parse_go_duration
+from engine.images.healthcheck import parse_instruction as parse_instruction
 
 if TYPE_CHECKING:
     from engine.containers.manager import ContainerManager
 
 log = logging.getLogger("portside.health")
 
-SECOND = 1_000_000_000
 DEFAULT_INTERVAL = 30 * SECOND
 DEFAULT_TIMEOUT = 30 * SECOND
 DEFAULT_START_PERIOD = 0
@@ -35,9 +37,7 @@ DEFAULT_START_INTERVAL = 5 * SECOND
 DEFAULT_RETRIES = 3
 MAX_LOG_ENTRIES = 5
 MAX_OUTPUT = 4096
-MIN_DURATION = 1_000_000  # 1ms, dockerd's containertypes.MinimumDuration
 STATUSES = ("starting", "healthy", "unhealthy", "none")
-_DURATIONS = ("Interval", "Timeout", "StartPeriod", "StartInterval")
 
 
 def merge_config(config: dict[str, Any], image_config: dict[str, Any]) -> None:
@@ -54,80 +54,6 @@ def merge_config(config: dict[str, Any], image_config: dict[str, Any]) -> None:
             if not hc.get(key) and image_hc.get(key):
                 hc[key] = image_hc[key]
     validate(config.get("Healthcheck"))
-
-
-def validate(hc: dict[str, Any] | None) -> None:
-    if not hc:
-        return
-    for key in _DURATIONS:
-        value = hc.get(key) or 0
-        if not isinstance(value, int):
-            raise InvalidArgument(f"{key} in Healthcheck must be an integer (nanoseconds)")
-        if value != 0 and value < MIN_DURATION:
-            raise InvalidArgument(f"{key} in Healthcheck cannot be less than 1ms")
-    if (hc.get("Retries") or 0) < 0:
-        raise InvalidArgument("Retries in Healthcheck cannot be negative")
-
-
-_GO_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": SECOND, "m": 60 * SECOND,
-             "h": 3600 * SECOND}  # fmt: skip
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_go_duration(text: str) -> int:
-    """Go's time.ParseDuration ("1m30s", "1.5s", "200ms") in nanoseconds."""
-    t = text.strip()
-    sign = -1 if t.startswith("-") else 1
-    t = t.lstrip("+-")
-    if t == "0":
-        return 0
-    pos, total = 0, 0.0
-    for m in _GO_DURATION.finditer(t):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _GO_UNITS[m.group(2)]
-        pos = m.end()
-    if not t or pos != len(t):
-        raise InvalidArgument(f'time: invalid duration "{text}"')
-    return sign * round(total)
-
-
-def parse_instruction(arg: str) -> dict[str, Any]:
-    """The Healthcheck of a Dockerfile HEALTHCHECK instruction's arguments (`docker commit --change`)."""
-    words = arg.strip().split(None, 1)
-    hc: dict[str, Any] = {}
-    flags = {"--interval": "Interval", "--timeout": "Timeout", "--start-period": "StartPeriod",
-             "--start-interval": "StartInterval", "--retries": "Retries"}  # fmt: skip
-    while words and words[0].startswith("--"):
-        name, eq, value = words[0].partition("=")
-        if name not in flags or not eq:
-            raise InvalidArgument(f"Unknown flag: {name.lstrip('-')}")
-        if name == "--retries":
-            try:
-                hc["Retries"] = int(value)
-            except ValueError:
-                raise InvalidArgument(f'strconv.ParseInt: parsing "{value}": invalid syntax') from None
-        else:
-            hc[flags[name]] = parse_go_duration(value)
-        words = words[1].split(None, 1) if len(words) > 1 else []
-    kind = words[0].upper() if words else ""
-    rest = words[1].strip() if len(words) > 1 else ""
-    if kind == "NONE":
-        if hc or rest:
-            raise InvalidArgument("HEALTHCHECK NONE takes no arguments")
-        return {"Test": ["NONE"]}
-    if kind != "CMD" or not rest:
-        raise InvalidArgument("Missing command after HEALTHCHECK CMD" if kind == "CMD" else
-                              f"Unknown type \"{kind}\" in HEALTHCHECK (try CMD)")  # fmt: skip
-    test: list[str] | None = None
-    if rest.startswith("["):
-        with contextlib.suppress(ValueError):
-            val = json.loads(rest)
-            if isinstance(val, list) and val and all(isinstance(x, str) for x in val):
-                test = ["CMD", *val]
-    hc["Test"] = test or ["CMD-SHELL", rest]
-    validate(hc)
-    return hc
 
 
 def probe_command(config: dict[str, Any]) -> list[str] | None:

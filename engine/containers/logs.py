@@ -60,8 +60,14 @@ def _parse(line: bytes) -> Entry | None:
 
 def log_files(path: Path) -> list[Path]:
     """The rotated files oldest first (`x.log.2`, `x.log.1`) then the live file."""
+    # a listing, not a glob: each glob pattern (one per container) is compiled and kept in pathlib's and re's caches
+    prefix = path.name + "."
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        names = []
     rotated = sorted(
-        (p for p in path.parent.glob(path.name + ".*") if p.suffix[1:].isdigit()),
+        (path.parent / n for n in names if n.startswith(prefix) and n[len(prefix):].isdigit()),
         key=lambda p: -int(p.suffix[1:]),
     )
     return [*rotated, path] if path.exists() else rotated

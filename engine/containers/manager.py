@@ -30,7 +30,7 @@ from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, Not
 from engine.volumes import ANONYMOUS_LABEL
 
 if TYPE_CHECKING:
-    from engine.daemon import Daemon
+    from engine.containers.host import ContainerHost
 
 log = logging.getLogger("portside.containers")
 
@@ -64,13 +64,18 @@ def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int
     return _SIGNALS[name]
 
 
+# dockerd's execCommandGC tick: a finished exec is marked at one tick and dropped at the next, so it stays
+# inspectable for 5 to 10 minutes
+EXEC_GC_INTERVAL = 300.0
+
+
 def restart_policy(hc: dict[str, Any]) -> tuple[str, int]:
     rp = hc.get("RestartPolicy") or {}
     return rp.get("Name") or "no", int(rp.get("MaximumRetryCount") or 0)
 
 
 class ContainerManager:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: ContainerHost) -> None:
         self.d = daemon
         self.store = ContainerStore(daemon.config.data_root / "containers")
         self._locks: dict[str, asyncio.Lock] = {}
@@ -83,6 +88,8 @@ class ContainerManager:
         self._pending_attach: dict[str, list[asyncio.Future[None]]] = {}
         self._created: dict[str, asyncio.Event] = {}
         self.execs: dict[str, dict[str, Any]] = {}  # exec id -> Docker's exec inspect shape (+ "_proc")
+        self.exec_gc_interval = EXEC_GC_INTERVAL
+        self._exec_gc: asyncio.Task[None] | None = None
         self.health = HealthMonitor(self)
 
     # -- helpers ------------------------------------------------------------------------------------------------
@@ -150,14 +157,12 @@ class ContainerManager:
                 eps[key] = {}
         if not config.get("Image"):
             raise InvalidArgument("No image specified")  # hmm: docker says 'Config cannot be empty...' for {}
-        rp_name, rp_max = restart_policy(hc)
-        if rp_name not in ("no", "always", "on-failure", "unless-stopped"):
-            raise InvalidArgument(f"invalid restart policy: unknown policy '{rp_name}'; use one of 'no', 'always', "
-                                  "'on-failure', or 'unless-stopped'")
-        if rp_max and rp_name != "on-failure":
-            raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
-        if rp_max < 0:
-            raise InvalidArgument("invalid restart policy: maximum retry count must be a positive integer")
+        # dockerd's verifyContainerSettings: a bad value is a 400 here, not a 500 (or worse) at start
+        from engine.containers.validate import check_container_config, check_host_config
+
+        check_container_config(config)
+        check_host_config(hc)
+        rp_name = restart_policy(hc)[0]
         if hc.get("AutoRemove") and rp_name not in ("no", ""):
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
         hc["LogConfig"] = logconfig.normalize(hc.get("LogConfig"))  # dockerd's default and checks, a 400
@@ -391,6 +396,8 @@ class ContainerManager:
                     connected.set_result(None)
                 with contextlib.suppress(ValueError, KeyError):
                     self._pending_attach[cid].remove(connected)
+                    if not self._pending_attach[cid]:
+                        del self._pending_attach[cid]
         return await self.rt.attach(cid, stdin=stdin, stdout=stdout, stderr=stderr)
 
     async def _let_attachers_in(self, cid: str) -> None:
@@ -409,6 +416,14 @@ class ContainerManager:
         self._monitors[cid] = asyncio.create_task(self._watch(cid), name=f"monitor-{cid[:12]}")
 
     async def _watch(self, cid: str) -> None:
+        try:
+            await self._watch_exit(cid)
+        finally:
+            # a finished monitor goes with its container's exit (a restart makes a new one)
+            if self._monitors.get(cid) is asyncio.current_task():
+                del self._monitors[cid]
+
+    async def _watch_exit(self, cid: str) -> None:
         from engine.containers import runner
 
         try:
@@ -427,6 +442,7 @@ class ContainerManager:
         t0 = time.monotonic()
         async with self.lock(cid):
             await runner.cleanup(self, rec, drop_layer=bool(rec["HostConfig"].get("AutoRemove")))
+            self.drop_execs(cid, finished=False)
             log.debug("exit %s: cleanup %.1fms", cid[:12], 1000 * (time.monotonic() - t0))
             started = rec["State"].get("StartedAt", "")
             rec["State"].update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
@@ -521,8 +537,8 @@ class ContainerManager:
                 # the signal is delivered
                 try:
                     await self.rt.unpause(cid)
-                except EngineError:
-                    return  # it went meanwhile: its exit is recorded as any other
+                except (EngineError, OSError):
+                    return  # it went meanwhile (its cgroup too: ENODEV): its exit is recorded as any other
                 rec["State"].update(Status="running", Paused=False)
                 self.store.save(rec)
                 self.health.resume(rec)
@@ -536,8 +552,10 @@ class ContainerManager:
             await self.rt.kill(cid, signum)
         self.emit(rec, "kill", signal=str(signum))
         if rec["State"]["Paused"]:
-            with contextlib.suppress(EngineError):
-                await self.rt.unpause(cid)  # a frozen task takes the SIGKILL only once thawed (cgroup v1)
+            # a frozen task takes the SIGKILL only once thawed (cgroup v1); the thaw can lose the race with the
+            # exit it lets happen (the cgroup is removed under the write: ENODEV), which is no error of the kill
+            with contextlib.suppress(EngineError, OSError):
+                await self.rt.unpause(cid)
         try:
             await asyncio.wait_for(exited.wait(), 10)
         except TimeoutError:
@@ -655,7 +673,8 @@ class ContainerManager:
             rec["_portside"]["ManuallyStopped"] = True
             if rec["State"]["Running"]:
                 exited = self.exit_event(cid)
-                with contextlib.suppress(EngineError, ProcessLookupError):
+                # it may exit (and its supervisor go) while signalled: that is what was asked, not an error
+                with contextlib.suppress(EngineError, OSError):
                     if rec["State"]["Paused"]:
                         await self.rt.unpause(cid)
                     await self.rt.kill(cid, signals.SIGKILL)
@@ -680,6 +699,7 @@ class ContainerManager:
                       1000 * (t2 - t1), 1000 * (time.monotonic() - t2))
             self._exit.pop(cid, None)
             self._locks.pop(cid, None)
+            self._forget(cid)
         if volumes:
             for m in rec.get("Mounts") or []:
                 if m.get("Type") == "volume" and m.get("Name"):
@@ -709,7 +729,10 @@ class ContainerManager:
     async def update(self, ref: str, body: dict[str, Any]) -> list[str]:
         rec = self.get(ref)
         hc = rec["HostConfig"]
+        from engine.containers import validate as check
+        check.check_resources(body, update=True)  # dockerd's verifyContainerSettings(update=true): a 400
         if body.get("RestartPolicy"):
+            check.check_restart_policy(body)
             name, maximum = restart_policy(body)
             if hc.get("AutoRemove") and name not in ("no", ""):
                 raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled for the "
@@ -783,7 +806,7 @@ class ContainerManager:
         deleted, reclaimed = [], 0
         until = None
         if filters.get("until"):
-            from engine.api.params import timestamp_ns
+            from engine.timestamps import timestamp_ns
 
             until = timestamp_ns(filters["until"][0])
         from engine.containers.logs import parse_time_ns
@@ -851,11 +874,61 @@ class ContainerManager:
     async def close(self) -> None:
         self._closing = True
         await self.health.close()
-        for t in [*self._monitors.values(), *self._restart_tasks.values()]:
+        tasks = [*self._monitors.values(), *self._restart_tasks.values(), *([self._exec_gc] if self._exec_gc else [])]
+        for t in tasks:
             t.cancel()
-        for t in [*self._monitors.values(), *self._restart_tasks.values()]:
+        for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
+
+    def _forget(self, cid: str) -> None:
+        """A removed container's last in-memory traces: its exec records, a finished restart task, what early
+        attach calls waited on (its monitor ends with its process and takes itself out)."""
+        self.drop_execs(cid, finished=True)
+        task = self._restart_tasks.pop(cid, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        self._created.pop(cid, None)
+        self._pending_attach.pop(cid, None)
+
+    # -- exec records -------------------------------------------------------------------------------------------
+    def add_exec(self, rec: dict[str, Any], ex: dict[str, Any]) -> None:
+        self.execs[ex["ID"]] = ex
+        rec["ExecIDs"] = [*(rec.get("ExecIDs") or []), ex["ID"]]
+        if self._exec_gc is None or self._exec_gc.done():
+            self._exec_gc = asyncio.create_task(self._collect_execs_forever(), name="exec-gc")
+
+    def drop_execs(self, cid: str, *, finished: bool) -> None:
+        """dockerd's Cleanup at a container's exit drops its execs that have not exited (their processes went with
+        it; the finished ones stay inspectable until the collector takes them); at removal every one goes."""
+        for eid, ex in list(self.execs.items()):
+            if ex["ContainerID"] == cid and (finished or ex["ExitCode"] is None):
+                del self.execs[eid]
+        rec = self.store.find(cid)
+        if rec is not None:
+            rec["ExecIDs"] = None
+        if not self.execs and self._exec_gc is not None:
+            self._exec_gc.cancel()  # nothing left to collect: the next exec starts the collector again
+            self._exec_gc = None
+
+    def collect_execs(self) -> int:
+        """One tick of dockerd's execCommandGC: what the last tick marked goes, and every exec that has exited
+        (or whose container is gone) is marked, CanRemove in its inspect. Returns how many went."""
+        gone = 0
+        for eid, ex in list(self.execs.items()):
+            if ex["CanRemove"]:
+                del self.execs[eid]
+                gone += 1
+            elif ex["ExitCode"] is not None or self.store.find(ex["ContainerID"]) is None:
+                ex["CanRemove"] = True
+        if gone:
+            log.debug("exec collector: dropped %d finished execs", gone)
+        return gone
+
+    async def _collect_execs_forever(self) -> None:
+        while self.execs:
+            await asyncio.sleep(self.exec_gc_interval)
+            self.collect_execs()
 
 
 def _start_exit_code(message: str) -> int:

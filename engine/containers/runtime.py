@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.daemon import Daemon
+    from engine.containers.host import RuntimeHost
 
 
-def make_runtime(daemon: Daemon) -> Any:
+def make_runtime(daemon: RuntimeHost) -> Any:
     """The adapter over engine/exec's runtime, or None while this tree has no runtime."""
     from engine.containers.exec_adapter import ExecRuntime
 

@@ -18,7 +18,7 @@ from engine.errors import Conflict, InvalidArgument, NotFound
 from engine.store import read_json, remove_stale_temps, write_json
 
 RECORD = "config.v2.json"
-_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")  # \Z: "$" would let a trailing newline in
 
 
 def check_name(name: str) -> str:

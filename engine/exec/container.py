@@ -330,7 +330,10 @@ def setup_rootfs(spec: dict[str, Any], bundle: str) -> None:
     linux.umount2(".", MNT_DETACH)
     os.chdir("/")
     for key, value in (lx.get("sysctl") or {}).items():
-        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+        parts = key.replace(".", "/").split("/")
+        if "" in parts or ".." in parts:  # the name is a path below /proc/sys; never one that leaves it
+            raise OSError(errno.EINVAL, f"invalid sysctl name {key!r}")
+        with open("/proc/sys/" + "/".join(parts), "w") as f:
             f.write(str(value))
     _mask_and_protect(spec)
     if spec.get("hostname"):

@@ -32,7 +32,7 @@ from engine.exec.cgroups import Cgroup
 _ENGINE_PARENT = str(Path(__file__).resolve().parents[2])
 # The supervisor starts without site-packages or the environment (-S -E): a smaller, faster interpreter.
 _BOOT = f"import sys; sys.path.insert(0, {_ENGINE_PARENT!r}); from engine.exec.supervisor import main; main()"
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")  # \Z, not $: no trailing newline in a path
 _START_PREFIX = (
     "failed to create task for container: failed to create shim task: OCI runtime create failed: "
     "portside create failed: unable to start container process: "
@@ -488,18 +488,23 @@ class Runtime:
                 _connect(s, d / "ctl.sock")
             except (FileNotFoundError, ConnectionRefusedError):
                 raise Conflict(f"container {cid} is not running") from None
-            s.sendall(P.frame(P.CONTROL, marshal.dumps(req)))
             buf = b""
-            while True:
-                if len(buf) >= P.HEADER:
-                    _kind, size = P.parse_header(buf[: P.HEADER])
-                    if len(buf) >= P.HEADER + size:
-                        reply: dict[str, Any] = marshal.loads(buf[P.HEADER : P.HEADER + size])
-                        return reply
-                chunk = s.recv(65536)
-                if not chunk:
-                    raise Conflict(f"container {cid} is not running")
-                buf += chunk
+            try:
+                s.sendall(P.frame(P.CONTROL, marshal.dumps(req)))
+                while True:
+                    if len(buf) >= P.HEADER:
+                        _kind, size = P.parse_header(buf[: P.HEADER])
+                        if len(buf) >= P.HEADER + size:
+                            reply: dict[str, Any] = marshal.loads(buf[P.HEADER : P.HEADER + size])
+                            return reply
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        raise Conflict(f"container {cid} is not running")
+                    buf += chunk
+            except (ConnectionResetError, BrokenPipeError):
+                # the supervisor hung up mid-request: the container exited (a SIGKILL racing an exit, rm -f),
+                # which is a hang-up like any other, not a 500
+                raise Conflict(f"container {cid} is not running") from None
 
     async def _request(self, cid: str, req: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
         return await asyncio.to_thread(self._request_sync, cid, req, timeout)
@@ -512,7 +517,10 @@ class Runtime:
         reply = await self._request(container_id, {"op": "start"})
         if "error" in reply:
             raise _start_error(reply["error"], reply.get("exit_code"))
-        self.watch(container_id)
+        if self._exits is not None:
+            # someone listens to exits(): report this one's too. Not otherwise - a daemon waits on each container
+            # itself, and the exit states of a queue nobody reads would pile up, one per container ever started.
+            self.watch(container_id)
         return int(reply["pid"])
 
     def state(self, container_id: str) -> ContainerState:
@@ -565,7 +573,8 @@ class Runtime:
                     await writer.wait_closed()
 
     def watch(self, container_id: str) -> None:
-        """Reports this container's exit on `exits()` (started containers are watched on their own)."""
+        """Reports this container's exit on `exits()` (once exits() is listened to, started containers are watched
+        on their own)."""
         if container_id in self._watched:
             return
         self._watched.add(container_id)

@@ -39,10 +39,27 @@ def _kernel_at_least(want: str) -> bool:
 
 
 def load_profile(text: str | None = None) -> dict[str, Any]:
+    """A Docker seccomp profile from its JSON text (None: the default profile). Bad text is moby's LoadProfile
+    error, with Go's JSON wording for the usual mistakes (a path where JSON belongs, an empty value)."""
+    if text is None:
+        text = DEFAULT_PROFILE.read_text()
+    head = text.lstrip(" \t\r\n")
+    if not head:
+        raise InvalidArgument("Decoding seccomp profile failed: unexpected end of JSON input")
+    if head[0] not in '{["-0123456789tfn':
+        raise InvalidArgument(f"Decoding seccomp profile failed: invalid character '{head[0]}' looking for "
+                              "beginning of value")  # fmt: skip
     try:
-        data: dict[str, Any] = json.loads(text if text is not None else DEFAULT_PROFILE.read_text())
+        data = json.loads(text)
     except ValueError as e:
         raise InvalidArgument(f"Decoding seccomp profile failed: {e}") from None
+    if not isinstance(data, dict):
+        kind = "array" if isinstance(data, list) else "string" if isinstance(data, str) else (
+            "bool" if isinstance(data, bool) else "number" if isinstance(data, (int, float)) else "null")
+        if kind != "null":  # Go decodes null into the zero profile
+            raise InvalidArgument(f"Decoding seccomp profile failed: json: cannot unmarshal {kind} into Go value "
+                                  "of type seccomp.Seccomp")  # fmt: skip
+        data = {}
     return data
 
 

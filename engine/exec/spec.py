@@ -33,14 +33,9 @@ MASKED_PATHS = [
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
-MIN_MEMORY = 6 * 1024 * 1024
-
 # namespaced sysctls (moby's validation): the IPC ones, and net.* unless the network namespace is the host's
 _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
                 "kernel.shmmni", "kernel.shm_rmid_forced"}  # fmt: skip
-
-_RLIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
-            "rtprio", "rttime", "sigpending", "stack", "as"}  # fmt: skip
 
 _DEFAULT_DEVICES = [
     # path, type, major, minor
@@ -68,7 +63,7 @@ _DEFAULT_DEVICE_RULES = [
     {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},  # /dev/net/tun
 ]
 
-_DEVICE_RULE_RE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
+DEVICE_RULE_RE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})\Z")
 
 ANNOTATION_INIT = "io.portside.init"
 ANNOTATION_STOP_SIGNAL = "io.portside.stop-signal"
@@ -159,7 +154,7 @@ def _default_mounts(shm_size: int, readonly_sys: bool) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-_PROPAGATIONS = {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
+PROPAGATIONS = {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
 
 
 def _mount_holding(path: str) -> tuple[str, str]:
@@ -183,7 +178,7 @@ def root_propagation(binds: list[dict[str, Any]], default: str = "rprivate") -> 
     EngineError (dockerd's 500 at start) when the source's mount cannot give what was asked."""
     root = default
     for m in binds:
-        prop = next((o for o in m.get("options") or [] if o in _PROPAGATIONS), "rprivate")
+        prop = next((o for o in m.get("options") or [] if o in PROPAGATIONS), "rprivate")
         if prop in ("shared", "rshared"):
             mp, fields = _mount_holding(m["source"])
             if "shared:" not in fields:
@@ -215,7 +210,7 @@ def _bind_mounts(hc: dict[str, Any], volume_path: Callable[[str], str] | None) -
             # Docker creates a missing host directory of a bind (-v); --mount type=bind refuses instead
             os.makedirs(src, exist_ok=True)
         options = ["rbind", "ro" if "ro" in opts else "rw"]
-        options += [o for o in opts if o in _PROPAGATIONS][:1] or ["rprivate"]
+        options += [o for o in opts if o in PROPAGATIONS][:1] or ["rprivate"]
         out.append({"destination": dst, "type": "bind", "source": src, "options": options})
     for m in hc.get("Mounts") or []:
         kind = m.get("Type", "volume")
@@ -227,7 +222,7 @@ def _bind_mounts(hc: dict[str, Any], volume_path: Callable[[str], str] | None) -
             if not os.path.exists(src):
                 raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not exist: {src}')
             prop = (m.get("BindOptions") or {}).get("Propagation") or "rprivate"
-            if prop not in _PROPAGATIONS:
+            if prop not in PROPAGATIONS:
                 raise InvalidArgument(f'invalid mount config for type "bind": invalid propagation mode: {prop}')
             options = ["rbind", "ro" if m.get("ReadOnly") else "rw", prop]
             out.append({"destination": target, "type": "bind", "source": src, "options": options})
@@ -274,7 +269,7 @@ def _devices(hc: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, A
         rules.append({"allow": True, "type": kind, "major": major, "minor": minor,
                       "access": d.get("CgroupPermissions") or "rwm"})  # fmt: skip
     for text in hc.get("DeviceCgroupRules") or []:  # --device-cgroup-rule 'c 42:* rmw'
-        m = _DEVICE_RULE_RE.match(text)
+        m = DEVICE_RULE_RE.match(text)
         if m is None:
             raise InvalidArgument(f"invalid device cgroup rule format: '{text}'")
         kind, major_s, minor_s, access = m.groups()
@@ -287,7 +282,12 @@ def _devices(hc: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, A
     return devices, rules
 
 
-def _security_opts(hc: dict[str, Any]) -> tuple[bool, str | None]:
+def sysctl_namespaced(key: str, host_network: bool) -> bool:
+    """moby's validation: the IPC sysctls, fs.mqueue.* and net.* (unless the network namespace is the host's)."""
+    return key in _IPC_SYSCTLS or key.startswith("fs.mqueue.") or (key.startswith("net.") and not host_network)
+
+
+def security_opts(hc: dict[str, Any]) -> tuple[bool, str | None]:
     """(no_new_privileges, seccomp profile: None = default, "unconfined", or the profile's JSON text)."""
     nnp = False
     profile: str | None = None
@@ -295,19 +295,26 @@ def _security_opts(hc: dict[str, Any]) -> tuple[bool, str | None]:
         key, sep, value = opt.partition("=")
         if not sep:
             key, sep, value = opt.partition(":")
+        if opt == "no-new-privileges":
+            nnp = True
+            continue
+        if opt in ("writable-cgroups", "disable"):
+            continue  # cgroups stay read-only here; "disable" is an SELinux label option
+        if not sep:
+            raise InvalidArgument(f'invalid --security-opt 1: "{opt}"')
         if key == "no-new-privileges":
-            if value in ("", "true"):
+            if value in ("1", "t", "T", "true", "TRUE", "True"):  # Go's strconv.ParseBool
                 nnp = True
-            elif value == "false":
+            elif value in ("0", "f", "F", "false", "FALSE", "False"):
                 nnp = False
             else:
-                raise InvalidArgument(f"invalid --security-opt 2: {opt!r}")
+                raise InvalidArgument(f'invalid --security-opt 2: "{opt}"')
         elif key == "seccomp":
             profile = value
-        elif key in ("label", "apparmor"):
+        elif key in ("label", "apparmor", "writable-cgroups"):
             continue  # no LSM here; Docker also ignores these where the LSM is absent
         else:
-            raise InvalidArgument(f"invalid --security-opt 1: {opt!r}")
+            raise InvalidArgument(f'invalid --security-opt 2: "{opt}"')
     return nnp, profile
 
 
@@ -355,30 +362,12 @@ def build(
     period = _int_field(hc, "CpuPeriod")
     pids_limit = _int_field(hc, "PidsLimit")
     shm_size = _int_field(hc, "ShmSize") or DEFAULT_SHM_SIZE
-    if memory and memory < MIN_MEMORY:
-        raise InvalidArgument("Minimum memory limit allowed is 6MB")
-    if memory and swap > 0 and swap < memory:
-        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
-    if swap and not memory:
-        raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
-    if memory and reservation and memory < reservation:
-        raise InvalidArgument("Minimum memory limit can not be less than memory reservation limit, see usage")
-    if nano_cpus and (quota or period):
-        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
-    if nano_cpus < 0 or nano_cpus > (os.cpu_count() or 1) * 10**9:
-        raise InvalidArgument(f"Range of CPUs is from 0.01 to {os.cpu_count() or 1}.00, as there are only "
-                              f"{os.cpu_count() or 1} CPUs available")  # fmt: skip
-    if period and not (1000 <= period <= 1000000):
-        raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
-    if quota and quota > 0 and quota < 1000:
-        raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
-    if shm_size < 0:
-        raise InvalidArgument("SHM size can not be less than 0")
+    # the values' ranges and relations were checked at create (engine/containers/validate.py, dockerd's checks)
 
     hostname = config.get("Hostname") or ""
     user = resolve_user(rootfs, config.get("User") or img.get("User") or "", hc.get("GroupAdd"))
     caps = tweak_capabilities(hc.get("CapAdd"), hc.get("CapDrop"), privileged)
-    nnp, seccomp_opt = _security_opts(hc)
+    nnp, seccomp_opt = security_opts(hc)
 
     env = _merge_env(
         [f"PATH={DEFAULT_PATH}"],
@@ -393,19 +382,14 @@ def build(
     rlimits = []
     for u in hc.get("Ulimits") or []:
         name = str(u.get("Name", "")).lower()
-        if name not in _RLIMITS:
-            raise InvalidArgument(f"invalid ulimit type: {name}")
         soft, hard = int(u.get("Soft", 0)), int(u.get("Hard", 0))
-        if soft > hard:
-            raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
         rlimits.append({"type": "RLIMIT_" + name.upper(), "soft": soft, "hard": hard})
 
     sysctls = dict(hc.get("Sysctls") or {})
     for key in sysctls:
-        namespaced = key in _IPC_SYSCTLS or key.startswith("fs.mqueue.")
-        if key.startswith("net.") and netns != "host":
-            namespaced = True
-        if not namespaced:
+        # also checked at create; here too, as the runtime writes these before the container's /proc/sys is
+        # read-only, and a sysctl that is not namespaced would change the host's
+        if not sysctl_namespaced(key, netns == "host"):
             raise InvalidArgument(f'sysctl "{key}" is not in a separate kernel namespace')
 
     devices, device_rules = _devices(hc)
@@ -472,7 +456,7 @@ def build(
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
         if seccomp_opt != "unconfined":
-            profile = seccomp.load_profile(None if seccomp_opt is None else _read_profile(seccomp_opt))
+            profile = seccomp.load_profile(_profile_text(seccomp_opt))
             linux["seccomp"] = seccomp.render(profile, caps)
 
     capabilities: dict[str, list[str]] = {"bounding": caps, "effective": caps, "permitted": caps}
@@ -515,14 +499,10 @@ def build(
     return spec
 
 
-def _read_profile(value: str) -> str:
-    # The docker CLI sends the file's content (it reads `seccomp=<file>` itself); a path is accepted too.
-    if value.lstrip().startswith("{"):
-        return value
-    try:
-        return Path(value).read_text()
-    except OSError as e:
-        raise InvalidArgument(f"opening seccomp profile ({value}) failed: {e.strerror}") from None
+def _profile_text(value: str | None) -> str | None:
+    # dockerd's values: none or `builtin` is the default profile, anything else the profile's JSON (the docker CLI
+    # reads `seccomp=<file>` itself and sends the content); never a path read on the daemon's host
+    return None if value in (None, "builtin") else value
 
 
 def resources_from_host_config(hc: dict[str, Any]) -> dict[str, Any]:
@@ -530,8 +510,6 @@ def resources_from_host_config(hc: dict[str, Any]) -> dict[str, Any]:
     res: dict[str, Any] = {}
     memory = _int_field(hc, "Memory")
     swap = _int_field(hc, "MemorySwap")
-    if memory and memory < MIN_MEMORY:
-        raise InvalidArgument("Minimum memory limit allowed is 6MB")
     mem: dict[str, Any] = {}
     if memory:
         mem["limit"] = memory

@@ -95,6 +95,7 @@ class JsonLog:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         self.size = os.fstat(self.fd).st_size
         self.partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+        self.dropped = 0  # entries lost to write errors (a full disk) since the last one written
 
     def write(self, stream: str, data: bytes) -> None:
         buf = self.partial[stream] + data
@@ -122,13 +123,36 @@ class JsonLog:
             rfc3339(time.time_ns()),
         )
         raw = text.encode()
-        if self.max_size and self.size and self.size + len(raw) > self.max_size:
-            self._rotate()
-        os.write(self.fd, raw)
-        self.size += len(raw)
+        try:
+            if self.max_size and self.size and self.size + len(raw) > self.max_size:
+                self._rotate()
+            if self.fd < 0:  # a rotation could not open the new file (disk full): try again now
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+                self.size = os.fstat(self.fd).st_size
+            n = os.write(self.fd, raw)
+            if n < len(raw):  # the disk filled mid-entry: take the half line back, a reader would choke on it
+                os.ftruncate(self.fd, self.size)
+                raise OSError(28, "No space left on device")
+        except OSError as e:
+            # As dockerd's json-file logger: the entry is lost, the container runs on, and it says so (once per
+            # spell of failures, on the supervisor's stderr), not kill the supervisor that holds the container.
+            self.dropped += 1
+            if self.dropped == 1:
+                with contextlib.suppress(OSError):
+                    os.write(2, f"portside supervisor: error writing log message to {self.path}: "
+                                f"{(e.strerror or str(e)).lower()}; dropping output until it can be written\n"
+                             .encode())
+            return
+        if self.dropped:
+            with contextlib.suppress(OSError):
+                os.write(2, f"portside supervisor: writing {self.path} again, {self.dropped} entries lost\n".encode())
+            self.dropped = 0
+        self.size += n
 
     def _rotate(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
         if self.max_file > 1:
             for n in range(self.max_file - 1, 0, -1):
                 src = self.path if n == 1 else f"{self.path}.{n - 1}"
@@ -137,8 +161,8 @@ class JsonLog:
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         else:
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
-        self.fd = os.open(self.path, flags, 0o640)
         self.size = 0
+        self.fd = os.open(self.path, flags, 0o640)
 
 
 class Client:

@@ -608,7 +608,7 @@ def apply_changes(cfg: dict[str, Any], changes: list[str]) -> dict[str, Any]:
         elif word == "STOPSIGNAL":
             cfg["StopSignal"] = arg.strip()
         elif word == "HEALTHCHECK":
-            from engine.containers.health import parse_instruction
+            from engine.images.healthcheck import parse_instruction
 
             cfg["Healthcheck"] = parse_instruction(arg)
         elif word == "ONBUILD":

@@ -8,6 +8,7 @@ import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.errors import InvalidArgument
 
@@ -113,3 +114,15 @@ def _from_helper(helper: str, server: str) -> Credentials | None:
     if user == "<token>":
         return Credentials(identity_token=secret)
     return Credentials(user, secret)
+
+
+def decode_registry_auth(header: str) -> dict[str, Any]:
+    """X-Registry-Auth: base64url JSON of {username, password, serveraddress, identitytoken}."""
+    if not header:
+        return {}
+    try:
+        pad = "=" * (-len(header) % 4)
+        data = json.loads(base64.urlsafe_b64decode(header + pad))
+    except (ValueError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -47,7 +47,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Writer:
-    """An open ingest. Use `write`, then `commit`; `close` without commit keeps the partial file for a resume."""
+    """An open ingest. Use `write`, then `commit`; `close` without commit keeps the partial file for a resume (when
+    the writer was given the digest to resume it under; an anonymous one is dropped)."""
 
     def __init__(self, store: ContentStore, digest: str | None, size: int | None, path: Path, fd: int) -> None:
         self._store = store
@@ -125,7 +126,10 @@ class Writer:
 
     def close(self) -> None:
         if not self._committed:
-            self._release()
+            if self.expected_digest is None:
+                self.abort()  # named by no digest, a partial blob can never be resumed: its room is given back
+            else:
+                self._release()
 
     def _release(self) -> None:
         if self._fd >= 0:

@@ -161,7 +161,7 @@ class ContainerLayer:
     def remove(self) -> None:
         with self.service.meta.tx() as db:
             db.execute("DELETE FROM container_layers WHERE id=?", (self.id,))
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.service.discard_tree(self.dir)
 
     def changes(self) -> builtins.list[dict[str, Any]]:
         """`docker diff`: Kind 0 = changed (C), 1 = added (A), 2 = deleted (D), sorted by path."""
@@ -198,6 +198,29 @@ class ImageService:
         self.in_use: InUse = in_use or (lambda _id: [])
         self._pull_locks: dict[str, asyncio.Lock] = {}
         self.snapshots.clean_stale()
+        # what a removal moved aside and an engine stopped mid-way did not delete yet
+        self._trash = self.root / "trash"
+        self._trash.mkdir(exist_ok=True)
+        for leftover in self._trash.iterdir():
+            self._delete_later(leftover)
+
+    def discard_tree(self, path: Path) -> None:
+        """Removes a directory tree now from the caller's view: renamed into the trash (one syscall), deleted by a
+        background thread, so `docker rm` (and `run --rm`) does not wait for thousands of unlinks. A crash leaves
+        it in the trash, which the next start empties."""
+        spot = self._trash / f"{path.name}-{os.urandom(4).hex()}"
+        try:
+            os.rename(path, spot)
+        except FileNotFoundError:
+            return
+        except OSError:  # another file system (a bind-mounted layers dir): delete in place
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        self._delete_later(spot)
+
+    @staticmethod
+    def _delete_later(path: Path) -> None:
+        threading.Thread(target=shutil.rmtree, args=(path, True), name="portside-trash", daemon=True).start()
 
     def close(self) -> None:
         self.meta.close()

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.crashpoints import crashpoint
 from engine.errors import Conflict, EngineError, Forbidden, InvalidArgument, NotFound
 from engine.net import files, ipam, legacy_links, links, nft, nsutil, ports, sockhook, store
 
@@ -165,10 +166,14 @@ class NetworkService:
                 self._repair_sandbox(sb)
                 for m in sb.get("Ports", []):
                     self.allocator.claim(cid, ports.Mapping(**m))
-            # address reservations of containers that have no sandbox (a crash in the middle of create_sandbox)
+            # address reservations no sandbox's endpoint holds: a crash in the middle of create_sandbox (no sandbox)
+            # or of a connect (the sandbox record was not saved with its new endpoint)
             for net in self.networks.values():
-                stale = [c for c in net["Containers"] if c not in self.sandboxes]
+                stale = [c for c in net["Containers"] if c not in self.sandboxes or not any(
+                    ep.get("NetworkID") == net["Id"] for ep in self.sandboxes[c].get("Endpoints", {}).values())]
                 for c in stale:
+                    log.warning("recovery: dropped the address reservation of container %s on network %s, which its "
+                                "sandbox does not hold", c[:12], net["Name"])
                     del net["Containers"][c]
                 if stale:
                     self._save_network(net)
@@ -282,6 +287,16 @@ class NetworkService:
         store.write_json(self.net_dir / f"{rec['Id']}.json", rec, durable)
         self.networks[rec["Id"]] = rec
 
+    def _save_network_releasing(self, rec: dict[str, Any]) -> None:
+        """A network record written while something is released (an endpoint, a sandbox): a failure to write it (a
+        full disk) must not stop the release half-way - the record in memory is right, and start() drops any
+        reservation the one on disk still holds for a sandbox that is gone."""
+        try:
+            self._save_network(rec, durable=False)
+        except OSError as e:
+            self.networks[rec["Id"]] = rec
+            log.warning("network %s: record not written while releasing an endpoint: %s", rec["Name"], e)
+
     def _save_sandbox(self, sb: dict[str, Any]) -> None:
         # Not fsynced (two fsyncs on every run): a sandbox record describes kernel state (netns, veths, DNAT) that a
         # power loss takes with it; an engine crash keeps the page cache, so the record is there for start().
@@ -310,11 +325,14 @@ class NetworkService:
                 continue
             stale_bridge = link.kind == "bridge" and link.name not in bridges
             if stale_bridge or (link.kind == "veth" and link.name not in veths):
+                log.warning("recovery: dropped %s %s (%s), which no network or sandbox record names", link.kind,
+                            link.name, link.alias.removeprefix(self.alias_prefix))
                 links.delete_link(link.name)
         if self.netns_dir.is_dir():
             owned = {Path(sb["NetnsPath"]).name for sb in self.sandboxes.values() if sb.get("NetnsPath")}
             for p in self.netns_dir.iterdir():
                 if p.name not in owned:
+                    log.warning("recovery: dropped network namespace %s, which no sandbox record names", p.name)
                     nsutil.remove_netns(p)
 
     def _apply_nft(self) -> None:
@@ -490,6 +508,7 @@ class NetworkService:
                 self.networks[rec["Id"]] = rec
                 self._ensure_bridge(rec)
                 self._apply_nft()
+                crashpoint("network.create.bridge")
                 self._save_network(rec)
             except BaseException:
                 self.networks.pop(rec["Id"], None)
@@ -596,6 +615,7 @@ class NetworkService:
         self._apply_nft()
         if n.get("_bridge"):
             links.delete_link(n["_bridge"])
+        crashpoint("network.rm.record")
         (self.net_dir / f"{n['Id']}.json").unlink(missing_ok=True)
 
     def prune(self, filters: dict[str, list[str]] | None = None, until_ns: int | None = None) -> dict[str, list[str]]:
@@ -849,7 +869,7 @@ class NetworkService:
             links.delete_link(ep["HostIfname"])
         net = self.networks.get(ep["NetworkID"])
         if net is not None and net["Containers"].pop(sb["Id"], None) is not None:
-            self._save_network(net, durable=False)
+            self._save_network_releasing(net)
 
     def _repair_sandbox(self, sb: dict[str, Any]) -> None:
         """After a restart: recreate a veth that went missing (the container's netns still exists)."""
@@ -915,7 +935,7 @@ class NetworkService:
                 fdir.rmdir()
         for net in self.networks.values():
             if net["Containers"].pop(cid, None) is not None:
-                self._save_network(net, durable=False)
+                self._save_network_releasing(net)
         self.sandboxes.pop(cid, None)
         (self.sb_dir / f"{cid}.json").unlink(missing_ok=True)
         if apply and had_ports:
@@ -944,6 +964,7 @@ class NetworkService:
                 self._attach(sb, net, cfg)
                 if not sb.get("PortsTarget"):
                     self._publish(sb)  # the first network with a way out also brings the published ports
+                crashpoint("network.connect.attached")
             except BaseException:
                 self._detach(sb, net["Name"])
                 self._save_sandbox(sb)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.containers import validate
 from engine.errors import InvalidArgument
 from engine.exec import cgroups, spec
 from engine.exec.runtime import ContainerStartError, Runtime
@@ -77,7 +78,7 @@ def test_malformed_memory_values(testbed: object) -> None:
     ):
         spec.build({"Cmd": ["true"]}, {"Memory": "12x"}, {}, rootfs=rootfs)
     with pytest.raises(InvalidArgument, match="Minimum memory limit allowed is 6MB"):
-        spec.build({"Cmd": ["true"]}, {"Memory": 1024}, {}, rootfs=rootfs)
+        validate.check_resources({"Memory": 1024})  # at create and update, before any spec is built
     with pytest.raises(InvalidArgument, match='unknown capability: "CAP_NOPE"'):
         spec.build({"Cmd": ["true"]}, {"CapAdd": ["NOPE"]}, {}, rootfs=rootfs)
     with pytest.raises(InvalidArgument, match="No command specified"):

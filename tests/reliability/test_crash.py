@@ -1,16 +1,17 @@
-"""kill -9 at every named point of pull, commit, build, container create/rm and volume create/rm: after a restart the
-operation either fully happened or left nothing visible, nothing half-done is trusted, and a container that was
-running before still runs, re-adopted."""
+"""kill -9 at every named point of pull, commit, build, container create/start/stop/rm, cp, volume create/rm and
+network create/connect/rm: after a restart the operation either fully happened or left nothing visible, nothing
+half-done is trusted, and a container that was running before still runs, re-adopted."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import KEEPER, CrashDaemon, mounts_below
+from tests.reliability.conftest import KEEPER, CrashDaemon, mounts_below, poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 pytest.importorskip("engine.exec.runtime", reason="no container runtime in this tree yet")
@@ -218,6 +219,121 @@ def test_volume_rm_killed_midway_is_finished_at_start(crash: CrashDaemon) -> Non
     assert [p.name for p in (crash.d.data_root / "volumes").iterdir() if "pst-crash-vol2" in p.name] == []
     assert "finished its interrupted removal" in crash.recovery_log()
     crash.check_whole()
+
+
+def test_network_create_killed_before_its_record(crash: CrashDaemon) -> None:
+    links, rules = crash.net_state()
+    code, _o, _e = crash.crash_during("network.create.bridge", "network", "create", "pst-crash-net")
+    assert code != 0
+    assert "pst-crash-net" not in crash.ok("network", "ls", "--format", "{{.Name}}").split()
+    # its bridge and its nft rules were made before the crash: the bridge went at start-up, named in the log, and
+    # the rules were rewritten from the records
+    assert crash.net_state() == (links, rules)
+    assert "recovery: dropped bridge" in crash.recovery_log()
+    crash.check_whole()
+    crash.ok("network", "create", "pst-crash-net")  # the name (and a subnet) are free
+    assert crash.ok("run", "--rm", "--network", "pst-crash-net", "busybox", "true") == ""
+    crash.ok("network", "rm", "pst-crash-net")
+    assert crash.net_state() == (links, rules)
+
+
+def test_network_connect_killed_before_the_sandbox_is_saved(crash: CrashDaemon) -> None:
+    crash.ok("network", "create", "pst-crash-conn")
+    crash.ok("run", "-d", "--name", "pst-crash-conn-c", "busybox", "sleep", "600")
+    try:
+        links, rules = crash.net_state()
+        pid = json.loads(crash.ok("inspect", "pst-crash-conn-c"))[0]["State"]["Pid"]
+        code, _o, _e = crash.crash_during("network.connect.attached", "network", "connect", "pst-crash-conn",
+                                          "pst-crash-conn-c")
+        assert code != 0
+        # the container runs on, re-adopted, without the half-made endpoint: no veth, no address reservation
+        state = json.loads(crash.ok("inspect", "pst-crash-conn-c"))[0]
+        assert state["State"]["Running"] is True and state["State"]["Pid"] == pid
+        assert list(state["NetworkSettings"]["Networks"]) == ["bridge"]
+        net = json.loads(crash.ok("network", "inspect", "pst-crash-conn"))[0]
+        assert net["Containers"] == {}
+        assert crash.net_state() == (links, rules)
+        assert "eth1" not in crash.ok("exec", "pst-crash-conn-c", "cat", "/proc/net/dev")
+        assert "address reservation" in crash.recovery_log()
+        crash.check_whole()
+        crash.ok("network", "connect", "pst-crash-conn", "pst-crash-conn-c")
+        assert "eth1" in crash.ok("exec", "pst-crash-conn-c", "cat", "/proc/net/dev")
+        crash.ok("network", "disconnect", "pst-crash-conn", "pst-crash-conn-c")
+    finally:
+        crash.docker("rm", "-f", "pst-crash-conn-c")
+    crash.ok("network", "rm", "pst-crash-conn")  # no endpoint is left on it
+
+
+def test_network_rm_killed_midway_leaves_a_whole_network(crash: CrashDaemon) -> None:
+    links, rules = crash.net_state()
+    crash.ok("network", "create", "pst-crash-nrm")
+    code, _o, _e = crash.crash_during("network.rm.record", "network", "rm", "pst-crash-nrm")
+    assert code != 0
+    # the record was still there: the network is whole again (its bridge and rules remade) and works
+    assert "pst-crash-nrm" in crash.ok("network", "ls", "--format", "{{.Name}}").split()
+    assert crash.ok("run", "--rm", "--network", "pst-crash-nrm", "busybox", "true") == ""
+    crash.check_whole()
+    crash.ok("network", "rm", "pst-crash-nrm")
+    assert crash.net_state() == (links, rules)
+
+
+def _cgroups_of(crash: CrashDaemon, cid: str) -> list[Path]:
+    return sorted(Path("/sys/fs/cgroup").glob(f"*/portside-test-{crash.d.bridge}/{cid}"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _kill_daemon(crash: CrashDaemon) -> None:
+    assert crash.d.proc is not None
+    crash.d.proc.kill()
+    crash.d.proc.wait(30)
+
+
+def test_start_up_reclaims_a_running_container_whose_record_was_lost(crash: CrashDaemon) -> None:
+    links, rules = crash.net_state()
+    crash.ok("run", "-d", "--name", "pst-crash-lost", "-p", "127.0.0.1::80", "busybox", "sleep", "600")
+    info = json.loads(crash.ok("inspect", "pst-crash-lost"))[0]
+    cid, pid = info["Id"], info["State"]["Pid"]
+    assert _cgroups_of(crash, cid) and crash.net_state() != (links, rules)
+    _kill_daemon(crash)
+    shutil.rmtree(crash.d.data_root / "containers" / cid)  # its record gone (written, then lost)
+    crash.restart()
+    # its process, runtime state, mounts, cgroup, veth, netns and port rules: reclaimed, and said so
+    poll(lambda: not _alive(pid), what="the container's process to be killed")
+    assert _cgroups_of(crash, cid) == []
+    assert crash.net_state() == (links, rules)
+    assert not [m for m in mounts_below(crash.d.exec_root) if cid in m]
+    assert not (crash.d.exec_root / "netns" / cid).exists()
+    assert f"container process {cid[:12]}: no record" in crash.d.log.read_text()
+    assert crash.docker("inspect", "pst-crash-lost")[0] != 0
+    crash.check_whole()
+
+
+def test_start_up_reclaims_the_cgroup_of_a_container_whose_runtime_state_was_lost(crash: CrashDaemon) -> None:
+    links, rules = crash.net_state()
+    crash.ok("run", "-d", "--name", "pst-crash-nostate", "-p", "127.0.0.1::80", "busybox", "sleep", "600")
+    try:
+        info = json.loads(crash.ok("inspect", "pst-crash-nostate"))[0]
+        cid, pid = info["Id"], info["State"]["Pid"]
+        _kill_daemon(crash)
+        shutil.rmtree(crash.d.exec_root / "rt" / cid)  # the runtime's state of it gone, its cgroup and process not
+        crash.restart()
+        state = json.loads(crash.ok("inspect", "pst-crash-nostate"))[0]["State"]
+        assert state["Running"] is False and state["Status"] == "exited"
+        poll(lambda: not _alive(pid), what="the container's process to be killed")
+        assert _cgroups_of(crash, cid) == []
+        assert crash.net_state() == (links, rules)
+        assert f"cgroup portside-test-{crash.d.bridge}/{cid}" in crash.d.log.read_text()
+        crash.check_whole()
+        crash.ok("start", "pst-crash-nostate")  # and it starts again, in a new cgroup
+        assert _cgroups_of(crash, cid)
+    finally:
+        crash.docker("rm", "-f", "pst-crash-nostate")
 
 
 def test_keeper_survived_every_crash(crash: CrashDaemon) -> None:

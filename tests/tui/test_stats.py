@@ -140,7 +140,8 @@ async def test_unchanged_sample_repaints_nothing() -> None:
 
 
 async def test_graph_draws_what_sparkline_draws() -> None:
-    """StatsGraph paints the same bars as Textual's Sparkline, for empty, single and varied series."""
+    """StatsGraph paints the same bars as Textual's Sparkline, for empty, single and varied series that reach
+    zero (ours stand on zero, Textual's on the window's minimum: the same thing when that minimum is 0)."""
 
     class Both(App[None]):
         CSS = "Sparkline { height: 3; width: 60; }"
@@ -153,8 +154,8 @@ async def test_graph_draws_what_sparkline_draws() -> None:
     app = Both()
     async with app.run_test(size=(80, 10)) as pilot:
         theirs, ours = app.query_one("#theirs", Sparkline), app.query_one("#ours", StatsGraph)
-        for data in ([], [5.0], [1.0, 2.0], [rng.random() for _ in range(30)], [rng.random() for _ in range(120)],
-                     [0.0] * 40 + [3.0] + [0.0] * 40):
+        for data in ([], [5.0], [0.0, 2.0], [0.0] + [rng.random() for _ in range(30)],
+                     [rng.random() for _ in range(120)] + [0.0], [0.0] * 40 + [3.0] + [0.0] * 40):
             theirs.data = data
             ours.plot(data)
             await pilot.pause(0.05)
@@ -166,6 +167,41 @@ async def test_graph_draws_what_sparkline_draws() -> None:
                 for ca, cb in zip(cells_a, cells_b, strict=True):  # shades within one step of 64
                     assert ca is not None and cb is not None and ca.triplet and cb.triplet
                     assert max(abs(p - q) for p, q in zip(ca.triplet, cb.triplet, strict=True)) <= 4
+
+
+async def test_graph_stands_on_zero_and_label_names_its_scale() -> None:
+    """A few kilobytes more on ten megabytes is a small step near the top, not a bar from empty to full; a
+    constant non-zero series is a full block, zero an empty line; the label says the value, its unit and the
+    graph's scale (0 to the window's peak)."""
+    app = PaneApp()
+    async with app.run_test(size=(120, 60)) as pilot:
+        pane = app.query_one(StatsPane)
+        graph = pane.graphs["mem"][1]
+        history = History()
+        t = time.time()
+        for i, used in enumerate([10 << 20] * 10 + [(10 << 20) + 8192] * 10):
+            history.add(_sample(used, t + i))
+        pane.show(history)
+        await pilot.pause(0.1)
+        height = graph.size.height
+        assert height >= 2
+        # every column is (nearly) full height: the top row is drawn across the whole width
+        top = graph.render_line(0).text
+        assert top.strip() and set(top.strip()) <= set("▇█"), top
+        bottom = graph.render_line(height - 1).text
+        assert set(bottom.strip()) == {"█"}, bottom
+        label = str(app.query_one("#label-mem").render())
+        assert "Memory: 10.01MiB" in label and "0 to 10.01MiB" in label, label
+
+        zero = History()
+        for i in range(5):
+            zero.add(_sample(10 << 20, t + i))
+        pane.show(zero)
+        await pilot.pause(0.1)
+        # net rates are all zero here: an empty line at the floor, and a scale of 0 to 0
+        net = pane.graphs["net_rx_rate"][1]
+        assert net.render_line(0).text.strip() == ""
+        assert "0 to 0" in str(app.query_one("#label-net_rx_rate").render()).replace("B/s", "")
 
 
 async def test_constant_series_is_painted_once() -> None:

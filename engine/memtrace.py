@@ -1,0 +1,46 @@
+"""Memory snapshots of a running daemon, for finding what grows (the soak benchmark's `--tracemalloc`).
+
+A daemon started with `PORTSIDE_TRACEMALLOC=<dir>` in its environment traces its Python allocations
+(tracemalloc, 16 frames) and writes a snapshot to `<dir>/<n>.snap` (and a count of live objects by type to
+`<dir>/<n>.types.json`) each time it gets SIGUSR2, as dockerd dumps
+its goroutines on SIGUSR1. Tracing slows the daemon down, so nothing else turns it on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import gc
+import json
+import logging
+import os
+import signal
+import tracemalloc
+from pathlib import Path
+
+ENV = "PORTSIDE_TRACEMALLOC"
+
+log = logging.getLogger("portside.memtrace")
+
+
+def install(loop: asyncio.AbstractEventLoop) -> None:
+    """Starts tracing and the SIGUSR2 handler when the environment asks for them; a no-op otherwise."""
+    target = os.environ.pop(ENV, "")  # not inherited by the supervisors the daemon starts
+    if not target:
+        return
+    out = Path(target)
+    out.mkdir(parents=True, exist_ok=True)
+    tracemalloc.start(16)
+    count = [0]
+
+    def dump() -> None:
+        count[0] += 1
+        path = out / f"{count[0]}.snap"
+        # live objects by type beside the allocation sites: what a growing site's blocks are
+        types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+        (out / f"{count[0]}.types.json").write_text(json.dumps(dict(types)))
+        tracemalloc.take_snapshot().dump(str(path))
+        log.info("memtrace: snapshot %s", path)
+
+    loop.add_signal_handler(signal.SIGUSR2, dump)
+    log.info("memtrace: tracing allocations, SIGUSR2 writes a snapshot under %s", out)
