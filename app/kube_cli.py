@@ -239,7 +239,7 @@ def run_plan(api: Any, p: Any, replace: bool = False, engine_url: str = "") -> N
             except docker.errors.APIError as e:
                 raise CliError(f"image {image}: {e.explanation or e}") from e
     # a Service balanced across pods gets a balancer process, which reaches the engine by its address
-    url = engine_url or getattr(api, "portside_url", "")
+    url = engine_url or _engine_url(api)
     if p.balanced and not url:
         raise CliError("a Service selecting several pods needs the engine's address for its balancer")
     listeners = _bind_balanced(url, p.balanced, replace)
@@ -276,6 +276,18 @@ def run_plan(api: Any, p: Any, replace: bool = False, engine_url: str = "") -> N
     for b, sock in zip(p.balanced, listeners, strict=True):
         balancer.start(url, b.service, sock, b.target_port)
         sock.close()  # the balancer holds its own copy
+
+
+def _engine_url(api: Any) -> str:
+    """The address a docker-py client reaches its engine by (the TUI's clients carry no portside_url)."""
+    if getattr(api, "portside_url", ""):
+        return str(api.portside_url)
+    base = str(getattr(api, "base_url", ""))
+    if base.startswith("http+docker://"):
+        adapter = (getattr(api, "adapters", None) or {}).get("http+docker://")
+        path = getattr(adapter, "socket_path", "")
+        return f"unix://{path}" if path else ""
+    return base.replace("http://", "tcp://", 1) if base.startswith("http://") else ""
 
 
 def _bind_balanced(engine_url: str, balanced: list[Any], replace: bool) -> list[Any]:
