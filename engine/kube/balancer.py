@@ -61,6 +61,8 @@ def stop(path: Path) -> bool:
                 break
             time.sleep(0.05)
     path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # the engine's directory goes with its last balancer
+        path.parent.rmdir()
     return pid is not None
 
 
