@@ -86,6 +86,7 @@ def client(host: str | None) -> Any:
         api = docker.APIClient(base_url=ep.url, version="auto", timeout=120, tls=ep.tls or False)
     except docker.errors.DockerException as e:
         raise CliError(f"cannot reach the engine at {ep.url}: {e}") from e
+    api.portside_url = ep.url  # what a Service's balancer process reaches the engine by
     return api
 
 
@@ -201,10 +202,12 @@ def _play(args: argparse.Namespace) -> int:
     run_plan(client(args.host), p, args.replace)
     for pod in p.pods:
         print(f"Pod {pod.name}: {', '.join(c.name for c in pod.containers)}")
+    for b in p.balanced:
+        print(f"Service {b.service}: {b.host_ip or '0.0.0.0'}:{b.host_port} balanced across its pods")
     return 0
 
 
-def run_plan(api: Any, p: Any, replace: bool = False) -> None:
+def run_plan(api: Any, p: Any, replace: bool = False, engine_url: str = "") -> None:
     """Make what a checked play plan (engine/kube/play.plan) says, through the Engine API client `api`; on an
     error nothing it made is left behind (CliError). The CLI's play and the TUI's both come here."""
     import docker
@@ -235,6 +238,11 @@ def run_plan(api: Any, p: Any, replace: bool = False) -> None:
                 api.pull(repo, tag or "latest")
             except docker.errors.APIError as e:
                 raise CliError(f"image {image}: {e.explanation or e}") from e
+    # a Service balanced across pods gets a balancer process, which reaches the engine by its address
+    url = engine_url or _engine_url(api)
+    if p.balanced and not url:
+        raise CliError("a Service selecting several pods needs the engine's address for its balancer")
+    listeners = _bind_balanced(url, p.balanced, replace)
     for cid in in_way:
         api.remove_container(cid, force=True, v=False)
     made_containers: list[str] = []
@@ -254,6 +262,8 @@ def run_plan(api: Any, p: Any, replace: bool = False) -> None:
             for c in pod.containers:
                 api.start(c.name)
     except docker.errors.APIError as e:
+        for sock in listeners:
+            sock.close()
         for cid in reversed(made_containers):
             with _quiet():
                 api.remove_container(cid, force=True, v=False)
@@ -261,6 +271,55 @@ def run_plan(api: Any, p: Any, replace: bool = False) -> None:
             with _quiet():
                 api.remove_volume(vname, force=True)
         raise CliError(f"kube play: {e.explanation or e} (nothing was left behind)") from e
+    from engine.kube import balancer
+
+    for b, sock in zip(p.balanced, listeners, strict=True):
+        balancer.start(url, b.service, sock, b.target_port)
+        sock.close()  # the balancer holds its own copy
+
+
+def _engine_url(api: Any) -> str:
+    """The address a docker-py client reaches its engine by (the TUI's clients carry no portside_url)."""
+    if getattr(api, "portside_url", ""):
+        return str(api.portside_url)
+    base = str(getattr(api, "base_url", ""))
+    if base.startswith("http+docker://"):
+        adapter = (getattr(api, "adapters", None) or {}).get("http+docker://")
+        path = getattr(adapter, "socket_path", "")
+        return f"unix://{path}" if path else ""
+    return base.replace("http://", "tcp://", 1) if base.startswith("http://") else ""
+
+
+def _bind_balanced(engine_url: str, balanced: list[Any], replace: bool) -> list[Any]:
+    """The host sockets of the Services balanced across pods, bound before anything is made (a port in use stops
+    the play with nothing made); an earlier play's balancer of the same Service port goes with --replace."""
+    import socket
+
+    from engine.kube import balancer
+
+    out: list[socket.socket] = []
+    try:
+        for b in balanced:
+            path = balancer.pidfile(engine_url, b.service, b.host_port)
+            if balancer.running(path) is not None:
+                if not replace:
+                    raise CliError(f"Service {b.service} already publishes port {b.host_port} (kube play --replace "
+                                   "replaces what an earlier play made)")
+                balancer.stop(path)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            out.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((b.host_ip or "0.0.0.0", b.host_port))
+            except OSError as e:
+                raise CliError(f"Service {b.service}: Bind for {b.host_ip or '0.0.0.0'}:{b.host_port} failed: "
+                               f"{e.strerror or e}") from e
+            sock.listen(128)
+    except BaseException:
+        for sock in out:
+            sock.close()
+        raise
+    return out
 
 
 def _quiet() -> Any:
@@ -270,12 +329,19 @@ def _quiet() -> Any:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from engine.kube import names
+    from engine.kube import balancer, names
     from engine.kube.play import owners
 
     docs = _load(args.file)
     mine = owners(docs)
     api = client(args.host)
+    for d in docs:
+        if d.get("kind") == "Service":
+            for sp in (d.get("spec") or {}).get("ports") or []:
+                port = sp.get("nodePort") or sp.get("port") if isinstance(sp, dict) else None
+                if isinstance(port, int) and balancer.stop(balancer.pidfile(api.portside_url, d["metadata"]["name"],
+                                                                            port)):
+                    print(f"stopped the balancer of Service {d['metadata']['name']} on port {port}")
     for c in api.containers(all=True, filters={"label": f"{names.MANAGED}=true"}):
         if (c.get("Labels") or {}).get(names.OWNER) in mine:
             api.remove_container(c["Id"], force=True, v=False)

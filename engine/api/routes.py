@@ -13,11 +13,13 @@ def register(app: web.Application) -> None:
         distribution,
         exec,
         images,
+        kube,
         networks,
         swarm,
         system,
         volumes,
     )
 
-    for module in (system, volumes, containers, container_fs, exec, build, images, distribution, networks, swarm):
+    for module in (system, volumes, containers, container_fs, exec, build, images, distribution, networks, swarm,
+                   kube):
         module.register(app)

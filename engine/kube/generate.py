@@ -227,7 +227,12 @@ def _container(c: Inspect, name: str, image: dict[str, Any], ctx: str, warnings:
 
 def _ports(c: Inspect) -> list[dict[str, Any]]:
     cfg, host = c.get("Config") or {}, c.get("HostConfig") or {}
-    bindings = host.get("PortBindings") or {}
+    bindings = dict(host.get("PortBindings") or {})
+    try:  # a Service port kube play balanced across pods is published by a balancer, not the engine
+        for key, binds in json.loads((cfg.get("Labels") or {}).get(names.BALANCED, "{}")).items():
+            bindings[key] = [*(bindings.get(key) or []), *binds]
+    except (ValueError, AttributeError):
+        pass
     keys = list(dict.fromkeys([*bindings, *(cfg.get("ExposedPorts") or {})]))
     out = []
     for key in keys:

@@ -10,6 +10,7 @@ OWNER = PREFIX + "owner"  # "Pod/web", "Deployment/web", "PersistentVolumeClaim/
 POD = PREFIX + "pod"  # the pod a container belongs to
 CONTAINER = PREFIX + "container"  # the container's name inside its pod
 ANNOTATIONS = PREFIX + "annotations"  # the pod's annotations, JSON (the Engine API has no annotations)
+BALANCED = PREFIX + "balanced"  # JSON PortBindings of Service ports a balancer publishes for this pod
 PIDS_ANNOTATION = "io.portside.kube/pids-limit"  # + ".<container>": a limit Kubernetes has no per-pod field for
 
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

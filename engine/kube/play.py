@@ -16,7 +16,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.kube import names, quantity
+from engine.kube import balancer, names, quantity
 from engine.kube.manifests import Manifest, ManifestError, where
 
 SUPPORTED = {"Pod": "v1", "Deployment": "apps/v1", "Service": "v1", "ConfigMap": "v1", "Secret": "v1",
@@ -61,7 +61,18 @@ class Volume:
 
 
 @dataclass
+class Balanced:
+    """A Service port published on the host and balanced across several pods (engine/kube/balancer.py)."""
+
+    service: str
+    host_ip: str  # "" for every address
+    host_port: int
+    target_port: int
+
+
+@dataclass
 class Plan:
+    balanced: list[Balanced] = field(default_factory=list)
     volumes: list[Volume] = field(default_factory=list)
     pods: list[Pod] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -475,9 +486,6 @@ def _service(d: Manifest, out: Plan, publish_address: str) -> None:
     if not chosen:
         out.warnings.append(f"{w}: its selector matches no pod in the file: nothing published")
         return
-    if len(chosen) > 1:
-        out.warnings.append(f"{w}: selects {len(chosen)} pods; its ports are published on {chosen[0].name} only "
-                            "(portside does not balance a host port across pods)")
     target = chosen[0].containers[0]
     ports: dict[str, list[dict[str, str]]] = {}
     for i, p in enumerate(spec.get("ports") or []):
@@ -491,6 +499,22 @@ def _service(d: Manifest, out: Plan, publish_address: str) -> None:
                 raise ManifestError(w, f"field {path}.targetPort: no container port named {tp!r} in {chosen[0].name}")
             tp = chosen[0].port_names[tp]
         host_port = p.get("nodePort") or p["port"]
-        ports.setdefault(f"{int(str(tp))}/{proto}", []).append({"HostIp": publish_address, "HostPort": str(host_port)})
-    _publish(target, ports)
+        if len(chosen) == 1:
+            ports.setdefault(f"{int(str(tp))}/{proto}", []).append({"HostIp": publish_address,
+                                                                   "HostPort": str(host_port)})
+            continue
+        if proto != "tcp":
+            out.warnings.append(f"{w}: field {path}.protocol: only TCP is balanced across pods; {proto} port "
+                                f"{host_port} is not published")
+            continue
+        out.balanced.append(Balanced(d["metadata"]["name"], publish_address, int(host_port), int(str(tp))))
+        for pod in chosen:  # the balancer finds its backends by this label; generate gives the port back from it
+            labels = pod.containers[0].body["Labels"]
+            labels[balancer.label(d["metadata"]["name"])] = "true"
+            published = json.loads(labels.get(names.BALANCED, "{}"))
+            published.setdefault(f"{int(str(tp))}/tcp", []).append({"HostIp": publish_address,
+                                                                   "HostPort": str(host_port)})
+            labels[names.BALANCED] = json.dumps(published, sort_keys=True)
+    if ports:
+        _publish(target, ports)
 

@@ -77,7 +77,7 @@ def test_example_serves_its_configmap_and_round_trips(daemon: PortsideDaemon, ng
     played.append(path)
     out = portside(daemon, "kube", "play", "--publish-address", "127.0.0.1", str(path))
     assert out.returncode == 0, out.stderr
-    assert "published on pst-kweb-pod-0 only" in out.stderr  # two replicas, one host port: said, not hidden
+    assert f"127.0.0.1:{port} balanced across its pods" in out.stdout
     body = fetch(f"http://127.0.0.1:{port}/", b"Hello from a ConfigMap")
     assert b"<h1>Hello from a ConfigMap</h1>" in body
     ctrs, _ = managed(daemon)
@@ -116,6 +116,64 @@ def test_example_serves_its_configmap_and_round_trips(daemon: PortsideDaemon, ng
     down = portside(daemon, "kube", "down", str(path))
     assert down.returncode == 0, down.stderr
     assert managed(daemon) == ([], [])
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
+HOSTNAMES = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: pst-kbal}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: pst-kbal}}}}
+  template:
+    metadata: {{labels: {{app: pst-kbal}}}}
+    spec:
+      containers:
+        - name: httpd
+          image: busybox
+          command: [sh, -c]
+          args: ["mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8000 -h /www"]
+          ports: [{{containerPort: 8000, name: web}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: pst-kbal}}
+spec:
+  selector: {{app: pst-kbal}}
+  ports: [{{port: {port}, targetPort: web}}]
+"""
+
+
+def test_service_is_balanced_across_the_pods_it_selects(daemon: PortsideDaemon, busybox: str, tmp_path: Path,
+                                                        played: list[Path]) -> None:
+    port = free_port()
+    path = tmp_path / "bal.yaml"
+    path.write_text(HOSTNAMES.format(port=port))
+    played.append(path)
+    out = portside(daemon, "kube", "play", "--publish-address", "127.0.0.1", str(path))
+    assert out.returncode == 0, out.stderr
+    fetch(f"http://127.0.0.1:{port}/", b"pst-kbal-pod")
+    seen = {fetch(f"http://127.0.0.1:{port}/", b"pst-kbal-pod").strip() for _ in range(6)}
+    assert seen == {b"pst-kbal-pod-0", b"pst-kbal-pod-1"}
+    # a second play of the same Service port is refused; --replace takes the port over
+    again = portside(daemon, "kube", "play", "--publish-address", "127.0.0.1", str(path))
+    assert again.returncode == 125 and "already" in again.stderr
+    again = portside(daemon, "kube", "play", "--replace", "--publish-address", "127.0.0.1", str(path))
+    assert again.returncode == 0, again.stderr
+    seen = {fetch(f"http://127.0.0.1:{port}/", b"pst-kbal-pod").strip() for _ in range(6)}
+    assert seen == {b"pst-kbal-pod-0", b"pst-kbal-pod-1"}
+    # generate gives the balanced Service port back
+    gen = portside(daemon, "kube", "generate", "--type", "deployment", "--service", "pst-kbal-pod-0-httpd",
+                   "pst-kbal-pod-1-httpd")
+    assert gen.returncode == 0, gen.stderr
+    svc = next(d for d in yaml.safe_load_all(gen.stdout) if d["kind"] == "Service")
+    validate(svc)
+    assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(port, 8000)]
+    down = portside(daemon, "kube", "down", str(path))
+    assert down.returncode == 0, down.stderr
+    assert "stopped the balancer of Service pst-kbal" in down.stdout
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
 
