@@ -136,17 +136,17 @@ class CrashDaemon:
             assert rel[0] in ("bundles", "netns") and rel[1] in running, f"a mount nothing uses: {m}"
 
 
-@pytest.fixture(scope="module")
-def crash(registry: Registry) -> Iterator[CrashDaemon]:
-    if os.geteuid() != 0:
-        pytest.skip("the daemon needs root")
-    d = new_daemon()
+@contextlib.contextmanager
+def crash_daemon(d: PortsideDaemon, registry: Registry, *keeper_args: str) -> Iterator[CrashDaemon]:
+    """Starts `d` with the test bed's busybox and a running keeper container (`keeper_args` go before the image
+    in its `docker run`); afterwards removes the keeper, stops `d` and clears every trace of it, also when a test
+    left it dead."""
     try:
-        d.start()
+        d.start(timeout=60)
         src = f"{registry.host}/testbed/busybox:latest"
         assert d.docker("pull", "-q", src).returncode == 0
         assert d.docker("tag", src, "busybox:latest").returncode == 0
-        out = d.docker("run", "-d", "--name", KEEPER, "busybox", "sleep", "3600")
+        out = d.docker("run", "-d", "--name", KEEPER, *keeper_args, "busybox", "sleep", "3600")
         assert out.returncode == 0, out.stderr
         pid = json.loads(d.docker("inspect", KEEPER).stdout)[0]["State"]["Pid"]
         yield CrashDaemon(d, "busybox", registry, keeper_pid=pid)
@@ -159,6 +159,14 @@ def crash(registry: Registry) -> Iterator[CrashDaemon]:
         d.cleanup_containers()
         d.destroy_network_state()
         remove_daemon_dirs(d)
+
+
+@pytest.fixture(scope="module")
+def crash(registry: Registry) -> Iterator[CrashDaemon]:
+    if os.geteuid() != 0:
+        pytest.skip("the daemon needs root")
+    with crash_daemon(new_daemon(), registry) as c:
+        yield c
 
 
 def poll(cond: object, timeout: float = 30, what: str = "") -> None:

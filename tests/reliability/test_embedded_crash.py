@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.api.conftest import PortsideDaemon, new_daemon, remove_daemon_dirs
-from tests.reliability.conftest import KEEPER, CrashDaemon
+from tests.api.conftest import PortsideDaemon, new_daemon
+from tests.reliability.conftest import KEEPER, CrashDaemon, crash_daemon
 from tests.testbed.cli import DOCKER
 from tests.testbed.registry import Registry
 
@@ -63,25 +63,8 @@ def embedded(registry: Registry) -> Iterator[CrashDaemon]:
     if os.geteuid() != 0:
         pytest.skip("the engine needs root")
     base = new_daemon()
-    d = EmbeddingProgram(base.tmp, [], base.exec_dir)
-    try:
-        d.start(timeout=60)
-        src = f"{registry.host}/testbed/busybox:latest"
-        assert d.docker("pull", "-q", src).returncode == 0
-        assert d.docker("tag", src, "busybox:latest").returncode == 0
-        out = d.docker("run", "-d", "--name", KEEPER, "-p", "127.0.0.1::80", "busybox", "sleep", "3600")
-        assert out.returncode == 0, out.stderr
-        pid = json.loads(d.docker("inspect", KEEPER).stdout)[0]["State"]["Pid"]
-        yield CrashDaemon(d, "busybox", registry, keeper_pid=pid)
-    finally:
-        with contextlib.suppress(Exception):
-            if d.proc is None or d.proc.poll() is not None:
-                d.start(timeout=60)
-            d.docker("rm", "-f", KEEPER)
-        d.stop()
-        d.cleanup_containers()
-        d.destroy_network_state()
-        remove_daemon_dirs(d)
+    with crash_daemon(EmbeddingProgram(base.tmp, [], base.exec_dir), registry, "-p", "127.0.0.1::80") as c:
+        yield c
 
 
 def test_killed_at_a_request_while_serving(embedded: CrashDaemon) -> None:
