@@ -25,40 +25,33 @@ from aiohttp import web
 
 from engine.api.hijack import HijackableHandler
 from engine.api.params import version_tuple
+from engine.containers.host import ContainerHost
 from engine.crashpoints import crashpoint
 from engine.errors import EngineError, InvalidArgument
 from engine.version import API_VERSION, MIN_API_VERSION, __version__
 
 if TYPE_CHECKING:
     from engine.config import DaemonConfig
-    from engine.events import EventBus
-    from engine.volumes import VolumeStore
 
 
-class Engine(Protocol):
-    """What the API's handlers use of the engine: its settings, the event bus, the services and a few summaries.
+class Engine(ContainerHost, Protocol):
+    """What the API's handlers use of the engine: what the container manager is given (events, the image,
+    network and volume services, the runtime), with the whole config, the managers and a few summaries.
     daemon.py's Daemon (the composition root, above this layer) is one; the API never imports it."""
 
     @property
     def config(self) -> DaemonConfig: ...
     @property
-    def events(self) -> EventBus: ...
-    @property
     def engine_id(self) -> str: ...
     @property
     def containers(self) -> Any: ...
-    @property
-    def images(self) -> Any: ...
-    @property
-    def networks(self) -> Any: ...
-    @property
-    def volumes(self) -> VolumeStore: ...
     @property
     def builder(self) -> Any: ...
     def container_counts(self) -> dict[str, int]: ...
     def image_count(self) -> int: ...
     async def disk_usage(self, types: list[str]) -> dict[str, Any]: ...
     async def login(self, username: str, password: str, server: str, token: str) -> str: ...
+
 
 log = logging.getLogger("portside.api")
 
