@@ -71,6 +71,21 @@ KubeExportScreen, KubeSaveScreen, KubePlayScreen { align: center middle; }
 """
 
 
+class _PathForm:
+    """A form around one FileInput: it has the focus with the cursor at the end, and Tab's candidates show in the
+    label `CANDIDATES` names."""
+
+    CANDIDATES = ""
+
+    def on_mount(self) -> None:
+        box = self.query_one(FileInput)  # type: ignore[attr-defined]
+        box.focus()
+        box.cursor_position = len(box.value)
+
+    def on_path_input_completed(self, message: PathInput.Completed) -> None:  # by name: a mixin's @on is not seen
+        self.query_one(self.CANDIDATES, Label).update("  ".join(message.candidates[:40]))  # type: ignore[attr-defined]
+
+
 class KubeExportScreen(ModalScreen[None]):
     """The YAML of one container, or of its compose project: `c` copies it, `s` saves it, `t` switches Pod and
     Deployment, `p` (a compose container) switches between the project and the container alone."""
@@ -178,8 +193,10 @@ class KubeExportScreen(ModalScreen[None]):
         self.app.push_screen(KubeSaveScreen(default, text), chosen)
 
 
-class KubeSaveScreen(ModalScreen[str | None]):
+class KubeSaveScreen(_PathForm, ModalScreen[str | None]):
     """Where to write the YAML (Tab completes): Enter writes it and closes, or says why it could not."""
+
+    CANDIDATES = "#kube-candidates"
 
     DEFAULT_CSS = _CSS
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -196,14 +213,6 @@ class KubeSaveScreen(ModalScreen[str | None]):
             yield Label("", id="kube-candidates", markup=False)
             yield Label("", id="kube-error", markup=False)
 
-    def on_mount(self) -> None:
-        box = self.query_one(FileInput)
-        box.focus()
-        box.cursor_position = len(box.value)
-
-    @on(PathInput.Completed)
-    def _completed(self, message: PathInput.Completed) -> None:
-        self.query_one("#kube-candidates", Label).update("  ".join(message.candidates[:40]))
 
     @on(Input.Submitted)
     def _save(self, event: Input.Submitted) -> None:
@@ -222,9 +231,11 @@ class KubeSaveScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class KubePlayScreen(ModalScreen[None]):
+class KubePlayScreen(_PathForm, ModalScreen[None]):
     """A Kubernetes YAML file to run (Tab completes, Enter plays): Pods, Deployments, Services, ConfigMaps, Secrets
     and PersistentVolumeClaims, as `portside kube play FILE` runs them; what was made, or what is wrong."""
+
+    CANDIDATES = "#kube-play-candidates"
 
     DEFAULT_CSS = _CSS
     BINDINGS = [Binding("escape", "app.pop_screen", "Close")]
@@ -246,14 +257,6 @@ class KubePlayScreen(ModalScreen[None]):
             yield Label("", id="kube-play-error", markup=False)
             yield Static("", id="kube-play-result")
 
-    def on_mount(self) -> None:
-        box = self.query_one(FileInput)
-        box.focus()
-        box.cursor_position = len(box.value)
-
-    @on(PathInput.Completed)
-    def _completed(self, message: PathInput.Completed) -> None:
-        self.query_one("#kube-play-candidates", Label).update("  ".join(message.candidates[:40]))
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
