@@ -113,6 +113,10 @@ class NewContainerScreen(Screen[None]):
 
     @on(Input.Changed, "#image-search")
     def _changed(self, event: Input.Changed) -> None:
+        # results belong to the query they answer: a registry's list for "" must not stand for "busybox" until the
+        # debounced search answers
+        self.by_source.clear()
+        self.notes.clear()
         self._search(event.value.strip())
 
     @on(Input.Submitted, "#image-search")
