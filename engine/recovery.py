@@ -302,12 +302,12 @@ async def recover_runtime(daemon: Daemon, store: ContainerStore) -> Report:
         for b in sorted(bundles.iterdir()):
             if b.name in known:
                 continue
-            rootfs = b / "rootfs"
             try:
-                if os.path.ismount(rootfs):
-                    unmount(rootfs)
+                for mp in (b / "rootfs", b / "shm"):  # the root filesystem, a shareable IPC's /dev/shm
+                    if os.path.ismount(mp):
+                        unmount(mp)
             except OSError as e:
-                log.warning("recovery: cannot unmount %s: %s", rootfs, e)
+                log.warning("recovery: cannot unmount below %s: %s", b, e)
                 continue  # never delete through a mounted root filesystem
             shutil.rmtree(b, ignore_errors=True)
             report.drop(f"container bundle {b.name[:12]}: no record")

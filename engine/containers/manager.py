@@ -158,10 +158,11 @@ class ContainerManager:
         if not config.get("Image"):
             raise InvalidArgument("No image specified")  # hmm: docker says 'Config cannot be empty...' for {}
         # dockerd's verifyContainerSettings: a bad value is a 400 here, not a 500 (or worse) at start
-        from engine.containers.validate import check_container_config, check_host_config
+        from engine.containers.validate import check_container_config, check_host_config, check_namespace_conflicts
 
         check_container_config(config)
         check_host_config(hc)
+        check_namespace_conflicts(config, hc)
         rp_name = restart_policy(hc)[0]
         if hc.get("AutoRemove") and rp_name not in ("no", ""):
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
@@ -189,7 +190,9 @@ class ContainerManager:
         made_volumes: list[str] = []
         try:
             if not config.get("Hostname"):
-                config["Hostname"] = cid[:12] if hc["NetworkMode"] not in ("host",) else os.uname().nodename
+                # the host's name where the container shares the host's network or UTS namespace
+                shares_host = hc["NetworkMode"] == "host" or hc.get("UTSMode") == "host"
+                config["Hostname"] = os.uname().nodename if shares_host else cid[:12]
             # The image's defaults show in the container's Config, as Docker merges them at create.
             if config.get("Env") is None or config["Env"] == []:
                 config["Env"] = list(image_config.get("Env") or [])

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.containers import logconfig
 from engine.crashpoints import crashpoint
-from engine.errors import EngineError, InvalidArgument
+from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from engine.containers.manager import ContainerManager
@@ -31,6 +31,51 @@ def _resolve_network_mode(m: ContainerManager, mode: str) -> str:
             raise InvalidArgument(f"cannot join network of a non running container: {other['Id']}")
         return "container:" + other["Id"]
     return mode
+
+
+def _donor(m: ContainerManager, ref: str, what: str) -> dict[str, Any]:
+    """moby's getPIDContainer/getIPCContainer: the container whose namespace is joined must exist and run."""
+    try:
+        other = m.get(ref)
+    except NotFound as e:
+        raise InvalidArgument(f"failed to join {what} namespace: {e}") from None
+    if not other["State"]["Running"] or not other["State"].get("Pid"):
+        raise Conflict(f"failed to join {what} namespace: Container {other['Id']} is not running")
+    if other["State"].get("Restarting"):
+        raise Conflict(f"failed to join {what} namespace: Container {other['Id']} is restarting, wait until the "
+                       "container is running")
+    return other
+
+
+def _shared_namespaces(m: ContainerManager, hc: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """PidMode, IpcMode, UTSMode and CgroupnsMode as the runtime's namespaces ("host" or a file to join), and the
+    /dev/shm that goes with a shared IPC namespace (the host's, or the donor's through its /proc root)."""
+    shared: dict[str, str] = {}
+    mounts: list[dict[str, Any]] = []
+    pid_mode, ipc_mode = hc.get("PidMode") or "", hc.get("IpcMode") or ""
+    if pid_mode == "host":
+        shared["pid"] = "host"
+    elif pid_mode.startswith("container:"):
+        shared["pid"] = f"/proc/{_donor(m, pid_mode[10:], 'PID')['State']['Pid']}/ns/pid"
+    shm = None
+    if ipc_mode == "host":
+        shared["ipc"], shm = "host", "/dev/shm"
+    elif ipc_mode.startswith("container:"):
+        donor = _donor(m, ipc_mode[10:], "IPC")
+        if (donor["HostConfig"].get("IpcMode") or "") not in ("shareable", "host"):
+            raise InvalidArgument(f"failed to join IPC namespace: container {donor['Id']}: non-shareable IPC (hint: "
+                                  "use IpcMode:shareable for the donor container)")
+        shared["ipc"] = f"/proc/{donor['State']['Pid']}/ns/ipc"
+        # a mount cannot be bound from another mount namespace, so a shareable container's /dev/shm is made on
+        # the host (in its bundle, as Docker's ShmPath) and the guest binds that
+        shm = "/dev/shm" if donor["HostConfig"].get("IpcMode") == "host" else str(m.bundle(donor["Id"]) / "shm")
+    if shm is not None:
+        mounts.append({"destination": "/dev/shm", "type": "bind", "source": shm, "options": ["rbind", "rprivate"]})
+    if hc.get("UTSMode") == "host":
+        shared["uts"] = "host"
+    if hc.get("CgroupnsMode") == "host":
+        shared["cgroup"] = "host"
+    return shared, mounts
 
 
 async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
@@ -55,6 +100,13 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
 
     try:
         mode = _resolve_network_mode(m, hc.get("NetworkMode") or "bridge")
+        shared_ns, shm_mounts = _shared_namespaces(m, hc)
+        if hc.get("IpcMode") == "shareable":
+            shm_dir = bundle / "shm"
+            await asyncio.to_thread(_mount_shm, shm_dir, int(hc.get("ShmSize") or 0))
+            undo.append((False, lambda: _unmount_shm(shm_dir)))
+            shm_mounts.append({"destination": "/dev/shm", "type": "bind", "source": str(shm_dir),
+                               "options": ["rbind", "rprivate"]})
         from engine.net import legacy_links  # imported with the network part, as the manager does
 
         linked = legacy_links.for_start(rec, m.store.find)  # legacy --link: hosts lines and ALIAS_* variables
@@ -104,7 +156,7 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
                 raise res
         sb: Any = done[1]
         crashpoint("container.start.prepared")
-        extra: list[dict[str, Any]] = []
+        extra: list[dict[str, Any]] = list(shm_mounts)
         for path, dest in ((sb.hosts_path, "/etc/hosts"), (sb.resolv_conf_path, "/etc/resolv.conf"),
                            (sb.hostname_path, "/etc/hostname")):
             if path is not None:
@@ -127,7 +179,8 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
         spec_cfg = {**cfg, "Env": [*linked.env, *(cfg.get("Env") or [])]} if linked.env else cfg
         spec = await asyncio.to_thread(
             lambda: oci.build(spec_cfg, spec_hc, rec["_portside"].get("ImageConfig") or {}, rootfs=rootfs, netns=netns,
-                              extra_mounts=extra, volume_path=lambda name: d.volumes.inspect(name)["Mountpoint"])
+                              extra_mounts=extra, volume_path=lambda name: d.volumes.inspect(name)["Mountpoint"],
+                              shared_namespaces=shared_ns)
         )
         mark("spec")
         await d.runtime.create(cid, bundle, spec, tty=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
@@ -187,6 +240,7 @@ async def cleanup(m: ContainerManager, rec: dict[str, Any], *, drop_layer: bool 
                     await asyncio.to_thread(layer.remove)
             except EngineError:
                 pass
+        await asyncio.to_thread(_unmount_shm, m.bundle(cid) / "shm")
         await asyncio.to_thread(shutil.rmtree, m.bundle(cid), True)
 
     # The process is gone: its network goes while its runtime state and root filesystem go.
@@ -202,6 +256,23 @@ async def cleanup(m: ContainerManager, rec: dict[str, Any], *, drop_layer: bool 
         if key in ns:
             ns[key] = ""
     rec["_portside"]["CleanedUp"] = True
+
+
+def _mount_shm(path: Path, size: int) -> None:
+    """A shareable container's /dev/shm, a tmpfs on the host that containers joining its IPC namespace bind too."""
+    from engine.exec import linux
+    from engine.exec.spec import DEFAULT_SHM_SIZE
+
+    path.mkdir(exist_ok=True)
+    linux.mount("shm", str(path), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+                f"mode=1777,size={size or DEFAULT_SHM_SIZE}")
+
+
+def _unmount_shm(path: Path) -> None:
+    if path.is_mount():
+        from engine.exec import linux
+
+        linux.umount2(str(path), linux.MNT_DETACH)
 
 
 def _unmount_quiet(layer: Any, rootfs: Path) -> None:

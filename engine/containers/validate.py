@@ -391,6 +391,12 @@ def check_container_config(config: dict[str, Any]) -> None:
         raise InvalidArgument(f'hostname "{hostname}" is too long (maximum {MAX_HOSTNAME_LEN} bytes)')
 
 
+def check_namespace_conflicts(config: dict[str, Any], hc: dict[str, Any]) -> None:
+    """moby's validateHostConfig on Linux: a hostname is the UTS namespace's, so it cannot go with the host's."""
+    if hc.get("UTSMode") == "host" and config.get("Hostname"):
+        raise InvalidArgument("conflicting options: hostname and the UTS mode")
+
+
 def check_host_config(hc: dict[str, Any]) -> None:
     """All of dockerd's create-time checks of a HostConfig (InvalidArgument, a 400, on the first bad value);
     values dockerd adapts (CpuShares, a negative PidsLimit) are adapted in place."""

@@ -327,6 +327,7 @@ def build(
     netns: str | None = None,
     extra_mounts: list[dict[str, Any]] | None = None,
     volume_path: Callable[[str], str] | None = None,
+    shared_namespaces: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The OCI spec for one container.
 
@@ -334,6 +335,8 @@ def build(
     `netns`: a path to a network namespace file (made by engine/net), "host", or None for a fresh one with only lo.
     `extra_mounts`: OCI mounts added last (/etc/hosts, /etc/resolv.conf, /etc/hostname from engine/net).
     `volume_path`: maps a named volume to its host directory.
+    `shared_namespaces`: OCI namespace kind (pid, ipc, uts, cgroup) -> "host" (none of its own) or a namespace file
+    to join (another container's, from PidMode/IpcMode `container:NAME`).
     """
     img = image_config or {}
     hc = host_config or {}
@@ -395,7 +398,16 @@ def build(
     devices, device_rules = _devices(hc)
     device_rules = [{"allow": True, "access": "rwm"}] if privileged else _DEFAULT_DEVICE_RULES + device_rules
 
-    namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
+    shared = shared_namespaces or {}
+    namespaces: list[dict[str, str]] = []
+    for kind in ("pid", "ipc", "uts", "mount", "cgroup"):
+        how = shared.get(kind)
+        if how is None:
+            namespaces.append({"type": kind})
+        elif how != "host":
+            namespaces.append({"type": kind, "path": how})
+    if shared.get("uts") == "host":
+        hostname = ""  # moby's too: the host's name stays, as sethostname here would rename the host
     if netns is None:
         namespaces.append({"type": "network"})
     elif netns != "host":
