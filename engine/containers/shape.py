@@ -54,8 +54,13 @@ def merged(defaults: dict[str, Any], given: dict[str, Any] | None) -> dict[str, 
 
 
 def inspect(rec: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in rec.items() if not k.startswith("_")}
-    return copy.deepcopy(out)
+    out = copy.deepcopy({k: v for k, v in rec.items() if not k.startswith("_")})
+    state = out.get("State") or {}
+    if state.get("Restarting"):
+        # moby's SetRestarting: a container between two restarts counts as running (rm, stop and clients rely on
+        # it), with no process and the last exit's code
+        state["Running"] = True
+    return out
 
 
 def human_duration(seconds: float) -> str:

@@ -625,6 +625,8 @@ def test_exec_refusals_name_the_state(daemon: PortsideDaemon, busybox: str, name
         assert time.monotonic() < deadline, "never seen restarting"
         insp = json.loads(daemon.request("GET", f"/v1.50/containers/{looping}/json")[2])
         if insp["State"]["Restarting"] and insp["RestartCount"] >= 4:
+            # moby's SetRestarting: running, with no process and the last exit's code
+            assert (insp["State"]["Running"], insp["State"]["Pid"], insp["State"]["ExitCode"]) == (True, 0, 1)
             break
         time.sleep(0.05)
     assert exec_create(looping) == (409, f"Container {cid} is restarting, wait until the container is running")
