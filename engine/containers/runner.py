@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import posixpath
 import shutil
 import time
 from pathlib import Path
@@ -182,6 +183,10 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
                               extra_mounts=extra, volume_path=lambda name: d.volumes.inspect(name)["Mountpoint"],
                               shared_namespaces=shared_ns)
         )
+        if hc.get("CgroupParent"):
+            # moby's cgroupfs driver: filepath.Join(parent, id); made absolute first, so `..` cannot climb out of
+            # the hierarchy's root
+            spec["linux"]["cgroupsPath"] = posixpath.join(posixpath.normpath("/" + hc["CgroupParent"]), cid)
         mark("spec")
         await d.runtime.create(cid, bundle, spec, tty=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
                                stdin_once=bool(cfg.get("StdinOnce")), log_path=m.log_path(cid),

@@ -92,3 +92,33 @@ def test_namespace_mode_errors_are_dockerds(daemon: PortsideDaemon, busybox: str
     # nothing of the failed starts is left running
     st = json.loads(daemon.docker("inspect", base + "-pid").stdout)[0]["State"]
     assert (st["Running"], st["Pid"]) == (False, 0)
+
+
+def test_cgroup_parent_places_the_containers_cgroup(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    """`--cgroup-parent` puts the cgroup at <parent>/<id> (as dockerd's cgroupfs driver), `..` cannot climb above the
+    hierarchy's root, and the limits are applied there."""
+    from engine.exec import cgroups
+
+    name, parent = f"pst-cgp-{os.getpid()}", f"pst-cgparent-{os.getpid()}"
+    names.append(name)
+    try:
+        out = daemon.docker("run", "-d", "--name", name, "--cgroup-parent", f"../../{parent}", "-m", "64m", busybox,
+                            "sleep", "300")
+        assert out.returncode == 0, out.stderr
+        cid = out.stdout.strip()
+        pid = int(daemon.docker("inspect", "-f", "{{.State.Pid}}", name).stdout)
+        with open(f"/proc/{pid}/cgroup") as f:
+            paths = {line.strip().split(":", 2)[2] for line in f if line.strip()}
+        assert f"/{parent}/{cid}" in paths, paths
+        cg = cgroups.Cgroup(f"{parent}/{cid}")
+        limit_file = "memory.max" if cg.version == 2 else "memory.limit_in_bytes"
+        with open(f"{cg.dir('memory')}/{limit_file}") as f:
+            assert int(f.read()) == 64 * 1024 * 1024
+        assert json.loads(daemon.docker("inspect", name).stdout)[0]["HostConfig"]["CgroupParent"] == f"../../{parent}"
+        assert daemon.docker("rm", "-f", name).returncode == 0
+        assert not any(os.path.exists(d) for d in cg.dirs())
+    finally:
+        daemon.docker("rm", "-f", name)
+        for d in cgroups.Cgroup(parent).dirs():
+            if os.path.isdir(d):
+                os.rmdir(d)
