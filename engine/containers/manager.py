@@ -760,6 +760,12 @@ class ContainerManager:
         if filters.get("since"):
             since = self.get(filters["since"][0])["Created"]
         out = []
+        from engine.net.legacy_links import LINKS_KEY
+
+        link_names: dict[str, list[str]] = {}  # child id -> "/parent/alias" names its parents link it by
+        for r in recs:
+            for li in r["_portside"].get(LINKS_KEY) or []:
+                link_names.setdefault(li["Child"], []).append(li["Name"])
         for r in recs:
             st = r["State"]
             # `docker ps` lists a restarting container too (dockerd counts it as running)
@@ -773,6 +779,7 @@ class ContainerManager:
             if not _match_filters(self, r, filters):
                 continue
             item = shape.summary(r)
+            item["Names"] += sorted(link_names.get(r["Id"], ()))  # dockerd lists a linked child's link names too
             if size:
                 item["SizeRw"], item["SizeRootFs"] = self.sizes(r)
             out.append(item)

@@ -450,6 +450,10 @@ def test_link_on_the_default_bridge_hosts_env_and_rm_link(daemon: PortsideDaemon
         "DB_ENV_DB_PASS": "s3cret",
     }
     assert json.loads(ok(daemon.docker("inspect", "-f", "{{json .HostConfig.Links}}", web))) == [f"/{db}:/{web}/db"]
+    # the child is listed under its link name too (`docker ps --no-trunc` shows both; truncated, only its own)
+    listed = ok(daemon.docker("ps", "--no-trunc", "--filter", f"id={db_id}", "--format", "{{.Names}}"))
+    assert listed == f"{db},{web}/db"
+    assert ok(daemon.docker("ps", "--filter", f"id={db_id}", "--format", "{{.Names}}")) == db
     # the child restarts with another address: the parent's hosts line follows it (dockerd's parent update)
     ok(daemon.docker("restart", "-t", "0", db))
     new_ip = ok(daemon.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", db))
