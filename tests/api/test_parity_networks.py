@@ -464,6 +464,15 @@ def test_link_on_the_default_bridge_hosts_env_and_rm_link(daemon: PortsideDaemon
     assert "\tdb " not in ok(daemon.docker("exec", web, "cat", "/etc/hosts"))
     out = daemon.docker("rm", "--link", f"{web}/db")
     assert out.returncode == 1 and f"No such container: {web}/db" in out.stderr
+    # docker-py's remove_container("/web/db", link=True) sends the name quoted (%2F), dockerd routes it all the same
+    ok(daemon.docker("rm", "-f", web))
+    ok(daemon.docker("run", "-d", "--name", web, "--link", f"{db}:db", busybox, "sleep", "300"))
+    client = docker.APIClient(base_url=daemon.host, version="auto")
+    try:
+        client.remove_container(f"/{web}/db", link=True)
+    finally:
+        client.close()
+    assert json.loads(ok(daemon.docker("inspect", "-f", "{{json .HostConfig.Links}}", web))) is None
     out = daemon.docker("rm", "--link", db)
     assert out.returncode == 1 and "Conflict, cannot remove the default link name of the container" in out.stderr
     assert ok(daemon.docker("inspect", "-f", "{{.State.Running}}", db)) == "true"
