@@ -160,7 +160,8 @@ async def archive_put(request: web.Request) -> web.Response:
             body.write(chunk)
         body.seek(0)
         await asyncio.to_thread(archive.put, m.d.images, rec, path, cast(BinaryIO, body), m.d.config.exec_root,
-                                no_overwrite_dir_non_dir=qbool(request, "noOverwriteDirNonDir"))
+                                no_overwrite_dir_non_dir=qbool(request, "noOverwriteDirNonDir"),
+                                copy_uid_gid=qbool(request, "copyUIDGID"))
     m.emit(rec, "extract-to-dir")
     return web.Response(status=200)
 

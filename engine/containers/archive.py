@@ -118,12 +118,22 @@ def get(images: ImageService, rec: dict[str, Any], path: str, scratch: Path) -> 
 
 
 def put(images: ImageService, rec: dict[str, Any], path: str, body: BinaryIO, scratch: Path, *,
-        no_overwrite_dir_non_dir: bool = False) -> None:
+        no_overwrite_dir_non_dir: bool = False, copy_uid_gid: bool = False) -> None:
+    """`docker cp` into a container. The archive's uid and gid stay, unless `copy_uid_gid` (`docker cp -a`) and
+    the container has a Config.User: then every entry belongs to that user and group, resolved in the container's
+    passwd and group files (dockerd's applyTarCopyUserOptions)."""
     _check_writable(rec, path)
     with container_root(images, rec, scratch) as root:
         try:
+            owner = None
+            user = rec["Config"].get("User") or ""
+            if copy_uid_gid and user:
+                from engine.exec.users import resolve_user
+
+                resolved = resolve_user(root, user)
+                owner = (resolved.uid, resolved.gid)
             archive.archive_put(root, path, body, limits=images.snapshots.limits,
-                                no_overwrite_dir_non_dir=no_overwrite_dir_non_dir)
+                                no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, owner=owner)
             crashpoint("container.cp.mounted")
         except OSError as e:
             if e.errno == errno.EROFS:

@@ -1000,10 +1000,11 @@ def _refuse_dir_non_dir_swaps(dfd: int, where: str, fileobj: BinaryIO) -> None:
 
 
 def archive_put(root: Path, path: str, fileobj: BinaryIO, *, limits: Limits | None = None,
-                no_overwrite_dir_non_dir: bool = False) -> None:
+                no_overwrite_dir_non_dir: bool = False, owner: tuple[int, int] | None = None) -> None:
     """`docker cp - CONTAINER:path`: extracts a tar into directory `path`, resolved inside `root` (symlinks
     included); entries are created by the layer applier, so none can leave that directory. With
-    `no_overwrite_dir_non_dir` `fileobj` must be seekable."""
+    `no_overwrite_dir_non_dir` `fileobj` must be seekable. `owner`: every entry's uid and gid instead of the archive's
+    (`docker cp -a` into a container with a user)."""
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
@@ -1015,7 +1016,7 @@ def archive_put(root: Path, path: str, fileobj: BinaryIO, *, limits: Limits | No
         try:
             if no_overwrite_dir_non_dir:
                 _refuse_dir_non_dir_swaps(dfd, "/" + path.strip("/"), fileobj)
-            apply_layer(fileobj, dfd, limits=limits, whiteouts=False)
+            apply_layer(fileobj, dfd, limits=limits, whiteouts=False, owner=owner)
         finally:
             os.close(dfd)
     finally:

@@ -306,9 +306,11 @@ def _xattrs_of(member: tarfile.TarInfo) -> list[tuple[str, bytes]]:
 
 class _Applier:
     def __init__(
-        self, root: Path | int, limits: Limits, progress: Callable[[int], None] | None, whiteouts: bool = True
+        self, root: Path | int, limits: Limits, progress: Callable[[int], None] | None, whiteouts: bool = True,
+        owner: tuple[int, int] | None = None,
     ) -> None:
         self.whiteouts = whiteouts
+        self.owner = owner
         self.r = SafeRoot(root)
         self.limits = limits
         self.written = 0
@@ -423,6 +425,8 @@ class _Applier:
 
     def apply(self, tar: tarfile.TarFile) -> None:
         for m in tar:
+            if self.owner is not None:
+                m.uid, m.gid = self.owner
             if m.isreg() and m.size <= _SMALL and not m.issparse():
                 parts = _clean(m.name)
                 if parts and not (self.whiteouts and parts[-1].startswith(WHITEOUT_PREFIX)):
@@ -551,14 +555,15 @@ def apply_layer(
     limits: Limits | None = None,
     progress: Callable[[int], None] | None = None,
     whiteouts: bool = True,
+    owner: tuple[int, int] | None = None,
 ) -> ApplyResult:
     """Unpacks one (gzip, zstd or plain) layer tar into `dest`, an existing empty directory (path or fd).
 
     On error the caller discards `dest`; nothing outside it has been touched. With whiteouts=False (docker cp)
-    `.wh.` names are ordinary files."""
+    `.wh.` names are ordinary files. `owner` (uid, gid) replaces every member's own (docker cp without -a)."""
     limits = limits or Limits()
     reader = _Decompressed(blob, limits.max_bytes + (64 << 20))
-    applier = _Applier(dest, limits, progress, whiteouts)
+    applier = _Applier(dest, limits, progress, whiteouts, owner)
     if not isinstance(dest, int):
         with os.scandir(dest) as it:
             applier.fresh = not any(it)
