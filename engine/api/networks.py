@@ -61,9 +61,17 @@ def create_arguments(body: dict[str, Any], api_1_48: bool) -> dict[str, Any]:
     if (ipam.get("Driver") or "default") != "default":
         raise InvalidArgument(f"ipam driver \"{ipam['Driver']}\" is not supported")
     pools = ipam.get("Config") or []
-    if len(pools) > 1:
-        raise InvalidArgument("portside supports one IPAM pool per network")
-    pool = pools[0] if pools else {}
+    if any(not isinstance(p, dict) for p in pools):
+        raise InvalidArgument("invalid IPAM config")
+    from engine.net.ipam import is_v6  # engine.net (pyroute2) only once a network is made
+
+    # dockerd's getIpamConfig: the pools split by family (a subnet with an IPv6 address is an IPv6 pool)
+    pools4 = [p for p in pools if not is_v6(str(p.get("Subnet") or ""))]
+    pools6 = [p for p in pools if is_v6(str(p.get("Subnet") or ""))]
+    if len(pools4) > 1 or len(pools6) > 1:
+        raise InvalidArgument("portside supports one IPAM pool per address family in a network")
+    pool = pools4[0] if pools4 else {}
+    pool6 = pools6[0] if pools6 else {}
     options = dict(body.get("Options") or {})
     enable_v4 = body.get("EnableIPv4") if api_1_48 else None
     if enable_v4 is not None:
@@ -87,6 +95,8 @@ def create_arguments(body: dict[str, Any], api_1_48: bool) -> dict[str, Any]:
         "ipam_options": ipam.get("Options") if "IPAM" in body and body["IPAM"] is not None else None,
         "scope": body.get("Scope") or "", "config_only": bool(body.get("ConfigOnly")),
         "config_from": (config_from.get("Network") or "") if isinstance(config_from, dict) else "",
+        "subnet6": pool6.get("Subnet") or None, "gateway6": pool6.get("Gateway") or None,
+        "ip_range6": pool6.get("IPRange") or None, "aux_addresses6": pool6.get("AuxiliaryAddresses") or None,
     }
 
 

@@ -1,0 +1,257 @@
+"""IPv6 on user-defined bridge networks (--ipv6): pools, addresses, routes, isolation, per-interface sysctls.
+
+Traffic only flows between namespaces these tests make (the containers' and, for the disabled-host case, a
+namespace standing in for the host); the pools are ULAs (fd00::/8) picked at random per test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import re
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.errors import Forbidden, InvalidArgument
+from engine.net import ipam, links, nsutil
+from engine.net.service import NetworkService, Sandbox
+
+from .conftest import Procs, leftovers, service_kwargs, sh, wait_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def cid() -> str:
+    return secrets.token_hex(32)
+
+
+def ula64() -> str:
+    """A random /64 of fd00::/8 for one test (no other network on this machine uses it)."""
+    return str(ipaddress.IPv6Network((int(ipaddress.IPv6Address("fd00::")) + (secrets.randbits(56) << 64), 64)))
+
+
+def v6_of(sb: Sandbox, net: str) -> str:
+    return str(sb.network_settings["Networks"][net]["GlobalIPv6Address"])
+
+
+def addrs6(netns: Path | None, ifname: str) -> list[str]:
+    out = json.loads(sh(netns, "ip", "-j", "-6", "addr", "show", "dev", ifname, "scope", "global").stdout)
+    return [f"{a['local']}/{a['prefixlen']}" for i in out for a in i["addr_info"] if "local" in a]
+
+
+def routes6(netns: Path | None) -> list[dict[str, Any]]:
+    return list(json.loads(sh(netns, "ip", "-j", "-6", "route", "show").stdout))
+
+
+def test_ipv6_network_addresses_routes_and_traffic(svc: NetworkService, procs: Procs) -> None:
+    name = f"pst-v6-{secrets.token_hex(2)}"
+    sub6 = ula64()
+    gw6 = str(ipaddress.IPv6Network(sub6).network_address + 1)
+    net = svc.create_network(name, enable_ipv6=True, subnet6=sub6)
+    assert net["EnableIPv6"] is True
+    # dockerd: the allocated IPv4 pool (nobody configured one) comes after the configured IPv6 one
+    cfg = net["IPAM"]["Config"]
+    assert cfg[0] == {"Subnet": sub6}
+    assert set(cfg[1]) == {"Subnet", "Gateway"} and ":" not in cfg[1]["Subnet"]
+    bridge = svc.networks[net["Id"]]["_bridge"]
+    assert f"{gw6}/64" in addrs6(None, bridge)
+    assert links.get_sysctl(f"net/ipv6/conf/{bridge}/disable_ipv6") == "0"
+
+    a = svc.create_sandbox(cid(), name="a", hostname="a", network_mode=name)
+    b = svc.create_sandbox(cid(), name="b", hostname="b", network_mode=name)
+    ep = a.network_settings["Networks"][name]
+    prefix = str(ipaddress.IPv6Network(sub6).network_address)
+    assert ep["GlobalIPv6Address"] == prefix + "2"
+    assert ep["GlobalIPv6PrefixLen"] == 64
+    assert ep["IPv6Gateway"] == gw6
+    assert v6_of(b, name) == prefix + "3"
+    assert addrs6(a.netns_path, "eth0") == [f"{prefix}2/64"]
+    default = [r for r in routes6(a.netns_path) if r["dst"] == "default"]
+    assert [(r["gateway"], r["dev"]) for r in default] == [(gw6, "eth0")]
+    shown = svc.inspect(name)["Containers"]
+    assert shown[a.container_id]["IPv6Address"] == f"{prefix}2/64"
+    assert f"{prefix}3\tb" in b.hosts_path.read_text()
+
+    # container to container over the bridge, by IPv6 (no DAD wait: the addresses are usable at once)
+    sh(a.netns_path, "busybox", "ping", "-6", "-c", "1", "-W", "2", v6_of(b, name))
+    procs.start(b.netns_path, "busybox", "nc", "-l", "-p", "8080", "-e", "echo", "hello-v6")
+    wait_port(b.netns_path, 8080)
+    r = sh(a.netns_path, "busybox", "nc", "-w", "2", v6_of(b, name), "8080")
+    assert r.stdout.strip() == "hello-v6"
+    # IPv4 still works alongside
+    sh(a.netns_path, "busybox", "ping", "-c", "1", "-W", "2", b.network_settings["Networks"][name]["IPAddress"])
+
+    # a released address is not handed out again at once; the next one follows the cursor
+    svc.remove_sandbox(b.container_id)
+    c = svc.create_sandbox(cid(), name="c", hostname="c", network_mode=name)
+    assert v6_of(c, name) == prefix + "4"
+    for sb in (a, c):
+        svc.remove_sandbox(sb.container_id)
+    svc.remove(name)
+    assert bridge not in [link.name for link in links.list_links()]
+
+
+def test_ipv6_pool_from_the_hosts_ula(svc: NetworkService) -> None:
+    """Without an IPv6 subnet, dockerd 27+ hands out the next /64 of a ULA /48 derived from its host id."""
+    n1, n2 = (f"pst-v6a-{secrets.token_hex(2)}" for _ in range(2))
+    one = svc.create_network(n1, enable_ipv6=True)
+    two = svc.create_network(n2, enable_ipv6=True)
+    base = ipam.ula_base(svc.host_id)
+    assert base.prefixlen == 48 and base.subnet_of(ipaddress.IPv6Network("fd00::/8"))
+    v6 = [next(c for c in n["IPAM"]["Config"] if ":" in c["Subnet"]) for n in (one, two)]
+    subnets = [ipaddress.IPv6Network(c["Subnet"]) for c in v6]
+    assert all(s.prefixlen == 64 and s.subnet_of(base) for s in subnets)
+    assert subnets[0] != subnets[1]
+    assert v6[0]["Gateway"] == str(subnets[0].network_address + 1)
+    # IPv4 first, both as allocated (no user config)
+    assert ":" not in one["IPAM"]["Config"][0]["Subnet"] and len(one["IPAM"]["Config"]) == 2
+    # an overlapping configured subnet is refused as dockerd does
+    with pytest.raises(Forbidden, match="Pool overlaps with other one on this address space"):
+        svc.create_network(f"pst-v6b-{secrets.token_hex(2)}", enable_ipv6=True, subnet6=str(subnets[0]))
+    svc.remove(n1)
+    svc.remove(n2)
+
+
+def test_ipv6_requested_address_and_checks(svc: NetworkService) -> None:
+    name = f"pst-v6r-{secrets.token_hex(2)}"
+    sub6 = ula64()
+    prefix = str(ipaddress.IPv6Network(sub6).network_address)
+    svc.create_network(name, enable_ipv6=True, subnet6=sub6, ip_range6=f"{prefix}/96", gateway6=f"{prefix}ffff")
+    a = svc.create_sandbox(cid(), name="a", hostname="a", network_mode=name,
+                           endpoints={name: {"IPAMConfig": {"IPv6Address": f"{prefix}f00d"}}})
+    ep = a.network_settings["Networks"][name]
+    assert ep["GlobalIPv6Address"] == f"{prefix}f00d"
+    assert ep["IPv6Gateway"] == f"{prefix}ffff"
+    assert ep["IPAMConfig"] == {"IPv6Address": f"{prefix}f00d"}
+    with pytest.raises(InvalidArgument, match=f"^{re.escape('invalid IPv6 address: 10.0.0.1')}$"):
+        svc.create_sandbox(cid(), name="b", hostname="b", network_mode=name,
+                           endpoints={name: {"IPAMConfig": {"IPv6Address": "10.0.0.1"}}})
+    outside = re.escape("no configured subnet or ip-range contain the IP address fd01::5")
+    with pytest.raises(InvalidArgument, match=outside):
+        svc.create_sandbox(cid(), name="b", hostname="b", network_mode=name,
+                           endpoints={name: {"IPAMConfig": {"IPv6Address": "fd01::5"}}})
+    with pytest.raises(InvalidArgument, match="user specified IP address is supported on user defined networks only"):
+        svc.create_sandbox(cid(), name="b", hostname="b",
+                           endpoints={"bridge": {"IPAMConfig": {"IPv6Address": "fd01::5"}}})
+    svc.remove_sandbox(a.container_id)
+
+    # an IPv6 pool on a network without IPv6: kept and shown as dockerd does, unchecked, no address handed out
+    off = f"pst-v6o-{secrets.token_hex(2)}"
+    net = svc.create_network(off, subnet6="2001:db8:1::/64", gateway6="2001:db8:1::ffff")
+    assert net["EnableIPv6"] is False
+    assert net["IPAM"]["Config"][0] == {"Subnet": "2001:db8:1::/64", "Gateway": "2001:db8:1::ffff"}
+    b = svc.create_sandbox(cid(), name="b", hostname="b", network_mode=off,
+                           endpoints={off: {"IPAMConfig": {"IPv6Address": "2001:db8:1::f00d"}}})
+    ep = b.network_settings["Networks"][off]
+    assert ep["IPAMConfig"] == {"IPv6Address": "2001:db8:1::f00d"} and ep["GlobalIPv6Address"] == ""
+    assert addrs6(b.netns_path, "eth0") == []
+    svc.remove_sandbox(b.container_id)
+    # dockerd's ValidateIPAM texts for the IPv6 pool of an IPv6 network
+    with pytest.raises(InvalidArgument, match=re.escape("invalid gateway 10.1.1.1: parent subnet is an IPv6 block")):
+        svc.create_network(f"pst-v6x-{secrets.token_hex(2)}", enable_ipv6=True, subnet6=ula64(),
+                           gateway6="10.1.1.1")
+    for n in (name, off):
+        svc.remove(n)
+
+
+def test_ipv6_internal_network_has_no_way_out(svc: NetworkService) -> None:
+    name = f"pst-v6i-{secrets.token_hex(2)}"
+    sub6 = ula64()
+    net = svc.create_network(name, enable_ipv6=True, subnet6=sub6, internal=True)
+    a = svc.create_sandbox(cid(), name="a", hostname="a", network_mode=name)
+    b = svc.create_sandbox(cid(), name="b", hostname="b", network_mode=name)
+    ep = a.network_settings["Networks"][name]
+    assert ep["IPv6Gateway"] == "" and ep["GlobalIPv6Address"]
+    assert [r for r in routes6(a.netns_path) if r["dst"] == "default"] == []
+    sh(a.netns_path, "busybox", "ping", "-6", "-c", "1", "-W", "2", v6_of(b, name))  # inside the bridge: fine
+    # the ip6 table cuts the bridge off: nothing forwarded in or out, no masquerade
+    bridge = svc.networks[net["Id"]]["_bridge"]
+    text = sh(None, "nft", "list", "table", "ip6", svc.table).stdout
+    assert f'iifname "{bridge}" oifname != "{bridge}" drop' in text
+    assert f'oifname "{bridge}" iifname != "{bridge}" drop' in text
+    assert "masquerade" not in text
+    for sb in (a, b):
+        svc.remove_sandbox(sb.container_id)
+    svc.remove(name)
+    # no IPv6 network left: no ip6 table either
+    assert sh(None, "nft", "list", "table", "ip6", svc.table, check=False).returncode != 0
+
+
+@contextlib.contextmanager
+def ipv6_off_host() -> Iterator[Path]:
+    """A namespace standing in for a host with IPv6 disabled by sysctl (all and default disable_ipv6=1)."""
+    d = Path(tempfile.mkdtemp(prefix="portside-test-v6host-"))
+    ns = d / f"pst-v6host-{secrets.token_hex(3)}"
+    nsutil.create_netns(ns)
+    try:
+        for key in ("all", "default"):
+            sh(ns, "sysctl", "-q", "-w", f"net.ipv6.conf.{key}.disable_ipv6=1")
+        yield ns
+    finally:
+        nsutil.remove_netns(ns)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+_OFF_HOST_SCRIPT = """
+import json, secrets, sys
+from pathlib import Path
+from engine.net import links
+from engine.net.service import NetworkService
+kw = json.loads(sys.argv[1])
+kw = {**kw, "data_root": Path(kw["data_root"]), "exec_root": Path(kw["exec_root"]),
+      "host_resolv_conf": Path(kw["host_resolv_conf"]), "dns_upstreams": [tuple(u) for u in kw["dns_upstreams"]]}
+svc = NetworkService(**kw)
+out = {}
+try:
+    svc.start()
+    net = svc.create_network("pst-v6d", enable_ipv6=True, subnet6=sys.argv[2])
+    a = svc.create_sandbox(secrets.token_hex(32), name="a", hostname="a", network_mode="pst-v6d")
+    b = svc.create_sandbox(secrets.token_hex(32), name="b", hostname="b", network_mode="pst-v6d")
+    br = svc.networks[net["Id"]]["_bridge"]
+    out["sysctls"] = {k: links.get_sysctl(f"net/ipv6/conf/{k}/disable_ipv6") for k in ("all", "default", "lo", br)}
+    out["bridge"] = br
+    out["a"] = str(a.netns_path)
+    out["b_ip"] = b.network_settings["Networks"]["pst-v6d"]["GlobalIPv6Address"]
+    import subprocess
+    r = subprocess.run(["nsenter", f"--net={a.netns_path}", "busybox", "ping", "-6", "-c", "1", "-W", "2",
+                        out["b_ip"]], capture_output=True, text=True)
+    out["ping"] = r.returncode
+    out["addrs"] = subprocess.run(["ip", "-6", "-o", "addr", "show", "dev", br, "scope", "global"],
+                                  capture_output=True, text=True).stdout
+finally:
+    svc.destroy()
+print(json.dumps(out))
+"""
+
+
+def test_ipv6_network_on_a_host_with_ipv6_disabled() -> None:
+    """IPv6 is switched on for the network's bridge alone (dockerd's per-interface disable_ipv6=0): the host's
+    defaults stay off, and containers still talk IPv6 over the bridge. The engine runs in a child process inside
+    a namespace that plays the host (with a mount namespace of its own, whose /sys shows that namespace's links),
+    so the real host's settings are never touched."""
+    with ipv6_off_host() as host:
+        root = Path(tempfile.mkdtemp(prefix="portside-test-net-"))
+        try:
+            kw = service_kwargs(root, secrets.token_hex(3))
+            kw["socket_hook"] = False  # BPF cgroup hooks are the real host's business
+            args = json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in kw.items()})
+            repo = Path(__file__).resolve().parents[2]
+            py = repo / ".venv" / "bin" / "python"
+            r = sh(None, "nsenter", f"--net={host}", "unshare", "--mount", "--propagation", "private", "sh", "-c",
+                   'mount -t sysfs sysfs /sys && cd "$0" && exec "$1" -c "$2" "$3" "$4"', str(repo), str(py),
+                   _OFF_HOST_SCRIPT, args, ula64(), timeout=60)
+            out = json.loads(r.stdout.strip().splitlines()[-1])
+            br = out["bridge"]
+            assert out["sysctls"] == {"all": "1", "default": "1", "lo": "1", br: "0"}
+            assert "nodad" in out["addrs"] and "/64" in out["addrs"]
+            assert out["ping"] == 0
+            assert leftovers(str(kw["nft_table"])) == []  # nothing of it landed on the real host
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
