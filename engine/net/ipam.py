@@ -70,9 +70,21 @@ def check_subnet(text: str) -> AnyNet:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise InvalidArgument(f"invalid network config:\ninvalid subnet {text}: invalid CIDR block notation") from None
-    if str(net) != text.strip():
-        raise InvalidArgument(f"invalid network config:\ninvalid subnet {text}: it should be {net}")
+    if _host_bits(text):
+        raise InvalidArgument(f"invalid network config:\ninvalid subnet {_normal(text)}: it should be {net}")
     return net
+
+
+def _host_bits(text: str) -> bool:
+    """netip's `prefix != prefix.Masked()`: the address has bits set past the prefix (a value comparison, so
+    "2001:db8::0/64" is as good as "2001:db8::/64")."""
+    iface = ipaddress.ip_interface(text.strip())
+    return iface.ip != iface.network.network_address
+
+
+def _normal(text: str) -> str:
+    """A prefix as Go's netip.Prefix prints it (the address in its canonical form)."""
+    return str(ipaddress.ip_interface(text.strip()))
 
 
 def _family(net: AnyNet | ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -101,8 +113,8 @@ def _range_errors(ip_range: str, subnet: AnyNet) -> list[str]:
     errs = []
     if rng.prefixlen < subnet.prefixlen:
         errs.append(f"invalid ip-range {ip_range}: CIDR block is bigger than its parent subnet {subnet}")
-    if str(rng) != ip_range.strip():
-        errs.append(f"invalid ip-range {ip_range}: it should be {rng}")
+    if _host_bits(ip_range):
+        errs.append(f"invalid ip-range {_normal(ip_range)}: it should be {rng}")
     if not rng.overlaps(subnet):
         errs.append(f"invalid ip-range {ip_range}: parent subnet {subnet} doesn't contain ip-range")
     return errs
