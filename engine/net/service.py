@@ -1317,8 +1317,10 @@ class NetworkService:
             sb = self.sandboxes.get(container_id)
             return sb is not None and any(ep.get("DefaultRoute", True) for ep in sb.get("Endpoints", {}).values())
 
-    def resolve_name(self, asker: str, name: str) -> list[str]:
-        """Addresses of `name` on the user networks the asking container is on (container names, aliases, ids)."""
+    def resolve_name(self, asker: str, name: str, v6: bool = False) -> list[str]:
+        """Addresses of `name` on the user networks the asking container is on (container names, aliases, ids);
+        `v6`: the IPv6 ones (endpoints on --ipv6 networks)."""
+        key = "GlobalIPv6Address" if v6 else "IPAddress"
         with self.lock:
             sb = self.sandboxes.get(asker)
             if sb is None:
@@ -1335,6 +1337,6 @@ class NetworkService:
                     if ep is None:
                         continue
                     names = [n.lower() for n in ep.get("DNSNames") or []]
-                    if wanted in names and ep["IPAddress"] not in out:
-                        out.append(ep["IPAddress"])
+                    if wanted in names and ep.get(key) and ep[key] not in out:
+                        out.append(ep[key])
             return out

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dnslib import QTYPE, DNSRecord
 
 from engine.errors import Forbidden, InvalidArgument
 from engine.net import ipam, links, nsutil
@@ -48,6 +49,15 @@ def addrs6(netns: Path | None, ifname: str) -> list[str]:
 
 def routes6(netns: Path | None) -> list[dict[str, Any]]:
     return list(json.loads(sh(netns, "ip", "-j", "-6", "route", "show").stdout))
+
+
+def lookup(netns: Path | None, name: str, qtype: str) -> list[str]:
+    """Ask the embedded DNS (127.0.0.11) inside the container's netns; the answers of that type."""
+    script = ("from dnslib import DNSRecord;"
+              f"print(DNSRecord.question({name!r}, {qtype!r}).send('127.0.0.11', 53, timeout=5).hex())")
+    py = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python"
+    reply = DNSRecord.parse(bytes.fromhex(sh(netns, str(py), "-c", script).stdout.strip()))
+    return [str(rr.rdata) for rr in reply.rr if QTYPE[rr.rtype] == qtype]
 
 
 def test_ipv6_network_addresses_routes_and_traffic(svc: NetworkService, procs: Procs) -> None:
@@ -85,6 +95,9 @@ def test_ipv6_network_addresses_routes_and_traffic(svc: NetworkService, procs: P
     wait_port(b.netns_path, 8080)
     r = sh(a.netns_path, "busybox", "nc", "-w", "2", v6_of(b, name), "8080")
     assert r.stdout.strip() == "hello-v6"
+    # the embedded DNS answers AAAA with the IPv6 address, A as before
+    assert lookup(a.netns_path, "b", "AAAA") == [v6_of(b, name)]
+    assert lookup(a.netns_path, "b", "A") == [b.network_settings["Networks"][name]["IPAddress"]]
     # IPv4 still works alongside
     sh(a.netns_path, "busybox", "ping", "-c", "1", "-W", "2", b.network_settings["Networks"][name]["IPAddress"])
 
