@@ -268,3 +268,33 @@ def test_ipv6_network_on_a_host_with_ipv6_disabled() -> None:
             assert leftovers(str(kw["nft_table"])) == []  # nothing of it landed on the real host
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def test_ipv6_bridge_and_veth_come_back_after_a_restart(svc_factory: tuple[Path, str, dict[str, object]]) -> None:
+    """start() reconciles IPv6 as it does IPv4: a lost bridge is remade with its IPv6 gateway, a lost veth with
+    the container's IPv6 address and route, and the ip6 table is rendered again."""
+    _, _, kw = svc_factory
+    s1 = NetworkService(**kw)  # type: ignore[arg-type]
+    s1.start()
+    name, sub6 = f"pst-v6re-{secrets.token_hex(2)}", ula64()
+    net = s1.create_network(name, enable_ipv6=True, subnet6=sub6)
+    bridge = s1.networks[net["Id"]]["_bridge"]
+    a = s1.create_sandbox(cid(), name="a", hostname="a", network_mode=name)
+    b = s1.create_sandbox(cid(), name="b", hostname="b", network_mode=name)
+    s1.close()
+    links.delete_link(bridge)  # the bridge is lost (its ports stay, detached)
+    links.delete_link("eth0", a.netns_path)  # and a's interface too (the pair goes)
+    s2 = NetworkService(**kw)  # type: ignore[arg-type]
+    s2.start(running=[a.container_id, b.container_id])
+    try:
+        gw6 = str(ipaddress.IPv6Network(sub6).network_address + 1)
+        assert f"{gw6}/64" in addrs6(None, bridge)
+        assert addrs6(a.netns_path, "eth0") == [f"{v6_of(a, name)}/64"]
+        assert [r["gateway"] for r in routes6(a.netns_path) if r["dst"] == "default"] == [gw6]
+        sh(a.netns_path, "busybox", "ping", "-6", "-c", "1", "-W", "2", v6_of(b, name))
+        assert s2.inspect(name)["Containers"][b.container_id]["IPv6Address"] == f"{v6_of(b, name)}/64"
+        assert sh(None, "nft", "list", "table", "ip6", s2.table, check=False).returncode == 0
+    finally:
+        for sb in (a, b):
+            s2.remove_sandbox(sb.container_id)
+        s2.close()
