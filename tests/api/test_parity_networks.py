@@ -577,7 +577,8 @@ def test_endpoints_config_rules_of_dockerds_router(daemon: PortsideDaemon, busyb
 
 def ula64() -> str:
     """A random /64 of fd00::/8 (a ULA no other network here uses)."""
-    return f"fd{secrets.token_hex(1)}:{secrets.token_hex(2)}:{secrets.token_hex(2)}::/64"
+    # canonical form (no leading zeros), as inspect prints the addresses taken from it
+    return str(ipaddress.IPv6Network((int(ipaddress.IPv6Address("fd00::")) + (secrets.randbits(56) << 64), 64)))
 
 
 def test_ipv6_network_shapes_addresses_and_traffic(daemon: PortsideDaemon, busybox: str, names: list[str],
@@ -695,3 +696,54 @@ def test_dockerpy_ipv6_and_endpoint_driver_opts(daemon: PortsideDaemon, busybox:
     assert ep["IPAMConfig"] == {"IPv6Address": "fd00:389::f00d"}
     assert ep["GlobalIPv6Address"] == "fd00:389::f00d" and ep["IPv6Gateway"] == "fd00:389::ffff"
     assert ep["DriverOpts"] == {"com.docker-py.setting": "on"}
+
+
+def _ipam_shape(n: dict[str, Any], configured: set[str]) -> list[dict[str, str]]:
+    """IPAM Config with allocated pools (which differ by engine) as placeholders, IPv4 first."""
+    out = []
+    for c in n["IPAM"]["Config"]:
+        if c["Subnet"] in configured:
+            out.append(dict(c))
+        else:
+            fam = "v6" if ":" in c["Subnet"] else "v4"
+            out.append({"Subnet": f"<allocated {fam}>", **({"Gateway": "<its gateway>"} if "Gateway" in c else {})})
+    return sorted(out, key=lambda c: ":" in c["Subnet"] or "v6" in c["Subnet"])
+
+
+def test_ipv6_network_shapes_match_dockerd_2010(daemon: PortsideDaemon, nets: list[str]) -> None:
+    """The same `docker network create` calls against the real dockerd 20.10: the same fields and values, except
+    for what dockerd changed since (API 1.50 is dockerd 28's): 28 lists configured pools before allocated ones
+    (20.10: IPv4 first), and 28 gives --ipv6 without a subnet a ULA /64 where 20.10 refuses."""
+    from tests.testbed import dockerd as testbed_dockerd
+
+    if not testbed_dockerd.available():
+        pytest.skip("dockerd is not installed, or we are not root")
+    sub6, sub6b, sub4 = ula64(), ula64(), free_subnet()
+    p6b = sub6b.removesuffix("/64")
+    cases = [
+        ("sub", ["--ipv6", "--subnet", sub6]),
+        ("off", ["--subnet", "2001:db8:5::/64"]),
+        ("both", ["--ipv6", "--internal", "--subnet", sub4, "--subnet", sub6b, "--ip-range", f"{p6b}/96",
+                  "--gateway", f"{p6b}ffff", "--label", "k=v", "-o", "foo=bar", "--ipam-opt", "x=y"]),
+    ]
+    with testbed_dockerd.running() as d:
+        for i, (case, args) in enumerate(cases):
+            name = f"pst-v6cmp-{case}-{tag()}"
+            shapes = []
+            for engine, run in (("dockerd", d.docker), ("portside", daemon.docker)):
+                # a recognisable bridge name on both (dockerd makes a real bridge too)
+                ok(run("network", "create", "-o", f"com.docker.network.bridge.name=pstc{i}{tag()[:4]}", *args, name))
+                if engine == "portside":
+                    nets.append(name)
+                n = json.loads(ok(run("network", "inspect", name)))[0]
+                if engine == "dockerd":
+                    ok(run("network", "rm", name))
+                configured = {args[j + 1] for j, a in enumerate(args) if a == "--subnet"}
+                n["Options"].pop("com.docker.network.bridge.name")
+                shapes.append({"EnableIPv6": n["EnableIPv6"], "Internal": n["Internal"], "Labels": n["Labels"],
+                               "Options": n["Options"], "IPAMOptions": n["IPAM"]["Options"],
+                               "Config": _ipam_shape(n, configured)})
+            assert shapes[0] == shapes[1], case
+        # dockerd 20.10 refuses --ipv6 without an IPv6 subnet (dockerd 28 takes a ULA: see the test above)
+        r = d.docker("network", "create", "--ipv6", f"pst-v6cmp-none-{tag()}")
+        assert r.returncode != 0 and "could not find an available, non-overlapping IPv6 address pool" in r.stderr
