@@ -125,6 +125,29 @@ def _user_defined(mode: str) -> bool:
     return mode not in ("bridge", "host", "none") and not mode.startswith("container:")
 
 
+def _endpoint_address_errors(cfg: Any) -> list[str]:
+    """dockerd's EndpointIPAMConfig.Validate at container create: each asked address of its family (and not
+    unspecified). Whether it lies in the network's subnets is checked when the endpoint is made."""
+    import ipaddress
+
+    if not isinstance(cfg, dict):
+        return []
+    errs = []
+    for key, version in (("IPv4Address", 4), ("IPv6Address", 6)):
+        text = str(cfg.get(key) or "")
+        if not text:
+            continue
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            addr = None
+        # Go's To4(): an IPv4-mapped IPv6 address counts as IPv4
+        v4 = addr is not None and (addr.version == 4 or getattr(addr, "ipv4_mapped", None) is not None)
+        if addr is None or v4 != (version == 4) or addr.is_unspecified:
+            errs.append(f"invalid IPv{version} address: {text}")
+    return errs
+
+
 def container_networking(body: dict[str, Any], api_1_44: bool) -> list[str]:
     """A container create body's network settings as dockerd's router leaves them (handleMACAddressBC,
     validateNetworkingConfig's MAC check); returns its warnings. Before API 1.44 the container-wide
@@ -182,6 +205,9 @@ def container_networking(body: dict[str, Any], api_1_44: bool) -> list[str]:
         warnings.append("The container-wide MacAddress field is now deprecated. It should be specified in "
                         "EndpointsConfig instead.")
     for name, ep in eps.items():
+        if errs := _endpoint_address_errors(ep.get("IPAMConfig") if ep else None):
+            body_text = errs[0] if len(errs) == 1 else "* " + "\n* ".join(errs)
+            raise InvalidArgument(f"invalid config for network {name}: {body_text}")
         if ep and ep.get("MacAddress") and parse_mac(str(ep["MacAddress"])) is None:
             raise InvalidArgument(f"invalid config for network {name}: invalid MAC address {ep['MacAddress']}")
     if eps:

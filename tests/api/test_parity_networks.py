@@ -621,7 +621,7 @@ def test_ipv6_network_shapes_addresses_and_traffic(daemon: PortsideDaemon, busyb
         assert r.read().decode().strip() == "v4-published"
 
 
-def test_ipv6_without_subnet_gets_a_ula_and_checks(daemon: PortsideDaemon, nets: list[str]) -> None:
+def test_ipv6_without_subnet_gets_a_ula_and_checks(daemon: PortsideDaemon, busybox: str, nets: list[str]) -> None:
     name = f"pst-v6ula-{tag()}"
     ok(daemon.docker("network", "create", "--ipv6", name))
     nets.append(name)
@@ -635,6 +635,16 @@ def test_ipv6_without_subnet_gets_a_ula_and_checks(daemon: PortsideDaemon, nets:
     base = ipaddress.IPv6Network((int(ipaddress.IPv6Address("fd00::")) + (gid << 80), 48))
     assert v6.prefixlen == 64 and v6.subnet_of(base), (v6, base)
     assert cfg[1]["Gateway"] == str(v6.network_address + 1)
+    # dockerd's EndpointIPAMConfig.Validate at container create, per network, its errors joined
+    bad = f"pst-v6badip-{tag()}"
+    out = daemon.docker("create", "--name", bad, "--network", name, "--ip6", "10.0.0.1", "busybox")
+    assert out.returncode != 0 and f"invalid config for network {name}: invalid IPv6 address: 10.0.0.1" in out.stderr
+    status, msg = api(daemon, "POST", f"/v1.50/containers/create?name={bad}", {
+        "Image": "busybox", "HostConfig": {"NetworkMode": name}, "NetworkingConfig": {"EndpointsConfig": {
+            name: {"IPAMConfig": {"IPv4Address": "fd00::1", "IPv6Address": "::"}}}}})
+    assert (status, msg["message"]) == (400, f"invalid config for network {name}: * invalid IPv4 address: fd00::1\n"
+                                             "* invalid IPv6 address: ::")
+    assert daemon.docker("inspect", bad).returncode == 1
     # ValidateIPAM's texts for an IPv6 pool, joined with the IPv4 pool's
     status, out = api(daemon, "POST", "/v1.50/networks/create", {
         "Name": f"pst-v6bad-{tag()}", "EnableIPv6": True, "IPAM": {"Config": [
