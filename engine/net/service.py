@@ -526,7 +526,8 @@ class NetworkService:
                 # dockerd's ValidateIPAM checks an IPv6 pool only for an IPv6 network, joining its errors to the
                 # IPv4 pool's
                 checked = ipam.check_subnet(pool6["Subnet"])
-                assert isinstance(checked, ipaddress.IPv6Network)
+                if not isinstance(checked, ipaddress.IPv6Network):
+                    raise InvalidArgument(f"{pool6['Subnet']} is not an IPv6 subnet")
                 net6 = checked
                 errs += ipam.pool_errors(net6, pool6.get("IPRange"), pool6.get("Gateway"),
                                          pool6.get("AuxiliaryAddresses"))
@@ -897,7 +898,6 @@ class NetworkService:
         taken |= set(net.get("_aux") or ())  # auxiliary addresses are the user's, never a container's
         requested = (cfg.get("IPAMConfig") or {}).get("IPv4Address") or None
         ip = ipam.allocate(subnet, rng, taken, net.get("_cursor"), requested)
-        # the asked MAC (any of Go's ParseMAC forms) in the kernel's form, else Docker's derived one
         v6 = net.get("_v6")
         ip6, plen6, gw6 = "", 0, ""
         if v6:
@@ -909,6 +909,7 @@ class NetworkService:
                                 net.get("_cursor6"), requested6)
             plen6 = subnet6.prefixlen
             gw6 = "" if net["Internal"] else v6["Gateway"]
+        # the asked MAC (any of Go's ParseMAC forms) in the kernel's form, else Docker's derived one
         mac = ipam.parse_mac(cfg.get("MacAddress") or "") or ipam.mac_for(ip)
         used_ifnames = {ep["Ifname"] for ep in sb["Endpoints"].values()}
         ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used_ifnames)
