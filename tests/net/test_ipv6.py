@@ -198,13 +198,14 @@ def test_ipv6_internal_network_has_no_way_out(svc: NetworkService) -> None:
 
 
 @contextlib.contextmanager
-def ipv6_off_host() -> Iterator[Path]:
-    """A namespace standing in for a host with IPv6 disabled by sysctl (all and default disable_ipv6=1)."""
+def standin_host(ipv6_off: bool = True) -> Iterator[Path]:
+    """A namespace standing in for a host; `ipv6_off`: one with IPv6 disabled by sysctl (all and default
+    disable_ipv6=1)."""
     d = Path(tempfile.mkdtemp(prefix="portside-test-v6host-"))
     ns = d / f"pst-v6host-{secrets.token_hex(3)}"
     nsutil.create_netns(ns)
     try:
-        for key in ("all", "default"):
+        for key in ("all", "default") if ipv6_off else ():
             sh(ns, "sysctl", "-q", "-w", f"net.ipv6.conf.{key}.disable_ipv6=1")
         yield ns
     finally:
@@ -244,30 +245,117 @@ print(json.dumps(out))
 """
 
 
+def in_standin_host(host: Path, script: str, *args: str, **service: object) -> dict[str, Any]:
+    """Run `script` (given the service's keyword arguments as JSON, then `args`) in a child process inside the
+    namespace `host` that plays the host, with a mount namespace of its own whose /sys shows that namespace's
+    links; its last output line is JSON. Its engine's state lives in a temp root, removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="portside-test-net-"))
+    try:
+        kw = {**service_kwargs(root, secrets.token_hex(3)), "socket_hook": False, **service}  # BPF hooks: host's
+        kw_json = json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in kw.items()})
+        repo = Path(__file__).resolve().parents[2]
+        py = repo / ".venv" / "bin" / "python"
+        r = sh(None, "nsenter", f"--net={host}", "unshare", "--mount", "--propagation", "private", "sh", "-c",
+               'mount -t sysfs sysfs /sys && cd "$0" && exec "$@"', str(repo), str(py), "-c", script,
+               kw_json, *args, timeout=45)
+        out: dict[str, Any] = json.loads(r.stdout.strip().splitlines()[-1])
+        assert leftovers(str(kw["nft_table"])) == []  # nothing of it landed on the real host
+        return out
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def test_ipv6_network_on_a_host_with_ipv6_disabled() -> None:
     """IPv6 is switched on for the network's bridge alone (dockerd's per-interface disable_ipv6=0): the host's
-    defaults stay off, and containers still talk IPv6 over the bridge. The engine runs in a child process inside
-    a namespace that plays the host (with a mount namespace of its own, whose /sys shows that namespace's links),
-    so the real host's settings are never touched."""
-    with ipv6_off_host() as host:
-        root = Path(tempfile.mkdtemp(prefix="portside-test-net-"))
-        try:
-            kw = service_kwargs(root, secrets.token_hex(3))
-            kw["socket_hook"] = False  # BPF cgroup hooks are the real host's business
-            args = json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in kw.items()})
-            repo = Path(__file__).resolve().parents[2]
-            py = repo / ".venv" / "bin" / "python"
-            r = sh(None, "nsenter", f"--net={host}", "unshare", "--mount", "--propagation", "private", "sh", "-c",
-                   'mount -t sysfs sysfs /sys && cd "$0" && exec "$1" -c "$2" "$3" "$4"', str(repo), str(py),
-                   _OFF_HOST_SCRIPT, args, ula64(), timeout=60)
-            out = json.loads(r.stdout.strip().splitlines()[-1])
-            br = out["bridge"]
-            assert out["sysctls"] == {"all": "1", "default": "1", "lo": "1", br: "0"}
-            assert "nodad" in out["addrs"] and "/64" in out["addrs"]
-            assert out["ping"] == 0
-            assert leftovers(str(kw["nft_table"])) == []  # nothing of it landed on the real host
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+    defaults stay off, and containers still talk IPv6 over the bridge. The engine runs inside a namespace that
+    plays the host, so the real host's settings are never touched."""
+    with standin_host() as host:
+        out = in_standin_host(host, _OFF_HOST_SCRIPT, ula64())
+    br = out["bridge"]
+    assert out["sysctls"] == {"all": "1", "default": "1", "lo": "1", br: "0"}
+    assert "nodad" in out["addrs"] and "/64" in out["addrs"]
+    assert out["ping"] == 0
+
+
+_ROUTED_SCRIPT = """
+import json, secrets, subprocess, sys, time
+from pathlib import Path
+from engine.net import links, nsutil
+from engine.net.service import NetworkService
+kw = json.loads(sys.argv[1])
+kw = {**kw, "data_root": Path(kw["data_root"]), "exec_root": Path(kw["exec_root"]),
+      "host_resolv_conf": Path(kw["host_resolv_conf"]), "dns_upstreams": [tuple(u) for u in kw["dns_upstreams"]]}
+peer = Path(kw["data_root"]).parent / "peer"
+
+
+def sh(ns, *cmd):
+    return subprocess.run(["nsenter", f"--net={ns}", *cmd] if ns else list(cmd), capture_output=True, text=True,
+                          timeout=20)
+
+
+def ping(ns, ip):
+    return sh(ns, "busybox", "ping", "-6", "-c", "1", "-W", "2", ip).returncode
+
+
+svc = NetworkService(**kw)
+out = {}
+server = None
+try:
+    svc.start()
+    out["forwarding_before"] = links.get_sysctl("net/ipv6/conf/all/forwarding")
+    # a machine beyond the host, on a link of its own: fd99::2 behind the host's fd99::1
+    nsutil.create_netns(peer)
+    sh(None, "ip", "link", "add", "pstpv6", "type", "veth", "peer", "name", "eth0", "netns", str(peer))
+    sh(None, "ip", "addr", "add", "fd99::1/64", "dev", "pstpv6", "nodad")
+    sh(None, "ip", "link", "set", "pstpv6", "up")
+    sh(peer, "ip", "link", "set", "eth0", "up")
+    sh(peer, "ip", "addr", "add", "fd99::2/64", "dev", "eth0", "nodad")
+    nets = {}
+    for n, internal in (("pst-v6e1", False), ("pst-v6e2", False), ("pst-v6ei", True)):
+        svc.create_network(n, enable_ipv6=True, internal=internal)
+        nets[n] = svc.create_sandbox(secrets.token_hex(32), name=n, hostname=n, network_mode=n)
+    v6 = {n: sb.network_settings["Networks"][n]["GlobalIPv6Address"] for n, sb in nets.items()}
+    out["forwarding"] = links.get_sysctl("net/ipv6/conf/all/forwarding")
+    # who the peer sees: the address a connection comes from
+    server = subprocess.Popen(["nsenter", f"--net={peer}", sys.executable, "-c",
+        "import socket;s=socket.socket(socket.AF_INET6);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+        "s.bind(('::',9000));s.listen();s.settimeout(5);print('up',flush=True);"
+        "print(s.accept()[1][0],flush=True)"],  # nothing after 5 s: no connection came
+        stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "up"
+    e1 = nets["pst-v6e1"].netns_path
+    sh(e1, "busybox", "nc", "-w", "2", "fd99::2", "9000")
+    out["peer_saw"] = server.stdout.readline().strip()
+    out["out_e1"] = ping(e1, "fd99::2")
+    out["out_internal"] = ping(nets["pst-v6ei"].netns_path, "fd99::2")
+    out["e1_to_e2"] = ping(e1, v6["pst-v6e2"])
+    out["e1_to_internal"] = ping(e1, v6["pst-v6ei"])
+    # the same paths without the ip6 table: the kernel would route them, so the table is what stops them
+    sh(None, "nft", "delete", "table", "ip6", kw["nft_table"])
+    out["e1_to_e2_unfiltered"] = ping(e1, v6["pst-v6e2"])
+finally:
+    if server is not None:
+        server.kill()
+    svc.destroy()
+    sh(None, "ip", "link", "del", "pstpv6")
+    if peer.exists():
+        nsutil.remove_netns(peer)
+print(json.dumps(out))
+"""
+
+
+def test_ipv6_egress_is_masqueraded_and_networks_are_isolated() -> None:
+    """With forwarding (enable_ip_forward, which sets net.ipv6.conf.all.forwarding as dockerd does) a container
+    reaches a machine beyond the host by IPv6, masqueraded to the host's address; an --internal network does
+    not, and neither reaches another network's container. In a namespace playing the host."""
+    with standin_host(ipv6_off=False) as host:
+        out = in_standin_host(host, _ROUTED_SCRIPT, enable_ip_forward=True)
+    assert (out["forwarding_before"], out["forwarding"]) == ("0", "1"), out  # set by the first IPv6 network
+    assert out["peer_saw"] == "fd99::1"  # the host's address on the peer's link, not the container's
+    assert out["out_e1"] == 0
+    assert out["out_internal"] != 0
+    assert out["e1_to_e2"] != 0 and out["e1_to_internal"] != 0
+    assert out["e1_to_e2_unfiltered"] == 0
 
 
 def test_ipv6_bridge_and_veth_come_back_after_a_restart(svc_factory: tuple[Path, str, dict[str, object]]) -> None:
