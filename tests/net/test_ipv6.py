@@ -386,3 +386,18 @@ def test_ipv6_bridge_and_veth_come_back_after_a_restart(svc_factory: tuple[Path,
         for sb in (a, b):
             s2.remove_sandbox(sb.container_id)
         s2.close()
+
+
+def test_ipv6_from_a_config_only_network(svc: NetworkService) -> None:
+    """A config-only network holds the IPv6 pool and flag; a --config-from network takes both (libnetwork's
+    applyConfigurationTo) and hands out addresses from that pool."""
+    cfg_name, name, sub6 = f"pst-v6cfg-{secrets.token_hex(2)}", f"pst-v6cf-{secrets.token_hex(2)}", ula64()
+    held = svc.create_network(cfg_name, config_only=True, enable_ipv6=True, subnet6=sub6)
+    assert held["EnableIPv6"] is True and held["IPAM"]["Config"] == [{"Subnet": sub6}] and held["Driver"] == "null"
+    net = svc.create_network(name, config_from=cfg_name)
+    assert net["EnableIPv6"] is True and net["IPAM"]["Config"][0] == {"Subnet": sub6}
+    a = svc.create_sandbox(cid(), name="a", hostname="a", network_mode=name)
+    assert v6_of(a, name) == str(ipaddress.IPv6Network(sub6).network_address + 2)
+    svc.remove_sandbox(a.container_id)
+    svc.remove(name)
+    svc.remove(cfg_name)
