@@ -55,7 +55,8 @@ async def start(daemon: Daemon) -> None:
                 alive.append(rec["Id"])
     if NetworkService is not None:
         svc = NetworkService(cfg.data_root, cfg.exec_root, default_bridge=cfg.bridge,
-                             nft_table=nft_table_for(cfg.bridge), enable_ip_forward=cfg.ip_forward)
+                             nft_table=nft_table_for(cfg.bridge), enable_ip_forward=cfg.ip_forward,
+                             host_id=daemon.engine_id or None)
         await asyncio.to_thread(svc.start, alive)
         daemon.networks = svc
     await containers.restore()

@@ -61,9 +61,17 @@ def create_arguments(body: dict[str, Any], api_1_48: bool) -> dict[str, Any]:
     if (ipam.get("Driver") or "default") != "default":
         raise InvalidArgument(f"ipam driver \"{ipam['Driver']}\" is not supported")
     pools = ipam.get("Config") or []
-    if len(pools) > 1:
-        raise InvalidArgument("portside supports one IPAM pool per network")
-    pool = pools[0] if pools else {}
+    if any(not isinstance(p, dict) for p in pools):
+        raise InvalidArgument("invalid IPAM config")
+    from engine.net.ipam import is_v6  # engine.net (pyroute2) only once a network is made
+
+    # dockerd's getIpamConfig: the pools split by family (a subnet with an IPv6 address is an IPv6 pool)
+    pools4 = [p for p in pools if not is_v6(str(p.get("Subnet") or ""))]
+    pools6 = [p for p in pools if is_v6(str(p.get("Subnet") or ""))]
+    if len(pools4) > 1 or len(pools6) > 1:
+        raise InvalidArgument("portside supports one IPAM pool per address family in a network")
+    pool = pools4[0] if pools4 else {}
+    pool6 = pools6[0] if pools6 else {}
     options = dict(body.get("Options") or {})
     enable_v4 = body.get("EnableIPv4") if api_1_48 else None
     if enable_v4 is not None:
@@ -87,6 +95,8 @@ def create_arguments(body: dict[str, Any], api_1_48: bool) -> dict[str, Any]:
         "ipam_options": ipam.get("Options") if "IPAM" in body and body["IPAM"] is not None else None,
         "scope": body.get("Scope") or "", "config_only": bool(body.get("ConfigOnly")),
         "config_from": (config_from.get("Network") or "") if isinstance(config_from, dict) else "",
+        "subnet6": pool6.get("Subnet") or None, "gateway6": pool6.get("Gateway") or None,
+        "ip_range6": pool6.get("IPRange") or None, "aux_addresses6": pool6.get("AuxiliaryAddresses") or None,
     }
 
 
@@ -113,6 +123,29 @@ def _network_mode_name(mode: str) -> str:
 
 def _user_defined(mode: str) -> bool:
     return mode not in ("bridge", "host", "none") and not mode.startswith("container:")
+
+
+def _endpoint_address_errors(cfg: Any) -> list[str]:
+    """dockerd's EndpointIPAMConfig.Validate at container create: each asked address of its family (and not
+    unspecified). Whether it lies in the network's subnets is checked when the endpoint is made."""
+    import ipaddress
+
+    if not isinstance(cfg, dict):
+        return []
+    errs = []
+    for key, version in (("IPv4Address", 4), ("IPv6Address", 6)):
+        text = str(cfg.get(key) or "")
+        if not text:
+            continue
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            addr = None
+        # Go's To4(): an IPv4-mapped IPv6 address counts as IPv4
+        v4 = addr is not None and (addr.version == 4 or getattr(addr, "ipv4_mapped", None) is not None)
+        if addr is None or v4 != (version == 4) or addr.is_unspecified:
+            errs.append(f"invalid IPv{version} address: {text}")
+    return errs
 
 
 def container_networking(body: dict[str, Any], api_1_44: bool) -> list[str]:
@@ -172,6 +205,9 @@ def container_networking(body: dict[str, Any], api_1_44: bool) -> list[str]:
         warnings.append("The container-wide MacAddress field is now deprecated. It should be specified in "
                         "EndpointsConfig instead.")
     for name, ep in eps.items():
+        if errs := _endpoint_address_errors(ep.get("IPAMConfig") if ep else None):
+            body_text = errs[0] if len(errs) == 1 else "* " + "\n* ".join(errs)
+            raise InvalidArgument(f"invalid config for network {name}: {body_text}")
         if ep and ep.get("MacAddress") and parse_mac(str(ep["MacAddress"])) is None:
             raise InvalidArgument(f"invalid config for network {name}: invalid MAC address {ep['MacAddress']}")
     if eps:

@@ -14,6 +14,7 @@ svc = NetworkService(data_root, exec_root, *, default_bridge="portside0", nft_ta
                      host_resolv_conf=Path("/etc/resolv.conf"),
                      dns_upstreams=None,         # [(ip, port)] for the embedded DNS; None: host's resolvers
                      mtu=1500,
+                     host_id=None,               # the engine id: seeds the IPv6 ULA pool (None: the data root)
                      socket_hook=True)           # host clients of published ports connect straight to the
                                                  # container (sockhook.py); False: nft DNAT only
 svc.start(running=None)   # load records, ensure bridge/host/none + nft table, reconcile the kernel. `running`:
@@ -25,13 +26,25 @@ svc.destroy()             # remove every sandbox, network, bridge and the nft ta
 # networks: dicts in Docker's /networks inspect shape
 svc.create_network(name, *, driver="bridge", subnet=None, gateway=None, ip_range=None, aux_addresses=None,
                    internal=False, attachable=False, ingress=False, enable_ipv6=False, labels=None, options=None,
-                   ipam_options=None, scope="", config_only=False, config_from="", check_duplicate=True) -> dict
+                   ipam_options=None, scope="", config_only=False, config_from="", check_duplicate=True,
+                   subnet6=None, gateway6=None, ip_range6=None, aux_addresses6=None) -> dict
    # libnetwork's checks and texts (ValidateIPAM's "invalid network config:" list, config-only/config-from rules);
    # inspect shows the IPAM config as given (no Gateway when only a subnet was), IPAM Options as sent (null
    # without IPAM), Config null for host/none. A config-only network (Driver "null") holds IPAM, options and labels
    # for --config-from networks: no bridge, no endpoints, kept by prune, not removable while used.
    # --internal: no gateway and no default route in the container, forward drops off the bridge, and the embedded
    # DNS forwards nothing for a container with no way out (libnetwork's resolver without external access).
+   # IPv6 (enable_ipv6, subnet6/gateway6/ip_range6/aux_addresses6; the API splits IPAM pools by family as
+   # dockerd's getIpamConfig does): the pool as given, else the next /64 of a ULA /48 derived from host_id (the
+   # engine id; dockerd 27+'s deriveULABaseNetwork). The bridge gets the IPv6 gateway (no DAD) with
+   # disable_ipv6=0 for that bridge alone, so a host with IPv6 off by sysctl keeps it off elsewhere; each
+   # container its IPv6 address (IPAMConfig.IPv6Address honoured), a ::/0 route via the gateway (none on
+   # --internal), a hosts line and AAAA answers from the embedded DNS. An `ip6` nft table of the same name
+   # masquerades out and isolates internal networks and bridges; egress also needs net.ipv6.conf.all.forwarding,
+   # set (as dockerd does) only with enable_ip_forward. No IPv6 port publishing. Without enable_ipv6 an IPv6 pool
+   # is kept and shown unchecked, and asked IPv6 addresses are kept in IPAMConfig but not assigned (dockerd 28).
+   # Inspect lists IPAM Config as dockerd 28's buildIPAMResources: configured IPv4, configured IPv6, then the
+   # allocated pool of a family nobody configured (dockerd 20.10 put IPv4 first).
 # MAC addresses: engine/api/networks.container_networking() applies dockerd's handleMACAddressBC at container create
 # (API < 1.44: Config.MacAddress is the primary endpoint's; from 1.44 it moves there, with dockerd's warning) and
 # validates every endpoint's MAC (Go's ParseMAC forms; "invalid config for network X: invalid MAC address Y");

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dnslib import QTYPE, RR, A, DNSRecord
+from dnslib import AAAA, QTYPE, RR, A, DNSRecord
 
 from engine.net import nft, nsutil
 
@@ -190,6 +190,11 @@ class DnsServer:
             if q.qtype in (QTYPE.A, QTYPE.ANY):
                 for a in addrs:
                     reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(a), ttl=TTL))
+            if q.qtype in (QTYPE.AAAA, QTYPE.ANY) and self.service is not None:
+                # a known name without an IPv6 address answers AAAA empty (NOERROR), as libnetwork's resolver does,
+                # rather than asking upstream servers about a container
+                for a in self.service.resolve_name(li.cid, qname, v6=True):
+                    reply.add_answer(RR(q.qname, QTYPE.AAAA, rdata=AAAA(a), ttl=TTL))
             return bytes(reply.pack())
         if self.service is not None and not self.service.has_external_access(li.cid):
             # libnetwork's resolver does not forward from the host's namespace for a container with no way out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,39 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int, alias: str)
     with_ipr(None, work)
     # 127.0.0.1:PORT published ports are DNATed to the bridge: the kernel must route loopback sources there.
     set_sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
+
+
+IFA_F_NODAD = 0x02  # linux/if_addr.h: no duplicate address detection
+
+
+def _enable_ipv6(ifname: str) -> None:
+    """IPv6 on for this interface only: a host (or a namespace) with disable_ipv6=1 by default keeps it off on
+    every other one. Writes the sysctl of the calling thread's network namespace."""
+    path = f"net/ipv6/conf/{ifname}/disable_ipv6"
+    if get_sysctl(path) != "0":
+        set_sysctl(path, "0")
+
+
+def ensure_bridge_v6(name: str, gateway: str, prefixlen: int) -> None:
+    """The bridge's IPv6 gateway address (IPv6 switched on for the bridge alone). Added without duplicate address
+    detection, as libnetwork does: the address is usable at once rather than tentative for a second or two.
+    Idempotent; another global IPv6 address (a changed pool) is replaced."""
+    _enable_ipv6(name)
+
+    def work(ipr: IPRoute) -> None:
+        idx = _index(ipr, name)
+        if idx is None:
+            raise OSError(errno.ENODEV, f"bridge {name} not found")
+        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=socket.AF_INET6)
+                if a["scope"] == 0}  # global scope: the kernel's own fe80:: address stays
+        want = (str(ipaddress.IPv6Address(gateway)), prefixlen)
+        if want not in have:
+            for addr, plen in have:
+                ipr.addr("del", index=idx, address=addr, prefixlen=plen, family=socket.AF_INET6)
+            ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen, family=socket.AF_INET6,
+                     flags=IFA_F_NODAD)
+
+    with_ipr(None, work)
 
 
 def delete_link(name: str, netns: Path | None = None) -> bool:
@@ -163,8 +197,12 @@ def create_endpoint(
     mtu: int,
     alias: str,
     default_route: bool,
+    address6: str | None = None,
+    prefixlen6: int = 0,
+    gateway6: str | None = None,
 ) -> None:
-    """A veth pair: `host_ifname` on the bridge in the host, `ifname` with address, MAC and routes in `netns`.
+    """A veth pair: `host_ifname` on the bridge in the host, `ifname` with address, MAC and routes in `netns`;
+    `address6` also gives it that IPv6 address (and a default route via `gateway6` with `default_route`).
 
     One thread does it all: the host's part with an IPRoute opened in the host's namespace, then it joins `netns`
     and configures the peer with a second one (a thread and an IPRoute per step cost ~2-4 ms each on this path).
@@ -198,12 +236,21 @@ def create_endpoint(
         ipr.link("set", index=idx, state="up")
         if default_route and gateway:
             ipr.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=idx)
+        if address6:
+            ipr.addr("add", index=idx, address=address6, prefixlen=prefixlen6, family=socket.AF_INET6,
+                     flags=IFA_F_NODAD)
+            if default_route and gateway6:
+                ipr.route("replace", dst="::/0", gateway=gateway6, oif=idx, family=socket.AF_INET6)
 
     def both() -> None:
         with IPRoute() as ipr:
             host(ipr)
         _hairpin(host_ifname)
         nsutil.setns(fd)  # this thread only; it ends with the call
+        if address6:
+            # the namespace's own sysctl (this thread is in it now); before the link is up, so it is never up
+            # without its address
+            _enable_ipv6(ifname)
         with IPRoute() as ipr:
             inside(ipr)
 

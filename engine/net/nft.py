@@ -23,6 +23,7 @@ class BridgeRules:
     ifname: str
     subnet: str
     internal: bool
+    subnet6: str = ""  # the IPv6 pool of an --ipv6 network
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,41 @@ def render(table: str, bridges: list[BridgeRules], ports: list[PortRule]) -> str
         if others:
             br = _q(b.ifname)
             lines.append(f"    iifname {br} oifname {{ {', '.join(_q(o) for o in others)} }} drop")
+    lines += ["  }", "}"]
+    return "\n".join(lines) + "\n" + _render6(t, bridges)
+
+
+def _render6(t: str, bridges: list[BridgeRules]) -> str:
+    """The `ip6` table of the same name, for --ipv6 networks: masquerade out (dockerd's default NAT gateway mode),
+    internal networks cut off, bridges isolated from each other, as the `ip` table does for IPv4. No published
+    ports over IPv6. Without IPv6 networks the table is removed."""
+    lines = [f"table ip6 {t}", f"delete table ip6 {t}"]
+    v6 = [b for b in bridges if b.subnet6]
+    if not v6:
+        return "\n".join(lines) + "\n"
+    lines += [
+        f"table ip6 {t} {{",
+        "  chain postrouting {",
+        "    type nat hook postrouting priority srcnat; policy accept;",
+    ]
+    for b in v6:
+        if not b.internal:
+            lines.append(f"    ip6 saddr {b.subnet6} oifname != {_q(b.ifname)} masquerade")
+    lines += [
+        "  }",
+        "  chain forward {",
+        "    type filter hook forward priority filter; policy accept;",
+    ]
+    names = [b.ifname for b in bridges]
+    for b in v6:
+        br = _q(b.ifname)
+        if b.internal:
+            lines.append(f"    iifname {br} oifname != {br} drop")
+            lines.append(f"    oifname {br} iifname != {br} drop")
+    for b in v6:
+        others = [n for n in names if n != b.ifname]
+        if others:
+            lines.append(f"    iifname {_q(b.ifname)} oifname {{ {', '.join(_q(o) for o in others)} }} drop")
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
 
@@ -220,7 +256,7 @@ def delete_ports(table: str, ports: list[PortRule]) -> None:
 
 def delete_table(table: str, netns: str | None = None) -> None:
     t = _table(table)
-    nft(f"table ip {t}\ndelete table ip {t}\n", netns)
+    nft(f"table ip {t}\ndelete table ip {t}\ntable ip6 {t}\ndelete table ip6 {t}\n", netns)
 
 
 def _json(cmd: str) -> dict[str, Any]:

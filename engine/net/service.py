@@ -57,6 +57,21 @@ def _public(rec: dict[str, Any], containers: bool = True) -> dict[str, Any]:
     return out
 
 
+def _pool_entry(subnet: str | None, ip_range: str | None, gateway: str | None,
+                aux: dict[str, str] | None) -> dict[str, Any] | None:
+    """An IPAM Config entry as libnetwork shows a configured pool: only the keys that were given."""
+    if not subnet:
+        return None
+    entry: dict[str, Any] = {"Subnet": subnet}
+    if ip_range:
+        entry["IPRange"] = ip_range
+    if gateway:
+        entry["Gateway"] = gateway
+    if aux:
+        entry["AuxiliaryAddresses"] = dict(aux)
+    return entry
+
+
 def _created_ns(created: str) -> int:
     """A record's Created ("2006-01-02T15:04:05.999999999Z") in unix nanoseconds."""
     base, _, frac = created.rstrip("Z").partition(".")
@@ -91,6 +106,7 @@ class NetworkService:
         dns_upstreams: list[tuple[str, int]] | None = None,
         mtu: int = DEFAULT_MTU,
         socket_hook: bool = True,
+        host_id: str | None = None,
     ) -> None:
         self.data_root = Path(data_root)
         self.exec_root = Path(exec_root)
@@ -105,6 +121,8 @@ class NetworkService:
         self.host_resolv_conf = host_resolv_conf
         self.dns_upstreams = dns_upstreams
         self.mtu = mtu
+        # dockerd derives the ULA /48 of --ipv6 networks without an IPv6 subnet from its host id (the engine id)
+        self.host_id = host_id or str(self.data_root.resolve())
         self.net_dir = self.data_root / "network" / "networks"
         self.sb_dir = self.data_root / "network" / "sandboxes"
         self.files_dir = self.data_root / "network" / "files"
@@ -311,6 +329,14 @@ class NetworkService:
         links.ensure_bridge(net["_bridge"], cfg["Gateway"], subnet.prefixlen, mtu, alias)
         # Forwarding on our bridges alone lets containers reach out even where the host's ip_forward is off.
         links.set_sysctl(f"net/ipv4/conf/{net['_bridge']}/forwarding", "1")
+        v6 = net.get("_v6")
+        if v6:
+            # IPv6 on this bridge only (disable_ipv6=0 for it, as dockerd's setupBridgeIPv6 does), so a host with
+            # IPv6 off by default (all/default disable_ipv6=1) keeps it off everywhere else
+            links.ensure_bridge_v6(net["_bridge"], v6["Gateway"], ipaddress.ip_network(v6["Subnet"]).prefixlen)
+            if self.enable_ip_forward:
+                # IPv6 has no per-interface forwarding switch: dockerd sets the global one when it may (--ip-forward)
+                links.set_sysctl("net/ipv6/conf/all/forwarding", "1")
 
     def _remove_stale_kernel_state(self) -> None:
         bridges = {n["_bridge"] for n in self.networks.values() if n.get("_bridge")}
@@ -340,7 +366,8 @@ class NetworkService:
         for net in self.networks.values():
             if net["Driver"] == "bridge":
                 cfg = net["IPAM"]["Config"][0]
-                bridges.append(nft.BridgeRules(net["_bridge"], cfg["Subnet"], bool(net["Internal"])))
+                bridges.append(nft.BridgeRules(net["_bridge"], cfg["Subnet"], bool(net["Internal"]),
+                                               (net.get("_v6") or {}).get("Subnet", "")))
         rules = []
         for sb in self.sandboxes.values():
             ip = sb.get("PortsTarget") or ""
@@ -420,10 +447,16 @@ class NetworkService:
         config_only: bool = False,
         config_from: str = "",
         check_duplicate: bool = True,
+        subnet6: str | None = None,
+        gateway6: str | None = None,
+        ip_range6: str | None = None,
+        aux_addresses6: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """A network, checked in libnetwork's order with its texts. `ipam_options` is kept as given (None shows as
         null, as for a request without IPAM); `config_only` makes a placeholder holding IPAM config, options and
-        labels for `config_from` networks (no bridge, no containers)."""
+        labels for `config_from` networks (no bridge, no containers). The *6 arguments are the IPv6 pool: used
+        with `enable_ipv6` (without a subnet6 a /64 of the host's ULA /48 is taken, as dockerd 27+ does); without
+        it the pool is only kept and shown, unchecked, as dockerd does."""
         with self.lock:
             if not name:
                 raise InvalidArgument("network name must not be empty")
@@ -438,15 +471,17 @@ class NetworkService:
             if config_from:
                 if config_only:
                     raise Forbidden("a configuration network cannot depend on another configuration network")
-                if enable_ipv6 or labels or ipam_options or subnet or ip_range or gateway or aux_addresses:
+                if (enable_ipv6 or labels or ipam_options or subnet or ip_range or gateway or aux_addresses
+                        or subnet6):
                     raise Forbidden("user specified configurations are not supported if the network depends on a "
                                     "configuration network")
                 if options:
                     raise Forbidden("network driver options are not supported if the network depends on a "
                                     "configuration network")
+            pool6 = _pool_entry(subnet6, ip_range6, gateway6, aux_addresses6)
             if config_only:
                 return self._create_config_only(name, subnet, gateway, ip_range, aux_addresses, labels, options,
-                                                ipam_options)
+                                                ipam_options, pool6, enable_ipv6)
             if driver in ("host", "null"):
                 raise Forbidden(f'only one instance of "{driver}" network is allowed')
             if driver != "bridge":
@@ -468,35 +503,70 @@ class NetworkService:
                 if src["IPAM"]["Options"]:
                     ipam_options = dict(src["IPAM"]["Options"])
                 pools = src["IPAM"]["Config"] or []
-                if pools:
-                    subnet, gateway = pools[0].get("Subnet"), pools[0].get("Gateway")
-                    ip_range, aux_addresses = pools[0].get("IPRange"), pools[0].get("AuxiliaryAddresses")
-            if enable_ipv6:
-                raise InvalidArgument("portside does not support IPv6 networks yet")
+                v4 = [p for p in pools if not ipam.is_v6(p.get("Subnet") or "")]
+                v6 = [p for p in pools if ipam.is_v6(p.get("Subnet") or "")]
+                if v4:
+                    subnet, gateway = v4[0].get("Subnet"), v4[0].get("Gateway")
+                    ip_range, aux_addresses = v4[0].get("IPRange"), v4[0].get("AuxiliaryAddresses")
+                pool6 = copy.deepcopy(v6[0]) if v6 else None
             used = self._used_subnets()
             if subnet:
                 net = ipam.check_subnet(subnet)
+                if not isinstance(net, ipaddress.IPv4Network):
+                    raise InvalidArgument(f"{subnet} is not an IPv4 subnet")
                 if any(net.overlaps(u) for u in used):
                     raise Forbidden("Pool overlaps with other one on this address space")
             else:
                 if ip_range or gateway:
                     raise InvalidArgument("ip-range or gateway specified without a subnet")
                 net = self._pick_subnet()
-            _, gw = ipam.check_pool(net, ip_range, gateway, aux_addresses)
+            errs = ipam.pool_errors(net, ip_range, gateway, aux_addresses)
+            net6: ipaddress.IPv6Network | None = None
+            if enable_ipv6 and pool6 is not None:
+                # dockerd's ValidateIPAM checks an IPv6 pool only for an IPv6 network, joining its errors to the
+                # IPv4 pool's
+                checked = ipam.check_subnet(pool6["Subnet"])
+                if not isinstance(checked, ipaddress.IPv6Network):
+                    raise InvalidArgument(f"{pool6['Subnet']} is not an IPv6 subnet")
+                net6 = checked
+                errs += ipam.pool_errors(net6, pool6.get("IPRange"), pool6.get("Gateway"),
+                                         pool6.get("AuxiliaryAddresses"))
+            ipam.raise_joined(errs)
+            gw = gateway or ipam.default_gateway(net)
+            v6_rec: dict[str, Any] | None = None
+            if enable_ipv6:
+                if not Path("/proc/sys/net/ipv6").is_dir():
+                    raise Forbidden("IPv6 is not available: this host's kernel has it disabled (ipv6.disable=1)")
+                used6 = self._used_subnets6()
+                if net6 is not None:
+                    if any(net6.overlaps(u) for u in used6):
+                        raise Forbidden("Pool overlaps with other one on this address space")
+                else:
+                    net6 = ipam.choose_subnet6(self.host_id, used6)
+                v6_rec = {"Subnet": str(net6),
+                          "Gateway": (pool6 or {}).get("Gateway") or ipam.default_gateway(net6),
+                          "IPRange": (pool6 or {}).get("IPRange") or "",
+                          "Aux": sorted(((pool6 or {}).get("AuxiliaryAddresses") or {}).values())}
             aux = dict(aux_addresses or {})
-            if subnet:
-                # libnetwork shows the configured pool as given: no Gateway key when none was asked for
-                entry: dict[str, Any] = {"Subnet": subnet}
-                if ip_range:
-                    entry["IPRange"] = ip_range
-                if gateway:
-                    entry["Gateway"] = gateway
-                if aux:
-                    entry["AuxiliaryAddresses"] = dict(aux)
-                shown = [entry]
+            # libnetwork's buildIPAMResources: the configured pools as given (no Gateway key when none was asked
+            # for), IPv4 before IPv6, then the allocated pool of a family nobody configured
+            entry4 = _pool_entry(subnet, ip_range, gateway, aux)
+            shown4 = [entry4] if entry4 is not None else []
+            shown6 = [pool6] if pool6 is not None else []
+            if shown4 or shown6 or v6_rec is not None:
+                shown = [*shown4, *shown6]
+                if not shown4:
+                    shown.append({"Subnet": str(net), "Gateway": gw})
+                if v6_rec is not None and not shown6:
+                    shown.append({"Subnet": v6_rec["Subnet"], "Gateway": v6_rec["Gateway"]})
             opts = dict(options or {})
             rec = self._record(name, "bridge", net, gw, ip_range, internal, dict(labels or {}), opts, attachable,
                                ipam_options=ipam_options, scope=scope or "local", config_from=config_from)
+            rec["EnableIPv6"] = bool(enable_ipv6)
+            if v6_rec is not None:
+                rec["_v6"] = v6_rec
+            if pool6 is not None:
+                rec["_v6_config"] = pool6  # a static IPv6 subnet: endpoints may ask addresses in it
             if shown is not None:
                 rec["_shown_ipam"] = shown
             if aux:
@@ -531,31 +601,35 @@ class NetworkService:
         labels: dict[str, str] | None,
         options: dict[str, str] | None,
         ipam_options: dict[str, str] | None,
+        pool6: dict[str, Any] | None = None,
+        enable_ipv6: bool = False,
     ) -> dict[str, Any]:
         # libnetwork: driver reset to "null", scope local, nothing allocated or plumbed; the pool is checked when a
         # network uses it (config_from)
         rec = self._record(name, "null", None, None, None, False, dict(labels or {}), dict(options or {}),
                            ipam_options=ipam_options, config_only=True)
+        rec["EnableIPv6"] = bool(enable_ipv6)
+        config: list[dict[str, Any]] = []
         if subnet:
             ipam.check_pool(ipam.check_subnet(subnet), ip_range, gateway, aux_addresses)
-            entry: dict[str, Any] = {"Subnet": subnet}
-            if ip_range:
-                entry["IPRange"] = ip_range
-            if gateway:
-                entry["Gateway"] = gateway
-            if aux_addresses:
-                entry["AuxiliaryAddresses"] = dict(aux_addresses)
-            rec["IPAM"]["Config"] = [entry]
+            config.append({"Subnet": subnet, **(_pool_entry(subnet, ip_range, gateway, aux_addresses) or {})})
         elif ip_range or gateway:
             raise InvalidArgument("ip-range or gateway specified without a subnet")
-        else:
-            rec["IPAM"]["Config"] = None
+        if pool6 is not None:
+            if enable_ipv6:
+                ipam.check_pool(ipam.check_subnet(pool6["Subnet"]), pool6.get("IPRange"), pool6.get("Gateway"),
+                                pool6.get("AuxiliaryAddresses"))
+            config.append(pool6)
+        rec["IPAM"]["Config"] = config or None
         self._save_network(rec)
         return _public(rec)
 
     def _used_subnets(self) -> list[ipaddress.IPv4Network]:
         return [ipam.parse_subnet(c["Subnet"]) for n in self.networks.values() if not n.get("ConfigOnly")
                 for c in n["IPAM"]["Config"] or []]
+
+    def _used_subnets6(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipam.parse_any(n["_v6"]["Subnet"]) for n in self.networks.values() if n.get("_v6")]
 
     def inspect(self, ref: str) -> dict[str, Any]:
         with self.lock:
@@ -790,14 +864,30 @@ class NetworkService:
         if cfg.get("MacAddress") and ipam.parse_mac(cfg["MacAddress"]) is None:
             raise InvalidArgument(f"invalid MAC address {cfg['MacAddress']}")  # dockerd's validateEndpointSettings
         ipam_cfg = cfg.get("IPAMConfig") or {}
+        v6_addr = str(ipam_cfg.get("IPv6Address") or "")
         if net["Name"] == "bridge":
-            if ipam_cfg.get("IPv4Address"):
+            if ipam_cfg.get("IPv4Address") or v6_addr:
                 raise InvalidArgument("user specified IP address is supported on user defined networks only")
             if cfg.get("Aliases"):
                 raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
         elif ipam_cfg.get("IPv4Address") and not net["IPAM"]["Config"]:
             raise InvalidArgument("user specified IP address is supported only when connecting to networks with "
                                   "user configured subnets")
+        if v6_addr and net["Name"] != "bridge":
+            # dockerd's EndpointIPAMConfig Validate and IsInRange: an IPv6 address, inside a configured IPv6
+            # subnet (the pool is checked even where IPv6 is off: the address is then kept, not assigned)
+            try:
+                addr = ipaddress.ip_address(v6_addr)
+            except ValueError:
+                addr = None
+            if addr is None or addr.version != 6 or addr.is_unspecified:
+                raise InvalidArgument(f"invalid IPv6 address: {v6_addr}")
+            static = net.get("_v6_config")
+            if static is None:
+                raise InvalidArgument("user specified IP address is supported only when connecting to networks "
+                                      "with user configured subnets")
+            if addr not in ipaddress.ip_network(static["Subnet"], strict=False):
+                raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {v6_addr}")
 
     def _attach(self, sb: dict[str, Any], net: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
         cid = sb["Id"]
@@ -808,6 +898,17 @@ class NetworkService:
         taken |= set(net.get("_aux") or ())  # auxiliary addresses are the user's, never a container's
         requested = (cfg.get("IPAMConfig") or {}).get("IPv4Address") or None
         ip = ipam.allocate(subnet, rng, taken, net.get("_cursor"), requested)
+        v6 = net.get("_v6")
+        ip6, plen6, gw6 = "", 0, ""
+        if v6:
+            subnet6 = ipam.parse_any(v6["Subnet"])
+            taken6 = {c["IPv6Address"].split("/")[0] for c in net["Containers"].values() if c.get("IPv6Address")}
+            taken6 |= {v6["Gateway"], *v6.get("Aux", ())}
+            requested6 = (cfg.get("IPAMConfig") or {}).get("IPv6Address") or None
+            ip6 = ipam.allocate(subnet6, ipam.parse_any(v6.get("IPRange") or v6["Subnet"]), taken6,
+                                net.get("_cursor6"), requested6)
+            plen6 = subnet6.prefixlen
+            gw6 = "" if net["Internal"] else v6["Gateway"]
         # the asked MAC (any of Go's ParseMAC forms) in the kernel's form, else Docker's derived one
         mac = ipam.parse_mac(cfg.get("MacAddress") or "") or ipam.mac_for(ip)
         used_ifnames = {ep["Ifname"] for ep in sb["Endpoints"].values()}
@@ -823,6 +924,10 @@ class NetworkService:
             "Aliases": list(cfg.get("Aliases") or []),
             "Links": list(cfg.get("Links") or []) or None,  # user networks: DNS aliases of this container only
             "IPAMConfig": cfg.get("IPAMConfig") or None,
+            "DriverOpts": cfg.get("DriverOpts") or None,
+            "GlobalIPv6Address": ip6,
+            "GlobalIPv6PrefixLen": plen6,
+            "IPv6Gateway": gw6,
             "Ifname": ifname,
             "HostIfname": self._veth_name(),
             "DefaultRoute": not net["Internal"] and not any(e.get("DefaultRoute") for e in sb["Endpoints"].values()),
@@ -837,10 +942,12 @@ class NetworkService:
             "EndpointID": ep["EndpointID"],
             "MacAddress": mac,
             "IPv4Address": f"{ip}/{subnet.prefixlen}",
-            "IPv6Address": "",
+            "IPv6Address": f"{ip6}/{plen6}" if ip6 else "",
         }
         if not requested:
             net["_cursor"] = ip
+        if ip6 and not (cfg.get("IPAMConfig") or {}).get("IPv6Address"):
+            net["_cursor6"] = ip6
         self._save_network(net, durable=False)
         # The sandbox record is saved by the caller when done: if we crash before, start() drops this
         # reservation with the sandbox (not running) and deletes the veth (its alias names no known endpoint).
@@ -858,6 +965,9 @@ class NetworkService:
             mtu=mtu,
             alias=f"{self.alias_prefix}{cid[:12]} {net['Id'][:12]}",
             default_route=ep["DefaultRoute"],
+            address6=ip6 or None,
+            prefixlen6=plen6,
+            gateway6=gw6 or None,
         )
         return ep
 
@@ -889,7 +999,8 @@ class NetworkService:
                     "EndpointID": ep["EndpointID"],
                     "MacAddress": ep["MacAddress"],
                     "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}",
-                    "IPv6Address": "",
+                    "IPv6Address": (f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
+                                    if ep.get("GlobalIPv6Address") else ""),
                 },
             )
             host_end = present.get(ep["HostIfname"])
@@ -904,7 +1015,8 @@ class NetworkService:
                 bridge=net["_bridge"], host_ifname=ep["HostIfname"], netns=ns, ifname=ep["Ifname"],
                 address=ep["IPAddress"], prefixlen=ep["IPPrefixLen"], gateway=ep["Gateway"], mac=ep["MacAddress"],
                 mtu=mtu, alias=f"{self.alias_prefix}{sb['Id'][:12]} {net['Id'][:12]}",
-                default_route=ep.get("DefaultRoute", True),
+                default_route=ep.get("DefaultRoute", True), address6=ep.get("GlobalIPv6Address") or None,
+                prefixlen6=ep.get("GlobalIPv6PrefixLen") or 0, gateway6=ep.get("IPv6Gateway") or None,
             )
 
     def remove_sandbox(self, container_id: str) -> None:
@@ -1038,15 +1150,15 @@ class NetworkService:
                 "Links": ep.get("Links") or None,
                 "Aliases": ep.get("Aliases") or None,
                 "MacAddress": ep["MacAddress"],
-                "DriverOpts": None,
+                "DriverOpts": ep.get("DriverOpts"),
                 "NetworkID": ep["NetworkID"],
                 "EndpointID": ep["EndpointID"],
                 "Gateway": ep["Gateway"],
                 "IPAddress": ep["IPAddress"],
                 "IPPrefixLen": ep["IPPrefixLen"],
-                "IPv6Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
+                "IPv6Gateway": ep.get("IPv6Gateway", ""),
+                "GlobalIPv6Address": ep.get("GlobalIPv6Address", ""),
+                "GlobalIPv6PrefixLen": ep.get("GlobalIPv6PrefixLen", 0),
                 "DNSNames": ep.get("DNSNames"),
             }
         if sb.get("Mode") == "host":
@@ -1079,11 +1191,11 @@ class NetworkService:
             "SecondaryIPv6Addresses": None,
             "EndpointID": default.get("EndpointID", ""),
             "Gateway": default.get("Gateway", ""),
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "GlobalIPv6Address": default.get("GlobalIPv6Address", ""),
+            "GlobalIPv6PrefixLen": default.get("GlobalIPv6PrefixLen", 0),
             "IPAddress": default.get("IPAddress", ""),
             "IPPrefixLen": default.get("IPPrefixLen", 0),
-            "IPv6Gateway": "",
+            "IPv6Gateway": default.get("IPv6Gateway", ""),
             "MacAddress": default.get("MacAddress", ""),
             "Networks": nets,
         }
@@ -1164,6 +1276,8 @@ class NetworkService:
             if net_name != "bridge":
                 names += [sb["Name"], *ep.get("Aliases", [])]
             entries.append((ep["IPAddress"], names))
+            if ep.get("GlobalIPv6Address"):
+                entries.append((ep["GlobalIPv6Address"], names))  # libnetwork adds a line per address
         link_lines = [f"{li['Names']}:{li['IP']}" for li in (sb.get("LinkHosts") or {}).values() if li.get("IP")]
         files.write_in_place(fdir / "hosts", files.hosts_file(entries, [*sb["ExtraHosts"], *link_lines]))
         if resolv or not (fdir / "resolv.conf").exists():
@@ -1204,8 +1318,10 @@ class NetworkService:
             sb = self.sandboxes.get(container_id)
             return sb is not None and any(ep.get("DefaultRoute", True) for ep in sb.get("Endpoints", {}).values())
 
-    def resolve_name(self, asker: str, name: str) -> list[str]:
-        """Addresses of `name` on the user networks the asking container is on (container names, aliases, ids)."""
+    def resolve_name(self, asker: str, name: str, v6: bool = False) -> list[str]:
+        """Addresses of `name` on the user networks the asking container is on (container names, aliases, ids);
+        `v6`: the IPv6 ones (endpoints on --ipv6 networks)."""
+        key = "GlobalIPv6Address" if v6 else "IPAddress"
         with self.lock:
             sb = self.sandboxes.get(asker)
             if sb is None:
@@ -1222,6 +1338,6 @@ class NetworkService:
                     if ep is None:
                         continue
                     names = [n.lower() for n in ep.get("DNSNames") or []]
-                    if wanted in names and ep["IPAddress"] not in out:
-                        out.append(ep["IPAddress"])
+                    if wanted in names and ep.get(key) and ep[key] not in out:
+                        out.append(ep[key])
             return out

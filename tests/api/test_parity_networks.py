@@ -4,6 +4,8 @@ links."""
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import json
 import re
 import secrets
@@ -581,3 +583,190 @@ def test_endpoints_config_rules_of_dockerds_router(daemon: PortsideDaemon, busyb
     status, out = api(daemon, "POST", f"/v1.50/containers/create?name={bad}", body)
     assert (status, out["message"]) == (400, "invalid config for network bridge: EndpointsConfig is nil")
     assert daemon.docker("inspect", bad).returncode == 1
+
+
+# ---------------------------------------------------------------------------------------------- IPv6
+
+
+def ula64() -> str:
+    """A random /64 of fd00::/8 (a ULA no other network here uses)."""
+    # canonical form (no leading zeros), as inspect prints the addresses taken from it
+    return str(ipaddress.IPv6Network((int(ipaddress.IPv6Address("fd00::")) + (secrets.randbits(56) << 64), 64)))
+
+
+def test_ipv6_network_shapes_addresses_and_traffic(daemon: PortsideDaemon, busybox: str, names: list[str],
+                                                    nets: list[str]) -> None:
+    """`docker network create --ipv6 --subnet` and two containers on it (one with --ip6): dockerd 28's shapes, and
+    IPv6 between them over the bridge; IPv4 port publishing still works on such a network."""
+    name, sub6 = f"pst-v6-{tag()}", ula64()
+    prefix = sub6.removesuffix("/64")
+    ok(daemon.docker("network", "create", "--ipv6", "--subnet", sub6, name))
+    nets.append(name)
+    n = inspect_net(daemon, name)
+    assert n["EnableIPv6"] is True and n["EnableIPv4"] is True
+    # dockerd 28's buildIPAMResources: the configured pools as given (no Gateway), then the allocated IPv4 pool
+    # (dockerd 20.10 listed IPv4 first)
+    assert n["IPAM"]["Options"] == {} and n["IPAM"]["Config"][0] == {"Subnet": sub6}
+    assert len(n["IPAM"]["Config"]) == 2 and set(n["IPAM"]["Config"][1]) == {"Subnet", "Gateway"}
+    a, b = f"pst-v6a-{tag()}", f"pst-v6b-{tag()}"
+    names += [a, b]
+    ok(daemon.docker("run", "-d", "--name", a, "--network", name, "--ip6", f"{prefix}f00d", busybox, "top"))
+    ok(daemon.docker("run", "-d", "--name", b, "--network", name, "-p", "127.0.0.1::80", busybox, "sh", "-c",
+                     "echo v4-published > /index.html; exec httpd -f -p 80 -h /"))
+    ia, ib = (json.loads(ok(daemon.docker("inspect", c)))[0]["NetworkSettings"] for c in (a, b))
+    ea, eb = ia["Networks"][name], ib["Networks"][name]
+    assert ea["IPAMConfig"] == {"IPv6Address": f"{prefix}f00d"}
+    assert (ea["GlobalIPv6Address"], ea["GlobalIPv6PrefixLen"], ea["IPv6Gateway"]) == (f"{prefix}f00d", 64,
+                                                                                       f"{prefix}1")
+    assert eb["GlobalIPv6Address"] == f"{prefix}2" and eb["IPAMConfig"] is None
+    # a user network's endpoint is not the top-level (default bridge) one
+    assert ia["GlobalIPv6Address"] == "" and ia["IPv6Gateway"] == ""
+    containers = inspect_net(daemon, name)["Containers"]
+    assert {c["Name"]: c["IPv6Address"] for c in containers.values()} == {a: f"{prefix}f00d/64", b: f"{prefix}2/64"}
+    assert f"default via {prefix}1 dev eth0" in ok(daemon.docker("exec", a, "ip", "-6", "route"))
+    assert ok(daemon.docker("exec", a, "ping", "-6", "-c", "1", "-W", "3", f"{prefix}2"))
+    assert "v4-published" in ok(fetch(daemon, a, f"http://[{prefix}2]/"))
+    # IPv4 publishing is untouched by IPv6 on the network
+    import urllib.request
+
+    port = json.loads(ok(daemon.docker("inspect", "-f", "{{json .NetworkSettings.Ports}}", b)))["80/tcp"][0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port['HostPort']}/", timeout=5) as r:
+        assert r.read().decode().strip() == "v4-published"
+
+
+def test_ipv6_without_subnet_gets_a_ula_and_checks(daemon: PortsideDaemon, busybox: str, nets: list[str]) -> None:
+    name = f"pst-v6ula-{tag()}"
+    ok(daemon.docker("network", "create", "--ipv6", name))
+    nets.append(name)
+    cfg = inspect_net(daemon, name)["IPAM"]["Config"]
+    assert len(cfg) == 2 and ":" not in cfg[0]["Subnet"]
+    v6 = ipaddress.IPv6Network(cfg[1]["Subnet"])
+    # dockerd's deriveULABaseNetwork: fd00::/8 with the 40 low bits of sha256(engine id)'s first 8 bytes as the
+    # Global ID, a /48 cut into /64s
+    status, info = api(daemon, "GET", "/v1.50/info")
+    gid = int.from_bytes(hashlib.sha256(info["ID"].encode()).digest()[:8], "big") & ((1 << 40) - 1)
+    base = ipaddress.IPv6Network((int(ipaddress.IPv6Address("fd00::")) + (gid << 80), 48))
+    assert v6.prefixlen == 64 and v6.subnet_of(base), (v6, base)
+    assert cfg[1]["Gateway"] == str(v6.network_address + 1)
+    # dockerd's EndpointIPAMConfig.Validate at container create, per network, its errors joined
+    bad = f"pst-v6badip-{tag()}"
+    out = daemon.docker("create", "--name", bad, "--network", name, "--ip6", "10.0.0.1", "busybox")
+    assert out.returncode != 0 and f"invalid config for network {name}: invalid IPv6 address: 10.0.0.1" in out.stderr
+    status, msg = api(daemon, "POST", f"/v1.50/containers/create?name={bad}", {
+        "Image": "busybox", "HostConfig": {"NetworkMode": name}, "NetworkingConfig": {"EndpointsConfig": {
+            name: {"IPAMConfig": {"IPv4Address": "fd00::1", "IPv6Address": "::"}}}}})
+    assert (status, msg["message"]) == (400, f"invalid config for network {name}: * invalid IPv4 address: fd00::1\n"
+                                             "* invalid IPv6 address: ::")
+    assert daemon.docker("inspect", bad).returncode == 1
+    # ValidateIPAM's texts for an IPv6 pool, joined with the IPv4 pool's
+    status, out = api(daemon, "POST", "/v1.50/networks/create", {
+        "Name": f"pst-v6bad-{tag()}", "EnableIPv6": True, "IPAM": {"Config": [
+            {"Subnet": "10.99.0.0/24", "Gateway": "10.98.0.1"},
+            {"Subnet": "fd00:1::/64", "Gateway": "10.1.1.1", "IPRange": "fd00:1::1/96"}]}})
+    assert (status, out["message"]) == (400, "invalid network config:\n"
+                                             "* invalid gateway 10.98.0.1: parent subnet 10.99.0.0/24 doesn't contain "
+                                             "this address\n"
+                                             "* invalid ip-range fd00:1::1/96: it should be fd00:1::/96\n"
+                                             "* invalid gateway 10.1.1.1: parent subnet is an IPv6 block")
+    # an IPv6 pool of a network without IPv6 is kept and shown, not checked (and "::0" is as good as "::")
+    off = f"pst-v6off-{tag()}"
+    status, out = api(daemon, "POST", "/v1.50/networks/create", {
+        "Name": off, "IPAM": {"Config": [{"Subnet": "2001:db8:7::/64", "IPRange": "2001:db8:7::0/96"}]}})
+    assert status == 201, out
+    nets.append(off)
+    n = inspect_net(daemon, off)
+    assert n["EnableIPv6"] is False and n["IPAM"]["Config"][0] == {"Subnet": "2001:db8:7::/64",
+                                                                   "IPRange": "2001:db8:7::0/96"}
+
+
+def test_ipv6_internal_network_has_no_ipv6_route_out(daemon: PortsideDaemon, busybox: str, names: list[str],
+                                                      nets: list[str]) -> None:
+    name = f"pst-v6int-{tag()}"
+    ok(daemon.docker("network", "create", "--ipv6", "--internal", "--subnet", ula64(), name))
+    nets.append(name)
+    a, b = f"pst-v6ia-{tag()}", f"pst-v6ib-{tag()}"
+    names += [a, b]
+    for c in (a, b):
+        ok(daemon.docker("run", "-d", "--name", c, "--network", name, busybox, "top"))
+    ea = json.loads(ok(daemon.docker("inspect", a)))[0]["NetworkSettings"]["Networks"][name]
+    eb = json.loads(ok(daemon.docker("inspect", b)))[0]["NetworkSettings"]["Networks"][name]
+    assert ea["IPv6Gateway"] == "" and ea["GlobalIPv6Address"]
+    assert "default" not in ok(daemon.docker("exec", a, "ip", "-6", "route"))
+    assert ok(daemon.docker("exec", a, "ping", "-6", "-c", "1", "-W", "3", eb["GlobalIPv6Address"]))
+
+
+def test_dockerpy_ipv6_and_endpoint_driver_opts(daemon: PortsideDaemon, busybox: str, client: docker.DockerClient,
+                                                names: list[str], nets: list[str]) -> None:
+    """docker-py's own IPv6 and driver-option calls (its api_network_test cases) against dockerd 28's answers."""
+    from docker.types import IPAMConfig, IPAMPool
+
+    name = f"pst-v6py-{tag()}"
+    net = client.networks.create(name, enable_ipv6=True, ipam=IPAMConfig(pool_configs=[
+        IPAMPool(subnet="fd00:389::/64", iprange="fd00:389::0/96", gateway="fd00:389::ffff")]))
+    nets.append(name)
+    net.reload()
+    assert net.attrs["EnableIPv6"] is True
+    assert net.attrs["IPAM"]["Config"][0] == {"Subnet": "fd00:389::/64", "IPRange": "fd00:389::0/96",
+                                              "Gateway": "fd00:389::ffff"}
+    ctr = f"pst-v6py-{tag()}"
+    names.append(ctr)
+    c = client.containers.create(busybox, "top", name=ctr, network=name)
+    net.disconnect(c)
+    net.connect(c, ipv6_address="fd00:389::f00d", driver_opt={"com.docker-py.setting": "on"})
+    c.start()
+    c.reload()
+    ep = c.attrs["NetworkSettings"]["Networks"][name]
+    assert ep["IPAMConfig"] == {"IPv6Address": "fd00:389::f00d"}
+    assert ep["GlobalIPv6Address"] == "fd00:389::f00d" and ep["IPv6Gateway"] == "fd00:389::ffff"
+    assert ep["DriverOpts"] == {"com.docker-py.setting": "on"}
+
+
+def _ipam_shape(n: dict[str, Any], configured: set[str]) -> list[dict[str, str]]:
+    """IPAM Config with allocated pools (which differ by engine) as placeholders, IPv4 first."""
+    out = []
+    for c in n["IPAM"]["Config"]:
+        if c["Subnet"] in configured:
+            out.append(dict(c))
+        else:
+            fam = "v6" if ":" in c["Subnet"] else "v4"
+            out.append({"Subnet": f"<allocated {fam}>", **({"Gateway": "<its gateway>"} if "Gateway" in c else {})})
+    return sorted(out, key=lambda c: ":" in c["Subnet"] or "v6" in c["Subnet"])
+
+
+def test_ipv6_network_shapes_match_dockerd_2010(daemon: PortsideDaemon, nets: list[str]) -> None:
+    """The same `docker network create` calls against the real dockerd 20.10: the same fields and values, except
+    for what dockerd changed since (API 1.50 is dockerd 28's): 28 lists configured pools before allocated ones
+    (20.10: IPv4 first), and 28 gives --ipv6 without a subnet a ULA /64 where 20.10 refuses."""
+    from tests.testbed import dockerd as testbed_dockerd
+
+    if not testbed_dockerd.available():
+        pytest.skip("dockerd is not installed, or we are not root")
+    sub6, sub6b, sub4 = ula64(), ula64(), free_subnet()
+    p6b = sub6b.removesuffix("/64")
+    cases = [
+        ("sub", ["--ipv6", "--subnet", sub6]),
+        ("off", ["--subnet", "2001:db8:5::/64"]),
+        ("both", ["--ipv6", "--internal", "--subnet", sub4, "--subnet", sub6b, "--ip-range", f"{p6b}/96",
+                  "--gateway", f"{p6b}ffff", "--label", "k=v", "-o", "foo=bar", "--ipam-opt", "x=y"]),
+    ]
+    with testbed_dockerd.running() as d:
+        for i, (case, args) in enumerate(cases):
+            name = f"pst-v6cmp-{case}-{tag()}"
+            shapes = []
+            for engine, run in (("dockerd", d.docker), ("portside", daemon.docker)):
+                # a recognisable bridge name on both (dockerd makes a real bridge too)
+                ok(run("network", "create", "-o", f"com.docker.network.bridge.name=pstc{i}{tag()[:4]}", *args, name))
+                if engine == "portside":
+                    nets.append(name)
+                n = json.loads(ok(run("network", "inspect", name)))[0]
+                if engine == "dockerd":
+                    ok(run("network", "rm", name))
+                configured = {args[j + 1] for j, a in enumerate(args) if a == "--subnet"}
+                n["Options"].pop("com.docker.network.bridge.name")
+                shapes.append({"EnableIPv6": n["EnableIPv6"], "Internal": n["Internal"], "Labels": n["Labels"],
+                               "Options": n["Options"], "IPAMOptions": n["IPAM"]["Options"],
+                               "Config": _ipam_shape(n, configured)})
+            assert shapes[0] == shapes[1], case
+        # dockerd 20.10 refuses --ipv6 without an IPv6 subnet (dockerd 28 takes a ULA: see the test above)
+        r = d.docker("network", "create", "--ipv6", f"pst-v6cmp-none-{tag()}")
+        assert r.returncode != 0 and "could not find an available, non-overlapping IPv6 address pool" in r.stderr
