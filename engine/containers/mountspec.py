@@ -35,6 +35,21 @@ def bind_propagation(mode: str) -> str:
     return next((o for o in mode.split(",") if o in PROPAGATIONS), DEFAULT_PROPAGATION)
 
 
+def is_local(path: str) -> bool:
+    """Go's filepath.IsLocal: relative, not empty, and no `..` climbs out once cleaned."""
+    if not path or path.startswith("/"):
+        return False
+    depth = 0
+    for part in path.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return False
+        elif part not in ("", "."):
+            depth += 1
+    return True
+
+
 def check_mount_specs(hc: dict[str, Any]) -> None:
     """InvalidArgument (400) with dockerd's text for a malformed `-v` mode or --mount bind option."""
     for bind in hc.get("Binds") or []:
@@ -50,6 +65,14 @@ def check_mount_specs(hc: dict[str, Any]) -> None:
                                   '"volume": field BindOptions must not be specified')
     for m in hc.get("Mounts") or []:
         kind = m.get("Type", "volume")
+        subpath = (m.get("VolumeOptions") or {}).get("Subpath") or ""
+        if kind == "volume" and subpath:
+            if not m.get("Source"):
+                raise InvalidArgument('invalid mount config for type "volume": must not set Subpath when using '
+                                      "anonymous volumes")
+            if not is_local(subpath):
+                raise InvalidArgument('invalid mount config for type "volume": subpath must be a relative path '
+                                      "within the volume")
         opts = m.get("BindOptions")
         if opts is None:
             continue

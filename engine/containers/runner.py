@@ -170,9 +170,13 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
         spec_hc = dict(hc)
         # Named and anonymous volumes are resolved to their directories by name.
         spec_hc["Binds"] = [b for b in hc.get("Binds") or [] if b.startswith("/")] or None
+        subpaths = {mm.get("Target"): (mm.get("VolumeOptions") or {}).get("Subpath") or ""
+                    for mm in hc.get("Mounts") or [] if mm.get("Type") == "volume"}
         spec_hc["Mounts"] = [*(mm for mm in hc.get("Mounts") or [] if mm.get("Type") != "volume"),
                              *({"Type": "volume", "Source": mt["Name"], "Target": mt["Destination"],
-                                "ReadOnly": not mt["RW"]} for mt in rec.get("Mounts") or [] if mt["Type"] == "volume")]
+                                "ReadOnly": not mt["RW"],
+                                "VolumeOptions": {"Subpath": subpaths.get(mt["Destination"], "")}}
+                               for mt in rec.get("Mounts") or [] if mt["Type"] == "volume")]
         spec_hc["NetworkMode"] = mode
         oci = importlib.import_module("engine.exec.spec")
 

@@ -194,6 +194,28 @@ def root_propagation(binds: list[dict[str, Any]], default: str = "rprivate") -> 
     return root
 
 
+def _in_volume(base: str, subpath: str) -> str:
+    """A volume's Subpath, resolved as if the volume were the root: a `..` or a symlink (another container may
+    have put one there) cannot lead out of it. moby's safepath.Join, with its texts."""
+    from engine.images.archive import open_in_root
+
+    root_fd = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fd = open_in_root(root_fd, subpath, os.O_PATH)
+        except OSError as e:
+            raise InvalidArgument(f"cannot access path {os.path.join(base, subpath)}: {e.strerror}") from None
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+    finally:
+        os.close(root_fd)
+    if real != base and not real.startswith(base.rstrip("/") + "/"):
+        raise InvalidArgument(f"path {os.path.join(base, subpath)} escapes the base {base}")
+    return real
+
+
 def _bind_mounts(hc: dict[str, Any], volume_path: Callable[[str], str] | None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for bind in hc.get("Binds") or []:
@@ -230,7 +252,11 @@ def _bind_mounts(hc: dict[str, Any], volume_path: Callable[[str], str] | None) -
             if volume_path is None or not m.get("Source"):
                 raise InvalidArgument(f'invalid mount config for type "volume": no volume for {target}')
             options = ["rbind", "ro" if m.get("ReadOnly") else "rw", "rprivate"]
-            out.append({"destination": target, "type": "bind", "source": volume_path(m["Source"]), "options": options})
+            src = volume_path(m["Source"])
+            subpath = (m.get("VolumeOptions") or {}).get("Subpath") or ""
+            if subpath:
+                src = _in_volume(src, subpath)
+            out.append({"destination": target, "type": "bind", "source": src, "options": options})
         elif kind == "tmpfs":
             t = m.get("TmpfsOptions") or {}
             options = ["nosuid", "nodev", "noexec"]
