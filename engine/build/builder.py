@@ -34,6 +34,7 @@ from engine.build.dockerfile import BUILDKIT_ONLY, Dockerfile, Instruction, Stag
 from engine.build.shell_lex import ShellLex
 from engine.crashpoints import crashpoint
 from engine.errors import EngineError, InvalidArgument, NotFound
+from engine.exec.protocol import STDERR
 from engine.images import buildstep
 
 log = logging.getLogger("portside.build")
@@ -781,7 +782,11 @@ class Builder:
         try:
             if stream is not None:
                 while (item := await stream.read()) is not None:
-                    self.out.stream(item[1].decode("utf-8", errors="replace"))
+                    text = item[1].decode("utf-8", errors="replace")
+                    if item[0] == STDERR:
+                        # the classic builder's stderr writer: each chunk in bright red (docker-py checks for it)
+                        text = f"\x1b[91m{text}\x1b[0m"
+                    self.out.stream(text)
         finally:
             if stream is not None:
                 await stream.close()

@@ -197,14 +197,15 @@ def root_propagation(binds: list[dict[str, Any]], default: str = "rprivate") -> 
 def _in_volume(base: str, subpath: str) -> str:
     """A volume's Subpath, resolved as if the volume were the root: a `..` or a symlink (another container may
     have put one there) cannot lead out of it. moby's safepath.Join, with its texts."""
-    from engine.images.archive import open_in_root
+    from engine.exec.linux import open_in_root
 
     root_fd = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
             fd = open_in_root(root_fd, subpath, os.O_PATH)
         except OSError as e:
-            raise InvalidArgument(f"cannot access path {os.path.join(base, subpath)}: {e.strerror}") from None
+            why = os.strerror(e.errno).lower() if e.errno else str(e)
+            raise InvalidArgument(f"cannot access path {os.path.join(base, subpath)}: {why}") from None
         try:
             real = os.readlink(f"/proc/self/fd/{fd}")
         finally:

@@ -485,3 +485,22 @@ def test_a_client_that_goes_away_stops_the_build_and_leaves_nothing(daemon: Port
             and time.monotonic() < deadline:
         time.sleep(0.1)
     assert mounts_below(daemon.data_root / "build") == [] and list((daemon.data_root / "build").iterdir()) == []
+
+
+def test_a_run_steps_stderr_is_streamed_in_red(daemon: PortsideDaemon, busybox: str, tmp_path: Path,
+                                              cleanup: list[str]) -> None:
+    """The classic builder's stderr writer wraps a RUN step's stderr in `\\x1b[91m...\\x1b[0m` (docker-py's
+    test_build_stderr_data looks for it); stdout stays plain."""
+    import docker
+
+    tag = _tag()
+    cleanup.append(tag)
+    client = docker.APIClient(base_url=daemon.host, version="auto")
+    try:
+        dockerfile = b'FROM busybox\nRUN sh -c "echo to-out; >&2 echo to-err"\n'
+        chunks = [c.get("stream") for c in client.build(fileobj=io.BytesIO(dockerfile), tag=tag, decode=True,
+                                                         nocache=True)]
+    finally:
+        client.close()
+    assert "\x1b[91mto-err\n\x1b[0m" in chunks, chunks
+    assert "to-out\n" in chunks, chunks
