@@ -292,6 +292,18 @@ class Builder:
             args.add(k, value)
             args.meta[k] = value
 
+    def _from_sources(self, image_id: str) -> bool:
+        """Whether `image_id` is one of the --cache-from images or an ancestor of one (its Parent chain)."""
+        for source in self.cache_sources:
+            seen: set[str] = set()
+            cur = source
+            while cur and cur not in seen:
+                if cur == image_id:
+                    return True
+                seen.add(cur)
+                cur = self.images.meta.parent_of(cur)
+        return False
+
     async def _cache_from(self) -> list[str]:
         out = []
         for name in self.opts.cachefrom:
@@ -411,6 +423,10 @@ class Builder:
         if self.opts.nocache or st.cache_busted:
             return False
         hit = await asyncio.to_thread(buildstep.cached_child, self.images, st.image_id, probe, st.platform)
+        if hit and self.opts.cachefrom and not await asyncio.to_thread(self._from_sources, hit):
+            # moby's ImageCache with sources: a local step counts only when one of the --cache-from images
+            # descends from it (none found: no cache at all)
+            hit = ""
         if not hit and self.cache_sources:
             hit = await asyncio.to_thread(buildstep.history_hit, self.images, st.image_id, probe,
                                           self.cache_sources)

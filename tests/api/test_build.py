@@ -504,3 +504,30 @@ def test_a_run_steps_stderr_is_streamed_in_red(daemon: PortsideDaemon, busybox: 
         client.close()
     assert "\x1b[91mto-err\n\x1b[0m" in chunks, chunks
     assert "to-out\n" in chunks, chunks
+
+
+def test_cache_from_limits_the_cache_to_those_images(daemon: PortsideDaemon, busybox: str, tmp_path: Path,
+                                                    cleanup: list[str]) -> None:
+    """With cachefrom, a local step is reused only when a --cache-from image descends from it, and a cachefrom of
+    images that do not exist reuses nothing (moby's ImageCache with sources; docker-py's
+    test_build_with_cache_from)."""
+    import docker
+
+    first, second = _tag(), _tag()
+    cleanup += [first, second]
+    dockerfile = b"FROM busybox\nENV FOO=bar\nRUN touch baz\nRUN touch bax\n"
+    client = docker.APIClient(base_url=daemon.host, version="auto")
+
+    def cached(**kw: object) -> int:
+        chunks = client.build(fileobj=io.BytesIO(dockerfile), tag=second, decode=True, **kw)
+        return sum("Using cache" in (c.get("stream") or "") for c in chunks)
+
+    try:
+        for _ in client.build(fileobj=io.BytesIO(dockerfile), tag=first, decode=True):
+            pass
+        assert cached(cache_from=[first]) == 3
+        client.remove_image(second)
+        assert cached(cache_from=["pst-no-such-image"]) == 0
+        assert cached() == 3  # no cachefrom: the local cache as before
+    finally:
+        client.close()
