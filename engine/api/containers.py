@@ -247,6 +247,7 @@ async def _pump_attach(request: web.Request, m: ContainerManager, rec: dict[str,
         for s, data, _ts in entries:
             if (s == "stdout" and stdout) or (s == "stderr" and stderr):
                 await write(data if tty else frame(STDERR if s == "stderr" else STDOUT, data))
+    m.emit(rec, "attach")  # after the logs, also for an attach without a stream, as dockerd's containerAttach
     if not stream:
         return
     att = await m.attach(cid, stdin=stdin, stdout=stdout, stderr=stderr)
@@ -286,6 +287,7 @@ async def _pump_attach(request: web.Request, m: ContainerManager, rec: dict[str,
         await asyncio.wait([out_task, det_task], return_when=asyncio.FIRST_COMPLETED)
         if detached.is_set():
             log.debug("detached from %s", cid[:12])
+            m.emit(rec, "detach")
             out_task.cancel()
             with contextlib.suppress(BaseException):
                 await out_task

@@ -107,6 +107,37 @@ def test_docker_py_detach_keys_from_its_config_detach_an_exec(api: docker.APICli
     assert [p[-1] for p in api.top(cat)["Processes"]] == ["cat", "cat"]
 
 
+def test_attach_and_its_detach_are_events(api: docker.APIClient, daemon: PortsideDaemon, busybox: str,
+                                          names: list[str]) -> None:  # fmt: skip
+    name = f"pst-tty-att-{os.getpid()}"
+    names.append(name)
+    since = time.time()
+    assert daemon.docker("run", "-d", "-it", "--name", name, busybox, "sh").returncode == 0
+    sock = api.attach_socket(name, params={"stdin": 1, "stdout": 1, "stream": 1, "detachKeys": "ctrl-a"})._sock
+    try:
+        sock.settimeout(10)
+        sock.sendall(b"echo at-$((4+5))\r")
+        buf = b""
+        while b"at-9\r\n" not in buf:
+            chunk = sock.recv(4096)
+            assert chunk, buf
+            buf += chunk
+        sock.sendall(b"\x01")
+        while sock.recv(4096):
+            pass  # the daemon ends the stream, says nothing (dockerd's attach takes the escape for a detach)
+    finally:
+        sock.close()
+    assert api.inspect_container(name)["State"]["Running"] is True
+    deadline = time.monotonic() + 10
+    while True:
+        events = api.events(since=since, until=time.time(), decode=True, filters={"container": name})
+        actions = [e["Action"] for e in events]
+        if "detach" in actions or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert actions[:2] == ["create", "start"] and actions[2:] == ["attach", "detach"], actions
+
+
 def test_cli_detach_keys_from_its_config_file(daemon: PortsideDaemon, busybox: str, names: list[str],
                                              tmp_path: Path) -> None:  # fmt: skip
     # `detachKeys` of config.json: the CLI sends it (exec create's DetachKeys, attach's ?detachKeys=) and
