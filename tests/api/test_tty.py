@@ -159,3 +159,17 @@ def test_cli_detach_keys_from_its_config_file(daemon: PortsideDaemon, busybox: s
     assert top.returncode == 0, top.stderr
     # the container's shell and the exec'd one, detached
     assert [line.split()[-1] for line in top.stdout.splitlines()[1:]] == ["sh", "sh"], top.stdout
+
+
+def test_exec_that_cannot_start_says_so_on_the_stream_the_start_chose(api: docker.APIClient, cat: str) -> None:
+    # runc's words through containerd's shim, as dockerd writes them: stdout frames for a start without Tty
+    # (docker-py's default), though the exec has a pty
+    e = api.exec_create(cat, "pwd", workdir="/pst-nowhere", tty=True)
+    assert api.exec_start(e, demux=True) == (
+        b'OCI runtime exec failed: exec failed: unable to start container process: chdir to cwd ("/pst-nowhere") '
+        b"set in config.json failed: no such file or directory: unknown\r\n", None)
+    assert api.exec_inspect(e)["ExitCode"] == 127  # dockerd's isInvalidCommand: "no such file or directory"
+    e = api.exec_create(cat, "pst-nosuch")
+    assert api.exec_start(e, tty=True) == (
+        b'OCI runtime exec failed: exec failed: unable to start container process: exec: "pst-nosuch": '
+        b"executable file not found in $PATH: unknown\r\n")
