@@ -71,7 +71,8 @@ async def create(request: web.Request) -> web.Response:
         "_console": (body.get("ConsoleSize") or None) if api_at_least(request, "1.42") else None,
     }
     m.add_exec(rec, ex)
-    m.emit(rec, f"exec_create: {' '.join(cmd)}", execID=eid)
+    # dockerd's Entrypoint + " " + Args joined: a command without arguments ends in a space
+    m.emit(rec, f"exec_create: {cmd[0]} {' '.join(cmd[1:])}", execID=eid)
     return json_response({"Id": eid}, status=201)
 
 
@@ -88,7 +89,7 @@ async def _launch(m: ContainerManager, ex: dict[str, Any], console: list[int] | 
     proc = await m.rt.exec(rec["Id"], cfg, rec, tty=tty, stdin=ex["OpenStdin"])
     ex.update(Running=True, Pid=getattr(proc, "pid", 0))
     ex["_proc"] = proc
-    cmd = " ".join([ex["ProcessConfig"]["entrypoint"], *ex["ProcessConfig"]["arguments"]])
+    cmd = f"{ex['ProcessConfig']['entrypoint']} {' '.join(ex['ProcessConfig']['arguments'])}"
     m.emit(rec, f"exec_start: {cmd}", execID=ex["ID"])
     return proc
 

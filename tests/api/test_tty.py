@@ -81,6 +81,7 @@ def test_exec_console_size_of_the_create_is_the_pty_size_from_the_start(daemon: 
 def test_docker_py_detach_keys_from_its_config_detach_an_exec(api: docker.APIClient, cat: str) -> None:
     # docker-py's test_detach_with_config_file: the keys go in the body as `detachKeys`, which Go's decoder takes
     # for DetachKeys; one ctrl-p then ends the stream
+    since = time.time()
     api._general_configs["detachKeys"] = "ctrl-p"
     try:
         e = api.exec_create(cat, "cat", stdin=True, tty=True, stdout=True)
@@ -105,6 +106,10 @@ def test_docker_py_detach_keys_from_its_config_detach_an_exec(api: docker.APICli
     ex = api.exec_inspect(e)
     assert ex["Running"] is True and ex["ExitCode"] is None, ex  # the detached cat runs on
     assert [p[-1] for p in api.top(cat)["Processes"]] == ["cat", "cat"]
+    events = api.events(since=since, until=time.time(), decode=True, filters={"container": cat})
+    # dockerd names an exec "entrypoint + ' ' + args": here a trailing space
+    assert [e["Action"] for e in events if e["Action"].startswith("exec_")] == ["exec_create: cat ",
+                                                                                  "exec_start: cat "]
 
 
 def test_attach_and_its_detach_are_events(api: docker.APIClient, daemon: PortsideDaemon, busybox: str,
