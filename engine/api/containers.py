@@ -41,6 +41,9 @@ def manager(request: web.Request) -> ContainerManager:
 async def create(request: web.Request) -> web.Response:
     m = manager(request)
     body = await json_body(request)
+    hc = body.get("HostConfig")
+    if isinstance(hc, dict) and hc.get("ConsoleSize") and not api_at_least(request, "1.42"):
+        hc["ConsoleSize"] = [0, 0]  # dockerd's router: not respected on Linux before API 1.42
     name = request.query.get("name", "")
     net_warnings = container_networking(body, api_at_least(request, "1.44"))  # MAC address rules (dockerd's router)
     links = check_container_links(m, body)  # legacy links: the children must exist (dockerd's registerLinks)

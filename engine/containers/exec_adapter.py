@@ -141,7 +141,7 @@ class ExecRuntime:
                                        cwd=cfg.get("WorkingDir") or "", tty=tty,
                                        privileged=bool(cfg.get("Privileged")))
         size = cfg.get("ConsoleSize") or [0, 0]
-        if tty and size[0] and size[1]:  # the pty starts at this size (Docker's [height, width])
+        if tty and (size[0] or size[1]):  # the pty starts at this size (Docker's [height, width])
             process["consoleSize"] = {"height": int(size[0]), "width": int(size[1])}
         stream = await self.rt.exec(cid, process, stdin=stdin)
         return ExecProcess(stream)

@@ -558,8 +558,8 @@ def take_terminal(sync: socket.socket, console: bool, size: dict[str, int] | Non
     and controlling terminal. `size`: the OCI process's consoleSize, set before the process runs (as runc
     does), so that its first look at the terminal already sees it."""
     master, slave = open_pty(console=console)
-    if size and size.get("height") and size.get("width"):
-        fcntl.ioctl(slave, TIOCSWINSZ, struct.pack("HHHH", size["height"], size["width"], 0, 0))
+    if size:
+        fcntl.ioctl(slave, TIOCSWINSZ, struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0))
     send_fd(sync, b"P", master)
     os.close(master)
     for i in range(3):

@@ -178,3 +178,14 @@ def test_exec_that_cannot_start_says_so_on_the_stream_the_start_chose(api: docke
     assert api.exec_start(e, tty=True) == (
         b'OCI runtime exec failed: exec failed: unable to start container process: exec: "pst-nosuch": '
         b"executable file not found in $PATH: unknown\r\n")
+
+
+def test_cli_it_starts_on_the_terminal_size(daemon: PortsideDaemon, busybox: str, names: list[str]) -> None:
+    # the CLI sends its terminal's size with the create (HostConfig.ConsoleSize, exec's ConsoleSize) and resizes
+    # only after the start: the pty must have the size before the process looks, or it sees 0x0
+    name = f"pst-tty-size-{os.getpid()}"
+    names.append(name)
+    assert daemon.docker("run", "-d", "--name", name, busybox, "sleep", "300").returncode == 0
+    for args in (("run", "--rm", "-it", busybox, "stty", "size"), ("exec", "-it", name, "stty", "size")):
+        code, said = _wait_exit(_Pty(daemon, *args, size=(41, 123)))
+        assert (code, said) == (0, b"41 123\r\n"), args
