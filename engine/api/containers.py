@@ -41,6 +41,9 @@ def manager(request: web.Request) -> ContainerManager:
 async def create(request: web.Request) -> web.Response:
     m = manager(request)
     body = await json_body(request)
+    hc = body.get("HostConfig")
+    if isinstance(hc, dict) and hc.get("ConsoleSize") and not api_at_least(request, "1.42"):
+        hc["ConsoleSize"] = [0, 0]  # dockerd's router: not respected on Linux before API 1.42
     name = request.query.get("name", "")
     net_warnings = container_networking(body, api_at_least(request, "1.44"))  # MAC address rules (dockerd's router)
     links = check_container_links(m, body)  # legacy links: the children must exist (dockerd's registerLinks)
@@ -247,6 +250,7 @@ async def _pump_attach(request: web.Request, m: ContainerManager, rec: dict[str,
         for s, data, _ts in entries:
             if (s == "stdout" and stdout) or (s == "stderr" and stderr):
                 await write(data if tty else frame(STDERR if s == "stderr" else STDOUT, data))
+    m.emit(rec, "attach")  # after the logs, also for an attach without a stream, as dockerd's containerAttach
     if not stream:
         return
     att = await m.attach(cid, stdin=stdin, stdout=stdout, stderr=stderr)
@@ -286,6 +290,7 @@ async def _pump_attach(request: web.Request, m: ContainerManager, rec: dict[str,
         await asyncio.wait([out_task, det_task], return_when=asyncio.FIRST_COMPLETED)
         if detached.is_set():
             log.debug("detached from %s", cid[:12])
+            m.emit(rec, "detach")
             out_task.cancel()
             with contextlib.suppress(BaseException):
                 await out_task

@@ -12,10 +12,18 @@ from aiohttp import web
 from engine import ids
 from engine.api.containers import MUX, RAW, manager
 from engine.api.hijack import DetachFilter, detach_keys, frame, hijack
-from engine.api.params import api_at_least, json_body, qint
+from engine.api.params import api_at_least, go_fields, json_body, qint
 from engine.api.server import add, json_response
 from engine.containers.manager import ContainerManager
 from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
+
+# container.ExecOptions and ExecStartOptions: Go's decoder matches their JSON keys ignoring case
+_CREATE_FIELDS = ("User", "Privileged", "Tty", "ConsoleSize", "AttachStdin", "AttachStderr", "AttachStdout",
+                  "DetachKeys", "Env", "WorkingDir", "Cmd")
+_START_FIELDS = ("Detach", "Tty", "ConsoleSize")
+# what dockerd's exec start writes to the client when the detach keys end it: its stdin copy wraps term's
+# EscapeError, so ContainerExecStart takes it for a failure and the router prints it (v20.10 to v28)
+_DETACHED = b"exec attach failed: error on attach stdin: read escape sequence\r\n"
 
 
 def _public(ex: dict[str, Any]) -> dict[str, Any]:
@@ -33,7 +41,7 @@ async def create(request: web.Request) -> web.Response:
     m = manager(request)
     ref = request.match_info["id"]
     rec = m.get(ref)
-    body = await json_body(request)
+    body = go_fields(await json_body(request), _CREATE_FIELDS)
     # dockerd's getActiveContainer (a restarting container counts as running there, so its own text)
     if rec["State"]["Restarting"]:
         raise Conflict(f"Container {rec['Id']} is restarting, wait until the container is running")
@@ -59,24 +67,29 @@ async def create(request: web.Request) -> web.Response:
         "ProcessConfig": {"tty": bool(body.get("Tty")), "entrypoint": cmd[0], "arguments": cmd[1:],
                           "privileged": bool(body.get("Privileged")), "user": body.get("User") or ""},
         "_config": body, "_keys": keys,
+        # dockerd drops a create's console size before API 1.42; a start's own replaces it
+        "_console": (body.get("ConsoleSize") or None) if api_at_least(request, "1.42") else None,
     }
     m.add_exec(rec, ex)
-    m.emit(rec, f"exec_create: {' '.join(cmd)}", execID=eid)
+    # dockerd's Entrypoint + " " + Args joined: a command without arguments ends in a space
+    m.emit(rec, f"exec_create: {cmd[0]} {' '.join(cmd[1:])}", execID=eid)
     return json_response({"Id": eid}, status=201)
 
 
-async def _launch(m: ContainerManager, ex: dict[str, Any], tty: bool) -> Any:
+async def _launch(m: ContainerManager, ex: dict[str, Any], console: list[int] | None) -> Any:
+    """Starts the exec's process; it has a TTY when the exec was created with one (the start's Tty only says how
+    the output is sent, as in dockerd), of size `console` ([height, width]) if given."""
     rec = m.get(ex["ContainerID"])
     if not rec["State"]["Running"]:
         raise Conflict(f"container {rec['Id']} is not running")
     if ex["Running"] or ex["ExitCode"] is not None:
         raise Conflict(f"Error: Exec command {ex['ID']} has already run")
-    cfg = dict(ex["_config"])
-    cfg["Tty"] = tty
+    tty = ex["ProcessConfig"]["tty"]
+    cfg = dict(ex["_config"], ConsoleSize=console)
     proc = await m.rt.exec(rec["Id"], cfg, rec, tty=tty, stdin=ex["OpenStdin"])
     ex.update(Running=True, Pid=getattr(proc, "pid", 0))
     ex["_proc"] = proc
-    cmd = " ".join([ex["ProcessConfig"]["entrypoint"], *ex["ProcessConfig"]["arguments"]])
+    cmd = f"{ex['ProcessConfig']['entrypoint']} {' '.join(ex['ProcessConfig']['arguments'])}"
     m.emit(rec, f"exec_start: {cmd}", execID=ex["ID"])
     return proc
 
@@ -96,10 +109,18 @@ async def _finish(m: ContainerManager, ex: dict[str, Any], proc: Any) -> None:
 async def start(request: web.Request) -> web.StreamResponse:
     m = manager(request)
     ex = _get(m, request.match_info["id"])
-    body = await json_body(request, required=False)
-    tty = bool(body.get("Tty", ex["ProcessConfig"]["tty"]))
+    body = go_fields(await json_body(request, required=False), _START_FIELDS)
+    # Two different TTY settings, as in dockerd: the process has a pty when the exec was *created* with Tty
+    # (then its stderr is the pty too, and the pty's line discipline turns \n into \r\n); the *start's* Tty only
+    # chooses the stream: raw stdout (stderr dropped) or multiplexed frames. docker-py's exec_start sends Tty
+    # false unless told, so an exec created with tty=True comes back framed, \r\n and all, on stdout.
+    tty = ex["ProcessConfig"]["tty"]
+    raw_out = bool(body.get("Tty"))
+    # the start's console size counts with its Tty from API 1.42 on, else the create's (dockerd's order)
+    console = body.get("ConsoleSize") if raw_out and api_at_least(request, "1.42") else None
+    console = console or ex["_console"]
     if body.get("Detach"):
-        proc = await _launch(m, ex, tty)
+        proc = await _launch(m, ex, console)
         task = asyncio.create_task(_finish(m, ex, proc))
         ex["_task"] = task
         return web.Response(status=200)
@@ -108,22 +129,20 @@ async def start(request: web.Request) -> web.StreamResponse:
         raise Conflict(f"container {rec['Id']} is not running")
     if ex["Running"] or ex["ExitCode"] is not None:
         raise Conflict(f"Error: Exec command {ex['ID']} has already run")
-    ctype = RAW if tty or not api_at_least(request, "1.42") else MUX
+    ctype = RAW if raw_out or not api_at_least(request, "1.42") else MUX
     # Upgrade first, then start the process, as dockerd does: clients that read the 101 through a buffered
     # HTTP parser (docker-py) lose bytes that arrive together with the headers.
     conn = await hijack(request, ctype)
     try:
-        proc = await _launch(m, ex, tty)
+        proc = await _launch(m, ex, console)
     except EngineError as e:
         code = getattr(e, "exit_code", None)
         ex.update(Running=False, ExitCode=code if code is not None else 126)
         with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-            await conn.write((e.message + "\r\n").encode() if tty else frame(1, (e.message + "\r\n").encode()))
+            msg = (e.message + "\r\n").encode()
+            await conn.write(msg if raw_out else frame(1, msg))
         conn.close()
         return conn.response
-    if h := (body.get("ConsoleSize") or [None, None])[0]:
-        with contextlib.suppress(Exception):
-            await proc.resize(int(h), int(body["ConsoleSize"][1]))
 
     async def to_client() -> None:
         while True:
@@ -133,7 +152,11 @@ async def start(request: web.Request) -> web.StreamResponse:
             stream, data = item
             if (stream == 1 and not ex["OpenStdout"]) or (stream == 2 and not ex["OpenStderr"]):
                 continue
-            await conn.write(data if tty else frame(stream, data))
+            if raw_out:
+                if stream == 1:  # dockerd's raw stream carries stdout only
+                    await conn.write(data)
+            else:
+                await conn.write(frame(stream, data))
 
     escape = DetachFilter(ex["_keys"]) if tty else None  # as dockerd: detach keys on a TTY's stdin only
 
@@ -159,6 +182,7 @@ async def start(request: web.Request) -> web.StreamResponse:
                 out_task.cancel()
                 with contextlib.suppress(BaseException):
                     await out_task
+                await conn.write(_DETACHED if raw_out else frame(1, _DETACHED))
                 raise ConnectionResetError("detached")
         await out_task
         await _finish(m, ex, proc)

@@ -90,3 +90,14 @@ def api_at_least(request: web.Request, version: str) -> bool:
     from engine.api.server import API_VERSION_KEY
 
     return version_tuple(request.get(API_VERSION_KEY, "99.0")) >= version_tuple(version)
+
+
+def go_fields(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """`body` with its keys named as the Go struct's `fields` where they match ignoring case, as encoding/json
+    decodes them (docker-py sends exec create's `detachKeys` so); in the object's order, so the last key that
+    maps to a field wins, as in Go. Keys that match no field stay as they are."""
+    canon = {f.lower(): f for f in fields}
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        out[canon.get(key.lower(), key)] = value
+    return out

@@ -140,6 +140,9 @@ class ExecRuntime:
         process = self.rt.exec_process(cid, list(cmd), env=cfg.get("Env") or None, user=cfg.get("User") or "",
                                        cwd=cfg.get("WorkingDir") or "", tty=tty,
                                        privileged=bool(cfg.get("Privileged")))
+        size = cfg.get("ConsoleSize") or [0, 0]
+        if tty and (size[0] or size[1]):  # the pty starts at this size (Docker's [height, width])
+            process["consoleSize"] = {"height": int(size[0]), "width": int(size[1])}
         stream = await self.rt.exec(cid, process, stdin=stdin)
         return ExecProcess(stream)
 

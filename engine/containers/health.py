@@ -207,7 +207,7 @@ class HealthMonitor:
         out = bytearray()
         truncated = False
         # dockerd announces its probes as execs too
-        eid, cmd = ids.new_id(), " ".join(argv)
+        eid, cmd = ids.new_id(), f"{' '.join(argv[:1])} {' '.join(argv[1:])}"  # as exec's: "true " for ["true"]
         m.emit(rec, f"exec_create: {cmd}", execID=eid)
         try:
             proc = await m.rt.exec(rec["Id"], cfg, rec, tty=False, stdin=False)

@@ -56,6 +56,7 @@ _RLIMIT = {name: getattr(resource, name) for name in dir(resource) if name.start
 TIOCSCTTY = 0x540E
 TIOCGPTN = 0x80045430
 TIOCSPTLCK = 0x40045431
+TIOCSWINSZ = 0x5414
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 
@@ -530,7 +531,7 @@ def container_main(
         setup_rootfs(spec, bundle)
         proc = spec["process"]
         if proc.get("terminal"):
-            take_terminal(sync, console=True)
+            take_terminal(sync, console=True, size=proc.get("consoleSize"))
         finish_rootfs(spec)
         path = setup_process(proc, bpf)
     except SetupError as e:
@@ -552,10 +553,13 @@ def container_main(
     exec_process(path, proc, sync)
 
 
-def take_terminal(sync: socket.socket, console: bool) -> None:
+def take_terminal(sync: socket.socket, console: bool, size: dict[str, int] | None = None) -> None:
     """Open the container's pty, hand the master to the supervisor, and make the slave this process's stdio
-    and controlling terminal."""
+    and controlling terminal. `size`: the OCI process's consoleSize, set before the process runs (as runc
+    does), so that its first look at the terminal already sees it."""
     master, slave = open_pty(console=console)
+    if size:
+        fcntl.ioctl(slave, TIOCSWINSZ, struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0))
     send_fd(sync, b"P", master)
     os.close(master)
     for i in range(3):
@@ -589,7 +593,7 @@ def exec_main(init_pid: int, spec: dict[str, Any], proc: dict[str, Any], cgroup_
             linux.setns(fd, 0)
             os.close(fd)
         if proc.get("terminal"):
-            take_terminal(sync, console=False)
+            take_terminal(sync, console=False, size=proc.get("consoleSize"))
         path = setup_process(proc, bpf)
     except SetupError as e:
         _fail(sync, str(e))

@@ -37,6 +37,8 @@ _START_PREFIX = (
     "failed to create task for container: failed to create shim task: OCI runtime create failed: "
     "portside create failed: unable to start container process: "
 )
+# an exec's: containerd's runc shim wraps runc exec's error (what dockerd with runc says)
+_EXEC_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
 
 
 class ContainerStartError(InvalidArgument):
@@ -47,10 +49,12 @@ class ContainerStartError(InvalidArgument):
         self.exit_code = exit_code
 
 
-def _start_error(text: str, code: int | None = None) -> ContainerStartError:
+def _start_error(text: str, code: int | None = None, prefix: str = _START_PREFIX) -> ContainerStartError:
     if code is None:
         code = 127 if ("not found" in text or "no such file" in text) else 126 if "permission denied" in text else 128
-    return ContainerStartError(_START_PREFIX + text + ": unknown", code)
+    # the init's own failures (an unexpected OSError) already say it: once is runc's wording
+    text = text.removeprefix("unable to start container process: ")
+    return ContainerStartError(prefix + text + ": unknown", code)
 
 
 @dataclass
@@ -750,7 +754,7 @@ class Runtime:
         if "error" in reply:
             writer.close()
             if "exit_code" in reply:
-                raise _start_error(reply["error"], reply["exit_code"])
+                raise _start_error(reply["error"], reply["exit_code"], _EXEC_PREFIX)
             raise Conflict(reply["error"])
         return Stream(reader, writer, int(reply["pid"]))
 

@@ -516,6 +516,9 @@ def build(
         process["rlimits"] = rlimits
     if hc.get("OomScoreAdj"):
         process["oomScoreAdj"] = int(hc["OomScoreAdj"])
+    size = hc.get("ConsoleSize") or [0, 0]
+    if size[0] or size[1]:  # the pty's first size (moby's WithConsoleSize): `docker run -it` sends its terminal's
+        process["consoleSize"] = {"height": int(size[0]), "width": int(size[1])}
 
     annotations = {}
     if hc.get("Init"):

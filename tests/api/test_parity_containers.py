@@ -223,11 +223,15 @@ class _Hijacked:
 
 class _Pty:
     """The docker CLI on a pty of its own. The test keeps the slave side open too, so it can see when the CLI
-    has read what was typed (the slave's input queue is empty)."""
+    has read what was typed (the slave's input queue is empty). `config`: the CLI's config dir, if not the
+    daemon's; `size`: the terminal's (rows, columns)."""
 
-    def __init__(self, daemon: PortsideDaemon, *args: str) -> None:
-        env = {**os.environ, "DOCKER_CONFIG": str(daemon.tmp / "cli")}
+    def __init__(self, daemon: PortsideDaemon, *args: str, config: Path | None = None,
+                 size: tuple[int, int] | None = None) -> None:  # fmt: skip
+        env = {**os.environ, "DOCKER_CONFIG": str(config or daemon.tmp / "cli")}
         self.fd, self.slave = os.openpty()
+        if size:
+            fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
         pid = os.fork()
         if pid == 0:
             try:
