@@ -47,6 +47,7 @@ async def top(request: web.Request) -> web.Response:
         fields = line.split(None, len(titles) - 1)
         if len(fields) > pid_col and fields[pid_col].isdigit() and int(fields[pid_col]) in pids:
             rows.append(fields)
+    m.emit(rec, "top")  # dockerd's ContainerTop logs it as an event too
     return json_response({"Titles": titles, "Processes": rows})
 
 

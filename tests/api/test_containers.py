@@ -102,8 +102,12 @@ def test_exec_top_stats(daemon: PortsideDaemon, busybox: str, names: list[str]) 
     assert daemon.docker("run", "-d", "--name", name, busybox, "sleep", "60").returncode == 0
     out = daemon.docker("exec", name, "sh", "-c", "echo $((6*7)); exit 4")
     assert out.returncode == 4 and out.stdout == "42\n"
+    since = str(int(time.time()))
     top = daemon.docker("top", name)
     assert top.returncode == 0 and "sleep 60" in top.stdout
+    events = daemon.docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
+                           f"container={name}", "--format", "{{.Action}}")
+    assert "top" in events.stdout.split(), events.stdout  # dockerd logs a `docker top` as an event
     st = daemon.docker("stats", "--no-stream", "--format", "{{json .}}", name)
     assert st.returncode == 0, st.stderr
     figures = json.loads(st.stdout)
