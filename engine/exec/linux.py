@@ -17,6 +17,10 @@ _libc.syscall.restype = ctypes.c_long
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+# Looked up here (in the zygote) rather than by a supervisor's first call, and called with plain ints (no
+# argtypes, no c_int objects): what a call touches, in ctypes' objects, is copied into the supervisor.
+_unshare = _libc.unshare
+_setns = _libc.setns
 
 _MACHINE = platform.machine()
 # syscall numbers not wrapped by glibc 2.36 (x86_64 first, aarch64 second)
@@ -106,11 +110,11 @@ def _check(ret: int, what: str) -> int:
 
 
 def unshare(flags: int) -> None:
-    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+    _check(_unshare(flags), "unshare")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+    _check(_setns(fd, nstype), "setns")
 
 
 def _b(s: str | None) -> bytes | None:
