@@ -86,13 +86,18 @@ def read_file(path: str) -> bytes:
         os.close(fd)
 
 
-def recv_fds(sock: Sock, bufsize: int) -> tuple[bytes, list[int]]:
-    """socket.recv_fds for at most one descriptor, without its array module."""
-    msg, ancdata, _flags, _addr = sock.recvmsg(bufsize, _socket.CMSG_LEN(4))
-    fds = [int.from_bytes(data[:4], sys.byteorder, signed=True)
-           for level, kind, data in ancdata
-           if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= 4]  # fmt: skip
+def recv_fds(sock: Sock, bufsize: int, maxfds: int = 1) -> tuple[bytes, list[int]]:
+    """socket.recv_fds without its array module."""
+    msg, ancdata, _flags, _addr = sock.recvmsg(bufsize, _socket.CMSG_LEN(4 * maxfds))
+    fds = [int.from_bytes(data[i : i + 4], sys.byteorder, signed=True)
+           for level, kind, data in ancdata if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
+           for i in range(0, len(data) - 3, 4)]  # fmt: skip
     return msg, fds
+
+
+def send_fds(sock: Sock, msg: bytes, fds: list[int]) -> None:
+    data = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
+    sock.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, data)] if fds else [])
 
 
 def start_time(pid: int) -> int:
@@ -249,6 +254,7 @@ class Supervisor:
         self.state: dict[str, Any] = {}
         self.exited = False
         self.started = False
+        self.in_pidns = not params.get("pidns")  # are our children born in the container's pid namespace?
 
     # --- set-up ---
 
@@ -310,6 +316,82 @@ class Supervisor:
                 continue
 
     def setup(self, handshake: Any = None) -> str | None:
+        """Creates the cgroup and the init, through a helper process, then takes the init over.
+
+        The helper (our child) does the work of `make_init` and hands us the init's descriptors; once it has
+        exited, the init is our child (we are a subreaper). What that work touches (cgroup and namespace code,
+        ctypes, the init's fork) is copied into the helper's pages, which go with it, not into ours: an idle
+        supervisor's memory is a benchmark figure."""
+        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        helper = os.fork()
+        if helper == 0:
+            try:
+                ours.close()
+                self.helper_main(theirs, handshake)
+            finally:
+                os._exit(0)
+        theirs.close()
+        try:
+            msg, fds = recv_fds(ours, 65536, 4)
+        finally:
+            ours.close()
+            os.waitpid(helper, 0)
+        if msg[:1] != b"R":
+            for fd in fds:
+                os.close(fd)
+            return msg[1:].decode(errors="replace") if msg else "the supervisor's helper died"
+        desc = marshal.loads(msg[1:])
+        proc = Proc(desc["pid"], self.tty)
+        self.sync = Sock(fileno=fds.pop(0))
+        proc.outputs = {fds.pop(0): stream for stream in desc["outputs"]}
+        if desc["stdin"]:
+            proc.stdin_fd = fds.pop(0)
+        if desc["master"]:
+            proc.master = fds.pop(0)
+        self.init = proc
+        if handshake is not None:
+            self.p = marshal.loads(read_file(self.dir + "/params"))
+        self.watch_proc(proc)
+        self.state = {
+            "id": self.p["id"],
+            "status": "created",
+            "pid": proc.pid,
+            "pid_start": start_time(proc.pid),
+            "supervisor_pid": os.getpid(),
+            "supervisor_start": start_time(os.getpid()),
+            "cgroup": self.p["cgroup"],
+            "created_at": rfc3339(time.time_ns()),
+            "started_at": None,
+        }
+        write_atomic(self.dir + "/state.json", dumps(self.state))
+        return None
+
+    def helper_main(self, sock: Sock, handshake: Any) -> None:
+        """The helper of `setup`: makes the init, sends us "R" + its description and descriptors (the sync
+        socket, the outputs, stdin, the pty master) or "E" + what went wrong, and exits."""
+        try:
+            err = self.make_init(handshake)
+        except Exception as e:
+            err = f"{type(e).__name__}: {e}"
+        init, sync = self.init, self.sync
+        if err is not None or init is None or sync is None:
+            if init is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(init.pid, 9)
+                    os.waitpid(init.pid, 0)
+            sock.sendall(b"E" + (err or "no init").encode())
+            return
+        fds = [sync.fileno(), *init.outputs]
+        if init.stdin_fd >= 0:
+            fds.append(init.stdin_fd)
+        if init.master >= 0:
+            fds.append(init.master)
+        desc = {"pid": init.pid, "outputs": list(init.outputs.values()), "stdin": init.stdin_fd >= 0,
+                "master": init.master >= 0}  # fmt: skip
+        send_fds(sock, b"R" + marshal.dumps(desc), fds)
+
+    def make_init(self, handshake: Any = None) -> str | None:
         """Creates the cgroup and the init. With `handshake` (a staged create), the init joins its cgroup and
         waits; `handshake(b"P")` tells the engine and returns once it has written the spec (None: it gave up)."""
         staged = handshake is not None
@@ -318,7 +400,7 @@ class Supervisor:
             self.cgroup.set_resources(self.p["resources"])
         pidns = self.p["pidns"]
         if pidns == "new":
-            # our later children (the init, then exec'd processes) are born in the container's pid namespace
+            # our children (the init) are born in the container's pid namespace
             linux.unshare(linux.CLONE_NEWPID)
         elif pidns:
             fd = os.open(pidns, os.O_RDONLY | os.O_CLOEXEC)
@@ -353,23 +435,7 @@ class Supervisor:
                 sock.sendall(b"S")
             except OSError:  # an init that failed already says why below
                 pass
-        err = self.wait_ready(proc, sock)
-        if err is not None:
-            return err
-        self.watch_proc(proc)
-        self.state = {
-            "id": self.p["id"],
-            "status": "created",
-            "pid": proc.pid,
-            "pid_start": start_time(proc.pid),
-            "supervisor_pid": os.getpid(),
-            "supervisor_start": start_time(os.getpid()),
-            "cgroup": self.p["cgroup"],
-            "created_at": rfc3339(time.time_ns()),
-            "started_at": None,
-        }
-        write_atomic(self.dir + "/state.json", dumps(self.state))
-        return None
+        return self.wait_ready(proc, sock)
 
     def watch_proc(self, proc: Proc) -> None:
         for fd in proc.outputs:
@@ -661,6 +727,14 @@ class Supervisor:
         if init is None or init.status is not None or not self.started:
             return {"error": "container is not running"}
         proc_spec = req["process"]
+        if not self.in_pidns:
+            # exec'd processes are born in the init's pid namespace (the helper made it, or joined it, for the init)
+            fd = os.open(f"/proc/{init.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                linux.setns(fd, linux.CLONE_NEWPID)
+            finally:
+                os.close(fd)
+            self.in_pidns = True
         with open(self.dir + "/spec", "rb") as f:
             spec = marshal.load(f)
         cg_dirs = self.cgroup.dirs()
@@ -771,7 +845,7 @@ def run(state_dir: str, report: Any, handshake: Any = None) -> None:
     os._exit(0)
 
 
-def spawn(conn: Sock, state_dir: str, staged: bool = False, in_host_ns: bool = False) -> None:
+def spawn(conn: Sock, state_dir: str, staged: bool = False) -> None:
     """Forks a new supervisor for another container from this live one (op "spawn").
 
     No interpreter start-up and no imports, and the new supervisor shares this one's pages copy-on-write: what
@@ -779,11 +853,7 @@ def spawn(conn: Sock, state_dir: str, staged: bool = False, in_host_ns: bool = F
     answers on `conn`; our children are born in our container's pid namespace, so we fork from the host's.
     `staged`: the engine writes the spec later; the new supervisor answers {"prepared": "P"} once its init waits
     in the cgroup, then waits for a frame on `conn` (EOF: given up) before it carries on.
-    `in_host_ns`: we (the zygote) have no container, our children are born in the host's pid namespace already.
     """
-    if in_host_ns:
-        _fork_supervisor(conn, state_dir, staged)
-        return
     host_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     container_ns = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -898,37 +968,70 @@ def _fork_supervisor(conn: Sock, state_dir: str, staged: bool) -> None:
         try:
             if os.fork():
                 os._exit(0)
-            os.setsid()
-            keep = conn.fileno()
-            os.closerange(3, keep)
-            os.closerange(keep + 1, 65536)
-            log = os.open(state_dir + "/supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.dup2(log, 2)
-            os.close(log)
-            sock = Sock(fileno=keep)
-            sock.setblocking(True)
-
-            def report(msg: bytes) -> None:
-                try:  # noqa: SIM105 (no contextlib after the fork, see the top)
-                    sock.sendall(P.frame(P.CONTROL, marshal.dumps({"spawned": msg.decode()})))
-                except OSError:
-                    pass
-                sock.close()
-
-            def handshake(msg: bytes) -> tuple[int, bytes] | None:
-                try:
-                    sock.sendall(P.frame(P.CONTROL, marshal.dumps({"prepared": msg.decode()})))
-                    sock.settimeout(300)
-                    got = P.recv_frame(sock)
-                    sock.settimeout(None)
-                    return got
-                except OSError:
-                    return None
-
-            run(state_dir, report, handshake if staged else None)
+            _become_supervisor(conn.fileno(), state_dir, staged)
         finally:
             os._exit(1)
     os.waitpid(pid, 0)
+
+
+def _zygote_child(fd: int) -> None:
+    """The zygote's child for one connection `fd` (never returns): reads the request and forks the supervisor
+    it asks for, which leaves the zygote's process tree as this one exits.
+
+    Here rather than in the zygote: a page the zygote writes after a fork (reading and decoding a request, a
+    socket object made and freed) stays shared with the supervisors forked before, but not with the last one,
+    whose copy becomes its own private page."""
+    try:
+        conn = Sock(fileno=fd)
+        conn.settimeout(10)
+        buf = b""
+        while len(buf) < P.HEADER or len(buf) < P.HEADER + P.parse_header(buf[: P.HEADER])[1]:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        req = marshal.loads(buf[P.HEADER :])
+        if req.get("op") == "spawn" and os.fork() == 0:
+            _become_supervisor(conn.detach(), str(req["dir"]), bool(req.get("staged")))
+    except Exception as e:
+        print(f"portside zygote: {type(e).__name__}: {e}", file=sys.stderr)
+    finally:
+        os._exit(0)
+
+
+def _become_supervisor(keep: int, state_dir: str, staged: bool) -> None:
+    """The new supervisor of a spawn (never returns): its own session, only the descriptor `keep` (the
+    connection it answers on) kept, stderr to the container's supervisor.log."""
+    try:
+        os.setsid()
+        os.closerange(3, keep)
+        os.closerange(keep + 1, 65536)
+        log = os.open(state_dir + "/supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(log, 2)
+        os.close(log)
+        sock = Sock(fileno=keep)
+        sock.setblocking(True)
+
+        def report(msg: bytes) -> None:
+            try:  # noqa: SIM105 (no contextlib after the fork, see the top)
+                sock.sendall(P.frame(P.CONTROL, marshal.dumps({"spawned": msg.decode()})))
+            except OSError:
+                pass
+            sock.close()
+
+        def handshake(msg: bytes) -> tuple[int, bytes] | None:
+            try:
+                sock.sendall(P.frame(P.CONTROL, marshal.dumps({"prepared": msg.decode()})))
+                sock.settimeout(300)
+                got = P.recv_frame(sock)
+                sock.settimeout(None)
+                return got
+            except OSError:
+                return None
+
+        run(state_dir, report, handshake if staged else None)
+    finally:
+        os._exit(1)
 
 
 _FILLERS: list[object] = []  # kept for the zygote's life: see settle_heap
@@ -986,7 +1089,7 @@ def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
 
     for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGPIPE):
         _signal.signal(sig, _signal.SIG_IGN)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener = Sock(_socket.AF_UNIX, _socket.SOCK_STREAM)
     with P.socket_path(sock_path) as name:
         listener.bind(name)
     os.chmod(sock_path, 0o600)
@@ -1013,25 +1116,22 @@ def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
                 with contextlib.suppress(OSError):
                     os.unlink(sock_path)
                 os._exit(0)
+            # as little as can be between two forks, all of it in C: see _zygote_child
             try:
-                conn, _ = listener.accept()
+                conn, _ = listener._accept()  # type: ignore[attr-defined]  # C's accept, not in typeshed
             except OSError:
                 continue
             try:
-                conn.settimeout(10)
-                buf = b""
-                while len(buf) < P.HEADER or len(buf) < P.HEADER + P.parse_header(buf[: P.HEADER])[1]:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    buf += chunk
-                req = marshal.loads(buf[P.HEADER :])
-                if req.get("op") == "spawn":
-                    spawn(conn, str(req["dir"]), staged=bool(req.get("staged")), in_host_ns=True)
-            except Exception as e:
-                print(f"portside zygote: {type(e).__name__}: {e}", file=sys.stderr)
-            finally:
-                conn.close()
+                pid = os.fork()
+            except OSError as e:
+                print(f"portside zygote: {e}", file=sys.stderr)
+                os.close(conn)
+                continue
+            if pid == 0:
+                _zygote_child(conn)
+            os.close(conn)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
 
 
 def main() -> None:
