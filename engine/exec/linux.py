@@ -21,6 +21,7 @@ _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_u
 # argtypes, no c_int objects): what a call touches, in ctypes' objects, is copied into the supervisor.
 _unshare = _libc.unshare
 _setns = _libc.setns
+_prctl_ints = _libc["prctl"]  # without prctl's argtypes: libffi widens plain ints to the registers' size
 
 _MACHINE = platform.machine()
 # syscall numbers not wrapped by glibc 2.36 (x86_64 first, aarch64 second)
@@ -137,6 +138,13 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
+
+
+def set_child_subreaper() -> None:
+    """PR_SET_CHILD_SUBREAPER: orphans among our descendants become our children (the supervisor's call: see
+    _unshare above)."""
+    if _prctl_ints(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0:
+        _check(-1, "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def pidfd_open(pid: int) -> int:

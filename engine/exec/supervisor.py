@@ -322,7 +322,7 @@ class Supervisor:
         exited, the init is our child (we are a subreaper). What that work touches (cgroup and namespace code,
         ctypes, the init's fork) is copied into the helper's pages, which go with it, not into ours: an idle
         supervisor's memory is a benchmark figure."""
-        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+        linux.set_child_subreaper()
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         helper = os.fork()
         if helper == 0:
