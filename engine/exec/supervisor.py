@@ -1104,7 +1104,10 @@ def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
         rehearse(f"{os.path.dirname(sock_path)}/.rehearsal-{os.getpid()}")
     except Exception as e:  # a smaller saving lost, not the zygote
         print(f"portside zygote: rehearsal: {type(e).__name__}: {e}", file=sys.stderr)
-    settle_heap()
+    try:
+        settle_heap()
+    except Exception as e:  # likewise (an interpreter without pymalloc prints no pools: nothing is filled)
+        print(f"portside zygote: settle_heap: {type(e).__name__}: {e}", file=sys.stderr)
     gc.freeze()
     while True:
         try:
