@@ -1,5 +1,6 @@
 """engine/exec against runc (and crun) on one OCI bundle: create+start+wait+remove of `true`, and the supervisor's
-memory per idle container over 20 containers.
+memory per idle container with 1, 10 and 20 idle containers (PSS, and USS: its pages no other process shares),
+with what the private pages of one of them hold.
 
 Run: `bench/run runtime` (root). The bundle is busybox with Docker's defaults from engine/exec/spec.py (14
 capabilities, seccomp, masked paths, fresh network namespace), the same config.json for every runtime.
@@ -8,8 +9,10 @@ capabilities, seccomp, masked paths, fresh network namespace), the same config.j
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -24,6 +27,7 @@ from engine.exec.runtime import Runtime
 
 RUNS = 20
 IDLE = 20
+IDLE_COUNTS = (1, 10, IDLE)
 
 
 def make_rootfs(root: Path) -> None:
@@ -106,31 +110,68 @@ async def bench_run(table: Table, base: Path, bundle: Path, parent: str) -> None
 
 
 def _pss_kib(pid: int) -> tuple[int, int]:
-    rss = pss = 0
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Rss:"):
-            rss = int(line.split()[1])
-        elif line.startswith("Pss:"):
-            pss = int(line.split()[1])
+    rss, pss, _uss = _mem_kib(pid)
     return rss, pss
 
 
-async def bench_memory(table: Table, base: Path, parent: str) -> None:
+def _mem_kib(pid: int) -> tuple[int, int, int]:
+    """RSS, PSS and USS (Private_Clean + Private_Dirty) of a process, in KiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split()[:2]
+        fields[name.rstrip(":")] = int(value)
+    return fields["Rss"], fields["Pss"], fields["Private_Clean"] + fields["Private_Dirty"]
+
+
+_MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+\s*(.*)$")
+
+
+def private_by_mapping(pid: int) -> dict[str, int]:
+    """A process's private KiB by what its mappings hold: where a forked supervisor's copies of pages are."""
+    out: collections.Counter[str] = collections.Counter()
+    kind = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        m = _MAPPING.match(line)
+        if m:
+            path = m.group(2)
+            if path == "[heap]":
+                kind = "malloc heap"  # objects over 512 bytes: code objects, dict tables
+            elif not path:
+                kind = "pymalloc arenas"  # anonymous mappings: mostly the small-object allocator's
+            elif path.startswith("["):
+                kind = path
+            elif "libpython" in path:
+                kind = "libpython .data/.bss"  # static types, small ints, the interpreter's state
+            else:
+                kind = "other libraries' data"
+        elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+            out[kind] += int(line.split()[1])
+    return {k: v for k, v in out.most_common() if v}
+
+
+async def bench_memory(table: Table, base: Path, parent: str) -> dict[str, int]:
+    """Adds the PSS rows to `table`; returns the private KiB of one supervisor of IDLE by mapping."""
     bundle = make_bundle(base / "idle", ["sleep", "1000"], parent)
     rt = Runtime(base / "exec-idle", parent, zygote=True)
-    ids = [f"idle{i:02d}" for i in range(IDLE)]
+    ids: list[str] = []
+    breakdown: dict[str, int] = {}
     try:
-        for cid in ids:
-            await rt.create(cid, bundle, log_path=base / f"{cid}.log")
-            await rt.start(cid)
-        await asyncio.sleep(1.0)
-        figures = []
-        for cid in ids:
-            st = json.loads((rt.exec_root / cid / "state.json").read_text())
-            figures.append(_pss_kib(st["supervisor_pid"]))
-        mean_rss = statistics.mean(r for r, _ in figures) / 1024
-        table.add("portside supervisor PSS", [p / 1024 for _, p in figures],
-                  f"mean RSS {mean_rss:.2f} MiB over {IDLE} idle containers")  # fmt: skip
+        for count in IDLE_COUNTS:
+            while len(ids) < count:
+                cid = f"idle{len(ids):02d}"
+                await rt.create(cid, bundle, log_path=base / f"{cid}.log")
+                ids.append(cid)
+                await rt.start(cid)
+            await asyncio.sleep(1.0)
+            pids = [json.loads((rt.exec_root / cid / "state.json").read_text())["supervisor_pid"] for cid in ids]
+            figures = [_mem_kib(pid) for pid in pids]
+            mean_rss = statistics.mean(r for r, _, _ in figures) / 1024
+            mean_uss = statistics.mean(u for _, _, u in figures) / 1024
+            name = "portside supervisor PSS" if count == IDLE else f"portside PSS, {count} idle"
+            table.add(name, [p / 1024 for _, p, _ in figures],
+                      f"USS {mean_uss:.2f} MiB, RSS {mean_rss:.2f} MiB, {count} idle containers")  # fmt: skip
+            if count == IDLE:
+                breakdown = private_by_mapping(pids[len(pids) // 2])
         if peer("conmon"):
             table.add_value("conmon (podman)", 0.41, "installed, but not measured here (DESIGN.md's figure)")
         else:
@@ -147,6 +188,7 @@ async def bench_memory(table: Table, base: Path, parent: str) -> None:
                 await rt.delete(cid, force=True)
             except Exception as e:
                 print(f"cleanup {cid}: {e}")
+    return breakdown
 
 
 def _shim_pss_mib(base: Path, count: int = 3) -> list[float] | None:
@@ -195,8 +237,12 @@ def main() -> None:
         asyncio.run(bench_run(run_table, base, bundle, parent))
         run_table.print()
         mem_table = Table("supervisor memory per idle container", "MiB", baseline="conmon (podman)")
-        asyncio.run(bench_memory(mem_table, base, parent))
+        breakdown = asyncio.run(bench_memory(mem_table, base, parent))
         mem_table.print()
+        where = Table(f"private memory (USS) of one supervisor of {IDLE} idle, by mapping", "KiB")
+        for kind, kib in breakdown.items():
+            where.add_value(kind, kib)
+        where.print()
     finally:
         for name in ("runc", "crun"):
             exe = peer(name)

@@ -56,10 +56,13 @@ await rt.delete(id, force=False)    # Conflict if running and not force; removes
 ```
 
 How it is built: `create` writes `<exec_root>/<id>/params` and starts `python -S -E` on `supervisor.py`, which
-forks away into its own session (it survives the engine), makes the cgroup (`<cgroup_parent>/<id>` in every v1
-hierarchy, or v2), `unshare(CLONE_NEWPID)` so its children are born in the container's pid namespace, and forks
-the init (`container.py`: cgroup, namespaces, mounts, pivot_root, masks, pty from the container's devpts, rlimits,
-seccomp, capabilities, user, executable look-up), which waits on a socketpair for start. Files in the exec-root:
+forks away into its own session (it survives the engine), makes itself a subreaper and forks a helper, which
+makes the cgroup (`<cgroup_parent>/<id>` in every v1 hierarchy, or v2), `unshare(CLONE_NEWPID)` so its children
+are born in the container's pid namespace, forks the init, hands the supervisor the init's pid and descriptors
+(sync socket, stdio, pty master) and exits, the init becoming the supervisor's child (the supervisor joins the
+init's pid namespace before its first exec). The init (`container.py`: cgroup, namespaces, mounts, pivot_root,
+masks, pty from the container's devpts, rlimits, seccomp, capabilities, user, executable look-up) waits on a
+socketpair for start. Files in the exec-root:
 `params` and `spec` (marshal; the supervisor loads only the small `params`), `state.json` (pid + start time of
 init and supervisor), `exit.json` (written atomically once, after the log is
 drained; exec-root files are renamed into place but not fsynced: they describe live processes only),
@@ -69,7 +72,8 @@ drained; exec-root files are renamed into place but not fsynced: they describe l
 supervisor exits after recording the exit; `delete` removes the directory. `Init: true` keeps a reaping,
 signal-forwarding PID 1 in front of the command (annotation `io.portside.init`).
 New supervisors are forked (op `spawn` on a ctl.sock: double fork, own session, from the host pid namespace) from
-the Runtime's zygote or any live supervisor, falling back to a new interpreter: no start-up or import cost, and
+the Runtime's zygote (which forks at once for each connection, the child reading the request) or any live
+supervisor, falling back to a new interpreter: no start-up or import cost, and
 pages shared copy-on-write (`gc.freeze()`). What an idle supervisor costs is the pages it (or its parent, after
 the fork) wrote to: on CPython 3.11 every object touched has its refcount written, and a function's first calls
 write to its code object. So the zygote imports no `threading` (its at-fork hook alone copied ~0.4 MiB in every
@@ -77,15 +81,19 @@ child; seccomp.py takes `_thread`'s lock), skips the ctypes `setns` calls around
 namespace already), and, once it has said ready, rehearses a supervisor's everyday code ten times on a stand-in
 container (`rehearse`: a forked child that exits once started, its output through a pipe into a log in the
 scratch dir `<exec_root>/.rehearsal-<pid>`, which has no `params` so it is never taken for a container; a killed
-zygote's is removed by the next) before `gc.freeze()`. An idle supervisor is ~1.9 MiB PSS (was 2.3), ~1.55 MiB
-of it private: libpython's data ~0.3, the rest heap and object memory written by the set-up (cgroup, unshare,
-the init's fork: ~0.35) and by the control socket's first requests. A forked child that only blocks in a read
-costs 0.17 MiB private; under 1 MiB would take a supervisor that runs far less Python after the fork (or
-CPython 3.12's immortal objects). Such a supervisor's
+zygote's is removed by the next), then fills its allocator's half-used pools (`settle_heap`: a supervisor's new
+objects go to pages of their own, not into holes beside the zygote's objects) before `gc.freeze()`. The
+supervisor's own paths avoid Python-level library code (socket.py's class, io's files, contextlib, importlib
+through a function's `from ... import`, ctypes argtypes), and the set-up runs in the helper, whose copied pages
+go with it. An idle supervisor is ~1.4 MiB PSS with 20 idle (was 1.9; `bench/run runtime`), 1.0 MiB of it
+private: pymalloc arenas ~0.6 (refcounts written on the zygote's objects it touches, and its own objects),
+libpython's data ~0.2 (static objects, runtime state), malloc heap ~0.2 (code objects' warm-up, dict tables). A
+forked child that only blocks in a read costs ~0.25 MiB private; under 1 MiB PSS would take a supervisor that
+runs far less Python after the fork (or CPython 3.12's immortal objects). Such a supervisor's
 `/proc/PID/cmdline` is its parent's (use `state.json`). A staged create (`prepare`, zygote only: op `spawn` with
 `staged`) answers `{"prepared": "P"}` once the init is forked; the init joins its cgroup (the kernel's RCU grace
 period, 10-20 ms, overlaps the engine's rootfs and network work) and waits; `create` writes spec and params and
-sends `{"op": "go"}` on the same connection, then the supervisor applies the resources and carries on; EOF on that
+sends `{"op": "go"}` on the same connection, then the supervisor (its helper) applies the resources and carries on; EOF on that
 connection makes it kill the init, remove the cgroup and exit. Seccomp programs are compiled by the engine with
 libseccomp, kept in memory per profile and cached as BPF in `<exec_root>/.seccomp/<sha256 of the spec>.bpf`;
 `create` hands the container's program to its init as `seccomp.bpf`.

@@ -17,8 +17,15 @@ _UNLIMITED_V1 = 0x7FFFFFFFFFFFF000
 
 
 def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
+    # os-level: the supervisor calls it, and io's text files touch (copy) many pages of the zygote's objects
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = b""
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    finally:
+        os.close(fd)
+    return data.decode()
 
 
 def _write(path: str, value: str) -> None:
@@ -130,6 +137,12 @@ class Cgroup:
             return
         for c in self.mounts:
             base = self.mounts[c]
+            if c != "cpuset":
+                try:  # the parents exist most often: one mkdir, no exception (a supervisor makes its cgroup)
+                    os.mkdir(f"{base}/{self.path}")
+                    continue
+                except OSError:
+                    pass
             cur = base
             for part in self.path.split("/"):
                 parent, cur = cur, f"{cur}/{part}"

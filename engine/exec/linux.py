@@ -17,6 +17,11 @@ _libc.syscall.restype = ctypes.c_long
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+# Looked up here (in the zygote) rather than by a supervisor's first call, and called with plain ints (no
+# argtypes, no c_int objects): what a call touches, in ctypes' objects, is copied into the supervisor.
+_unshare = _libc.unshare
+_setns = _libc.setns
+_prctl_ints = _libc["prctl"]  # without prctl's argtypes: libffi widens plain ints to the registers' size
 
 _MACHINE = platform.machine()
 # syscall numbers not wrapped by glibc 2.36 (x86_64 first, aarch64 second)
@@ -106,11 +111,11 @@ def _check(ret: int, what: str) -> int:
 
 
 def unshare(flags: int) -> None:
-    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+    _check(_unshare(flags), "unshare")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+    _check(_setns(fd, nstype), "setns")
 
 
 def _b(s: str | None) -> bytes | None:
@@ -133,6 +138,13 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
+
+
+def set_child_subreaper() -> None:
+    """PR_SET_CHILD_SUBREAPER: orphans among our descendants become our children (the supervisor's call: see
+    _unshare above)."""
+    if _prctl_ints(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0:
+        _check(-1, "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def pidfd_open(pid: int) -> int:

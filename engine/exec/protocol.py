@@ -51,7 +51,7 @@ def recv_frame(sock: Any) -> tuple[int, bytes] | None:
 
 
 # sockaddr_un.sun_path holds 108 bytes with the terminating NUL
-_SUN_PATH_MAX = 107
+SUN_PATH_MAX = 107
 
 
 @contextlib.contextmanager
@@ -61,7 +61,7 @@ def socket_path(path: str) -> Iterator[str]:
     A path too long is reached through a descriptor of its directory (`/proc/self/fd/N/ctl.sock`): the socket
     still lives at `path`, so anything that knows the path finds it, and no process-wide chdir is involved (the
     engine connects from several threads). Use the name inside the `with` block only."""
-    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+    if len(os.fsencode(path)) <= SUN_PATH_MAX:
         yield path
         return
     parent, _, name = path.rpartition("/")

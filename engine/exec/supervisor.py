@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _json  # the C string encoder json uses, without json's imports
 import _signal
+import _socket
 import contextlib
 import gc
 import marshal
@@ -23,8 +24,16 @@ import sys
 import time
 from typing import Any
 
+from engine.exec import linux
 from engine.exec import protocol as P
 from engine.exec.cgroups import Cgroup
+
+# What a supervisor runs after its fork writes to every page it touches (refcounts, first allocations, warm-up
+# counters), and each such page becomes a private copy: its idle memory is a benchmark figure. Hence, in the
+# supervisor's own paths: sockets of _socket's C type (socket.py's class converts its family and type to enums
+# on accept), os.open/os.read rather than io's file objects, try/except rather than contextlib.suppress, and no
+# import statement in a function (`from package import name` runs importlib's Python code).
+Sock = _socket.socket
 
 _enc = _json.encode_basestring
 _PARTIAL_MAX = 16 * 1024  # Docker's json-file splits lines longer than this
@@ -66,11 +75,35 @@ def rfc3339(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
 
 
+def read_file(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = b""
+        while chunk := os.read(fd, 65536):
+            data += chunk
+        return data
+    finally:
+        os.close(fd)
+
+
+def recv_fds(sock: Sock, bufsize: int, maxfds: int = 1) -> tuple[bytes, list[int]]:
+    """socket.recv_fds without its array module."""
+    msg, ancdata, _flags, _addr = sock.recvmsg(bufsize, _socket.CMSG_LEN(4 * maxfds))
+    fds = [int.from_bytes(data[i : i + 4], sys.byteorder, signed=True)
+           for level, kind, data in ancdata if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
+           for i in range(0, len(data) - 3, 4)]  # fmt: skip
+    return msg, fds
+
+
+def send_fds(sock: Sock, msg: bytes, fds: list[int]) -> None:
+    data = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
+    sock.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, data)] if fds else [])
+
+
 def start_time(pid: int) -> int:
     """The process's start time in clock ticks since boot: with the pid, it names one process (no pid reuse)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        data = read_file(f"/proc/{pid}/stat")
         return int(data[data.rindex(b")") + 2 :].split()[19])
     except (OSError, ValueError, IndexError):
         return 0
@@ -79,8 +112,7 @@ def start_time(pid: int) -> int:
 def read_bpf(path: str) -> bytes | None:
     """The container's seccomp program the engine compiled (None: the init compiles it from the spec)."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return read_file(path)
     except OSError:
         return None
 
@@ -166,7 +198,7 @@ class JsonLog:
 
 
 class Client:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: Sock) -> None:
         self.sock = sock
         self.buf = b""
         self.mode = ""  # "", "attach", "exec", "wait"
@@ -215,19 +247,20 @@ class Supervisor:
         self.ep = select.epoll()
         self.fds: dict[int, Any] = {}
         self.init: Proc | None = None
-        self.sync: socket.socket | None = None
+        self.sync: Sock | None = None
         self.execs: dict[int, Proc] = {}
         self.clients: dict[int, Client] = {}
         self.stdin_taken = False
         self.state: dict[str, Any] = {}
         self.exited = False
         self.started = False
+        self.in_pidns = not params.get("pidns")  # are our children born in the container's pid namespace?
 
     # --- set-up ---
 
-    def fork_child(self, target: Any, tty: bool, stdin: bool) -> tuple[Proc, socket.socket]:
+    def fork_child(self, target: Any, tty: bool, stdin: bool) -> tuple[Proc, Sock]:
         """Forks a child running `target(sync)` with fresh stdio (pipes, or /dev/null until its pty exists)."""
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         child_fds: list[int] = []
         if tty:
             null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
@@ -263,10 +296,10 @@ class Supervisor:
         proc.stdin_fd = in_w
         return proc, parent_sock
 
-    def wait_ready(self, proc: Proc, sock: socket.socket) -> str | None:
+    def wait_ready(self, proc: Proc, sock: Sock) -> str | None:
         """Reads the child's set-up messages until ready ("R"): the pty master ("P" + fd) or an error ("E...")."""
         while True:
-            msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
+            msg, fds = recv_fds(sock, 65536)
             if fds:
                 proc.master = fds[0]
                 os.set_blocking(proc.master, False)
@@ -283,17 +316,91 @@ class Supervisor:
                 continue
 
     def setup(self, handshake: Any = None) -> str | None:
+        """Creates the cgroup and the init, through a helper process, then takes the init over.
+
+        The helper (our child) does the work of `make_init` and hands us the init's descriptors; once it has
+        exited, the init is our child (we are a subreaper). What that work touches (cgroup and namespace code,
+        ctypes, the init's fork) is copied into the helper's pages, which go with it, not into ours: an idle
+        supervisor's memory is a benchmark figure."""
+        linux.set_child_subreaper()
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        helper = os.fork()
+        if helper == 0:
+            try:
+                ours.close()
+                self.helper_main(theirs, handshake)
+            finally:
+                os._exit(0)
+        theirs.close()
+        try:
+            msg, fds = recv_fds(ours, 65536, 4)
+        finally:
+            ours.close()
+            os.waitpid(helper, 0)
+        if msg[:1] != b"R":
+            for fd in fds:
+                os.close(fd)
+            return msg[1:].decode(errors="replace") if msg else "the supervisor's helper died"
+        desc = marshal.loads(msg[1:])
+        proc = Proc(desc["pid"], self.tty)
+        self.sync = Sock(fileno=fds.pop(0))
+        proc.outputs = {fds.pop(0): stream for stream in desc["outputs"]}
+        if desc["stdin"]:
+            proc.stdin_fd = fds.pop(0)
+        if desc["master"]:
+            proc.master = fds.pop(0)
+        self.init = proc
+        if handshake is not None:
+            self.p = marshal.loads(read_file(self.dir + "/params"))
+        self.watch_proc(proc)
+        self.state = {
+            "id": self.p["id"],
+            "status": "created",
+            "pid": proc.pid,
+            "pid_start": start_time(proc.pid),
+            "supervisor_pid": os.getpid(),
+            "supervisor_start": start_time(os.getpid()),
+            "cgroup": self.p["cgroup"],
+            "created_at": rfc3339(time.time_ns()),
+            "started_at": None,
+        }
+        write_atomic(self.dir + "/state.json", dumps(self.state))
+        return None
+
+    def helper_main(self, sock: Sock, handshake: Any) -> None:
+        """The helper of `setup`: makes the init, sends us "R" + its description and descriptors (the sync
+        socket, the outputs, stdin, the pty master) or "E" + what went wrong, and exits."""
+        try:
+            err = self.make_init(handshake)
+        except Exception as e:
+            err = f"{type(e).__name__}: {e}"
+        init, sync = self.init, self.sync
+        if err is not None or init is None or sync is None:
+            if init is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(init.pid, 9)
+                    os.waitpid(init.pid, 0)
+            sock.sendall(b"E" + (err or "no init").encode())
+            return
+        fds = [sync.fileno(), *init.outputs]
+        if init.stdin_fd >= 0:
+            fds.append(init.stdin_fd)
+        if init.master >= 0:
+            fds.append(init.master)
+        desc = {"pid": init.pid, "outputs": list(init.outputs.values()), "stdin": init.stdin_fd >= 0,
+                "master": init.master >= 0}  # fmt: skip
+        send_fds(sock, b"R" + marshal.dumps(desc), fds)
+
+    def make_init(self, handshake: Any = None) -> str | None:
         """Creates the cgroup and the init. With `handshake` (a staged create), the init joins its cgroup and
         waits; `handshake(b"P")` tells the engine and returns once it has written the spec (None: it gave up)."""
-        from engine.exec import linux
-
         staged = handshake is not None
         self.cgroup.create()
         if not staged:
             self.cgroup.set_resources(self.p["resources"])
         pidns = self.p["pidns"]
         if pidns == "new":
-            # our later children (the init, then exec'd processes) are born in the container's pid namespace
+            # our children (the init) are born in the container's pid namespace
             linux.unshare(linux.CLONE_NEWPID)
         elif pidns:
             fd = os.open(pidns, os.O_RDONLY | os.O_CLOEXEC)
@@ -302,7 +409,7 @@ class Supervisor:
         spec_path = self.dir + "/spec"
         cg_dirs = self.cgroup.dirs()
         bundle = self.p["bundle"]
-        cache = os.path.dirname(self.dir) + "/.seccomp"
+        cache = self.dir.rpartition("/")[0] + "/.seccomp"  # not posixpath's Python code
         bpf_path = self.dir + "/seccomp.bpf"
 
         def target(sync: socket.socket) -> None:
@@ -322,28 +429,13 @@ class Supervisor:
         if staged:
             if handshake(b"P") is None:
                 return "the engine gave the container up before creating it"
-            with open(self.dir + "/params", "rb") as f:
-                self.p = marshal.load(f)
+            self.p = marshal.loads(read_file(self.dir + "/params"))
             self.cgroup.set_resources(self.p["resources"])
-            with contextlib.suppress(OSError):  # an init that failed already says why below
+            try:  # noqa: SIM105 (no contextlib after the fork, see the top)
                 sock.sendall(b"S")
-        err = self.wait_ready(proc, sock)
-        if err is not None:
-            return err
-        self.watch_proc(proc)
-        self.state = {
-            "id": self.p["id"],
-            "status": "created",
-            "pid": proc.pid,
-            "pid_start": start_time(proc.pid),
-            "supervisor_pid": os.getpid(),
-            "supervisor_start": start_time(os.getpid()),
-            "cgroup": self.p["cgroup"],
-            "created_at": rfc3339(time.time_ns()),
-            "started_at": None,
-        }
-        write_atomic(self.dir + "/state.json", dumps(self.state))
-        return None
+            except OSError:  # an init that failed already says why below
+                pass
+        return self.wait_ready(proc, sock)
 
     def watch_proc(self, proc: Proc) -> None:
         for fd in proc.outputs:
@@ -357,7 +449,7 @@ class Supervisor:
 
     # --- the loop ---
 
-    def serve(self, listener: socket.socket, wake_r: int) -> None:
+    def serve(self, listener: Sock, wake_r: int) -> None:
         self.ep.register(listener.fileno(), select.EPOLLIN)
         self.fds[listener.fileno()] = ("listen", listener)
         self.ep.register(wake_r, select.EPOLLIN)
@@ -390,8 +482,10 @@ class Supervisor:
             elif kind == "client":
                 self.on_client(obj)
             elif kind == "signal":
-                with contextlib.suppress(BlockingIOError):
+                try:  # noqa: SIM105 (no contextlib after the fork, see the top)
                     os.read(wake_r, 512)
+                except BlockingIOError:
+                    pass
         self.reap()
 
     def open_outputs(self, proc: Proc | None) -> bool:
@@ -434,8 +528,10 @@ class Supervisor:
     def close_output(self, fd: int, proc: Proc) -> None:
         proc.outputs.pop(fd, None)
         self.fds.pop(fd, None)
-        with contextlib.suppress(OSError, ValueError):
+        try:  # noqa: SIM105 (no contextlib after the fork, see the top)
             self.ep.unregister(fd)
+        except (OSError, ValueError):
+            pass
         if fd == proc.master:
             return  # kept for stdin and resize until the process is gone
         os.close(fd)
@@ -477,8 +573,10 @@ class Supervisor:
             return
         self.clients.pop(fd, None)
         self.fds.pop(fd, None)
-        with contextlib.suppress(OSError, ValueError):
+        try:  # noqa: SIM105 (no contextlib after the fork, see the top)
             self.ep.unregister(fd)
+        except (OSError, ValueError):
+            pass
         if c.mode == "attach" and c.stdin:
             self.stdin_done()
         if c.exec is not None:
@@ -492,9 +590,10 @@ class Supervisor:
 
     def on_accept(self) -> None:
         try:
-            sock, _ = self.listener.accept()
+            fd, _ = self.listener._accept()  # type: ignore[attr-defined]  # C's accept, not in typeshed
         except OSError:
             return
+        sock = Sock(fileno=fd)
         sock.setblocking(True)
         sock.settimeout(30)
         c = Client(sock)
@@ -628,6 +727,14 @@ class Supervisor:
         if init is None or init.status is not None or not self.started:
             return {"error": "container is not running"}
         proc_spec = req["process"]
+        if not self.in_pidns:
+            # exec'd processes are born in the init's pid namespace (the helper made it, or joined it, for the init)
+            fd = os.open(f"/proc/{init.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                linux.setns(fd, linux.CLONE_NEWPID)
+            finally:
+                os.close(fd)
+            self.in_pidns = True
         with open(self.dir + "/spec", "rb") as f:
             spec = marshal.load(f)
         cg_dirs = self.cgroup.dirs()
@@ -699,8 +806,7 @@ def run(state_dir: str, report: Any, handshake: Any = None) -> None:
     """The supervisor's life: set up the container, `report(b"R<pid>" or b"E<error>")`, serve, exit.
 
     `handshake`: a staged create (see Supervisor.setup)."""
-    with open(state_dir + "/params", "rb") as f:
-        params = marshal.load(f)
+    params = marshal.loads(read_file(state_dir + "/params"))
     wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     _signal.set_wakeup_fd(wake_w)
     _signal.signal(_signal.SIGCHLD, lambda *_: None)
@@ -720,10 +826,13 @@ def run(state_dir: str, report: Any, handshake: Any = None) -> None:
             sup.cgroup.delete()
         report(("E" + err).encode())
         os._exit(1)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener = Sock(_socket.AF_UNIX, _socket.SOCK_STREAM)
     path = state_dir + "/ctl.sock"
-    with P.socket_path(path) as name:
-        listener.bind(name)
+    if len(path.encode()) <= P.SUN_PATH_MAX:  # most often: without socket_path's generator machinery
+        listener.bind(path)
+    else:
+        with P.socket_path(path) as name:
+            listener.bind(name)
     os.chmod(path, 0o600)
     listener.listen(16)
     listener.setblocking(False)
@@ -736,7 +845,7 @@ def run(state_dir: str, report: Any, handshake: Any = None) -> None:
     os._exit(0)
 
 
-def spawn(conn: socket.socket, state_dir: str, staged: bool = False, in_host_ns: bool = False) -> None:
+def spawn(conn: Sock, state_dir: str, staged: bool = False) -> None:
     """Forks a new supervisor for another container from this live one (op "spawn").
 
     No interpreter start-up and no imports, and the new supervisor shares this one's pages copy-on-write: what
@@ -744,13 +853,7 @@ def spawn(conn: socket.socket, state_dir: str, staged: bool = False, in_host_ns:
     answers on `conn`; our children are born in our container's pid namespace, so we fork from the host's.
     `staged`: the engine writes the spec later; the new supervisor answers {"prepared": "P"} once its init waits
     in the cgroup, then waits for a frame on `conn` (EOF: given up) before it carries on.
-    `in_host_ns`: we (the zygote) have no container, our children are born in the host's pid namespace already.
     """
-    if in_host_ns:
-        _fork_supervisor(conn, state_dir, staged)
-        return
-    from engine.exec import linux
-
     host_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     container_ns = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -824,7 +927,7 @@ def _rehearse_once(scratch: str) -> None:
     wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     sup.ep.register(wake_r, select.EPOLLIN)
     sup.fds[wake_r] = ("signal", None)
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     c = Client(ours)
     sup.clients[ours.fileno()] = c
     sup.fds[ours.fileno()] = ("client", c)
@@ -857,7 +960,7 @@ def _rehearse_once(scratch: str) -> None:
             os.waitpid(proc.pid, 0)
 
 
-def _fork_supervisor(conn: socket.socket, state_dir: str, staged: bool) -> None:
+def _fork_supervisor(conn: Sock, state_dir: str, staged: bool) -> None:
     """The double fork of `spawn`. The parent does as little as it can afterwards: what it writes to then
     (refcounts included) becomes a private copy of the page in the new supervisor."""
     pid = os.fork()
@@ -865,35 +968,111 @@ def _fork_supervisor(conn: socket.socket, state_dir: str, staged: bool) -> None:
         try:
             if os.fork():
                 os._exit(0)
-            os.setsid()
-            keep = conn.fileno()
-            os.closerange(3, keep)
-            os.closerange(keep + 1, 65536)
-            log = os.open(state_dir + "/supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.dup2(log, 2)
-            os.close(log)
-            sock = socket.socket(fileno=keep)
-            sock.setblocking(True)
-
-            def report(msg: bytes) -> None:
-                with contextlib.suppress(OSError):
-                    sock.sendall(P.frame(P.CONTROL, marshal.dumps({"spawned": msg.decode()})))
-                sock.close()
-
-            def handshake(msg: bytes) -> tuple[int, bytes] | None:
-                try:
-                    sock.sendall(P.frame(P.CONTROL, marshal.dumps({"prepared": msg.decode()})))
-                    sock.settimeout(300)
-                    got = P.recv_frame(sock)
-                    sock.settimeout(None)
-                    return got
-                except OSError:
-                    return None
-
-            run(state_dir, report, handshake if staged else None)
+            _become_supervisor(conn.fileno(), state_dir, staged)
         finally:
             os._exit(1)
     os.waitpid(pid, 0)
+
+
+def _zygote_child(fd: int) -> None:
+    """The zygote's child for one connection `fd` (never returns): reads the request and forks the supervisor
+    it asks for, which leaves the zygote's process tree as this one exits.
+
+    Here rather than in the zygote: a page the zygote writes after a fork (reading and decoding a request, a
+    socket object made and freed) stays shared with the supervisors forked before, but not with the last one,
+    whose copy becomes its own private page."""
+    try:
+        conn = Sock(fileno=fd)
+        conn.settimeout(10)
+        buf = b""
+        while len(buf) < P.HEADER or len(buf) < P.HEADER + P.parse_header(buf[: P.HEADER])[1]:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        req = marshal.loads(buf[P.HEADER :])
+        if req.get("op") == "spawn" and os.fork() == 0:
+            _become_supervisor(conn.detach(), str(req["dir"]), bool(req.get("staged")))
+    except Exception as e:
+        print(f"portside zygote: {type(e).__name__}: {e}", file=sys.stderr)
+    finally:
+        os._exit(0)
+
+
+def _become_supervisor(keep: int, state_dir: str, staged: bool) -> None:
+    """The new supervisor of a spawn (never returns): its own session, only the descriptor `keep` (the
+    connection it answers on) kept, stderr to the container's supervisor.log."""
+    try:
+        os.setsid()
+        os.closerange(3, keep)
+        os.closerange(keep + 1, 65536)
+        log = os.open(state_dir + "/supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(log, 2)
+        os.close(log)
+        sock = Sock(fileno=keep)
+        sock.setblocking(True)
+
+        def report(msg: bytes) -> None:
+            try:  # noqa: SIM105 (no contextlib after the fork, see the top)
+                sock.sendall(P.frame(P.CONTROL, marshal.dumps({"spawned": msg.decode()})))
+            except OSError:
+                pass
+            sock.close()
+
+        def handshake(msg: bytes) -> tuple[int, bytes] | None:
+            try:
+                sock.sendall(P.frame(P.CONTROL, marshal.dumps({"prepared": msg.decode()})))
+                sock.settimeout(300)
+                got = P.recv_frame(sock)
+                sock.settimeout(None)
+                return got
+            except OSError:
+                return None
+
+        run(state_dir, report, handshake if staged else None)
+    finally:
+        os._exit(1)
+
+
+_FILLERS: list[object] = []  # kept for the zygote's life: see settle_heap
+
+
+def settle_heap() -> None:
+    """Fills the zygote's half-used allocator pools, so what a forked supervisor allocates goes to fresh pages.
+
+    CPython's small-object allocator serves each size class from its pools with free blocks: holes left across
+    the zygote's heap by its imports and its rehearsal. A supervisor allocating there copies every page it
+    lands on (and its pool's header page), with the zygote's objects around the hole. With the holes filled
+    (and the free lists of tuples, lists, dicts... emptied into them first, by a full collection), a
+    supervisor's objects go to new pools it is alone on, a few pages per size class in all.
+    """
+    gc.collect()  # also empties the free lists
+    # the allocator's own account of its pools ("avail blocks" per size class), which it prints to stderr only
+    fd = os.memfd_create("mallocstats", os.MFD_CLOEXEC)
+    saved = os.dup(2)
+    try:
+        os.dup2(fd, 2)
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    avail: list[tuple[int, int]] = []
+    for line in b"".join(chunks).split(b"\n"):
+        parts = line.split()
+        if len(parts) == 5 and parts[0].isdigit() and parts[1].isdigit():
+            avail.append((int(parts[1]), int(parts[4])))
+    # a bytes object of length n takes n + 33 bytes; ints of one digit take 28 (the 32-byte class); nothing
+    # takes 16 bytes, and what a supervisor allocates there is little
+    for size, n in avail:
+        if size == 32:
+            _FILLERS.extend([i + (1 << 20) for i in range(n)])
+        elif size >= 48:
+            _FILLERS.extend(bytes(size - 33) for _ in range(n))
 
 
 def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
@@ -910,7 +1089,7 @@ def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
 
     for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGPIPE):
         _signal.signal(sig, _signal.SIG_IGN)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener = Sock(_socket.AF_UNIX, _socket.SOCK_STREAM)
     with P.socket_path(sock_path) as name:
         listener.bind(name)
     os.chmod(sock_path, 0o600)
@@ -925,6 +1104,10 @@ def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
         rehearse(f"{os.path.dirname(sock_path)}/.rehearsal-{os.getpid()}")
     except Exception as e:  # a smaller saving lost, not the zygote
         print(f"portside zygote: rehearsal: {type(e).__name__}: {e}", file=sys.stderr)
+    try:
+        settle_heap()
+    except Exception as e:  # likewise (an interpreter without pymalloc prints no pools: nothing is filled)
+        print(f"portside zygote: settle_heap: {type(e).__name__}: {e}", file=sys.stderr)
     gc.freeze()
     while True:
         try:
@@ -936,25 +1119,22 @@ def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
                 with contextlib.suppress(OSError):
                     os.unlink(sock_path)
                 os._exit(0)
+            # as little as can be between two forks, all of it in C: see _zygote_child
             try:
-                conn, _ = listener.accept()
+                conn, _ = listener._accept()  # type: ignore[attr-defined]  # C's accept, not in typeshed
             except OSError:
                 continue
             try:
-                conn.settimeout(10)
-                buf = b""
-                while len(buf) < P.HEADER or len(buf) < P.HEADER + P.parse_header(buf[: P.HEADER])[1]:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    buf += chunk
-                req = marshal.loads(buf[P.HEADER :])
-                if req.get("op") == "spawn":
-                    spawn(conn, str(req["dir"]), staged=bool(req.get("staged")), in_host_ns=True)
-            except Exception as e:
-                print(f"portside zygote: {type(e).__name__}: {e}", file=sys.stderr)
-            finally:
-                conn.close()
+                pid = os.fork()
+            except OSError as e:
+                print(f"portside zygote: {e}", file=sys.stderr)
+                os.close(conn)
+                continue
+            if pid == 0:
+                _zygote_child(conn)
+            os.close(conn)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
 
 
 def main() -> None:
