@@ -11,9 +11,8 @@ the table is redrawn from the histories every TABLE_PERIOD seconds, changed cell
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +44,8 @@ from app.widgets.home import HomePane
 from app.widgets.log_view import LogView
 
 if TYPE_CHECKING:  # the hidden tabs' widgets are imported when they are built (_fill_tabs)
+    import urllib.request
+
     from app import settings as st
     from app.widgets.exec_pane import ExecPane
     from app.widgets.settings_pane import SettingsPane
@@ -61,13 +62,19 @@ STATS_STATES = {"running", "paused"}
 # Seconds between redraws of the Stats tab's table of all running containers.
 TABLE_PERIOD = 2.0
 
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+@functools.cache
+def _no_proxy() -> urllib.request.OpenerDirector:
+    import urllib.request  # here, on the URL check's thread: not one of the imports the first frame waits for
+
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def http_check(url: str, timeout: float = 2.0) -> str:
     """`200`, `404`... or why there was no answer."""
+    import urllib.error
+
     try:
-        with _NO_PROXY.open(url, timeout=timeout) as resp:
+        with _no_proxy().open(url, timeout=timeout) as resp:
             return str(resp.status)
     except urllib.error.HTTPError as exc:
         return str(exc.code)
