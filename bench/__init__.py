@@ -9,7 +9,10 @@ dockerd, skopeo), and `Table`, which prints medians with ratios against a baseli
 they never assert them.
 
 `bench/run tui` (issue 7) drives the real `portside` command on a 160x50 pty (a reader thread keeps every
-output byte with its arrival time): first paint with 200 containers (start of the process to a row on screen),
+output byte with its arrival time): first paint with 200 containers (start of the process to the last of the rows
+that fit on screen, the first row's time beside it; alike for a bare Textual app listing the same containers,
+`bench/tui_floor.py`, the floor of that figure; Python's start and the imports timed beside; the trees
+byte-compiled first, as an install is, since PYTHONDONTWRITEBYTECODE here would compile app/ at every start),
 the process's CPU from /proc/PID/stat with 20 running and the Stats tab open, and key response under a flood of
 ~10,000 lines/s (a busybox loop of 1,050-line bursts every 100 ms; its real rate is measured from its own
 counter file, read by exec): time from writing `f` to the pty to the log status line showing the new follow state, which neither
