@@ -28,6 +28,16 @@ with 200 containers was 2.1-2.9 s from the process start then. Session 4 (load ~
 during the flood was printed as 47% against 8% for cd5c707 in that run, but lab runs of the same steps measured
 44-45% for both trees side by side: the bench's figure for it is not stable and is not a target. Against dockerd the same flood costs the app ~33% of a core: dockerd sends each line
 as its own HTTP chunk, so the dechunker and frame loop run per line.
+Issue 16 (2 shared cores, load 4.5-5.4, against e81365c interleaved, both byte-compiled): first paint of the 45
+rows that fit, 11 runs each, median 458 ms (e81365c 473 ms; the bare Textual app 380 ms); the process's CPU up to
+that frame (in-process rusage, 15 runs) median 366 ms (e81365c 396 ms, the bare app 283 ms). The 601 ms measured
+before was of a worktree without bytecode (compiling app/ cost ~30 ms of CPU a start) under load. Of the CPU to the
+frame, Python's start is ~25 ms, importing Textual ~140 ms, the app's modules and the first screen's widgets
+~25 ms and Textual's first frame ~140 ms (CSS, compose and mount of ~35 widgets, styles, layout, the render, of
+which the 46 visible DataTable lines ~25 ms); the bare app's frame is ~60 ms, and the right-hand TabbedContent
+alone (5 tabs, its switcher) ~30 ms of the difference. Under this load wall time follows CPU time: 300 ms is met
+only on an idle machine (the bare app's 230-260 ms is the floor there). Key to screen in the same session: Down
+median 9 ms (p95 18), Right through the tabs 18 ms (p95 88), as before.
 
 `bench/run soak` (`--cycles`, default 1000; `--every`) runs container life cycles (`run -d` with a published port,
 a named volume and a user network, exec, logs, stop, `rm -f -v`, plus pull/rmi and build/rmi every 10) and
