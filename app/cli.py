@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print('portside: conflicting options: cannot specify both --host and --context', file=sys.stderr)
         return 1
     if not args.host:  # --context or $DOCKER_CONTEXT naming no context: docker's message, exit 1
-        from app.hosts import ContextNotFound, initial  # not for -H: a twentieth of a second before the first frame
+        from app.hosts import ContextNotFound, initial  # not for -H: it and hashlib, tomllib stay off the first frame
 
         try:
             initial(context=args.context)
