@@ -105,13 +105,17 @@ is a plain one (`-H`/$DOCKER_HOST on a unix socket or plain TCP, or the portside
 context, TLS or the embedded engine). `PortsideApp.on_mount` pushes the main screen after Textual's start-up batch
 (Textual lays out a screen inside that batch without drawing it, so a screen pushed there waits for a repaint;
 under Pilot it is pushed at once, so tests find it); its `ContainerList` starts with the prefetched rows, measuring
-column widths itself, so the first frame shows them. The hidden tabs (Stats, Settings, Exec, Inspect: ~75
-widgets and their modules) are built, and the selection's streams started, once that frame is drawn
+column widths itself, so the first frame shows them (and DataTable's own pass over new rows, which measures every
+cell again through Rich before that frame, skips the rows it measured). The tabs' widgets (Home's, which show
+nothing of the selection before then, and the hidden Stats, Settings, Exec, Inspect: ~75 widgets and their
+modules) are built, and the selection's streams started, once that frame is drawn
 (`MainScreen._first_frame_out`, a callback after refresh, which Textual runs once nothing is left to draw);
 `tabs_built` and `loaded` say when. Then `first_frame_drawn()` freezes what start-up made (`gc.freeze`) and turns
 collection back on, and the connect worker, which waited for that frame whenever there was a prefetched list,
 imports docker-py, connects, follows /events and loads the list once per connection; a reload of the same rows
-redraws no cell.
+redraws no cell. None of app.hosts (with -H, or a config without `[[hosts]]`), docker-py, urllib.request, or
+tomllib (without a config file) is imported before the first frame (issue 16); what is left there is Python,
+Textual and the first screen's widgets (`bench/run tui` prints them beside a bare Textual app's first paint).
 Stats flow: `stats_streams.py` (headless) keeps one `GET /containers/{id}/stats?stream=1` per watched container, read by
 a daemon thread into that container's `stats.History` (a one-shot call costs ~10x a streamed sample). The main
 screen decides what is watched (`_watch_stats`, on list changes, selection and tab switches): the selected

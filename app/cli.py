@@ -132,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         # docker's own refusal of both at once
         print('portside: conflicting options: cannot specify both --host and --context', file=sys.stderr)
         return 1
-    from app.hosts import ContextNotFound, initial
-
     if not args.host:  # --context or $DOCKER_CONTEXT naming no context: docker's message, exit 1
+        from app.hosts import ContextNotFound, initial  # not for -H: it and hashlib, tomllib stay off the first frame
+
         try:
             initial(context=args.context)
         except ContextNotFound as exc:

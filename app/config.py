@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +118,8 @@ def load_config(path: Path | None = None) -> tuple[Config, list[str]]:
     cfg = Config(path=path)
     if not path.exists():
         return cfg, []
+    import tomllib  # no file, no TOML parser among the imports of the TUI's start
+
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

@@ -15,7 +15,6 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from app import endpoint as endpoints
-from app import hosts
 from app.config import Config, load_config
 from app.lifecycle import error_text
 from app.messages import (
@@ -31,6 +30,7 @@ from app.messages import (
 from app.prefetch import ContainerPrefetch
 
 if TYPE_CHECKING:
+    from app import hosts
     from app.engine_client import EngineClient
     from app.host_pool import HostConnection, HostPool
 
@@ -65,8 +65,12 @@ class PortsideApp(App[None]):
         super().__init__()
         self.host = host
         self.context = context  # --context NAME
-        self.user_hosts, host_errors = hosts.parse_user_hosts(self.config.hosts, str(self.config.path or "config"))
-        config_errors = [*config_errors, *host_errors]
+        self.user_hosts: list[hosts.Host] = []
+        if self.config.hosts:  # app.hosts (ssl, hashlib, tomllib...) is imported off the first frame's path
+            from app.hosts import parse_user_hosts
+
+            self.user_hosts, host_errors = parse_user_hosts(self.config.hosts, str(self.config.path or "config"))
+            config_errors = [*config_errors, *host_errors]
         self.current_host: hosts.Host | None = None
         self._session_hosts: list[hosts.Host] = []  # hosts shown in this session (a -H URL is listed by none)
         self.pool: HostPool | None = None
@@ -136,6 +140,8 @@ class PortsideApp(App[None]):
             # the first frame shows the prefetched list: docker-py's import and handshakes wait for it to be
             # drawn rather than share the interpreter with it
             self.first_frame.wait(2.0)
+        from app import hosts
+
         try:
             first = hosts.initial(self.host, self.context)
         except hosts.ContextNotFound as exc:
@@ -240,6 +246,8 @@ class PortsideApp(App[None]):
     def known_hosts(self) -> list[hosts.Host]:
         """Every host the switcher lists: discovered ones, the user's, and those of this session that are none
         of them (a -H URL), after the local engine."""
+        from app import hosts
+
         found = hosts.discover(user=self.user_hosts)
         names = {h.name for h in found}
         extra = [h for h in self._session_hosts if h.name not in names]

@@ -11,9 +11,8 @@ the table is redrawn from the histories every TABLE_PERIOD seconds, changed cell
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +44,8 @@ from app.widgets.home import HomePane
 from app.widgets.log_view import LogView
 
 if TYPE_CHECKING:  # the hidden tabs' widgets are imported when they are built (_fill_tabs)
+    import urllib.request
+
     from app import settings as st
     from app.widgets.exec_pane import ExecPane
     from app.widgets.settings_pane import SettingsPane
@@ -61,13 +62,19 @@ STATS_STATES = {"running", "paused"}
 # Seconds between redraws of the Stats tab's table of all running containers.
 TABLE_PERIOD = 2.0
 
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+@functools.cache
+def _no_proxy() -> urllib.request.OpenerDirector:
+    import urllib.request  # here, on the URL check's thread: not one of the imports the first frame waits for
+
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def http_check(url: str, timeout: float = 2.0) -> str:
     """`200`, `404`... or why there was no answer."""
+    import urllib.error
+
     try:
-        with _NO_PROXY.open(url, timeout=timeout) as resp:
+        with _no_proxy().open(url, timeout=timeout) as resp:
             return str(resp.status)
     except urllib.error.HTTPError as exc:
         return str(exc.code)
@@ -177,10 +184,10 @@ class MainScreen(Screen[None]):
                 yield ContainerList(self._prefetched(), id="containers")
                 yield Static("", id="first-run")
             with TabbedContent(id="tabs"):
-                with TabPane("Home", id="tab-home"):
-                    yield HomePane(id="home")
-                # filled once the first frame is out (_first_frame_out): their ~75 widgets cost that frame a
-                # third of its time, and they are hidden until their tab is chosen
+                # filled once the first frame is out (_first_frame_out): the hidden tabs' ~75 widgets cost that
+                # frame a third of its time, and Home's a twentieth, while it shows nothing of the selection yet
+                # (logs, stats and URLs come once the frame is out)
+                yield TabPane("Home", id="tab-home")
                 yield TabPane("Stats", id="tab-stats")
                 yield TabPane("Settings", id="tab-settings")
                 yield TabPane("Exec", id="tab-exec")
@@ -189,7 +196,7 @@ class MainScreen(Screen[None]):
 
     @property
     def tabs_built(self) -> bool:
-        """The hidden tabs' widgets exist (they are built once the first frame is out)."""
+        """The tabs' widgets exist, Home's too (they are built once the first frame is out)."""
         return self._painted
 
     async def _fill_tabs(self) -> None:
@@ -199,8 +206,9 @@ class MainScreen(Screen[None]):
         from app.widgets.settings_pane import SettingsPane
         from app.widgets.stats_pane import StatsPane
 
-        for pane_id, widget in (("tab-stats", StatsPane(id="stats")), ("tab-settings", SettingsPane(id="settings")),
-                                ("tab-exec", ExecPane(id="exec")), ("tab-inspect", JsonTree(id="inspect"))):
+        for pane_id, widget in (("tab-home", HomePane(id="home")), ("tab-stats", StatsPane(id="stats")),
+                                ("tab-settings", SettingsPane(id="settings")), ("tab-exec", ExecPane(id="exec")),
+                                ("tab-inspect", JsonTree(id="inspect"))):
             await self.query_one(f"#{pane_id}", TabPane).mount(widget)
 
     def _prefetched(self) -> list[ContainerRow] | None:
@@ -242,7 +250,6 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         self.banner.display = False
         self.query_one("#filter", Input).display = False
-        self.home.search_input.display = False
         self.container_list.focus()
         self._table_timer = self.set_interval(TABLE_PERIOD, self._refresh_table, pause=True)
         if getattr(self.app, "connected", False):

@@ -27,6 +27,9 @@ class HomePane(Vertical):
         yield LogView(id="logs")
         yield Input(placeholder="search the log (regex); Enter keeps it, Esc clears", id="log-search")
 
+    def on_mount(self) -> None:
+        self.search_input.display = False  # until `/` opens it
+
     @property
     def log_view(self) -> LogView:
         return self.query_one(LogView)
