@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
@@ -116,12 +117,13 @@ class ContainerList(DataTable[Text]):
             self.move_cursor(row=wanted.index(current), animate=False)
         self.post_message(self.Highlighted(self.current_id))
 
-    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+    def _update_dimensions(self, new_rows: Iterable[RowKey], *args: Any, **kwargs: Any) -> None:
         # The table's own pass over new rows (each cell formatted and measured through Rich, ~15 ms for 200 rows,
         # run before the first frame) is left to rows refresh_rows did not measure: its cell_len of a one-line
-        # Text is what Rich's measure gives. The pass still sets the virtual size from the rows' heights.
+        # Text is what Rich's measure gives. The pass still sets the virtual size from the rows' heights. A private
+        # DataTable method: extra arguments a later Textual adds are passed through, and a rename only loses this.
         measured, self._measured = self._measured, set()
-        super()._update_dimensions([key for key in new_rows if key not in measured])
+        super()._update_dimensions([key for key in new_rows if key not in measured], *args, **kwargs)
 
     def _draw(self, row: ContainerRow) -> None:
         self._drawn[row.id] = (row, row.id in self.marked)
