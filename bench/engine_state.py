@@ -199,11 +199,15 @@ def leak_table(before: dict[str, set[str] | int], after: dict[str, set[str] | in
 
 
 def settle(b: Bench, timeout: float = 10) -> None:
-    """Waits until no container is left (removal is synchronous; the kernel destroys veths a moment later)."""
+    """Waits until no container is left (removal is synchronous; the kernel destroys veths a moment later) and
+    the daemon has given the freed memory back (a trim a second after a removal, engine/mallopt.py): else the
+    RSS read next may or may not have had its trim, a 1-2 MiB difference from one run to the next."""
+    from engine import mallopt
+
     deadline = time.monotonic() + timeout
     while b.docker("ps", "-aq").strip() and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(0.5)
+    time.sleep(mallopt.TRIM_DELAY + 0.5)
 
 
 def memtrace_snapshot(b: Bench, directory: Path, timeout: float = 60) -> Path:
