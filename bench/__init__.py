@@ -48,11 +48,20 @@ allocation sites and object types that grew (engine/memtrace.py). `bench/run con
 inspect/list/logs clients and stats and event streams beside a life-cycle churn: errors, hangs, event order
 across streams, p50/p99 of `GET /containers/json`, and the same leak table. Both share `bench/engine_state.py`.
 Measured (issue 17, 2 shared cores, load 2.2-2.6): soak 1000 cycles in 277 s (container cycle median 242 ms, p99
-357 ms), nothing left over in any row, daemon RSS +5.2 MiB (63.0 -> 68.1 MiB; 400 cycles before these fixes:
-+12.8 MiB). Python's heap is flat once the first cycles have filled the event history and caches (tracemalloc);
-the rest is allocator creep of ~0.25 MiB per 100 cycles. Concurrency, two runs (load 1-3.6, 0.6-1.9): 50 parallel
-create+start 1.5/1.8 s wall, 0 errors, 40 event streams seeing the same events in the same order, `GET
-/containers/json` p50 83/114 ms, p99 197/265 ms (431 ms before), nothing left over.
+357 ms), nothing left over in any row, daemon RSS +5.2 MiB (63.0 -> 68.1 MiB; 400 cycles before these fixes: +12.8
+MiB). Second pass (same machine, load 2-7): e81365c gave +5.51 MiB (63.5 -> 69.0; still +0.25 MiB per 100 cycles at
+the end), this tree +1.39, +2.80 and +3.06 MiB in three runs, flat from cycle ~400 on (the third, once settle()
+waited for the trim after the last removal at both ends: 62.0, 64.9, 65.9, 66.3, 66.1, 65.1 MiB at cycles 0-1000 by
+200), the census's Go heap row flat (456 -> 352 KiB; +900 KiB over the same run with GOGC=10 alone and no parse
+cache). Python's heap with its garbage collected first grew +0.07 MiB in 200 cycles (tracemalloc), its top site the
+dockerfile package's leak of every parse's Command fields (~460 B a parse). The rest: that package's Go runtime
+heap (never collected below 4 MiB: ~22 KiB a build), ~2 MiB of free pages in malloc's heaps that malloc_trim
+returns (constant: a trim gave back 2.06 MiB at cycle 30 and 1.78 MiB at cycle 300), CPython's interned-string
+table doubling once (a 1.9 MiB dict appears near cycle 300: pathlib interns every container id it sees, and the ids
+that come and go fill the table) and pymalloc pages touched for the first time inside its arenas (25 of them, 24.3
+MiB in blocks at cycle 30 and at 300). Concurrency, two runs (load 1-3.6, 0.6-1.9): 50 parallel create+start
+1.5/1.8 s wall, 0 errors, 40 event streams seeing the same events in the same order, `GET /containers/json` p50
+83/114 ms, p99 197/265 ms (431 ms before), nothing left over.
 
 `bench/run pull` starts a private dockerd 20.10 (temp roots, `--iptables=false --bridge=none`) and a portside
 daemon, and times `docker pull` on both, portside's ImageService directly, `podman pull` and `skopeo copy`

@@ -111,6 +111,20 @@ def _status(pid: int, key: str) -> int:
     return 0
 
 
+def _go_heap(pid: int) -> int:
+    """Resident KiB of the Go runtime's heap (the Dockerfile parser's, engine/mallopt.py): Go maps it from
+    0xc000000000 up on amd64."""
+    total, inside = 0, False
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+            head = line.split(maxsplit=1)[0]
+            if "-" in head and not head.endswith(":"):
+                inside = 0xC000000000 <= int(head.split("-")[0], 16) < 0xC100000000
+            elif inside and head == "Rss:":
+                total += int(line.split()[1])
+    return total
+
+
 def census_rss(b: Bench) -> int:
     """The daemon's resident set, KiB."""
     assert b.daemon.proc is not None
@@ -162,7 +176,7 @@ def census(b: Bench) -> dict[str, set[str] | int]:
         "cgroups": cgroups, "processes": procs,
         "data-root files": _files(d.data_root), "exec-root files": _files(d.exec_root),
         "daemon fds": len(os.listdir(f"/proc/{pid}/fd")), "daemon threads": _status(pid, "Threads"),
-        "daemon RSS KiB": _status(pid, "VmRSS"),
+        "daemon RSS KiB": _status(pid, "VmRSS"), "of it Go heap KiB": _go_heap(pid),
     }
 
 
@@ -185,11 +199,15 @@ def leak_table(before: dict[str, set[str] | int], after: dict[str, set[str] | in
 
 
 def settle(b: Bench, timeout: float = 10) -> None:
-    """Waits until no container is left (removal is synchronous; the kernel destroys veths a moment later)."""
+    """Waits until no container is left (removal is synchronous; the kernel destroys veths a moment later) and
+    the daemon has given the freed memory back (a trim a second after a removal, engine/mallopt.py): else the
+    RSS read next may or may not have had its trim, a 1-2 MiB difference from one run to the next."""
+    from engine import mallopt
+
     deadline = time.monotonic() + timeout
     while b.docker("ps", "-aq").strip() and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(0.5)
+    time.sleep(mallopt.TRIM_DELAY + 0.5)
 
 
 def memtrace_snapshot(b: Bench, directory: Path, timeout: float = 60) -> Path:
@@ -219,6 +237,11 @@ def memtrace_diff(old: Path, new: Path, top: int = 12) -> str:
     z = tracemalloc.Snapshot.load(str(new)).filter_traces([skip])
     lines = [f"  python heap: {sum(s.size for s in a.statistics('filename')) / 2**20:.2f} MiB -> "
              f"{sum(s.size for s in z.statistics('filename')) / 2**20:.2f} MiB"]
+    with contextlib.suppress(OSError, ValueError):
+        ma = json.loads(old.with_suffix(".malloc.json").read_text())
+        mz = json.loads(new.with_suffix(".malloc.json").read_text())
+        lines.append("  glibc malloc (MiB): " + ", ".join(
+            f"{k} {ma[k] / 2**20:.2f} -> {mz[k] / 2**20:.2f}" for k in ("in_use", "free", "mmapped") if k in ma))
     with contextlib.suppress(OSError, ValueError):
         ta = json.loads(old.with_suffix(".types.json").read_text())
         tz = json.loads(new.with_suffix(".types.json").read_text())

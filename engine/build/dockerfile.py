@@ -9,6 +9,7 @@ messages for them (`dockerfile parse error on line 3: unknown instruction: FROB`
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -165,6 +166,15 @@ def _instruction(c: Any, *, inner: bool = False) -> Instruction:
                        [h.name for h in getattr(c, "heredocs", ()) or ()])
 
 
+@functools.lru_cache(maxsize=16)
+def _lines(text: str) -> tuple[Any, ...]:
+    """The package's parse of `text`, kept for the last 16 texts. Its 3.4.0 extension keeps a reference to every
+    field of every Command it returns (cmdsToPy never releases what it hands the Command constructor), so each
+    parse leaked its strings and tuples for good (~460 B for a two-line Dockerfile); a rebuild of the same text
+    no longer parses it again. The Commands are immutable namedtuples, safe to share. A GoParseError is not kept."""
+    return tuple(_df.parse_string(text))
+
+
 def _located(line: int, e: InvalidArgument) -> InvalidArgument:
     return InvalidArgument(f"dockerfile parse error on line {line}: {e.message}")
 
@@ -182,7 +192,7 @@ def parse(text: str, name: str = "Dockerfile") -> Dockerfile:
         warnings.append(f"the '# syntax={found['syntax']}' directive is ignored: the classic builder uses its own "
                         "Dockerfile frontend")
     try:
-        commands = _df.parse_string(text)
+        commands = _lines(text)
     except _df.GoParseError as e:
         msg = str(e)
         if "file with no instructions" in msg:
@@ -232,7 +242,7 @@ def _stage(c: Any, index: int) -> Stage:
 def parse_trigger(expr: str) -> Instruction:
     """An ONBUILD trigger, parsed when a stage starts from an image that carries it."""
     try:
-        commands = _df.parse_string(expr + "\n")
+        commands = _lines(expr + "\n")
     except _df.GoParseError as e:
         raise InvalidArgument(str(e)) from None
     if len(commands) != 1:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine import ids
+from engine import ids, mallopt
 from engine.containers import logconfig, shape
 from engine.containers.health import HealthMonitor, merge_config, status_of
 from engine.containers.mountspec import DEFAULT_PROPAGATION, bind_propagation, check_mount_specs
@@ -91,6 +91,8 @@ class ContainerManager:
         self.exec_gc_interval = EXEC_GC_INTERVAL
         self._exec_gc: asyncio.Task[None] | None = None
         self.health = HealthMonitor(self)
+        # what a removed container held is garbage now: its free pages go back to the system (mallopt.py)
+        self.trimmer = mallopt.Trimmer()
 
     # -- helpers ------------------------------------------------------------------------------------------------
     @property
@@ -712,6 +714,7 @@ class ContainerManager:
                             self.d.volumes.remove(m["Name"])
                             self.d.events.publish("volume", "destroy", m["Name"], {"driver": "local"})
         self.emit(rec, "destroy")
+        self.trimmer.soon()
         ev = self._removed.pop(cid, None)
         if ev is not None:
             ev.set()
@@ -883,6 +886,7 @@ class ContainerManager:
 
     async def close(self) -> None:
         self._closing = True
+        self.trimmer.cancel()
         await self.health.close()
         tasks = [*self._monitors.values(), *self._restart_tasks.values(), *([self._exec_gc] if self._exec_gc else [])]
         for t in tasks:

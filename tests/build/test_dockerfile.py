@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.build.dockerfile import directives, parse, parse_trigger
+from engine.build.dockerfile import _lines, directives, parse, parse_trigger
 from engine.errors import InvalidArgument
 
 
@@ -74,3 +74,14 @@ def test_onbuild_triggers() -> None:
     assert (t.name, t.args) == ("ADD", [".", "/app"])
     with pytest.raises(InvalidArgument, match="unknown instruction"):
         parse_trigger("FROB x")
+
+
+def test_a_text_parsed_again_reuses_the_first_parse() -> None:
+    # the dockerfile package keeps every field of what it returns alive for good (engine/build/dockerfile._lines):
+    # a rebuild of the same Dockerfile must not go through it again
+    text = "FROM busybox\nRUN echo pst-lines-cache\n"
+    first = _lines(text)
+    assert parse(text).stages[0].commands[0].args == ["echo pst-lines-cache"]
+    assert _lines(text) is first
+    assert parse_trigger("RUN echo pst-trigger").args == ["echo pst-trigger"]
+    assert _lines("RUN echo pst-trigger\n") is _lines("RUN echo pst-trigger\n")

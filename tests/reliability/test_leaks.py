@@ -165,3 +165,31 @@ def test_finished_execs_are_collected_while_their_container_runs(embedded: Embed
         m.exec_gc_interval = 300.0
         e.ok("rm", "-f", "pst-leak-gc")
     assert m.execs == {} and m._exec_gc is None
+
+
+def test_removals_give_freed_memory_back_in_one_trim_a_burst(embedded: Embedded) -> None:
+    # what a removed container held is garbage: malloc's free pages go back to the system (engine/mallopt.py), in
+    # one malloc_trim a second after a removal, shared by the removals meanwhile (not put off by them)
+    from engine import mallopt
+
+    m = embedded.engine.containers
+    m.trimmer.delay = 600.0  # long enough to see the one scheduled
+    try:
+        for i in range(2):
+            embedded.ok("create", "--name", f"pst-leak-trim-{i}", embedded.image, "true")
+        embedded.on_loop(m.trimmer.cancel)  # one an earlier test's removal scheduled
+        before = m.trimmer.trims
+        embedded.ok("rm", "pst-leak-trim-0")
+        due = m.trimmer.due()
+        assert due is not None
+        embedded.ok("rm", "pst-leak-trim-1")
+        assert m.trimmer.due() == due
+        m.trimmer.delay = 0.05
+        embedded.on_loop(m.trimmer.cancel)
+        embedded.ok("create", "--name", "pst-leak-trim-2", embedded.image, "true")
+        embedded.ok("rm", "pst-leak-trim-2")
+        poll(lambda: m.trimmer.trims == before + 1 and m.trimmer.due() is None, "the trim after the removal")
+    finally:
+        m.trimmer.delay = mallopt.TRIM_DELAY
+        for i in range(3):
+            embedded.d.docker("rm", "-f", f"pst-leak-trim-{i}")
