@@ -75,16 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    import os
-
-    from engine import mallopt
-
-    env = mallopt.go_environment(dict(os.environ))
-    if env is not None:  # the Go runtime of the Dockerfile parser reads GOGC at the process's start only
-        try:
-            os.execve(sys.executable, sys.orig_argv, env)
-        except OSError as e:  # still a working daemon, with Go's larger heap floor
-            print(f"portside daemon: cannot re-execute with GOGC={mallopt.GOGC}: {e}", file=sys.stderr)
     import asyncio
     import logging
 

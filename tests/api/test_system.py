@@ -32,17 +32,6 @@ def test_docker_info_is_a_non_swarm_engine(daemon: PortsideDaemon) -> None:
     assert info["OSType"] == "linux" and info["NCPU"] >= 1 and info["MemTotal"] > 0
 
 
-def test_the_daemon_runs_with_a_gogc_for_the_dockerfile_parsers_go_runtime(daemon: PortsideDaemon) -> None:
-    # `portside daemon` re-executes itself with GOGC set (engine/mallopt.py), as the same process, still serving
-    from engine import mallopt
-
-    assert daemon.proc is not None
-    with open(f"/proc/{daemon.proc.pid}/environ", "rb") as f:
-        env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
-    assert env[b"GOGC"] == os.environ.get("GOGC", mallopt.GOGC).encode()
-    assert daemon.docker("version", "--format", "{{.Server.APIVersion}}").stdout.strip() == API_VERSION
-
-
 def test_socket_mode_is_0660(daemon: PortsideDaemon) -> None:
     st = os.stat(daemon.sock)
     assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
