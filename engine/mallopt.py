@@ -18,11 +18,9 @@ fragmentation that does not grow, so this lowers the RSS rather than its slope.
 
 The Dockerfile parser (the `dockerfile` package) is BuildKit's Go parser in a cgo extension, with a Go runtime of
 its own in the process. Go collects its heap when it doubles, but never below 4 MiB: each parse leaves ~15-20 KiB
-of garbage there until the heap reaches that floor, so a daemon's RSS climbed by up to ~4.3 MiB over its first few
-hundred builds (the soak: +0.66 MiB in 30), for parses whose live data is a few KiB. GOGC=10 lowers the floor to a
-tenth (the heap then stays ~1.5 MiB; a parse takes ~90 us instead of ~45). Go reads GOGC only from the
-environment the process started with (setting os.environ is too late), so `portside daemon` re-executes itself
-once with `go_environment()` when GOGC is not set; a GOGC of the user's is left alone.
+of garbage there until the heap reaches that floor, so it is bounded (~4.3 MiB at most). A Dockerfile text is
+parsed once (engine/build/dockerfile.py), so rebuilding the same files adds nothing; GOGC=10 in the daemon's
+environment lowers the floor to a tenth, at twice the parse time, for a daemon that builds many different files.
 """
 
 from __future__ import annotations
@@ -43,7 +41,6 @@ ARENA_MAX = 2
 
 
 TRIM_DELAY = 1.0  # seconds after a removal
-GOGC = "10"
 
 
 @functools.cache
@@ -70,13 +67,6 @@ def tune() -> bool:
     if not ok:
         log.debug("mallopt refused a setting; glibc's defaults stay")
     return ok
-
-
-def go_environment(environ: dict[str, str]) -> dict[str, str] | None:
-    """The environment to re-execute the daemon with so the Go runtime has GOGC (above), or None: set already."""
-    if "GOGC" in environ:
-        return None
-    return {**environ, "GOGC": GOGC}
 
 
 def trim() -> bool:

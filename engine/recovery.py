@@ -57,9 +57,9 @@ restart task and early-attach events at its removal (tests/reliability/test_leak
 queues exit states only while something listens to `exits()`. The events bus keeps dockerd's 256. glibc malloc
 runs with a fixed mmap threshold and two arenas (engine/mallopt.py): its dynamic threshold otherwise moves every
 large buffer of a pull or build into the heaps after the first, where they fragment them; a removal has
-malloc_trim give the heaps' free pages back a second later. The Dockerfile parser's Go runtime runs with GOGC=10
-(`portside daemon` re-executes itself once to set it), and a Dockerfile text goes through that parser once (its
-extension leaks every Command's fields; engine/build/dockerfile.py). What still grows for a while and stops:
+malloc_trim give the heaps' free pages back a second later. The Dockerfile parser's Go heap is bounded
+(engine/mallopt.py), and a Dockerfile text goes through that parser once (its extension leaks every Command's
+fields; engine/build/dockerfile.py). What still grows for a while and stops:
 CPython's table of interned strings (pathlib interns every path part, container ids included) doubles once, to
 ~1.9 MiB, when the ids it has seen come and go fill it. `PORTSIDE_TRACEMALLOC=<dir>` (engine/memtrace.py) makes a
 daemon trace its allocations and write a snapshot (plus live objects by type and malloc's own figures) on SIGUSR2;
