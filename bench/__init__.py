@@ -53,7 +53,9 @@ MiB). Second pass (same machine, load 2-7): e81365c gave +5.51 MiB (63.5 -> 69.0
 the end), this tree +1.39, +2.80 and +3.06 MiB in three runs, flat from cycle ~400 on (the third, once settle()
 waited for the trim after the last removal at both ends: 62.0, 64.9, 65.9, 66.3, 66.1, 65.1 MiB at cycles 0-1000 by
 200), the census's Go heap row flat (456 -> 352 KiB; +900 KiB over the same run with GOGC=10 alone and no parse
-cache). Python's heap with its garbage collected first grew +0.07 MiB in 200 cycles (tracemalloc), its top site the
+cache). Those three ran with a GOGC=10 re-exec of the daemon, since dropped: with the parse cache alone (the
+tree as it is, load ~1.3) +2.66 MiB, 61.5, 64.7, 64.6, 65.9, 65.6, 64.1 MiB at cycles 0-1000 by 200, Go heap +0,
+246 s, container cycle median 217 ms, p99 321 ms. Python's heap with its garbage collected first grew +0.07 MiB in 200 cycles (tracemalloc), its top site the
 dockerfile package's leak of every parse's Command fields (~460 B a parse). The rest: that package's Go runtime
 heap (never collected below 4 MiB: ~22 KiB a build), ~2 MiB of free pages in malloc's heaps that malloc_trim
 returns (constant: a trim gave back 2.06 MiB at cycle 30 and 1.78 MiB at cycle 300), CPython's interned-string
