@@ -462,12 +462,18 @@ def recreate_body(data: dict[str, Any], new: Settings) -> tuple[dict[str, Any], 
     old = from_inspect(data)
     cfg: dict[str, Any] = copy.deepcopy(data.get("Config") or {})
     hc: dict[str, Any] = copy.deepcopy(data.get("HostConfig") or {})
-    if cfg.get("Hostname") == data.get("Id", "")[:12]:
-        cfg.pop("Hostname", None)  # the old id as hostname: let the new container get its own
-    if new.command != old.command:
-        cfg["Cmd"] = new.command
     if new.env != old.env:
         cfg["Env"] = new.env
+    if cfg.get("Hostname") == data.get("Id", "")[:12]:
+        cfg.pop("Hostname", None)  # the old id as hostname: let the new container get its own
+        # Podman lists the HOSTNAME it set in Config.Env too: the replacement would carry the old id in it
+        cfg["Env"] = [e for e in cfg.get("Env") or [] if e != f"HOSTNAME={data['Id'][:12]}"] or None
+    if hc.get("Ulimits"):
+        # Podman's inspect names them RLIMIT_NOFILE, which its create refuses; Docker's name is `nofile`
+        hc["Ulimits"] = [dict(u, Name=str(u.get("Name", "")).lower().removeprefix("rlimit_"))
+                         for u in hc["Ulimits"]]  # fmt: skip
+    if new.command != old.command:
+        cfg["Cmd"] = new.command
     if sorted(map(str, new.ports)) != sorted(map(str, old.ports)):
         bindings: dict[str, list[dict[str, str]]] = {}
         for p in new.ports:
