@@ -555,7 +555,7 @@ class MainScreen(Screen[None]):
             engine, cid = self._engine_for(cid)
             # the configured tail on a new selection; after a restart, all that came since the last line shown
             tail = self.app.config.log_tail if since is None else "all"  # type: ignore[attr-defined]
-            stream = engine.logs(cid, tail=tail, since=since)
+            stream = engine.logs(cid, tail=tail, since=since, cancelled=lambda: gen != self.generation)
         except Exception as exc:
             if gen == self.generation:
                 view.feed([f"(no logs: {error_text(exc)})"])
