@@ -134,6 +134,7 @@ class MainScreen(Screen[None]):
         containers: list[str]
         container_list: list[dict[str, Any]]
         volumes: list[str]
+        settings_data: dict[str, Any]  # `data` as the settings go by it (st.for_settings)
 
     @dataclass
     class SavePlanned(Message):
@@ -677,16 +678,19 @@ class MainScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
     def load_inspect(self, cid: str) -> None:
+        from app import settings as st
+
         try:
             api = self.app.wait_engine().api  # type: ignore[attr-defined]
             data = api.inspect_container(cid)
+            settings_data = st.for_settings(api, data)
             networks = sorted(n["Name"] for n in api.networks())
             listed = api.containers(all=True)
             names = sorted((c.get("Names") or ["/"])[0].lstrip("/") for c in listed)
             volumes = sorted(v["Name"] for v in (api.volumes().get("Volumes") or []))
         except Exception:
             return
-        self.post_message(self.InspectLoaded(cid, data, networks, names, listed, volumes))
+        self.post_message(self.InspectLoaded(cid, data, networks, names, listed, volumes, settings_data))
 
     @property
     def engine_is_local(self) -> bool:
@@ -702,8 +706,9 @@ class MainScreen(Screen[None]):
             from app.widgets.json_tree import JsonTree
 
             self.query_one("#inspect", JsonTree).load(message.data, message.data.get("Name", "").lstrip("/"))
-            await self.settings_pane.load(message.container_id, message.data, message.networks, message.containers,
-                                          container_list=message.container_list, volumes=message.volumes,
+            await self.settings_pane.load(message.container_id, message.settings_data, message.networks,
+                                          message.containers, container_list=message.container_list,
+                                          volumes=message.volumes,
                                           local_engine=self.engine_is_local)
 
     @property
@@ -731,7 +736,7 @@ class MainScreen(Screen[None]):
 
         try:
             api = self.app.wait_engine().api  # type: ignore[attr-defined]
-            data = api.inspect_container(cid)
+            data = st.for_settings(api, api.inspect_container(cid))
             old = st.from_inspect(data)
             errors = st.validate_ports(new.ports, cid, api.containers(all=True), old.ports,
                                        check_host=self.engine_is_local)
