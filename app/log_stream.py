@@ -195,3 +195,15 @@ class LogStream:
         rest = decoder.flush()
         if rest:
             yield rest
+
+
+def drop_resent(lines: list[str], resent: list[str]) -> list[str]:
+    """`lines` without those at its start that are shown already, in order (`resent`, emptied as they are met
+    and at the first line that differs: from there on everything is new)."""
+    i = 0
+    while resent and i < len(lines) and lines[i] == resent[0]:
+        resent.pop(0)
+        i += 1
+    if i < len(lines):
+        resent.clear()
+    return lines[i:]

@@ -28,6 +28,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedCont
 from app.containers import ContainerRow, on_host, split_row_id, urls
 from app.key_hint import key_of
 from app.lifecycle import VERBS, error_text
+from app.log_stream import drop_resent
 from app.messages import (
     Connected,
     ConnectionLost,
@@ -530,7 +531,7 @@ class MainScreen(Screen[None]):
             return
         self.log_view.container_name = row.name  # type: ignore[attr-defined]
         since = self._last_log_time()
-        self._stream_logs(row.id, gen, since)
+        self._stream_logs(row.id, gen, since, self._resent_second())
         self._show_urls_for(row)
         self._check_urls(gen)
 
@@ -549,8 +550,21 @@ class MainScreen(Screen[None]):
             self._streams.append(stream)
             return True
 
+    def _resent_second(self) -> list[str]:
+        """The lines shown with the last timestamp when it is whole seconds (Podman's): a stream asked for what
+        came since sends that second's lines again, and they are dropped where it joins (drop_resent)."""
+        stamps, lines = self.log_view.timestamps, self.log_view.lines
+        if not stamps or not stamps[-1] or "." in stamps[-1]:
+            return []
+        last, out = stamps[-1], []
+        for ts, line in zip(reversed(stamps), reversed(lines), strict=False):
+            if ts != last:
+                break
+            out.append(f"{ts} {line}")
+        return out[::-1]
+
     @work(thread=True, group="logs", exit_on_error=False)
-    def _stream_logs(self, cid: str, gen: int, since: float | None) -> None:
+    def _stream_logs(self, cid: str, gen: int, since: float | None, resent: list[str] | None = None) -> None:
         view = self.log_view
         try:
             engine, cid = self._engine_for(cid)
@@ -565,9 +579,12 @@ class MainScreen(Screen[None]):
             stream.close()
             return
         try:
+            resent = list(resent or [])
             for lines in stream:
                 if gen != self.generation:
                     break
+                if resent:
+                    lines = drop_resent(lines, resent)
                 view.feed(lines)
         except Exception:
             pass  # the stream broke: the engine went away, or the selection changed and closed it
