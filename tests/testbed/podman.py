@@ -15,7 +15,8 @@ The fence, all of it under one directory named `portside-test-podman-…`:
   containers on it at their address; published ports are not forwarded (that would take iptables);
 - an infra (pause) image built from the test bed's busybox, so it never pulls its default one.
 
-Stopped by PID; its containers, mounts, bridges, CNI IPAM state and directory are removed.
+Stopped by PID; its containers, the processes left with its path (exec sessions' conmons), mounts, bridges,
+CNI IPAM state and directory are removed.
 """
 
 from __future__ import annotations
@@ -225,6 +226,30 @@ class Podman:
             names.update(p["bridge"] for p in plugins if p.get("type") == "bridge" and p.get("bridge"))
         return names
 
+    def _processes(self) -> list[int]:
+        """What still runs from this fence (its path in the command line): exec sessions' conmons outlive the
+        removal of their container."""
+        mark, me, out = str(self.workdir).encode(), os.getpid(), []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != me:
+                with suppress(OSError):
+                    if mark in (entry / "cmdline").read_bytes():
+                        out.append(int(entry.name))
+        return out
+
+    def _end_processes(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            pids = self._processes()
+            for pid in pids:
+                with suppress(OSError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + 5
+            while pids and time.monotonic() < deadline:
+                time.sleep(0.1)
+                pids = self._processes()
+            if not pids:
+                return
+
     def stop(self) -> None:
         """Stop the service (by its PID) and remove everything the fence made."""
         try:
@@ -242,6 +267,7 @@ class Podman:
         except (OSError, subprocess.TimeoutExpired):
             networks = []
         finally:
+            self._end_processes()
             bridges = self._bridges()
             for net in networks:
                 shutil.rmtree(f"/var/lib/cni/networks/{net}", ignore_errors=True)
