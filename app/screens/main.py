@@ -530,6 +530,7 @@ class MainScreen(Screen[None]):
             self.home.show_urls({})
             return
         self.log_view.container_name = row.name  # type: ignore[attr-defined]
+        self.log_view.take_pending()
         since = self._last_log_time()
         self._stream_logs(row.id, gen, since, self._resent_second())
         self._show_urls_for(row)
