@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import docker
@@ -55,9 +55,11 @@ class EngineClient:
     def events(self) -> CancellableStream:
         return self.streams.events(decode=True)
 
-    def logs(self, cid: str, tail: int | str = 1000, since: float | None = None) -> LogStream:
-        """Follow stdout and stderr with timestamps; iterating gives lists of lines (see log_stream.py)."""
-        return LogStream(self.streams, cid, tail=tail, since=since)
+    def logs(self, cid: str, tail: int | str = 1000, since: float | None = None,
+             cancelled: Callable[[], bool] | None = None) -> LogStream:
+        """Follow stdout and stderr with timestamps; iterating gives lists of lines (see log_stream.py).
+        `cancelled` says, while the engine has not answered yet, whether the stream is still wanted."""
+        return LogStream(self.streams, cid, tail=tail, since=since, cancelled=cancelled)
 
     def stats(self, cid: str) -> CancellableStream:
         """A sample a second, decoded. The engine writes one JSON object per line (Go's json.Encoder; portside

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import requests
 from docker.types.daemon import CancellableStream
 
 READ_SIZE = 1 << 16
+# How long one request waits for the response's head before `cancelled` is asked again (see LogStream)
+HEAD_WAIT = 2.0
+
+
+class Cancelled(Exception):
+    """The log stream was given up on before the engine answered."""
 _HEADER = struct.Struct(">BxxxL")  # stream (0 stdin, 1 stdout, 2 stderr), 3 bytes padding, payload length
 
 
@@ -121,13 +128,25 @@ class LogStream:
     """`GET /containers/{id}/logs?follow=1`: iterate for lists of lines; `close()` from any thread ends it."""
 
     def __init__(self, api: Any, cid: str, *, tail: int | str = "all", since: float | None = None,
-                 timestamps: bool = True) -> None:
+                 timestamps: bool = True, cancelled: Callable[[], bool] | None = None) -> None:
         tty = bool(api.inspect_container(cid)["Config"].get("Tty"))  # as docker-py does: the stream's format
         params: dict[str, Any] = {"stdout": 1, "stderr": 1, "follow": 1, "timestamps": int(timestamps),
                                   "tail": tail if isinstance(tail, int) and tail >= 0 else "all"}
         if since:
             params["since"] = f"{since:.9f}"
-        res = api._get(api._url("/containers/{0}/logs", cid), params=params, stream=True)
+        url = api._url("/containers/{0}/logs", cid)
+        # Podman sends the response's head only with a container's first log line: for a silent one the request
+        # would block where close() cannot reach it (and the app's exit would wait for it). With `cancelled`,
+        # the head is waited for HEAD_WAIT at a time and asked for again unless cancelled. On a socket we can
+        # take the timeout off afterwards only (unix, tcp): an ssh host waits as before.
+        local = cancelled is not None and not api.base_url.endswith("//ssh")
+        while True:
+            try:
+                res = api._get(url, params=params, stream=True, timeout=HEAD_WAIT if local else None)
+                break
+            except requests.exceptions.ReadTimeout:
+                if cancelled is not None and cancelled():
+                    raise Cancelled(cid) from None
         api._raise_for_status(res)
         self._res = res
         self._closer = CancellableStream(iter(()), res)
@@ -176,3 +195,15 @@ class LogStream:
         rest = decoder.flush()
         if rest:
             yield rest
+
+
+def drop_resent(lines: list[str], resent: list[str]) -> list[str]:
+    """`lines` without those at its start that are shown already, in order (`resent`, emptied as they are met
+    and at the first line that differs: from there on everything is new)."""
+    i = 0
+    while resent and i < len(lines) and lines[i] == resent[0]:
+        resent.pop(0)
+        i += 1
+    if i < len(lines):
+        resent.clear()
+    return lines[i:]

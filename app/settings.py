@@ -79,6 +79,39 @@ def host_mounts(data: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def for_settings(api: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """Inspect's `data` with Docker's name for the default network. Podman reports a container on it with
+    NetworkMode "bridge", as Docker does, and calls it "bridge" in /networks too, but lists it under its own name
+    ("podman") in NetworkSettings.Networks: the settings would take it for a user network and a recreate would
+    name a "bridge" endpoint Podman does not know. That entry is renamed "bridge": the only one there is, or the
+    one with an address in the subnet of /networks/bridge."""
+    hc = data.get("HostConfig") or {}
+    nets = (data.get("NetworkSettings") or {}).get("Networks") or {}
+    if hc.get("NetworkMode") != "bridge" or "bridge" in nets or not nets:
+        return data
+    found = next(iter(nets)) if len(nets) == 1 else None
+    if found is None:
+        try:
+            ipam = (api.inspect_network("bridge").get("IPAM") or {}).get("Config") or []
+            subnets = [ipaddress.ip_network(c["Subnet"], strict=False) for c in ipam if c.get("Subnet")]
+        except Exception:
+            return data
+        for name, ep in nets.items():
+            try:
+                ip = ipaddress.ip_address((ep or {}).get("IPAddress") or "")
+            except ValueError:
+                continue
+            if any(ip in net for net in subnets):
+                found = name
+                break
+    if found is None:
+        return data
+    out = copy.deepcopy(data)
+    renamed = out["NetworkSettings"]["Networks"]
+    renamed["bridge"] = renamed.pop(found)
+    return out
+
+
 def from_inspect(data: dict[str, Any]) -> Settings:
     cfg = data.get("Config") or {}
     hc = data.get("HostConfig") or {}
@@ -462,12 +495,18 @@ def recreate_body(data: dict[str, Any], new: Settings) -> tuple[dict[str, Any], 
     old = from_inspect(data)
     cfg: dict[str, Any] = copy.deepcopy(data.get("Config") or {})
     hc: dict[str, Any] = copy.deepcopy(data.get("HostConfig") or {})
-    if cfg.get("Hostname") == data.get("Id", "")[:12]:
-        cfg.pop("Hostname", None)  # the old id as hostname: let the new container get its own
-    if new.command != old.command:
-        cfg["Cmd"] = new.command
     if new.env != old.env:
         cfg["Env"] = new.env
+    if cfg.get("Hostname") == data.get("Id", "")[:12]:
+        cfg.pop("Hostname", None)  # the old id as hostname: let the new container get its own
+        # Podman lists the HOSTNAME it set in Config.Env too: the replacement would carry the old id in it
+        cfg["Env"] = [e for e in cfg.get("Env") or [] if e != f"HOSTNAME={data['Id'][:12]}"] or None
+    if hc.get("Ulimits"):
+        # Podman's inspect names them RLIMIT_NOFILE, which its create refuses; Docker's name is `nofile`
+        hc["Ulimits"] = [dict(u, Name=str(u.get("Name", "")).lower().removeprefix("rlimit_"))
+                         for u in hc["Ulimits"]]  # fmt: skip
+    if new.command != old.command:
+        cfg["Cmd"] = new.command
     if sorted(map(str, new.ports)) != sorted(map(str, old.ports)):
         bindings: dict[str, list[dict[str, str]]] = {}
         for p in new.ports:
@@ -495,7 +534,8 @@ def recreate_body(data: dict[str, Any], new: Settings) -> tuple[dict[str, Any], 
         primary = "bridge" if mode == "default" else mode
         ep = old_nets.get(primary) or {}
         aliases = [a for a in (ep.get("Aliases") or []) if a != data.get("Id", "")[:12]]
-        endpoints[primary] = {"Aliases": aliases or None}
+        if primary != "bridge":  # aliases are for user networks; Podman knows no "bridge" endpoint (for_settings)
+            endpoints[primary] = {"Aliases": aliases or None}
         extra = [n for n in new.networks if n != primary]
     else:
         extra = []
@@ -509,7 +549,7 @@ def recreate_body(data: dict[str, Any], new: Settings) -> tuple[dict[str, Any], 
 def apply(api: Any, cid: str, new: Settings) -> str:
     """Apply `new` to the container; returns the id of the container that now carries the settings.
     A failed recreate puts the old container back as it was (name, running state) and removes the new one."""
-    data = api.inspect_container(cid)
+    data = for_settings(api, api.inspect_container(cid))
     old = from_inspect(data)
     p = plan(old, new)
     if not p.recreate:

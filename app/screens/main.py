@@ -27,6 +27,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedCont
 from app.containers import ContainerRow, on_host, split_row_id, urls
 from app.key_hint import key_of
 from app.lifecycle import VERBS, error_text
+from app.log_stream import drop_resent
 from app.messages import (
     Connected,
     ConnectionLost,
@@ -141,6 +142,7 @@ class MainScreen(Screen[None]):
         containers: list[str]
         container_list: list[dict[str, Any]]
         volumes: list[str]
+        settings_data: dict[str, Any]  # `data` as the settings go by it (st.for_settings)
 
     @dataclass
     class SavePlanned(Message):
@@ -535,8 +537,9 @@ class MainScreen(Screen[None]):
             self.home.show_urls({})
             return
         self.log_view.container_name = row.name  # type: ignore[attr-defined]
+        self.log_view.take_pending()
         since = self._last_log_time()
-        self._stream_logs(row.id, gen, since)
+        self._stream_logs(row.id, gen, since, self._resent_second())
         self._show_urls_for(row)
         self._check_urls(gen)
 
@@ -555,14 +558,27 @@ class MainScreen(Screen[None]):
             self._streams.append(stream)
             return True
 
+    def _resent_second(self) -> list[str]:
+        """The lines shown with the last timestamp when it is whole seconds (Podman's): a stream asked for what
+        came since sends that second's lines again, and they are dropped where it joins (drop_resent)."""
+        stamps, lines = self.log_view.timestamps, self.log_view.lines
+        if not stamps or not stamps[-1] or "." in stamps[-1]:
+            return []
+        last, out = stamps[-1], []
+        for ts, line in zip(reversed(stamps), reversed(lines), strict=False):
+            if ts != last:
+                break
+            out.append(f"{ts} {line}")
+        return out[::-1]
+
     @work(thread=True, group="logs", exit_on_error=False)
-    def _stream_logs(self, cid: str, gen: int, since: float | None) -> None:
+    def _stream_logs(self, cid: str, gen: int, since: float | None, resent: list[str] | None = None) -> None:
         view = self.log_view
         try:
             engine, cid = self._engine_for(cid)
             # the configured tail on a new selection; after a restart, all that came since the last line shown
             tail = self.app.config.log_tail if since is None else "all"  # type: ignore[attr-defined]
-            stream = engine.logs(cid, tail=tail, since=since)
+            stream = engine.logs(cid, tail=tail, since=since, cancelled=lambda: gen != self.generation)
         except Exception as exc:
             if gen == self.generation:
                 view.feed([f"(no logs: {error_text(exc)})"])
@@ -571,9 +587,12 @@ class MainScreen(Screen[None]):
             stream.close()
             return
         try:
+            resent = list(resent or [])
             for lines in stream:
                 if gen != self.generation:
                     break
+                if resent:
+                    lines = drop_resent(lines, resent)
                 view.feed(lines)
         except Exception:
             pass  # the stream broke: the engine went away, or the selection changed and closed it
@@ -684,16 +703,19 @@ class MainScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
     def load_inspect(self, cid: str) -> None:
+        from app import settings as st
+
         try:
             api = self.app.wait_engine().api  # type: ignore[attr-defined]
             data = api.inspect_container(cid)
+            settings_data = st.for_settings(api, data)
             networks = sorted(n["Name"] for n in api.networks())
             listed = api.containers(all=True)
             names = sorted((c.get("Names") or ["/"])[0].lstrip("/") for c in listed)
             volumes = sorted(v["Name"] for v in (api.volumes().get("Volumes") or []))
         except Exception:
             return
-        self.post_message(self.InspectLoaded(cid, data, networks, names, listed, volumes))
+        self.post_message(self.InspectLoaded(cid, data, networks, names, listed, volumes, settings_data))
 
     @property
     def engine_is_local(self) -> bool:
@@ -709,8 +731,9 @@ class MainScreen(Screen[None]):
             from app.widgets.json_tree import JsonTree
 
             self.query_one("#inspect", JsonTree).load(message.data, message.data.get("Name", "").lstrip("/"))
-            await self.settings_pane.load(message.container_id, message.data, message.networks, message.containers,
-                                          container_list=message.container_list, volumes=message.volumes,
+            await self.settings_pane.load(message.container_id, message.settings_data, message.networks,
+                                          message.containers, container_list=message.container_list,
+                                          volumes=message.volumes,
                                           local_engine=self.engine_is_local)
 
     @property
@@ -738,7 +761,7 @@ class MainScreen(Screen[None]):
 
         try:
             api = self.app.wait_engine().api  # type: ignore[attr-defined]
-            data = api.inspect_container(cid)
+            data = st.for_settings(api, api.inspect_container(cid))
             old = st.from_inspect(data)
             errors = st.validate_ports(new.ports, cid, api.containers(all=True), old.ports,
                                        check_host=self.engine_is_local)

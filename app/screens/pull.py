@@ -21,6 +21,8 @@ from app.images import PullProgress, run_image
 from app.lifecycle import error_text
 from app.stats import human_bytes
 
+# A layer's statuses that say it is there: nothing left to download ("Already exists"), or all of it downloaded
+DONE = frozenset({"Already exists", "Download complete", "Pull complete"})
 
 class PullScreen(ModalScreen[str | None]):
     """Dismissed with the new container's id, or None when something failed (the error is notified)."""
@@ -139,8 +141,8 @@ class PullScreen(ModalScreen[str | None]):
                 bar = ProgressBar(total=None, show_eta=False, id=f"layer-{lid}")
                 self.bars[lid] = bar
                 await box.mount(label, bar)
-            if status == "Already exists":  # nothing to download: a full bar, not an endless "waiting" one
-                bar.update(total=1, progress=1)
+            if status in DONE:  # a full bar, not an endless "waiting" one: Podman sends no sizes for small layers
+                bar.update(total=total or 1, progress=total or 1)
             else:
                 bar.update(total=total or None, progress=current)
             self.query_one(f"#layer-label-{lid}", Label).update(

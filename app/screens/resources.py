@@ -6,6 +6,7 @@ Each list reloads on the engine's events for its type, not by polling.
 from __future__ import annotations
 
 import datetime
+import math
 import re
 import time
 from collections.abc import Callable
@@ -498,8 +499,11 @@ class EventsScreen(Screen[None]):
         events: list[dict[str, Any]] = []
         try:
             api = self.app.wait_engine().api  # type: ignore[attr-defined]
-            # `until` now: the stream ends with the history instead of following
-            events = list(api.events(since=int(now) - self.HISTORY_SECONDS, until=f"{now:.6f}", decode=True))
+            # `until` now: the stream ends with the history instead of following. Whole seconds (the next one, up
+            # to a second's wait): Podman answers a fractional `until` with no events at all; what that second
+            # adds comes in the live stream too, once (see _write)
+            events = list(api.events(since=int(now) - self.HISTORY_SECONDS, until=str(math.ceil(now)),
+                                     decode=True))  # fmt: skip
         except Exception as exc:
             self.app.fail("Reading past events", exc)  # type: ignore[attr-defined]
         self.post_message(self.History(events))

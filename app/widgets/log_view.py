@@ -125,6 +125,11 @@ class LogView(ScrollView, can_focus=True):
             self._drain_scheduled = True
             self.set_timer(DRAIN_INTERVAL, self._drain)
 
+    def take_pending(self) -> None:
+        """Append what the readers queued now (UI thread): a restarted stream asks for what came since the last
+        line, which must count the lines not drained yet, or they come twice."""
+        self._drain()
+
     def _drain(self) -> None:
         self._drain_scheduled = False
         with self._lock:

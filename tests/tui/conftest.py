@@ -17,7 +17,8 @@ from app.config import Config
 from app.screens.main import MainScreen
 from app.screens.resources import TableScreen
 from app.widgets.settings_pane import SettingsPane
-from tests.testbed import dockerd
+from tests.conftest import TestBed
+from tests.testbed import dockerd, podman
 from tests.testbed.registry import Registry
 
 
@@ -29,6 +30,19 @@ class Engine:
     api: Any  # docker.APIClient
     busybox: str
     nginx: str
+    kind: str = ""  # "portside", "dockerd" or "podman": for what one of them lacks
+
+    def skip_on(self, kind: str, lacks: str) -> None:
+        """Skip the test on the engine `kind`, which lacks what `lacks` says."""
+        if self.kind == kind:
+            pytest.skip(f"{kind} lacks {lacks}")
+
+    def publishes_all(self, data: dict[str, Any], port: str) -> bool:
+        """The container (inspect's `data`) was created with its exposed ports published. Podman resolves
+        PublishAllPorts into bindings at create and then reports it false: there the binding counts."""
+        if self.kind == "podman":
+            return bool((data["HostConfig"].get("PortBindings") or {}).get(port))
+        return data["HostConfig"]["PublishAllPorts"] is True
 
     def config(self) -> Config:
         # Docker Hub stays unasked: tests reach no address outside 127.0.0.0/8.
@@ -43,6 +57,15 @@ class Engine:
         return cid
 
 
+def _pull_test_images(api: Any, registry: Registry) -> dict[str, str]:
+    refs = {}
+    for name in ("busybox", "nginx"):
+        repo = f"{registry.host}/testbed/{name}"
+        api.pull(repo, tag="latest")
+        refs[name] = f"{repo}:latest"
+    return refs
+
+
 @pytest.fixture(scope="session")
 def dockerd_engine(registry: Registry) -> Iterator[Engine]:
     """Debian's dockerd, private to this session, with busybox and nginx pulled from the test registry."""
@@ -54,14 +77,24 @@ def dockerd_engine(registry: Registry) -> Iterator[Engine]:
     try:
         d.start()
         api = docker.APIClient(base_url=d.url, version="auto", timeout=120)
-        refs = {}
-        for name in ("busybox", "nginx"):
-            repo = f"{registry.host}/testbed/{name}"
-            api.pull(repo, tag="latest")
-            refs[name] = f"{repo}:latest"
-        yield Engine(d.url, api, refs["busybox"], refs["nginx"])
+        refs = _pull_test_images(api, registry)
+        yield Engine(d.url, api, refs["busybox"], refs["nginx"], "dockerd")
     finally:
         d.stop()
+
+
+@pytest.fixture(scope="session")
+def podman_engine(registry: Registry, testbed: TestBed) -> Iterator[Engine]:
+    """Podman's Docker-compatible API (`podman system service`), fenced (tests.testbed.podman), with busybox and
+    nginx pulled from the test registry."""
+    if not podman.available():
+        pytest.skip("podman (with runc and skopeo) is not installed, or we are not root")
+    import docker
+
+    with podman.fenced(testbed.layouts["busybox"], (registry.host,), service=True) as pm:
+        api = docker.APIClient(base_url=pm.url, version="auto", timeout=120)
+        refs = _pull_test_images(api, registry)
+        yield Engine(pm.url, api, refs["busybox"], refs["nginx"], "podman")
 
 
 @pytest.fixture(scope="session")
@@ -85,12 +118,8 @@ def portside_engine(registry: Registry) -> Iterator[Engine]:
     try:
         thread.start()
         api = docker.APIClient(base_url=d.host, version="auto", timeout=120)
-        refs = {}
-        for name in ("busybox", "nginx"):
-            repo = f"{registry.host}/testbed/{name}"
-            api.pull(repo, tag="latest")
-            refs[name] = f"{repo}:latest"
-        yield Engine(d.host, api, refs["busybox"], refs["nginx"])
+        refs = _pull_test_images(api, registry)
+        yield Engine(d.host, api, refs["busybox"], refs["nginx"], "portside")
     finally:
         thread.stop()
         d.cleanup_containers()
@@ -191,16 +220,47 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-# PORTSIDE_TUI_ENGINES=dockerd,portside chooses; by default every engine that is known to pass the flows.
-ENGINES = [e for e in os.environ.get("PORTSIDE_TUI_ENGINES", "portside,dockerd").split(",") if e]
+# PORTSIDE_TUI_ENGINES=dockerd,portside,podman chooses; by default every engine there is (one not installed skips).
+ENGINES = [e for e in os.environ.get("PORTSIDE_TUI_ENGINES", "portside,dockerd,podman").split(",") if e]
+
+
+# Podman runs the flows marked `every_engine` (a representative subset: every flow on it would add ~15 minutes to the
+# suite); PORTSIDE_TUI_PODMAN=all runs all of them on it.
+PODMAN_ALL = os.environ.get("PORTSIDE_TUI_PODMAN") == "all"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if PODMAN_ALL:
+        return
+    left = [i for i in items if _podman_param(i) and i.get_closest_marker("every_engine") is None]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = [i for i in items if i not in left]
+
+
+def _podman_param(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("engine") == "podman"
 
 
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """Each Pilot flow runs against every engine we have: Debian's dockerd (and portside's own when it runs)."""
+    """Each Pilot flow runs against every engine we have: portside's own, Debian's dockerd and Podman's API."""
     value: Engine = request.getfixturevalue(f"{request.param}_engine")
     before = {c["Id"] for c in value.api.containers(all=True)}
     yield value
-    for c in value.api.containers(all=True):  # what the test made goes, also when it failed
-        if c["Id"] not in before:
-            value.api.remove_container(c["Id"], force=True)
+    import docker
+
+    # What the test made goes, also when it failed. Podman refuses to remove a container another one shares a
+    # namespace with (`network_mode: container:…`) before that one: newest first, then whatever is left.
+    made = [c["Id"] for c in value.api.containers(all=True) if c["Id"] not in before]
+    for attempt in range(2):
+        for cid in list(made):
+            try:
+                value.api.remove_container(cid, force=True)
+                made.remove(cid)
+            except docker.errors.NotFound:
+                made.remove(cid)
+            except docker.errors.APIError:
+                if attempt:
+                    raise

@@ -18,6 +18,7 @@ SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
 pytestmark = [pytest.mark.integration, pytest.mark.tui, pytest.mark.timeout(120)]
 
 
+@pytest.mark.every_engine
 async def test_list_shows_containers_and_logs_appear_live(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
     """A container started outside the app shows up by event, and the lines it prints arrive while it runs."""
     app = PortsideApp(host=engine.url, config=engine.config())
@@ -42,6 +43,7 @@ async def test_list_shows_containers_and_logs_appear_live(engine: Engine, tmp_co
         assert main.log_view.match_index == 0
 
 
+@pytest.mark.every_engine
 async def test_stats_show_nonzero_memory(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
     """The Stats tab graphs memory from the stats stream, computed like `docker stats` (non-zero for a shell)."""
     app = PortsideApp(host=engine.url, config=engine.config())
@@ -63,6 +65,7 @@ async def test_stats_show_nonzero_memory(engine: Engine, tmp_config_home) -> Non
         assert main.history.last.pids >= 1
 
 
+@pytest.mark.every_engine
 async def test_stop_start_remove_by_key(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
     """x stops, s starts, d then y removes: the engine and the list both agree after each key."""
     app = PortsideApp(host=engine.url, config=engine.config())
@@ -88,6 +91,7 @@ async def test_stop_start_remove_by_key(engine: Engine, tmp_config_home) -> None
         assert not [c for c in engine.api.containers(all=True) if c["Id"] == cid]
 
 
+@pytest.mark.every_engine
 async def test_marked_containers_stop_together(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
     """Space marks rows; a verb then applies to every marked container."""
     app = PortsideApp(host=engine.url, config=engine.config())
@@ -109,6 +113,7 @@ async def test_marked_containers_stop_together(engine: Engine, tmp_config_home) 
         )
 
 
+@pytest.mark.every_engine
 async def test_errors_are_messages_not_crashes(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
     """Starting a container whose command does not exist shows Docker's error; the app keeps running."""
     app = PortsideApp(host=engine.url, config=engine.config())
@@ -136,6 +141,7 @@ async def test_unreachable_engine_shows_a_banner(tmp_path, tmp_config_home) -> N
         assert "disconnected" in app.sub_title
 
 
+@pytest.mark.every_engine
 async def test_one_key_nginx_runs_and_answers_200(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
     """`w` pulls nginx with per-layer progress, runs it with port 80 published, selects it, shows its URL -> 200."""
     for img in engine.api.images(name=engine.nginx.rsplit(":", 1)[0]):
@@ -162,7 +168,10 @@ async def test_one_key_nginx_runs_and_answers_200(engine: Engine, tmp_config_hom
         await wait_for(pilot, lambda: main.selected_id == cid, what="the new container selected")
         await wait_for(pilot, lambda: main.container_list.rows_by_id[cid].state == "running", what="running")
         assert main.container_list.rows_by_id[cid].name.startswith("nginx")
-        assert engine.api.inspect_container(cid)["HostConfig"]["PublishAllPorts"] is True
+        assert engine.publishes_all(engine.api.inspect_container(cid), "80/tcp")
+        if engine.kind == "podman":
+            # Podman forwards a published port with iptables DNAT (CNI's portmap), which the test fence leaves out
+            pytest.skip("the fenced podman forwards no published port (no iptables on the host)")
         await wait_for(pilot, lambda: any(s == "200" for s in main.url_states.values()), timeout=30,
                        what="an HTTP 200 from the published URL")
         url = next(u for u, s in main.url_states.items() if s == "200")
@@ -200,6 +209,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.every_engine
 async def test_editing_a_port_recreates_keeping_env_and_command(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
     """Settings > Ports: a new host port recreates the container there; env, command and labels stay."""
     import urllib.request
@@ -248,10 +258,12 @@ async def test_editing_a_port_recreates_keeping_env_and_command(engine: Engine, 
         assert data["Config"]["Labels"]["keep"] == "me"
         assert data["State"]["Running"], (data["State"], engine.api.logs(new_id)[-2000:])
         assert not [c for c in engine.api.containers(all=True) if c["Id"] == cid]  # the old one is gone
-        await wait_for(pilot, lambda: http_check(f"http://127.0.0.1:{new_port}/") == "200", what="200 on new port")
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
-                f"http://127.0.0.1:{new_port}/", timeout=5) as resp:
-            assert resp.status == 200
+        if engine.kind != "podman":  # the fenced podman forwards no published port (no iptables on the host)
+            await wait_for(pilot, lambda: http_check(f"http://127.0.0.1:{new_port}/") == "200",
+                           what="200 on new port")
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                    f"http://127.0.0.1:{new_port}/", timeout=5) as resp:
+                assert resp.status == 200
         await wait_for(pilot, lambda: "started with FOO=bar baz" in main.log_view.lines, what="its log")
         await settings_settled(pilot, main, new_id)
         engine.api.remove_container(new_id, force=True)

@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.tui, pytest.mark.timeout(120)
 SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
 
 
+@pytest.mark.every_engine
 def test_exec_request_runs_for_real(engine: Engine) -> None:
     """exec_config is `docker exec -it`: stdin, a tty, TERM; with a command it runs that command, and the
     default is bash-else-sh."""
@@ -34,6 +35,7 @@ def test_exec_request_runs_for_real(engine: Engine) -> None:
         engine.api.remove_container(cid, force=True)
 
 
+@pytest.mark.every_engine
 def test_the_shell_pump_carries_input_output_and_the_exit_code(engine: Engine) -> None:
     """run_shell with pipes for the terminal: typed lines reach the container's shell, its output comes back,
     and the shell's exit status is returned."""
@@ -63,6 +65,7 @@ def test_the_shell_pump_carries_input_output_and_the_exit_code(engine: Engine) -
         engine.api.remove_container(cid, force=True)
 
 
+@pytest.mark.every_engine
 async def test_exec_key_without_a_terminal_is_a_message(engine: Engine, tmp_config_home: Any) -> None:
     """`e` on a running container under Pilot (no terminal to hand over): an error notification, the app goes
     on; on a stopped container it says to start it first."""
@@ -83,6 +86,7 @@ async def test_exec_key_without_a_terminal_is_a_message(engine: Engine, tmp_conf
     engine.api.remove_container(cid, force=True)
 
 
+@pytest.mark.every_engine
 async def test_exec_tab_names_the_container_and_runs_the_typed_command(engine: Engine, tmp_config_home: Any) -> None:
     """The Exec tab follows the selection, takes a command typed as in a shell (quotes kept together), and
     records each run; under Pilot there is no terminal to hand over, so the run is recorded as failed."""

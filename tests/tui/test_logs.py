@@ -105,6 +105,7 @@ def test_real_multiplexed_stream_interleaved_and_cut_across_reads(engine: Engine
     assert len(lines) == 14
 
 
+@pytest.mark.every_engine
 @pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_real_tty_stream(engine: Engine) -> None:
@@ -168,6 +169,7 @@ async def test_view_keeps_the_last_max_lines_and_shows_the_end(tmp_config_home) 
         assert view.lines[-1] == "held 2999" and len(view.lines) == 1000
 
 
+@pytest.mark.every_engine
 @pytest.mark.integration
 @pytest.mark.tui
 @pytest.mark.timeout(180)

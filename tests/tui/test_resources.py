@@ -14,6 +14,7 @@ from tests.tui.conftest import Engine, confirm_yes, cursor_to, open_screen, row_
 pytestmark = [pytest.mark.integration, pytest.mark.tui, pytest.mark.timeout(120)]
 
 
+@pytest.mark.every_engine
 async def test_images_networks_volumes_and_events(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
     """I lists the pulled images; O creates then removes a network; V creates a volume; E shows events live."""
     app = PortsideApp(host=engine.url, config=engine.config())
@@ -47,6 +48,7 @@ async def test_images_networks_volumes_and_events(engine: Engine, tmp_config_hom
         await wait_for(pilot, lambda: any(f"pstvol{tag}" in line.text for line in log.lines), what="the event")
 
 
+@pytest.mark.every_engine
 async def test_events_show_the_recent_past_then_live_and_volumes_inspect_and_remove(engine: Engine,
                                                                                      tmp_config_home) -> None:  # type: ignore[no-untyped-def]
     """E opens with what just happened (a volume created before it opened, once, under its whole name), then
@@ -90,6 +92,7 @@ async def test_events_show_the_recent_past_then_live_and_volumes_inspect_and_rem
                 engine.api.remove_volume(v)
 
 
+@pytest.mark.every_engine
 async def test_prune_volumes_and_networks(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
     """P on Volumes removes an anonymous volume no container uses (and a named one only where the engine's API is
     older than 1.42, as the question says); P on Networks removes an unused user network. Checked in the engine."""
@@ -136,6 +139,7 @@ async def test_prune_volumes_and_networks(engine: Engine, tmp_config_home) -> No
             engine.api.remove_network(net)
 
 
+@pytest.mark.every_engine
 async def test_marked_volumes_are_removed_together(engine: Engine, tmp_config_home) -> None:  # type: ignore[no-untyped-def]
     """space marks rows on a resource screen; d then asks once and removes every marked one from the engine,
     leaving the unmarked one."""

@@ -31,6 +31,7 @@ def _saved(app: PortsideApp) -> int:
     return sum(n.message == "Settings saved" for n in app._notifications)
 
 
+@pytest.mark.every_engine
 async def test_a_clash_blocks_saving_and_a_valid_edit_recreates_keeping_the_rest(engine: Engine,
                                                                                  tmp_config_home: Any) -> None:
     """Ports: the host port another container publishes is flagged by the row and ctrl+s sends nothing. Then a
@@ -103,6 +104,7 @@ async def test_a_clash_blocks_saving_and_a_valid_edit_recreates_keeping_the_rest
         engine.api.remove_volume(volume, force=True)
 
 
+@pytest.mark.every_engine
 async def test_user_networks_connect_and_disconnect_in_place(engine: Engine, tmp_config_home: Any) -> None:
     """Ticking a user network and saving connects the same container (no recreate); unticking disconnects it."""
     tag = uuid.uuid4().hex[:6]

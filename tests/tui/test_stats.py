@@ -31,6 +31,7 @@ def _used(cells: tuple[str, ...]) -> float:
     return float(cells[2].split("/")[0].strip().rstrip("KMGTiB"))
 
 
+@pytest.mark.every_engine
 @pytest.mark.integration
 @pytest.mark.tui
 @pytest.mark.timeout(120)

@@ -104,6 +104,7 @@ async def test_the_form_shows_mounts_and_anonymous_volumes_as_rows() -> None:
         assert s.mounts[1:] == st.from_inspect(INSPECT).mounts[1:]
 
 
+@pytest.mark.every_engine
 @pytest.mark.integration
 async def test_a_mount_edited_in_settings_is_remounted_with_its_data(engine: Engine, tmp_config_home: Any) -> None:
     """A container with a `--mount` named volume, a read-only `--mount` bind and an anonymous volume: all three
