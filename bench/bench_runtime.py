@@ -172,7 +172,10 @@ async def bench_memory(table: Table, base: Path, parent: str) -> dict[str, int]:
                       f"USS {mean_uss:.2f} MiB, RSS {mean_rss:.2f} MiB, {count} idle containers")  # fmt: skip
             if count == IDLE:
                 breakdown = private_by_mapping(pids[len(pids) // 2])
-        if peer("conmon"):
+        conmon = _conmon_pss_mib() if peer("conmon") and peer("podman") and peer("skopeo") else None
+        if conmon is not None:
+            table.add("conmon (podman)", conmon, f"measured: conmon of {len(conmon)} idle `podman run -d` (fenced)")
+        elif peer("conmon"):
             table.add_value("conmon (podman)", 0.41, "installed, but not measured here (DESIGN.md's figure)")
         else:
             table.add_value("conmon (podman)", 0.41, "not installed: DESIGN.md's figure for this machine kind")
@@ -189,6 +192,31 @@ async def bench_memory(table: Table, base: Path, parent: str) -> dict[str, int]:
             except Exception as e:
                 print(f"cleanup {cid}: {e}")
     return breakdown
+
+
+def _conmon_pss_mib(count: int = 3) -> list[float] | None:
+    """PSS of Podman's conmon for idle busybox containers, from the test bed's fenced Podman (its own roots, no
+    network of the host's)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.testbed import images
+    from tests.testbed import podman as testbed_podman
+
+    layout = images.ensure_built().layouts["busybox"]
+    try:
+        with testbed_podman.fenced(layout) as pm:
+            pm.copy_in(layout, "localhost/pst-busybox:latest")
+            pids = []
+            for i in range(count):
+                pm.run("run", "-d", "--network", "none", "--name", f"pstbench-idle{i}", "localhost/pst-busybox:latest",
+                       "sleep", "1000")  # fmt: skip
+                pids.append(int(pm.run("inspect", "-f", "{{.State.ConmonPid}}", f"pstbench-idle{i}").stdout))
+            time.sleep(1.0)
+            return [_pss_kib(p)[1] / 1024 for p in pids]
+    except Exception as e:
+        print(f"conmon not measured: {type(e).__name__}: {e}")
+        return None
 
 
 def _shim_pss_mib(base: Path, count: int = 3) -> list[float] | None:
