@@ -16,16 +16,20 @@ V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "blki
 _UNLIMITED_V1 = 0x7FFFFFFFFFFFF000
 
 
-def _read(path: str) -> str:
-    # os-level: the supervisor calls it, and io's text files touch (copy) many pages of the zygote's objects
+def read_bytes(path: str) -> bytes:
+    # os-level: the supervisor calls it, and io's file objects touch (copy) many pages of the zygote's objects
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         data = b""
         while chunk := os.read(fd, 65536):
             data += chunk
+        return data
     finally:
         os.close(fd)
-    return data.decode()
+
+
+def _read(path: str) -> str:
+    return read_bytes(path).decode()
 
 
 def _write(path: str, value: str) -> None:

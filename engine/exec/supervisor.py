@@ -27,6 +27,7 @@ from typing import Any
 from engine.exec import linux
 from engine.exec import protocol as P
 from engine.exec.cgroups import Cgroup
+from engine.exec.cgroups import read_bytes as read_file
 
 # What a supervisor runs after its fork writes to every page it touches (refcounts, first allocations, warm-up
 # counters), and each such page becomes a private copy: its idle memory is a benchmark figure. Hence, in the
@@ -73,17 +74,6 @@ def write_atomic(path: str, text: str) -> None:
 
 def rfc3339(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
-
-
-def read_file(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        data = b""
-        while chunk := os.read(fd, 65536):
-            data += chunk
-        return data
-    finally:
-        os.close(fd)
 
 
 def recv_fds(sock: Sock, bufsize: int, maxfds: int = 1) -> tuple[bytes, list[int]]:

@@ -98,19 +98,31 @@ def render(table: str, bridges: list[BridgeRules], ports: list[PortRule]) -> str
         "    type filter hook forward priority filter; policy accept;",
     ]
     names = [b.ifname for b in bridges]
-    for b in bridges:
-        br = _q(b.ifname)
-        if b.internal:
-            lines.append(f"    iifname {br} oifname != {br} drop")
-            lines.append(f"    oifname {br} iifname != {br} drop")
+    lines += _internal_drops(bridges)
     lines.append("    ct status dnat accept")
+    lines += _isolation_drops(bridges, names)
+    lines += ["  }", "}"]
+    return "\n".join(lines) + "\n" + _render6(t, bridges)
+
+
+def _internal_drops(bridges: list[BridgeRules]) -> list[str]:
+    """An internal network's bridge forwards nothing in or out."""
+    out = []
+    for b in bridges:
+        if b.internal:
+            br = _q(b.ifname)
+            out += [f"    iifname {br} oifname != {br} drop", f"    oifname {br} iifname != {br} drop"]
+    return out
+
+
+def _isolation_drops(bridges: list[BridgeRules], names: list[str]) -> list[str]:
+    """No traffic from one network's bridge to another's (`names`: every bridge of the engine)."""
+    out = []
     for b in bridges:
         others = [n for n in names if n != b.ifname]
         if others:
-            br = _q(b.ifname)
-            lines.append(f"    iifname {br} oifname {{ {', '.join(_q(o) for o in others)} }} drop")
-    lines += ["  }", "}"]
-    return "\n".join(lines) + "\n" + _render6(t, bridges)
+            out.append(f"    iifname {_q(b.ifname)} oifname {{ {', '.join(_q(o) for o in others)} }} drop")
+    return out
 
 
 def _render6(t: str, bridges: list[BridgeRules]) -> str:
@@ -134,16 +146,8 @@ def _render6(t: str, bridges: list[BridgeRules]) -> str:
         "  chain forward {",
         "    type filter hook forward priority filter; policy accept;",
     ]
-    names = [b.ifname for b in bridges]
-    for b in v6:
-        br = _q(b.ifname)
-        if b.internal:
-            lines.append(f"    iifname {br} oifname != {br} drop")
-            lines.append(f"    oifname {br} iifname != {br} drop")
-    for b in v6:
-        others = [n for n in names if n != b.ifname]
-        if others:
-            lines.append(f"    iifname {_q(b.ifname)} oifname {{ {', '.join(_q(o) for o in others)} }} drop")
+    lines += _internal_drops(v6)
+    lines += _isolation_drops(v6, [b.ifname for b in bridges])
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
 
