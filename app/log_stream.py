@@ -14,9 +14,6 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import requests
-from docker.types.daemon import CancellableStream
-
 READ_SIZE = 1 << 16
 # How long one request waits for the response's head before `cancelled` is asked again (see LogStream)
 HEAD_WAIT = 2.0
@@ -129,6 +126,11 @@ class LogStream:
 
     def __init__(self, api: Any, cid: str, *, tail: int | str = "all", since: float | None = None,
                  timestamps: bool = True, cancelled: Callable[[], bool] | None = None) -> None:
+        # here, not at the top: the main screen imports this module for drop_resent before its first frame,
+        # and docker-py with requests is a tenth of a second that frame need not wait for
+        import requests
+        from docker.types.daemon import CancellableStream
+
         tty = bool(api.inspect_container(cid)["Config"].get("Tty"))  # as docker-py does: the stream's format
         params: dict[str, Any] = {"stdout": 1, "stderr": 1, "follow": 1, "timestamps": int(timestamps),
                                   "tail": tail if isinstance(tail, int) and tail >= 0 else "all"}

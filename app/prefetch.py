@@ -1,18 +1,19 @@
 """The container list, fetched while the TUI is still importing Textual, so the first frame already shows it.
 
 Importing Textual and docker-py takes most of a second; the engine answers `GET /containers/json` in tens of
-milliseconds in its own process. A thread started before those imports asks it with http.client (light to
-import, no docker-py) over the endpoint the TUI will choose, and the main screen fills its list from the answer
-instead of painting an empty list first and the rows one frame later. The regular docker-py load that follows the
-connection (after the /events subscription) still refreshes the list, so nothing that changed in between is lost.
+milliseconds in its own process. A thread started before those imports asks it over the endpoint the TUI will
+choose, and the main screen fills its list from the answer instead of painting an empty list first and the rows one
+frame later. The regular docker-py load that follows the connection (after the /events subscription) still
+refreshes the list, so nothing that changed in between is lost.
 
-Only plain endpoints are fetched: `-H`/$DOCKER_HOST over a unix socket or plain TCP, or the portside daemon's
-socket. A docker CLI context, TLS, or the embedded engine (not started yet) give no prefetch.
+The request is written on a bare socket and its answer read by hand (Content-Length, chunked, or up to the close):
+http.client would pull email's parser and ssl onto the first frame's path (~20 ms of imports). Only plain endpoints
+are fetched: `-H`/$DOCKER_HOST over a unix socket or plain TCP with a port, or the portside daemon's socket. A
+docker CLI context, TLS, or the embedded engine (not started yet) give no prefetch.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -21,24 +22,65 @@ from pathlib import Path
 from typing import Any
 
 from app.endpoint import PORTSIDE_SOCKET
+from app.log_stream import Dechunker
 
 TIMEOUT = 2.0
+REQUEST = b"GET /containers/json?all=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+MAX_BODY = 64 << 20  # a list bigger than this is not worth a first frame: the regular load shows it
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=TIMEOUT)
-        self.path = path
+class BadResponse(ValueError):
+    """The engine's answer was not a 200 with a JSON body this module can read."""
 
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(TIMEOUT)
-        try:
-            s.connect(self.path)
-        except OSError:
-            s.close()
-            raise
-        self.sock = s
+
+def read_response(sock: socket.socket) -> bytes:
+    """The body of a 200 answer to REQUEST on `sock`, undone of chunked coding; BadResponse for anything else."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(1 << 16)
+        if not data or len(buf) > 1 << 16:
+            raise BadResponse("no complete response head")
+        buf += data
+    head, body = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = lines[0].split(" ", 2)
+    if len(status) < 2 or not status[0].startswith("HTTP/1.") or status[1] != "200":
+        raise BadResponse(f"status line {lines[0]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        dechunk = Dechunker()
+        out = [dechunk.feed(body)]
+        size = len(out[0])
+        while not dechunk.done:
+            data = sock.recv(1 << 16)
+            if not data:
+                raise BadResponse("chunked body cut short")
+            piece = dechunk.feed(data)
+            out.append(piece)
+            size += len(piece)
+            if size > MAX_BODY:
+                raise BadResponse("body too big")
+        return b"".join(out)
+    length = headers.get("content-length")
+    want = int(length) if length is not None and length.isdigit() else None
+    if want is not None and want > MAX_BODY:
+        raise BadResponse("body too big")
+    parts = [body]
+    got = len(body)
+    while want is None or got < want:
+        data = sock.recv(1 << 16)
+        if not data:
+            if want is not None:
+                raise BadResponse("body cut short")
+            break  # no length given: the body ends with the connection
+        parts.append(data)
+        got += len(data)
+        if got > MAX_BODY:
+            raise BadResponse("body too big")
+    return b"".join(parts)[:want] if want is not None else b"".join(parts)
 
 
 def _uses_context(env: dict[str, str]) -> bool:
@@ -78,26 +120,33 @@ class ContainerPrefetch:
         self._containers: list[dict[str, Any]] | None = None
         threading.Thread(target=self._fetch, name="portside-prefetch", daemon=True).start()
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connect(self) -> socket.socket:
         if self.url.startswith("unix://"):
-            return _UnixConnection(self.url.removeprefix("unix://"))
-        hostport = self.url.removeprefix("tcp://").split("/", 1)[0]
-        return http.client.HTTPConnection(hostport, timeout=TIMEOUT)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: Any = self.url.removeprefix("unix://")
+        else:
+            hostport = self.url.removeprefix("tcp://").split("/", 1)[0]
+            host, _, port = hostport.rpartition(":")
+            if not host or not port.isdigit():  # docker's default port for tcp:// is left to docker-py
+                raise BadResponse(f"no port in {self.url}")
+            return socket.create_connection((host.strip("[]"), int(port)), timeout=TIMEOUT)
+        sock.settimeout(TIMEOUT)
+        try:
+            sock.connect(address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def _fetch(self) -> None:
         try:
-            conn = self._connection()
-            try:
-                conn.request("GET", "/containers/json?all=1")
-                resp = conn.getresponse()
-                body = resp.read()
-            finally:
-                conn.close()
-            if resp.status == 200:
-                data = json.loads(body)
-                if isinstance(data, list):
-                    self._containers = data
-        except (OSError, ValueError, http.client.HTTPException):
+            with self._connect() as sock:
+                sock.sendall(REQUEST)
+                body = read_response(sock)
+            data = json.loads(body)
+            if isinstance(data, list):
+                self._containers = data
+        except (OSError, ValueError):
             pass  # the regular load after connecting reports what is wrong
         finally:
             self._done.set()

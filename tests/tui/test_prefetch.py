@@ -4,6 +4,10 @@ gives what docker-py's containers(all=True) gives, and that the main screen show
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -32,10 +36,55 @@ def test_only_plain_endpoints_are_prefetched(tmp_path: Path) -> None:
     assert prefetch.plain_url("unix:///run/x.sock", env) == "unix:///run/x.sock"
 
 
+def _answer(raw: bytes) -> bytes:
+    """What read_response makes of `raw` sent by a peer that then closes, in pieces of 7 bytes."""
+    ours, theirs = socket.socketpair()
+
+    def send() -> None:
+        with theirs:
+            for i in range(0, len(raw), 7):
+                theirs.sendall(raw[i : i + 7])
+
+    t = threading.Thread(target=send)
+    t.start()
+    try:
+        with ours:
+            return prefetch.read_response(ours)
+    finally:
+        t.join()
+
+
+def test_the_answer_is_read_by_length_chunks_or_close() -> None:
+    body = json.dumps([{"Id": "a" * 64, "Names": ["/x"]}]).encode()
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    assert _answer(head + b"Content-Length: %d\r\n\r\n" % len(body) + body) == body
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 10]), body[i : i + 10]) for i in range(0, len(body), 10))
+    assert _answer(head + b"Transfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n") == body
+    assert _answer(head + b"\r\n" + body) == body  # HTTP/1.0 style: the body ends with the connection
+    for bad in (b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}",
+                head + b"Content-Length: %d\r\n\r\n" % (len(body) + 5) + body,  # cut short
+                head + b"Transfer-Encoding: chunked\r\n\r\n" + chunked,  # no last chunk
+                b"SSH-2.0-OpenSSH_9.2\r\n"):  # not HTTP at all
+        with pytest.raises(prefetch.BadResponse):
+            _answer(bad)
+
+
+def test_the_start_path_imports_no_http_stack() -> None:
+    """docker-py, requests and http.client cost a tenth of a second or more: the first frame must not wait for
+    them (they are imported once it is drawn, when the app connects)."""
+    code = ("import sys, app.cli, app.main, app.prefetch, app.tui, app.screens.main; "
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('docker', 'requests', 'urllib3', 'paramiko', 'http', 'email'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout.split()
+    assert out == [], f"imported before the first frame: {out}"
+
+
 def test_a_dead_endpoint_gives_none_quickly() -> None:
     early = prefetch.ContainerPrefetch(NOWHERE)
     assert early.result(timeout=5) is None
     assert prefetch.ContainerPrefetch("tcp://127.0.0.1:1").result(timeout=5) is None
+    assert prefetch.ContainerPrefetch("tcp://127.0.0.1").result(timeout=5) is None  # no port: left to docker-py
 
 
 @pytest.mark.integration
