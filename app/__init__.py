@@ -100,16 +100,19 @@ back; each stream is closed (and its thread ends) when the selection changes or 
 Start-up (issue 7: first paint under 1 s with 200 containers; Textual's import alone is ~0.5 s here), in order:
 `main.run_tui` turns garbage collection off (start-up makes hundreds of thousands of objects that all stay alive;
 collecting them meanwhile cost ~0.1 s) and starts `prefetch.py` before importing Textual: a thread asks
-`GET /containers/json?all=1` over http.client (no docker-py) on the endpoint `endpoint.choose` will pick when it
+`GET /containers/json?all=1` on a bare socket (no docker-py, no http.client: its email and ssl imports cost ~20 ms
+there) on the endpoint `endpoint.choose` will pick when it
 is a plain one (`-H`/$DOCKER_HOST on a unix socket or plain TCP, or the portside daemon's socket; not a docker CLI
 context, TLS or the embedded engine). `PortsideApp.on_mount` pushes the main screen after Textual's start-up batch
 (Textual lays out a screen inside that batch without drawing it, so a screen pushed there waits for a repaint;
 under Pilot it is pushed at once, so tests find it); its `ContainerList` starts with the prefetched rows, measuring
 column widths itself, so the first frame shows them (and DataTable's own pass over new rows, which measures every
-cell again through Rich before that frame, skips the rows it measured). The tabs' widgets (Home's, which show
-nothing of the selection before then, and the hidden Stats, Settings, Exec, Inspect: ~75 widgets and their
-modules) are built, and the selection's streams started, once that frame is drawn
-(`MainScreen._first_frame_out`, a callback after refresh, which Textual runs once nothing is left to draw);
+cell again through Rich before that frame, skips the rows it measured). The first frame holds the header, the
+list, the footer and an empty pane where the tabs go; the tabs themselves (the tab bar, Home, which shows nothing of
+the selection before then, and the hidden Stats, Settings, Exec, Inspect: ~75 widgets and their modules, with
+TabbedContent's) and the hidden filter box are mounted, and the selection's streams started, once that frame is
+drawn (`MainScreen._mount_rest` from `_first_frame_out`, a callback after refresh, which Textual runs once nothing
+is left to draw: ~30 ms less to the first frame);
 `tabs_built` and `loaded` say when. Then `first_frame_drawn()` freezes what start-up made (`gc.freeze`) and turns
 collection back on, and the connect worker, which waited for that frame whenever there was a prefetched list,
 imports docker-py, connects, follows /events and loads the list once per connection; a reload of the same rows

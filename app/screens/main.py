@@ -22,7 +22,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from app.containers import ContainerRow, on_host, split_row_id, urls
 from app.key_hint import key_of
@@ -41,14 +41,16 @@ from app.messages import (
 from app.stats import History
 from app.stats_streams import StatsStreams
 from app.widgets.container_list import ContainerList
-from app.widgets.home import HomePane
 from app.widgets.log_view import LogView
 
-if TYPE_CHECKING:  # the hidden tabs' widgets are imported when they are built (_fill_tabs)
+if TYPE_CHECKING:  # the tabs' widgets are imported when they are built (_mount_rest)
     import urllib.request
+
+    from textual.widgets import TabbedContent
 
     from app import settings as st
     from app.widgets.exec_pane import ExecPane
+    from app.widgets.home import HomePane
     from app.widgets.settings_pane import SettingsPane
     from app.widgets.stats_pane import StatsPane
 
@@ -182,36 +184,42 @@ class MainScreen(Screen[None]):
         yield Static("", id="banner")
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield Input(placeholder="filter containers (/)", id="filter")
                 yield ContainerList(self._prefetched(), id="containers")
                 yield Static("", id="first-run")
-            with TabbedContent(id="tabs"):
-                # filled once the first frame is out (_first_frame_out): the hidden tabs' ~75 widgets cost that
-                # frame a third of its time, and Home's a twentieth, while it shows nothing of the selection yet
-                # (logs, stats and URLs come once the frame is out)
-                yield TabPane("Home", id="tab-home")
-                yield TabPane("Stats", id="tab-stats")
-                yield TabPane("Settings", id="tab-settings")
-                yield TabPane("Exec", id="tab-exec")
-                yield TabPane("Inspect", id="tab-inspect")
+            # The filter box and the tabs are mounted once the first frame is out (_mount_rest): the tab bar,
+            # its five panes and their ~75 widgets, and the (hidden) filter box cost that frame over a tenth of
+            # its time while it can show nothing of the selection yet; an empty pane of the tabs' size stands in.
+            yield Vertical(id="tabs-placeholder")
         yield Footer()
 
     @property
     def tabs_built(self) -> bool:
-        """The tabs' widgets exist, Home's too (they are built once the first frame is out)."""
+        """The tabs and their widgets exist, Home's too, and the filter box (they come once the first frame is out)."""
         return self._painted
 
-    async def _fill_tabs(self) -> None:
-        # imported here too: a twentieth of a second that the first frame does not wait for
+    async def _mount_rest(self) -> None:
+        # imported here: a twentieth of a second that the first frame does not wait for
+        from textual.widgets import TabbedContent, TabPane
+
         from app.widgets.exec_pane import ExecPane
+        from app.widgets.home import HomePane
         from app.widgets.json_tree import JsonTree
         from app.widgets.settings_pane import SettingsPane
         from app.widgets.stats_pane import StatsPane
 
-        for pane_id, widget in (("tab-home", HomePane(id="home")), ("tab-stats", StatsPane(id="stats")),
-                                ("tab-settings", SettingsPane(id="settings")), ("tab-exec", ExecPane(id="exec")),
-                                ("tab-inspect", JsonTree(id="inspect"))):
-            await self.query_one(f"#{pane_id}", TabPane).mount(widget)
+        box = Input(placeholder="filter containers (/)", id="filter")
+        box.display = False
+        await self.query_one("#left", Vertical).mount(box, before=0)
+        tabs = TabbedContent(id="tabs")
+        for pane in (TabPane("Home", HomePane(id="home"), id="tab-home"),
+                     TabPane("Stats", StatsPane(id="stats"), id="tab-stats"),
+                     TabPane("Settings", SettingsPane(id="settings"), id="tab-settings"),
+                     TabPane("Exec", ExecPane(id="exec"), id="tab-exec"),
+                     TabPane("Inspect", JsonTree(id="inspect"), id="tab-inspect")):
+            tabs.compose_add_child(pane)  # what `with TabbedContent(): yield pane` does in a compose
+        placeholder = self.query_one("#tabs-placeholder")
+        await self.query_one("#main", Horizontal).mount(tabs, before=placeholder)
+        await placeholder.remove()
 
     def _prefetched(self) -> list[ContainerRow] | None:
         """The list fetched while the app imported (app/prefetch.py), so the first frame shows it."""
@@ -227,6 +235,8 @@ class MainScreen(Screen[None]):
 
     @property
     def home(self) -> HomePane:
+        from app.widgets.home import HomePane
+
         return self.query_one(HomePane)
 
     @property
@@ -251,7 +261,6 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.banner.display = False
-        self.query_one("#filter", Input).display = False
         self.container_list.focus()
         self._table_timer = self.set_interval(TABLE_PERIOD, self._refresh_table, pause=True)
         if getattr(self.app, "connected", False):
@@ -264,7 +273,7 @@ class MainScreen(Screen[None]):
         """Fill the hidden tabs, then start what the selection shows (logs, stats, inspect, settings form)."""
         if self._painted:
             return
-        await self._fill_tabs()
+        await self._mount_rest()
         self._painted = True
         self.app.first_frame_drawn()  # type: ignore[attr-defined]
         if self._rows_in:
@@ -474,6 +483,8 @@ class MainScreen(Screen[None]):
     # --- filter ---
 
     def action_filter(self) -> None:
+        if not self._painted:
+            return  # the box comes with the first frame's follow-up (_mount_rest)
         box = self.query_one("#filter", Input)
         box.display = True
         box.focus()
@@ -487,6 +498,8 @@ class MainScreen(Screen[None]):
         self.container_list.focus()
 
     def action_clear_filter(self) -> None:
+        if not self._painted:
+            return
         box = self.query_one("#filter", Input)
         if box.display:
             box.value = ""
@@ -659,8 +672,10 @@ class MainScreen(Screen[None]):
                 rows[cid] = (row.name, last)
         self.stats_pane.show_table(rows)
 
-    @on(TabbedContent.TabActivated, "#tabs")
-    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+    # by name rather than @on(TabbedContent.TabActivated): TabbedContent's module is imported with the tabs
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.tabbed_content.id != "tabs":
+            return
         self.active_tab = event.pane.id or ""
         if not self._painted:
             return  # _first_frame_out follows
