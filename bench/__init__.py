@@ -38,6 +38,11 @@ which the 46 visible DataTable lines ~25 ms); the bare app's frame is ~60 ms, an
 alone (5 tabs, its switcher) ~30 ms of the difference. Under this load wall time follows CPU time: 300 ms is met
 only on an idle machine (the bare app's 230-260 ms is the floor there). Key to screen in the same session: Down
 median 9 ms (p95 18), Right through the tabs 18 ms (p95 88), as before.
+Session 10 (load ~2.2, against 03a25f8 interleaved, 9 runs each): first paint median 297 ms (03a25f8 434 ms; the
+bare Textual app 266 ms), after the start path stopped importing docker-py, requests and http.client (the prefetch
+reads its answer off a bare socket; `tests/tui/test_prefetch.py` fails if any of them comes back) and the tabs and
+filter box moved to just after the first frame (an empty pane of their size stands in). Under the profiler, what is
+left above the bare app is ~25 ms of the app's modules and the Footer's ~17 keys (~15 ms a frame).
 
 `bench/run soak` (`--cycles`, default 1000; `--every`) runs container life cycles (`run -d` with a published port,
 a named volume and a user network, exec, logs, stop, `rm -f -v`, plus pull/rmi and build/rmi every 10) and
