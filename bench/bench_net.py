@@ -13,7 +13,8 @@ first HTTP 200.
    the daemon's network step (create_sandbox) is read from its debug log. dockerd (when installed) runs the same,
    interleaved, on a bridge of its own with docker-proxy and no iptables; podman's figure is the one measured
    before, as its port mapping would change the host's firewall.
-BENCH_NET=throughput (or first200) runs one part only; BENCH_RUNS sets the rounds.
+BENCH_NET=throughput (or first200) runs one part only; BENCH_RUNS sets the rounds; BENCH_NET_TREES=DIR,... also
+runs other checkouts' engines in part 2, interleaved (an A/B).
 """
 
 from __future__ import annotations
@@ -159,8 +160,10 @@ def _http_200(port: int) -> bool:
         return False
 
 
-def _run_to_200(sock: Path, name: str, log_tail: Callable[[], str]) -> float:
-    """ms from `docker run -d -p 127.0.0.1:PORT:80 nginx` to the first HTTP 200 on that port."""
+def _run_to_200(sock: Path, name: str, log_tail: Callable[[], str]) -> tuple[float, float]:
+    """ms from `docker run -d -p 127.0.0.1:PORT:80 nginx` to the first HTTP 200 on that port, and to the
+    command's exit. The port is polled once the command is done: polling meanwhile changes nothing for portside
+    (nginx answers as the command exits) but slows dockerd's docker-proxy, which holds each early connection."""
     from bench.bench_docker_run import DOCKER
 
     with socket.socket() as s:
@@ -169,12 +172,24 @@ def _run_to_200(sock: Path, name: str, log_tail: Callable[[], str]) -> float:
     t0 = time.perf_counter()
     subprocess.run([DOCKER, "-H", f"unix://{sock}", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80",
                     "nginx"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    returned = time.perf_counter()
     deadline = time.monotonic() + 20
     while not _http_200(port):
         if time.monotonic() > deadline:
             raise RuntimeError(f"no 200 from nginx: {log_tail()}")
         time.sleep(0.002)
-    return (time.perf_counter() - t0) * 1000
+    return (time.perf_counter() - t0) * 1000, (returned - t0) * 1000
+
+
+def _trees() -> list[tuple[str, Path]]:
+    """This checkout's engine, and those of BENCH_NET_TREES (comma-separated checkouts: an A/B, interleaved)."""
+    out = [("portside", ROOT)]
+    for d in filter(None, os.environ.get("BENCH_NET_TREES", "").split(",")):
+        path = Path(d).resolve()
+        if not (path / "engine").is_dir():
+            raise SystemExit(f"BENCH_NET_TREES: no engine/ in {d}")
+        out.append((f"portside @{path.name}", path))
+    return out
 
 
 def first_200() -> None:
@@ -188,13 +203,7 @@ def first_200() -> None:
     built = images.ensure_built()
     work = Path(tempfile.mkdtemp(prefix="portside-test-bench-"))
     reg = Registry(work / "registry")
-    bridge = "pstbn" + str(os.getpid() % 100000)
-    ps = work / "portside"
-    ps.mkdir()
-    # short: supervisor sockets (with 64-hex ids) live below it and must fit AF_UNIX's 108 bytes
-    ps_exec = Path(tempfile.mkdtemp(prefix="portside-test-x", dir="/tmp"))
-    sock, log = ps / "sock", ps / "log"
-    proc = None
+    daemons: list[tuple[str, Path, Path, Path, Path, str, Any]] = []  # label, tree, data, exec, log, bridge, proc
     dockerds: list[Any] = []
     have_dockerd = bool(peer("dockerd"))
     table = Table("docker run -d -p 127.0.0.1:PORT:80 nginx -> first HTTP 200", "ms",
@@ -203,16 +212,25 @@ def first_200() -> None:
         reg.start()
         fill(reg, built.layouts)
         src = f"{reg.host}/testbed/nginx:latest"
-        with open(log, "wb") as f:
-            proc = subprocess.Popen([sys.executable, "-m", "app.cli", "daemon", "--data-root", str(ps / "data"),
-                                     "--exec-root", str(ps_exec), "-H", f"unix://{sock}", "--bridge", bridge,
-                                     "--ip-forward=false", "--log-level", "debug"], stdout=f, stderr=subprocess.STDOUT,
-                                    cwd=ROOT,
-                                    env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
-        _wait_sock(sock, proc, log)
-        _docker(sock, "pull", src)
-        _docker(sock, "tag", src, "nginx")
-        cases: list[tuple[str, Path, Callable[[], str]]] = [("portside", sock, lambda: log.read_text()[-2000:])]
+        cases: list[tuple[str, Path, Callable[[], str]]] = []
+        for n, (label, tree) in enumerate(_trees()):
+            bridge = f"pstbn{n}" + str(os.getpid() % 10000)
+            ps = work / f"portside{n}"
+            ps.mkdir()
+            # short: supervisor sockets (with 64-hex ids) live below it and must fit AF_UNIX's 108 bytes
+            ps_exec = Path(tempfile.mkdtemp(prefix="portside-test-x", dir="/tmp"))
+            sock, log = ps / "sock", ps / "log"
+            with open(log, "wb") as f:
+                proc = subprocess.Popen([sys.executable, "-m", "app.cli", "daemon", "--data-root", str(ps / "data"),
+                                         "--exec-root", str(ps_exec), "-H", f"unix://{sock}", "--bridge", bridge,
+                                         "--ip-forward=false", "--log-level", "debug"], stdout=f,
+                                        stderr=subprocess.STDOUT, cwd=tree,
+                                        env=dict(os.environ, PYTHONPATH=str(tree)))  # fmt: skip
+            daemons.append((label, tree, ps / "data", ps_exec, log, bridge, proc))
+            _wait_sock(sock, proc, log)
+            _docker(sock, "pull", src)
+            _docker(sock, "tag", src, "nginx")
+            cases.append((label, sock, lambda log=log: log.read_text()[-2000:]))  # type: ignore[misc]
         if have_dockerd:
             from tests.testbed import dockerd as testbed_dockerd
 
@@ -225,41 +243,46 @@ def first_200() -> None:
             cases.append(("dockerd 20.10", dd.socket, dd.log))
         # interleaved, one warm-up round: on a shared machine, load changes affect every engine alike
         samples: dict[str, list[float]] = {who: [] for who, *_ in cases}
+        returns: dict[str, list[float]] = {who: [] for who, *_ in cases}
         for i in range(RUNS + 1):
             for who, engine_sock, tail in cases:
-                ms = _run_to_200(engine_sock, f"bench{i}", tail)
+                ms, cli = _run_to_200(engine_sock, f"bench{i}", tail)
                 if i:
                     samples[who].append(ms)
+                    returns[who].append(cli)
                 _docker(engine_sock, "rm", "-f", f"bench{i}")
-        table.add("portside", samples["portside"])
-        # the daemon's debug line per start: "start <id>: rootfs +3.1ms, network +24.0ms, ..." (times since start)
-        steps = []
-        for line in re.findall(r"start [0-9a-f]{12}: (.*)", log.read_text()):
-            marks = re.findall(r"(\w+) \+([0-9.]+)ms", line)
-            for (_, before), (step, at) in zip([("begin", "0"), *marks], marks, strict=False):
-                if step == "network":
-                    steps.append(float(at) - float(before))
-        steps = steps[1:]  # the warm-up run
-        if steps:
-            table.add("  its network step", steps, "NetworkService.create_sandbox in the daemon")
+        for label, _tree, _data, _exec, log, _bridge, _proc in daemons:
+            table.add(label, samples[label])
+            table.add("  until `docker run` exits", returns[label])
+            # the daemon's debug line per start: "start <id>: rootfs +3.1ms, network +24.0ms, ..." (since the start)
+            at_marks: dict[str, list[float]] = {}
+            for line in re.findall(r"start [0-9a-f]{12}: (.*)", log.read_text())[1:]:  # not the warm-up run
+                for step, at in re.findall(r"(\w+) \+([0-9.]+)ms", line):
+                    at_marks.setdefault(step, []).append(float(at))
+            if at_marks:
+                print(f"  {label}: the daemon's start steps (rootfs, network and supervisor at once), median ms "
+                      "from the start's beginning to each one's end: " + ", ".join(
+                          f"{step} {statistics.median(ts):.1f}" for step, ts in at_marks.items()), flush=True)
         if have_dockerd:
             table.add("dockerd 20.10", samples["dockerd 20.10"], "own bridge, --iptables=false, docker-proxy")
+            table.add("  until `docker run` exits", returns["dockerd 20.10"])
         # podman publishes ports through CNI's portmap (host iptables), which the benchmarks leave alone
         table.add_value("podman 4.3", 151.0, "not run: measured before on this machine kind")
         table.print()
     finally:
         for dd in dockerds:
             dd.stop()
-        if proc is not None:
+        for _label, _tree, data, ps_exec, _log, bridge, proc in daemons:
             _stop(proc)
-            svc = NetworkService(ps / "data", ps_exec, default_bridge=bridge, nft_table=nft_table_for(bridge),
+            svc = NetworkService(data, ps_exec, default_bridge=bridge, nft_table=nft_table_for(bridge),
                                  enable_ip_forward=False)  # fmt: skip
             svc.start()
             svc.destroy()
+            unmount_below(ps_exec)
+            shutil.rmtree(ps_exec, ignore_errors=True)
         reg.stop()
-        for d in (work, ps_exec):
-            unmount_below(d)
-            shutil.rmtree(d, ignore_errors=True)
+        unmount_below(work)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 async def _runtime_first_200(rt: Any, svc: Any, lower: Path, work: Path, i: int) -> float:
