@@ -99,9 +99,9 @@ the rest is its share of ~3.2 MiB it maps with the zygote and its siblings and o
 maps. A forked child that only blocks in a read costs ~0.16 MiB private. Tried and measured without a gain
 on top of the diet (interleaved A/B, 20 idle): `gc.disable()` after the fork, `malloc_trim(0)` in the zygote
 and the supervisor, re-executing the supervisor's modules after the imports (to pack its objects together:
-worse), marshal version 0 for params and requests (no interned keys), rehearsing the accept path. Under 1 MiB
-PSS would take a supervisor that runs far less Python after the fork (or CPython 3.12's immortal objects).
-Such a supervisor's
+worse, as settling the heap before the supervisor's module loads), `-OO` for the zygote, marshal version 0 for
+params and requests (no interned keys), rehearsing the accept path. Under 1 MiB PSS would take a supervisor
+that runs far less Python after the fork (or CPython 3.12's immortal objects). Such a supervisor's
 `/proc/PID/cmdline` is its parent's (use `state.json`). A staged create (`prepare`, zygote only: op `spawn` with
 `staged`) answers `{"prepared": "P"}` once the init is forked; the init joins its cgroup (the kernel's RCU grace
 period, 10-20 ms, overlaps the engine's rootfs and network work) and waits; `create` writes spec and params and
