@@ -4,6 +4,8 @@ with what the private pages of one of them hold.
 
 Run: `bench/run runtime` (root). The bundle is busybox with Docker's defaults from engine/exec/spec.py (14
 capabilities, seccomp, masked paths, fresh network namespace), the same config.json for every runtime.
+BENCH_RUNTIME=memory (or run) runs one part only; the memory part still measures conmon and containerd's shim
+beside the supervisor.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import os
 import re
 import shutil
 import statistics
@@ -28,6 +31,7 @@ from engine.exec.runtime import Runtime
 RUNS = 20
 IDLE = 20
 IDLE_COUNTS = (1, 10, IDLE)
+PARTS = os.environ.get("BENCH_RUNTIME", "run,memory").split(",")  # which parts to run
 
 
 def make_rootfs(root: Path) -> None:
@@ -260,17 +264,19 @@ def main() -> None:
     parent = f"portside-bench-{uuid.uuid4().hex[:6]}"
     base = Path(tempfile.mkdtemp(prefix="portside-bench-"))
     try:
-        bundle = make_bundle(base, ["true"], parent)
-        run_table = Table("create+start+wait+delete of `true` on busybox", "ms, median", baseline="runc")
-        asyncio.run(bench_run(run_table, base, bundle, parent))
-        run_table.print()
-        mem_table = Table("supervisor memory per idle container", "MiB", baseline="conmon (podman)")
-        breakdown = asyncio.run(bench_memory(mem_table, base, parent))
-        mem_table.print()
-        where = Table(f"private memory (USS) of one supervisor of {IDLE} idle, by mapping", "KiB")
-        for kind, kib in breakdown.items():
-            where.add_value(kind, kib)
-        where.print()
+        if "run" in PARTS:
+            bundle = make_bundle(base, ["true"], parent)
+            run_table = Table("create+start+wait+delete of `true` on busybox", "ms, median", baseline="runc")
+            asyncio.run(bench_run(run_table, base, bundle, parent))
+            run_table.print()
+        if "memory" in PARTS:
+            mem_table = Table("supervisor memory per idle container", "MiB", baseline="conmon (podman)")
+            breakdown = asyncio.run(bench_memory(mem_table, base, parent))
+            mem_table.print()
+            where = Table(f"private memory (USS) of one supervisor of {IDLE} idle, by mapping", "KiB")
+            for kind, kib in breakdown.items():
+                where.add_value(kind, kib)
+            where.print()
     finally:
         for name in ("runc", "crun"):
             exe = peer(name)

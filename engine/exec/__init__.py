@@ -85,11 +85,23 @@ zygote's is removed by the next), then fills its allocator's half-used pools (`s
 objects go to pages of their own, not into holes beside the zygote's objects) before `gc.freeze()`. The
 supervisor's own paths avoid Python-level library code (socket.py's class, io's files, contextlib, importlib
 through a function's `from ... import`, ctypes argtypes), and the set-up runs in the helper, whose copied pages
-go with it. An idle supervisor is ~1.4 MiB PSS with 20 idle (was 1.9; `bench/run runtime`), 1.0 MiB of it
-private: pymalloc arenas ~0.6 (refcounts written on the zygote's objects it touches, and its own objects),
-libpython's data ~0.2 (static objects, runtime state), malloc heap ~0.2 (code objects' warm-up, dict tables). A
-forked child that only blocks in a read costs ~0.25 MiB private; under 1 MiB PSS would take a supervisor that
-runs far less Python after the fork (or CPython 3.12's immortal objects). Such a supervisor's
+go with it. What the zygote imports is resident, shared, in every supervisor forked from it, each counting a
+1/(N+1) share of it in its PSS: so the zygote's modules (supervisor, container and what they import) leave out
+typing (annotations only, under `TYPE_CHECKING = False`), contextlib with the collections and functools it
+brings (`lean.suppress`, `protocol.socket_path` is a class), socket.py and signal.py's enums (`_socket`,
+`_signal`), pathlib, json and platform (`os.uname()`; seccomp imports json where the engine side parses a
+profile): 2.6 MiB less of its heap, guarded by tests/exec/test_zygote_imports.py. An idle supervisor is
+~1.15 MiB PSS with 20 idle (1.4 before that diet, 1.9 before the settled heap and set-up helper; `BENCH_RUNTIME=
+memory bench/run runtime`), 0.88 MiB of it private: pymalloc arenas ~0.5 (refcounts written on the zygote's
+objects it touches, and its own objects), libpython's data ~0.2 (static objects, runtime state: 25 of
+`_PyRuntime`'s 41 pages), malloc heap ~0.17 (code objects' warm-up counters, dict tables, reused free chunks);
+the rest is its share of ~3.2 MiB it maps with the zygote and its siblings and of the text every Python process
+maps. A forked child that only blocks in a read costs ~0.16 MiB private. Tried and measured without a gain
+on top of the diet (interleaved A/B, 20 idle): `gc.disable()` after the fork, `malloc_trim(0)` in the zygote
+and the supervisor, re-executing the supervisor's modules after the imports (to pack its objects together:
+worse, as settling the heap before the supervisor's module loads), `-OO` for the zygote, marshal version 0 for
+params and requests (no interned keys), rehearsing the accept path. Under 1 MiB PSS would take a supervisor
+that runs far less Python after the fork (or CPython 3.12's immortal objects). Such a supervisor's
 `/proc/PID/cmdline` is its parent's (use `state.json`). A staged create (`prepare`, zygote only: op `spawn` with
 `staged`) answers `{"prepared": "P"}` once the init is forked; the init joins its cgroup (the kernel's RCU grace
 period, 10-20 ms, overlaps the engine's rootfs and network work) and waits; `create` writes spec and params and

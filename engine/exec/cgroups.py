@@ -5,10 +5,16 @@ Imports only `os` and `time`: the supervisor uses it too and its memory is a ben
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from typing import Any
+
+from engine.exec.lean import suppress
+
+# No typing at run time (annotations only): what the zygote imports is shared by every supervisor, each
+# paying its share of those pages in PSS (see lean.py); mypy reads the block below as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ROOT = "/sys/fs/cgroup"
 # the v1 controllers a container gets a directory in, when the host mounts them
@@ -92,7 +98,7 @@ def _parse_kv(text: str) -> dict[str, int]:
     for line in text.splitlines():
         parts = line.split()
         if len(parts) == 2:
-            with contextlib.suppress(ValueError):
+            with suppress(ValueError):
                 out[parts[0]] = int(parts[1])
     return out
 
@@ -168,12 +174,12 @@ class Cgroup:
                 enabled = _read(cur + "/cgroup.subtree_control").split()
                 for c in ("cpu", "cpuset", "io", "memory", "pids"):
                     if c in wanted and c not in enabled:
-                        with contextlib.suppress(OSError):
+                        with suppress(OSError):
                             _write(cur + "/cgroup.subtree_control", "+" + c)
             except OSError:
                 pass
             cur = f"{cur}/{part}"
-            with contextlib.suppress(FileExistsError):
+            with suppress(FileExistsError):
                 os.mkdir(cur)
 
     def add(self, pid: int) -> None:
@@ -198,7 +204,7 @@ class Cgroup:
         if frozen:
             self.freeze()
         for pid in self.procs():
-            with contextlib.suppress(ProcessLookupError):
+            with suppress(ProcessLookupError):
                 os.kill(pid, sig)
         if frozen:
             self.thaw()

@@ -8,19 +8,18 @@ Runs in a child forked from the supervisor. Every failure is sent to the supervi
 
 from __future__ import annotations
 
-import contextlib
+import _signal
+import _socket
 import errno
 import fcntl
 import os
 import resource
-import signal
-import socket
 import stat
 import struct
 import sys
-from typing import Any
 
 from engine.exec import cgroups, idrange, linux, seccomp
+from engine.exec.lean import suppress
 from engine.exec.linux import (
     MNT_DETACH,
     MS_BIND,
@@ -33,6 +32,12 @@ from engine.exec.linux import (
     MS_REMOUNT,
     MS_SLAVE,
 )
+
+# No typing or socket.py at run time (annotations only; _socket's C type does the work): the zygote shares
+# what it imports with every supervisor, each paying its share of those pages in PSS (see lean.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _FLAGS = {
     "ro": (True, linux.MS_RDONLY), "rw": (False, linux.MS_RDONLY), "nosuid": (True, linux.MS_NOSUID),
@@ -86,13 +91,16 @@ def _fdpath(fd: int) -> str:
 
 
 def _loopback_up() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         req = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | 0x1))  # IFF_UP
+    finally:
+        s.close()
 
 
-def join_cgroups(cgroup_dirs: list[str], sync: socket.socket) -> None:
+def join_cgroups(cgroup_dirs: list[str], sync: _socket.socket) -> None:
     """A staged init's first step: join the container's cgroup, then wait for the supervisor's "S" (the engine
     wrote the spec). Never returns on failure."""
     try:
@@ -233,7 +241,7 @@ def _make_devices(root_fd: int, devices: list[dict[str, Any]]) -> None:
         try:
             kind = stat.S_IFCHR if d.get("type", "c") in ("c", "u") else stat.S_IFBLK
             mode = d.get("fileMode", 0o666)
-            with contextlib.suppress(FileNotFoundError):
+            with suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=pfd)
             os.mknod(name, kind | mode, os.makedev(d["major"], d["minor"]), dir_fd=pfd)
             fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
@@ -251,7 +259,7 @@ def _make_devices(root_fd: int, devices: list[dict[str, Any]]) -> None:
         if os.path.exists("/proc/kcore"):
             links.append(("/proc/kcore", "core"))
         for src, name in links:
-            with contextlib.suppress(FileExistsError):
+            with suppress(FileExistsError):
                 os.symlink(src, name, dir_fd=dev)
     finally:
         os.close(dev)
@@ -338,7 +346,7 @@ def setup_rootfs(spec: dict[str, Any], bundle: str) -> None:
             f.write(str(value))
     _mask_and_protect(spec)
     if spec.get("hostname"):
-        socket.sethostname(spec["hostname"])
+        _socket.sethostname(spec["hostname"])
     if spec.get("domainname"):
         name = spec["domainname"].encode()
         linux._libc.setdomainname(name, len(name))
@@ -366,8 +374,8 @@ def open_pty(console: bool) -> tuple[int, int]:
     return master, slave
 
 
-def send_fd(sock: socket.socket, msg: bytes, fd: int) -> None:
-    socket.send_fds(sock, [msg], [fd])
+def send_fd(sock: _socket.socket, msg: bytes, fd: int) -> None:
+    sock.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder, signed=True))])
 
 
 def look_path(args: list[str], env: list[str]) -> str:
@@ -465,7 +473,7 @@ def env_dict(env: list[str]) -> dict[str, str]:
     return out
 
 
-def exec_process(path: str, proc: dict[str, Any], sync: socket.socket) -> None:
+def exec_process(path: str, proc: dict[str, Any], sync: _socket.socket) -> None:
     """execve; on failure tells the supervisor why (the sync socket is close-on-exec: EOF means success)."""
     try:
         os.execve(path, proc["args"], env_dict(proc.get("env") or []))
@@ -479,19 +487,19 @@ def exec_process(path: str, proc: dict[str, Any], sync: socket.socket) -> None:
         _fail(sync, msg)
 
 
-def _fail(sync: socket.socket, msg: str) -> None:
-    with contextlib.suppress(OSError):
+def _fail(sync: _socket.socket, msg: str) -> None:
+    with suppress(OSError):
         sync.sendall(b"E" + msg.encode())
     os._exit(127 if "not found" in msg or "no such file" in msg else 126 if "permission denied" in msg else 1)
 
 
 def run_init_reaper(child: int) -> None:
     """PID 1 for `--init`: forwards signals to the command, reaps every zombie, exits as the command did."""
-    for sig in range(1, signal.NSIG):
-        if sig in (signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP):
+    for sig in range(1, _signal.NSIG):
+        if sig in (_signal.SIGCHLD, _signal.SIGKILL, _signal.SIGSTOP):
             continue
-        with contextlib.suppress(OSError, ValueError):
-            signal.signal(sig, lambda s, _f: os.kill(child, s))
+        with suppress(OSError, ValueError):
+            _signal.signal(sig, lambda s, _f: os.kill(child, s))
     while True:
         try:
             pid, status = os.wait()
@@ -507,16 +515,16 @@ def run_init_reaper(child: int) -> None:
 def reset_signals() -> None:
     """Default dispositions and an empty mask: the supervisor ignores SIGTERM, SIGPIPE..., and ignored signals
     would survive execve into the container."""
-    for sig in range(1, signal.NSIG):
-        if sig in (signal.SIGKILL, signal.SIGSTOP):
+    for sig in range(1, _signal.NSIG):
+        if sig in (_signal.SIGKILL, _signal.SIGSTOP):
             continue
-        with contextlib.suppress(OSError, ValueError):
-            signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        with suppress(OSError, ValueError):
+            _signal.signal(sig, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
 def container_main(
-    spec: dict[str, Any], bundle: str, cgroup_dirs: list[str], sync: socket.socket, seccomp_cache: str | None = None,
+    spec: dict[str, Any], bundle: str, cgroup_dirs: list[str], sync: _socket.socket, seccomp_cache: str | None = None,
     *, bpf: bytes | None = None,
 ) -> None:
     """The container's init: set-up, report ready, wait for start, execve. Never returns. `bpf`: the spec's
@@ -553,7 +561,7 @@ def container_main(
     exec_process(path, proc, sync)
 
 
-def take_terminal(sync: socket.socket, console: bool, size: dict[str, int] | None = None) -> None:
+def take_terminal(sync: _socket.socket, console: bool, size: dict[str, int] | None = None) -> None:
     """Open the container's pty, hand the master to the supervisor, and make the slave this process's stdio
     and controlling terminal. `size`: the OCI process's consoleSize, set before the process runs (as runc
     does), so that its first look at the terminal already sees it."""
@@ -570,7 +578,7 @@ def take_terminal(sync: socket.socket, console: bool, size: dict[str, int] | Non
 
 
 def exec_main(init_pid: int, spec: dict[str, Any], proc: dict[str, Any], cgroup_dirs: list[str],
-              sync: socket.socket, seccomp_cache: str | None = None, *, bpf: bytes | None = None) -> None:  # fmt: skip
+              sync: _socket.socket, seccomp_cache: str | None = None, *, bpf: bytes | None = None) -> None:  # fmt: skip
     """A process exec'd into a running container: joins its cgroup and namespaces, then as the init. Never returns.
     `bpf`: the container's compiled seccomp program (not used for a privileged exec)."""
     try:
@@ -584,7 +592,7 @@ def exec_main(init_pid: int, spec: dict[str, Any], proc: dict[str, Any], cgroup_
                 f.write("0")
         fds = []
         for kind in ("ipc", "uts", "net", "cgroup", "mnt"):
-            with contextlib.suppress(FileNotFoundError):
+            with suppress(FileNotFoundError):
                 fds.append((os.open(f"/proc/{init_pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC), kind))
         for fd, kind in fds:
             if kind == "net" and os.readlink(f"/proc/{init_pid}/ns/net") == os.readlink("/proc/self/ns/net"):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -23,7 +22,7 @@ _unshare = _libc.unshare
 _setns = _libc.setns
 _prctl_ints = _libc["prctl"]  # without prctl's argtypes: libffi widens plain ints to the registers' size
 
-_MACHINE = platform.machine()
+_MACHINE = os.uname().machine  # platform.machine(), without platform's imports
 # syscall numbers not wrapped by glibc 2.36 (x86_64 first, aarch64 second)
 _NR = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "openat2": 437, "pidfd_open": 434},

@@ -7,10 +7,13 @@ exit notices are `marshal`ed dicts (no json import in the supervisor: its memory
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
-from typing import Any
+
+# No typing at run time (annotations only): what the zygote imports is shared by every supervisor, each
+# paying its share of those pages in PSS (see lean.py); mypy reads the block below as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 STDIN = 0
 STDOUT = 1
@@ -54,19 +57,26 @@ def recv_frame(sock: Any) -> tuple[int, bytes] | None:
 SUN_PATH_MAX = 107
 
 
-@contextlib.contextmanager
-def socket_path(path: str) -> Iterator[str]:
+class socket_path:
     """A name for bind/connect of the unix socket `path` that fits AF_UNIX whatever the exec-root's length.
 
     A path too long is reached through a descriptor of its directory (`/proc/self/fd/N/ctl.sock`): the socket
     still lives at `path`, so anything that knows the path finds it, and no process-wide chdir is involved (the
-    engine connects from several threads). Use the name inside the `with` block only."""
-    if len(os.fsencode(path)) <= SUN_PATH_MAX:
-        yield path
-        return
-    parent, _, name = path.rpartition("/")
-    fd = os.open(parent or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        yield f"/proc/self/fd/{fd}/{name}"
-    finally:
-        os.close(fd)
+    engine connects from several threads). Use the name inside the `with` block only. A class rather than
+    contextlib.contextmanager: the supervisor's zygote does not import contextlib (see lean.py)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> str:
+        if len(os.fsencode(self.path)) <= SUN_PATH_MAX:
+            return self.path
+        parent, _, name = self.path.rpartition("/")
+        self.fd = os.open(parent or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return f"/proc/self/fd/{self.fd}/{name}"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -4,17 +4,20 @@ side), and an OCI `linux.seccomp` compiled and loaded with libseccomp (container
 from __future__ import annotations
 
 import _thread
-import json
 import os
-import platform
-from pathlib import Path
-from typing import Any
 
 from engine.errors import InvalidArgument
 
-DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "data" / "seccomp-default.json"
+# No typing, json, pathlib or platform at run time (annotations only; the engine side imports json where it
+# parses a profile): the container's init uses this module, so the zygote imports it (see lean.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-# Go's GOARCH names, which the profile's `arches` use, for platform.machine()
+DEFAULT_PROFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "data",
+                               "seccomp-default.json")  # fmt: skip
+
+# Go's GOARCH names, which the profile's `arches` use, for uname's machine
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "s390x": "s390x", "ppc64le": "ppc64le",
            "riscv64": "riscv64", "i686": "386", "loongarch64": "loong64"}  # fmt: skip
 # the SCMP_ARCH_* name of each GOARCH, for matching `archMap`
@@ -24,7 +27,8 @@ _SCMP_ARCH = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "arm": 
 
 
 def native_goarch() -> str:
-    return _GOARCH.get(platform.machine(), platform.machine())
+    machine = os.uname().machine
+    return _GOARCH.get(machine, machine)
 
 
 def _kernel_at_least(want: str) -> bool:
@@ -35,20 +39,23 @@ def _kernel_at_least(want: str) -> bool:
             out.append(int(digits))
         return tuple(out)
 
-    return parse(platform.release()) >= parse(want)
+    return parse(os.uname().release) >= parse(want)
 
 
 def load_profile(text: str | None = None) -> dict[str, Any]:
     """A Docker seccomp profile from its JSON text (None: the default profile). Bad text is moby's LoadProfile
     error, with Go's JSON wording for the usual mistakes (a path where JSON belongs, an empty value)."""
     if text is None:
-        text = DEFAULT_PROFILE.read_text()
+        with open(DEFAULT_PROFILE, encoding="utf-8") as f:
+            text = f.read()
     head = text.lstrip(" \t\r\n")
     if not head:
         raise InvalidArgument("Decoding seccomp profile failed: unexpected end of JSON input")
     if head[0] not in '{["-0123456789tfn':
         raise InvalidArgument(f"Decoding seccomp profile failed: invalid character '{head[0]}' looking for "
                               "beginning of value")  # fmt: skip
+    import json
+
     try:
         data = json.loads(text)
     except ValueError as e:
@@ -218,7 +225,7 @@ def prepare(spec: dict[str, Any], cache_dir: str | None) -> bytes:
     import hashlib
     import marshal
 
-    key = hashlib.sha256(marshal.dumps(spec) + platform.machine().encode()).hexdigest()
+    key = hashlib.sha256(marshal.dumps(spec) + os.uname().machine.encode()).hexdigest()
     path = f"{cache_dir}/{key}.bpf" if cache_dir else None
     if path:
         try:

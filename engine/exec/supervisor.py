@@ -14,20 +14,24 @@ from __future__ import annotations
 import _json  # the C string encoder json uses, without json's imports
 import _signal
 import _socket
-import contextlib
 import gc
 import marshal
 import os
 import select
-import socket
 import sys
 import time
-from typing import Any
 
 from engine.exec import linux
 from engine.exec import protocol as P
 from engine.exec.cgroups import Cgroup
 from engine.exec.cgroups import read_bytes as read_file
+from engine.exec.lean import suppress
+
+# No typing at run time (annotations only): what the zygote imports is shared by every supervisor, each
+# paying its share of those pages in PSS (see lean.py); mypy reads the block below as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # What a supervisor runs after its fork writes to every page it touches (refcounts, first allocations, warm-up
 # counters), and each such page becomes a private copy: its idle memory is a benchmark figure. Hence, in the
@@ -160,13 +164,13 @@ class JsonLog:
             # spell of failures, on the supervisor's stderr), not kill the supervisor that holds the container.
             self.dropped += 1
             if self.dropped == 1:
-                with contextlib.suppress(OSError):
+                with suppress(OSError):
                     os.write(2, f"portside supervisor: error writing log message to {self.path}: "
                                 f"{(e.strerror or str(e)).lower()}; dropping output until it can be written\n"
                              .encode())
             return
         if self.dropped:
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.write(2, f"portside supervisor: writing {self.path} again, {self.dropped} entries lost\n".encode())
             self.dropped = 0
         self.size += n
@@ -275,7 +279,7 @@ class Supervisor:
                     os.dup2(fd, i)
                 os.dup2(child_sock.fileno(), 3, inheritable=False)
                 os.closerange(4, 65536)
-                target(socket.socket(fileno=3))
+                target(Sock(fileno=3))
             finally:
                 os._exit(1)
         for fd in child_fds:
@@ -367,7 +371,7 @@ class Supervisor:
         init, sync = self.init, self.sync
         if err is not None or init is None or sync is None:
             if init is not None:
-                with contextlib.suppress(OSError):
+                with suppress(OSError):
                     os.kill(init.pid, 9)
                     os.waitpid(init.pid, 0)
             sock.sendall(b"E" + (err or "no init").encode())
@@ -402,7 +406,7 @@ class Supervisor:
         cache = self.dir.rpartition("/")[0] + "/.seccomp"  # not posixpath's Python code
         bpf_path = self.dir + "/seccomp.bpf"
 
-        def target(sync: socket.socket) -> None:
+        def target(sync: Sock) -> None:
             from engine.exec import container
 
             if staged:
@@ -732,7 +736,7 @@ class Supervisor:
         cache = os.path.dirname(self.dir) + "/.seccomp"
         bpf = None if proc_spec.get("privileged") else read_bpf(self.dir + "/seccomp.bpf")
 
-        def target(sync: socket.socket) -> None:
+        def target(sync: Sock) -> None:
             from engine.exec import container
 
             container.exec_main(init_pid, spec, proc_spec, cg_dirs, sync, cache, bpf=bpf)
@@ -752,7 +756,7 @@ class Supervisor:
             for fd in [*list(proc.outputs), proc.stdin_fd, proc.master]:
                 if fd >= 0:
                     os.close(fd)
-            with contextlib.suppress(ChildProcessError):
+            with suppress(ChildProcessError):
                 os.waitpid(proc.pid, 0)
             code = 127 if ("not found" in err or "no such file" in err) else 126 if "permission denied" in err else 1
             return {"error": err, "exit_code": code}
@@ -773,14 +777,14 @@ class Supervisor:
         oom = self.cgroup.oom_kills() > 0
         code = getattr(self, "error_code", None) or exit_code(init.status)
         # processes left by exec (they were killed with the pid namespace); the cgroup goes once they are reaped
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             self.cgroup.kill_all(9)
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             self.cgroup.delete()
         result = {"exit_code": code, "oom_killed": oom, "finished_at": rfc3339(time.time_ns()),
                   "error": getattr(self, "error", None)}  # fmt: skip
         write_atomic(self.dir + "/exit.json", dumps(result))
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.unlink(self.dir + "/ctl.sock")
         note = P.frame(P.EXIT, marshal.dumps({"exit_code": code}))
         reply = P.frame(P.CONTROL, marshal.dumps(result))
@@ -809,10 +813,10 @@ def run(state_dir: str, report: Any, handshake: Any = None) -> None:
         err = f"{type(e).__name__}: {e}"
     if err is not None:
         if sup.init is not None:
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.kill(sup.init.pid, 9)
                 os.waitpid(sup.init.pid, 0)
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             sup.cgroup.delete()
         report(("E" + err).encode())
         os._exit(1)
@@ -891,7 +895,7 @@ def remove_stale_rehearsals(exec_root: str) -> None:
         except OSError:
             continue
         scratch = f"{exec_root}/{name}"
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             for entry in os.listdir(scratch):
                 os.unlink(f"{scratch}/{entry}")
             os.rmdir(scratch)
@@ -901,7 +905,7 @@ def _rehearse_once(scratch: str) -> None:
     with open(scratch + "/rehearsal-params", "rb") as f:
         sup = Supervisor(scratch, marshal.load(f))
 
-    def target(sync: socket.socket) -> None:
+    def target(sync: Sock) -> None:
         os.write(1, b"rehearsal output\n")
         sync.sendall(b"R")
         sync.recv(1)  # "G": start
@@ -929,7 +933,7 @@ def _rehearse_once(scratch: str) -> None:
     deadline = time.monotonic() + 2.0
     while (proc.status is None or proc.outputs) and time.monotonic() < deadline:
         sup.dispatch(sup.ep.poll(0.1), wake_r)
-        with contextlib.suppress(ChildProcessError):
+        with suppress(ChildProcessError):
             pid, status = os.waitpid(proc.pid, os.WNOHANG)  # the zygote has no SIGCHLD wake-up to rely on
             if pid:
                 proc.status = status
@@ -945,7 +949,7 @@ def _rehearse_once(scratch: str) -> None:
         os.close(sup.log.fd)
     sup.ep.close()
     if proc.status is None:
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.kill(proc.pid, 9)
             os.waitpid(proc.pid, 0)
 
@@ -1106,7 +1110,7 @@ def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
             continue
         for fd, _ev in events:
             if fd == life_fd:
-                with contextlib.suppress(OSError):
+                with suppress(OSError):
                     os.unlink(sock_path)
                 os._exit(0)
             # as little as can be between two forks, all of it in C: see _zygote_child
@@ -1123,7 +1127,7 @@ def zygote_main(sock_path: str, life_fd: int, ready_fd: int) -> None:
             if pid == 0:
                 _zygote_child(conn)
             os.close(conn)
-            with contextlib.suppress(ChildProcessError):
+            with suppress(ChildProcessError):
                 os.waitpid(pid, 0)
 
 
