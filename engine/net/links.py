@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from engine.net import nsutil
+from engine.net import ifconf, nsutil
 
 T = TypeVar("T")
 
@@ -247,10 +247,13 @@ def create_endpoint(
             host(ipr)
         _hairpin(host_ifname)
         nsutil.setns(fd)  # this thread only; it ends with the call
-        if address6:
-            # the namespace's own sysctl (this thread is in it now); before the link is up, so it is never up
-            # without its address
-            _enable_ipv6(ifname)
+        if not address6:
+            # IPv4 only: a few ioctls rather than a second netlink socket and a request per step (ifconf.py)
+            ifconf.configure(ifname, address, prefixlen, gateway if default_route else None)
+            return
+        # the namespace's own sysctl (this thread is in it now); before the link is up, so it is never up
+        # without its address
+        _enable_ipv6(ifname)
         with IPRoute() as ipr:
             inside(ipr)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import os
 import secrets
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import NotFound
-from engine.net import links, nft, nsutil
+from engine.net import ifconf, links, nft, nsutil
 from engine.net.service import NetworkService
 
 from .conftest import Peer, Procs, leftovers, settled_leftovers, sh, wait_port
@@ -60,7 +61,11 @@ def test_two_containers_reach_each_other_by_address(svc: NetworkService) -> None
     assert f"{ipa}/" in r.stdout and " lo " in r.stdout
     assert mac in sh(sa.netns_path, "ip", "link", "show", "eth0").stdout
     gw = sa.network_settings["Gateway"]
-    assert f"default via {gw}" in sh(sa.netns_path, "ip", "route").stdout
+    assert f"default via {gw} dev eth0" in sh(sa.netns_path, "ip", "route").stdout
+    # as dockerd's: the address with its broadcast, the prefix of the network
+    prefix = ipaddress.ip_network(svc.inspect("bridge")["IPAM"]["Config"][0]["Subnet"]).prefixlen
+    brd = ipaddress.ip_network(f"{ipa}/{prefix}", strict=False).broadcast_address
+    assert f"inet {ipa}/{prefix} brd {brd} scope global eth0" in sh(sa.netns_path, "ip", "addr", "show", "eth0").stdout
     # files
     hosts = sa.hosts_path.read_text()
     assert "127.0.0.1\tlocalhost" in hosts and f"{ipa}\talpha-host" in hosts
@@ -157,6 +162,35 @@ def test_netns_helpers_roundtrip(tmp_path: Path) -> None:
     finally:
         nsutil.remove_netns(p)
     assert not p.exists() and not nsutil.is_netns(p)
+
+
+def test_ifconf_sets_an_interface_up_as_netlink_would(tmp_path: Path) -> None:
+    """engine/net/ifconf.py's ioctls, in a namespace of the test's own with a veth pair in it."""
+    p = tmp_path / "portside-test-ifconf"
+    nsutil.create_netns(p)
+    try:
+        sh(p, "ip", "link", "add", "pstt0", "type", "veth", "peer", "name", "pstt1")  # both ends in it
+
+        def inside(ifname: str, gateway: str | None) -> None:
+            fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                nsutil.setns(fd)
+            finally:
+                os.close(fd)
+            ifconf.configure(ifname, "10.213.77.2", 24, gateway)
+
+        nsutil._in_thread(lambda: inside("pstt0", "10.213.77.1"))
+        addr = sh(p, "ip", "addr", "show", "pstt0").stdout
+        assert "inet 10.213.77.2/24 brd 10.213.77.255 scope global pstt0" in addr and ",UP" in addr
+        assert "default via 10.213.77.1 dev pstt0" in sh(p, "ip", "route").stdout
+        assert "UP" in sh(p, "ip", "link", "show", "lo").stdout
+        with pytest.raises(OSError) as missing:  # no such interface: the kernel's ENODEV, nothing made
+            nsutil._in_thread(lambda: inside("pstt9", None))
+        assert missing.value.errno == errno.ENODEV
+        with pytest.raises(OSError, match="invalid interface name"):
+            nsutil._in_thread(lambda: inside("x" * 16, None))
+    finally:
+        nsutil.remove_netns(p)
 
 
 def test_a_removed_sandboxs_veth_goes_with_its_netns(
