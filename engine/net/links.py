@@ -177,13 +177,6 @@ def host_routes() -> list[ipaddress.IPv4Network]:
     return with_ipr(None, work)
 
 
-def setup_loopback(netns: Path) -> None:
-    def work(ipr: IPRoute) -> None:
-        ipr.link("set", index=LOOPBACK_INDEX, state="up")
-
-    with_ipr(netns, work)
-
-
 def create_endpoint(
     *,
     bridge: str,
