@@ -202,6 +202,10 @@ class Cgroup:
                 return
             except OSError:
                 pass
+        if not self.procs():
+            # most often, as a container's init has exited (its pid namespace took the rest along): nothing can
+            # fork into an empty cgroup, so no freeze (a write and a poll of freezer.state, a thaw likewise)
+            return
         frozen = self.has("freezer")
         if frozen:
             self.freeze()
