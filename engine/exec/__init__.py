@@ -103,8 +103,9 @@ worse, as settling the heap before the supervisor's module loads), `-OO` for the
 params and requests (no interned keys), rehearsing the accept path. Under 1 MiB PSS would take a supervisor
 that runs far less Python after the fork (or CPython 3.12's immortal objects). Such a supervisor's
 `/proc/PID/cmdline` is its parent's (use `state.json`). A staged create (`prepare`, zygote only: op `spawn` with
-`staged`) answers `{"prepared": "P"}` once the init is forked; the init joins its cgroup (the kernel's RCU grace
-period, 10-20 ms, overlaps the engine's rootfs and network work) and waits; `create` writes spec and params and
+`staged`) answers `{"prepared": "P"}` once the init is forked; the init joins its cgroup (on cgroup v2 the
+kernel's RCU grace period, 10-20 ms, overlaps the engine's rootfs and network work; v1 joins by `tasks`, without
+it) and waits; `create` writes spec and params and
 sends `{"op": "go"}` on the same connection, then the supervisor (its helper) applies the resources and carries on; EOF on that
 connection makes it kill the init, remove the cgroup and exit. Seccomp programs are compiled by the engine with
 libseccomp, kept in memory per profile and cached as BPF in `<exec_root>/.seccomp/<sha256 of the spec>.bpf`;

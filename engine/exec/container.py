@@ -100,24 +100,27 @@ def _loopback_up() -> None:
         s.close()
 
 
-def join_cgroups(cgroup_dirs: list[str], sync: _socket.socket) -> None:
+def _join(cgroup_files: list[str]) -> None:
+    # Cgroup.join_files: "0" moves the caller, which must still be single-threaded (v1's `tasks` moves a thread)
+    for path in cgroup_files:
+        with open(path, "w") as f:
+            f.write("0")
+
+
+def join_cgroups(cgroup_files: list[str], sync: _socket.socket) -> None:
     """A staged init's first step: join the container's cgroup, then wait for the supervisor's "S" (the engine
     wrote the spec). Never returns on failure."""
     try:
-        for d in cgroup_dirs:
-            with open(d + "/cgroup.procs", "w") as f:
-                f.write("0")
+        _join(cgroup_files)
     except OSError as e:
         _fail(sync, f"unable to start container process: joining the cgroup: {e}")
     if sync.recv(1) != b"S":
         os._exit(1)
 
 
-def join_namespaces(spec: dict[str, Any], cgroup_dirs: list[str]) -> None:
+def join_namespaces(spec: dict[str, Any], cgroup_files: list[str]) -> None:
     """Joins the cgroup, then makes or joins every namespace but pid (the supervisor did pid before forking)."""
-    for d in cgroup_dirs:
-        with open(d + "/cgroup.procs", "w") as f:
-            f.write("0")
+    _join(cgroup_files)
     flags = 0
     fresh_net = False
     for ns in spec["linux"].get("namespaces") or []:
@@ -524,7 +527,7 @@ def reset_signals() -> None:
 
 
 def container_main(
-    spec: dict[str, Any], bundle: str, cgroup_dirs: list[str], sync: _socket.socket, seccomp_cache: str | None = None,
+    spec: dict[str, Any], bundle: str, cgroup_files: list[str], sync: _socket.socket, seccomp_cache: str | None = None,
     *, bpf: bytes | None = None,
 ) -> None:
     """The container's init: set-up, report ready, wait for start, execve. Never returns. `bpf`: the spec's
@@ -535,7 +538,7 @@ def container_main(
         if bpf is None and spec["linux"].get("seccomp"):
             bpf = seccomp.prepare(spec["linux"]["seccomp"], seccomp_cache)
         os.setsid()
-        join_namespaces(spec, cgroup_dirs)
+        join_namespaces(spec, cgroup_files)
         setup_rootfs(spec, bundle)
         proc = spec["process"]
         if proc.get("terminal"):
@@ -577,7 +580,7 @@ def take_terminal(sync: _socket.socket, console: bool, size: dict[str, int] | No
     fcntl.ioctl(0, TIOCSCTTY, 0)
 
 
-def exec_main(init_pid: int, spec: dict[str, Any], proc: dict[str, Any], cgroup_dirs: list[str],
+def exec_main(init_pid: int, spec: dict[str, Any], proc: dict[str, Any], cgroup_files: list[str],
               sync: _socket.socket, seccomp_cache: str | None = None, *, bpf: bytes | None = None) -> None:  # fmt: skip
     """A process exec'd into a running container: joins its cgroup and namespaces, then as the init. Never returns.
     `bpf`: the container's compiled seccomp program (not used for a privileged exec)."""
@@ -587,9 +590,7 @@ def exec_main(init_pid: int, spec: dict[str, Any], proc: dict[str, Any], cgroup_
         sc = None if proc.get("privileged") else spec["linux"].get("seccomp")
         bpf = None if not sc else bpf if bpf is not None else seccomp.prepare(sc, seccomp_cache)
         os.setsid()
-        for d in cgroup_dirs:
-            with open(d + "/cgroup.procs", "w") as f:
-                f.write("0")
+        _join(cgroup_files)
         fds = []
         for kind in ("ipc", "uts", "net", "cgroup", "mnt"):
             with suppress(FileNotFoundError):

@@ -260,7 +260,7 @@ class Runtime:
 
     async def prepare(self, container_id: str, bundle: Path, **stdio: Unpack[Stdio]) -> bool:
         """Starts the container's supervisor and init ahead of `create`, before the caller has the spec: the init
-        joins the container's cgroup (for which the kernel waits for an RCU grace period, ~10-20 ms) and waits,
+        joins the container's cgroup (on cgroup v2 the kernel waits for an RCU grace period, ~10-20 ms) and waits,
         while the caller mounts the rootfs and makes the network. `create` with the same id and arguments then
         finishes it; `discard` gives it up. Returns False when nothing was prepared (no zygote to fork from, or
         another shape than Docker's usual new pid namespace and default cgroup path): `create` does it all."""

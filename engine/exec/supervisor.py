@@ -401,7 +401,7 @@ class Supervisor:
             linux.setns(fd, linux.CLONE_NEWPID)
             os.close(fd)
         spec_path = self.dir + "/spec"
-        cg_dirs = self.cgroup.dirs()
+        cg_files = self.cgroup.join_files()
         bundle = self.p["bundle"]
         cache = self.dir.rpartition("/")[0] + "/.seccomp"  # not posixpath's Python code
         bpf_path = self.dir + "/seccomp.bpf"
@@ -410,12 +410,12 @@ class Supervisor:
             from engine.exec import container
 
             if staged:
-                # the slow part of joining (the kernel waits for an RCU grace period) overlaps the engine's work
-                container.join_cgroups(cg_dirs, sync)
+                # joining (slow on cgroup v2: the kernel waits for an RCU grace period) overlaps the engine's work
+                container.join_cgroups(cg_files, sync)
             # only the child loads the whole spec: an idle supervisor's memory is a benchmark figure
             with open(spec_path, "rb") as f:
                 spec = marshal.load(f)
-            container.container_main(spec, bundle, [] if staged else cg_dirs, sync, cache, bpf=read_bpf(bpf_path))
+            container.container_main(spec, bundle, [] if staged else cg_files, sync, cache, bpf=read_bpf(bpf_path))
 
         proc, sock = self.fork_child(target, self.tty, bool(self.p.get("open_stdin")))
         self.init = proc
@@ -731,7 +731,7 @@ class Supervisor:
             self.in_pidns = True
         with open(self.dir + "/spec", "rb") as f:
             spec = marshal.load(f)
-        cg_dirs = self.cgroup.dirs()
+        cg_files = self.cgroup.join_files()
         init_pid = init.pid
         cache = os.path.dirname(self.dir) + "/.seccomp"
         bpf = None if proc_spec.get("privileged") else read_bpf(self.dir + "/seccomp.bpf")
@@ -739,7 +739,7 @@ class Supervisor:
         def target(sync: Sock) -> None:
             from engine.exec import container
 
-            container.exec_main(init_pid, spec, proc_spec, cg_dirs, sync, cache, bpf=bpf)
+            container.exec_main(init_pid, spec, proc_spec, cg_files, sync, cache, bpf=bpf)
 
         proc, sock = self.fork_child(target, bool(proc_spec.get("terminal")), bool(req.get("stdin")))
         sock.settimeout(30)

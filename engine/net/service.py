@@ -789,14 +789,12 @@ class NetworkService:
                 ns_path = self._netns_path(container_id)
                 if ns_path.exists():
                     nsutil.remove_netns(ns_path)
-                nsutil.create_netns(ns_path)
+                nsutil.create_netns(ns_path, loopback_up=not nets)  # create_endpoint brings lo up otherwise
                 sb["NetnsPath"] = str(ns_path)
                 sb["Mode"] = "none" if mode == "none" else "bridge"
                 # Not saved yet: if we crash before the end, start() finds the netns file, the veths (by their
                 # alias) and the address reservation owned by no sandbox record, and removes them.
                 self.sandboxes[container_id] = sb
-                if not nets:
-                    links.setup_loopback(ns_path)  # create_endpoint brings lo up otherwise
                 for net, cfg in nets:
                     self._attach(sb, net, cfg)
                 if nets and sb["Mode"] == "bridge":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 
@@ -134,3 +135,36 @@ async def test_stats_top_and_update(runtime: Runtime, make_bundle: MakeBundle) -
         assert (await runtime.stats(cid))["memory_stats"]["limit"] == 128 * MiB
     finally:
         await runtime.delete(cid, force=True)
+
+
+@pytest.mark.parametrize("zygote", [False, True], ids=["direct", "staged"])
+async def test_init_and_exec_join_every_hierarchy(runtime: Runtime, make_bundle: MakeBundle, zygote: bool) -> None:
+    # v1 joins through `tasks` (one thread): the whole process must still land in each controller's cgroup,
+    # and so must the processes it forks and the ones `exec` adds
+    rt = Runtime(runtime.exec_root, runtime.cgroup_parent, zygote=True) if zygote else runtime
+    b = make_bundle(["sh", "-c", "sleep 100 & wait"])
+    cid = new_id()
+    try:
+        if zygote:
+            assert await rt.prepare(cid, b.dir, log_path=b.log)
+        await rt.create(cid, b.dir, log_path=b.log)
+        pid = await rt.start(cid)
+        cg = cgroups.Cgroup(f"{runtime.cgroup_parent}/{cid}")
+        dirs = cg.dirs()
+        assert len(dirs) == (1 if cg.version == 2 else len(cg.mounts)) and all(os.path.isdir(d) for d in dirs)
+        for _ in range(100):
+            kids = [int(p) for p in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+            if kids:
+                break
+            await asyncio.sleep(0.02)
+        for d in dirs:
+            procs = {int(p) for p in open(d + "/cgroup.procs").read().split()}
+            assert {pid, *kids} <= procs, (d, pid, kids, procs)
+        s = await rt.exec(cid, rt.exec_process(cid, ["sh", "-c", "cat /proc/1/cgroup; echo --; cat /proc/self/cgroup"]))
+        out = (await read_all(s))[1].decode()
+        init_cg, _, exec_cg = out.partition("--\n")
+        assert init_cg and init_cg == exec_cg
+    finally:
+        await rt.delete(cid, force=True)
+        if zygote:
+            rt.close()
