@@ -13,7 +13,7 @@ import posixpath
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from engine.containers import logconfig
 from engine.crashpoints import crashpoint
@@ -99,6 +99,8 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
     def mark(step: str) -> None:
         marks.append((step, time.monotonic()))
 
+    pending: list[asyncio.Future[Any]] = []  # the network being made while the runtime creates (see below)
+
     try:
         mode = _resolve_network_mode(m, hc.get("NetworkMode") or "bridge")
         shared_ns, shm_mounts = _shared_namespaces(m, hc)
@@ -149,24 +151,40 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
                                         log_config=hc.get("LogConfig") or {})
                 mark("supervisor")
 
+        # A container with a network namespace of its own (bridge, none, a user network) gets that netns and its
+        # empty /etc files first (~1 ms); its endpoints, published ports and the files' content are made while
+        # the runtime sets the container up in it (in the init's process, off this one's GIL), and the process
+        # starts once both are done, as with Docker. Sysctls may name an interface the runtime would set before
+        # it exists: such a container waits for its whole network first.
+        ahead = mode != "host" and not mode.startswith("container:") and not hc.get("Sysctls")
+
+        async def network_ahead() -> tuple[Path, Path]:
+            got = await asyncio.to_thread(d.networks.prepare_sandbox, cid)
+            undo.append((False, lambda: d.networks.discard_prepared(cid)))
+            pending.append(asyncio.ensure_future(network()))
+            return got
+
         # The root filesystem, the network and the supervisor do not depend on each other: all at once. Each
         # adds its undo step, so a failure of one still releases the others.
-        done = await asyncio.gather(filesystem(), network(), supervisor(), return_exceptions=True)
+        done = await asyncio.gather(filesystem(), network_ahead() if ahead else network(), supervisor(),
+                                    return_exceptions=True)
         for res in done:
             if isinstance(res, BaseException):
                 raise res
-        sb: Any = done[1]
+        sb: Any = None
+        if ahead:
+            netns_path, fdir = cast("tuple[Path, Path]", done[1])
+            etc_files: tuple[Any, Any, Any] = (fdir / "hosts", fdir / "resolv.conf", fdir / "hostname")
+        else:
+            sb = done[1]
+            netns_path = sb.netns_path
+            etc_files = (sb.hosts_path, sb.resolv_conf_path, sb.hostname_path)
         crashpoint("container.start.prepared")
         extra: list[dict[str, Any]] = list(shm_mounts)
-        for path, dest in ((sb.hosts_path, "/etc/hosts"), (sb.resolv_conf_path, "/etc/resolv.conf"),
-                           (sb.hostname_path, "/etc/hostname")):
+        for path, dest in zip(etc_files, ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname"), strict=True):
             if path is not None:
                 extra.append({"destination": dest, "type": "bind", "source": str(path),
                               "options": ["rbind", "rprivate", "ro" if hc.get("ReadonlyRootfs") else "rw"]})
-        rec["HostsPath"] = str(sb.hosts_path or "")
-        rec["ResolvConfPath"] = str(sb.resolv_conf_path or "")
-        rec["HostnamePath"] = str(sb.hostname_path or "")
-        rec["NetworkSettings"] = sb.network_settings
         spec_hc = dict(hc)
         # Named and anonymous volumes are resolved to their directories by name.
         spec_hc["Binds"] = [b for b in hc.get("Binds") or [] if b.startswith("/")] or None
@@ -180,7 +198,7 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
         spec_hc["NetworkMode"] = mode
         oci = importlib.import_module("engine.exec.spec")
 
-        netns = "host" if mode == "host" else (str(sb.netns_path) if sb.netns_path else None)
+        netns = "host" if mode == "host" else (str(netns_path) if netns_path else None)
         spec_cfg = {**cfg, "Env": [*linked.env, *(cfg.get("Env") or [])]} if linked.env else cfg
         spec = await asyncio.to_thread(
             lambda: oci.build(spec_cfg, spec_hc, rec["_portside"].get("ImageConfig") or {}, rootfs=rootfs, netns=netns,
@@ -192,11 +210,25 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
             # the hierarchy's root
             spec["linux"]["cgroupsPath"] = posixpath.join(posixpath.normpath("/" + hc["CgroupParent"]), cid)
         mark("spec")
-        await d.runtime.create(cid, bundle, spec, tty=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
-                               stdin_once=bool(cfg.get("StdinOnce")), log_path=m.log_path(cid),
-                               log_config=hc.get("LogConfig") or {})
+        try:
+            await d.runtime.create(cid, bundle, spec, tty=bool(cfg.get("Tty")), stdin=bool(cfg.get("OpenStdin")),
+                                   stdin_once=bool(cfg.get("StdinOnce")), log_path=m.log_path(cid),
+                                   log_config=hc.get("LogConfig") or {})
+        except BaseException as exc:
+            if pending:  # the network's own failure is the one to report (Docker makes the network first)
+                try:
+                    await pending.pop()
+                except BaseException as net_exc:
+                    raise net_exc from exc
+            raise
         undo.append((True, lambda: d.runtime.delete(cid)))
         mark("create")
+        if pending:
+            sb = await pending.pop()
+        rec["HostsPath"] = str(sb.hosts_path or "")
+        rec["ResolvConfPath"] = str(sb.resolv_conf_path or "")
+        rec["HostnamePath"] = str(sb.hostname_path or "")
+        rec["NetworkSettings"] = sb.network_settings
         await m._let_attachers_in(cid)
         mark("attach")
         rec["State"]["Pid"] = await d.runtime.start(cid)
@@ -205,6 +237,9 @@ async def start(m: ContainerManager, rec: dict[str, Any]) -> None:
             # when each step finished, from the start (rootfs, network and supervisor run at the same time)
             log.debug("start %s: %s", cid[:12], ", ".join(f"{step} +{1000 * (t - t0):.1f}ms" for step, t in marks))
     except BaseException:
+        for task in pending:  # the network being made: let it finish (adding its undo step) or fail by itself
+            with contextlib.suppress(BaseException):
+                await task
         for is_async, fn in reversed(undo):
             try:
                 if is_async:

@@ -16,6 +16,7 @@ Methods block (netlink, nft, fsync): call them from a worker thread (asyncio.to_
 from __future__ import annotations
 
 import calendar
+import contextlib
 import copy
 import ipaddress
 import logging
@@ -129,6 +130,7 @@ class NetworkService:
         self.netns_dir = self.exec_root / "netns"
         self.networks: dict[str, dict[str, Any]] = {}
         self.sandboxes: dict[str, dict[str, Any]] = {}
+        self.prepared: set[str] = set()  # containers whose netns and files prepare_sandbox made ahead
         self.allocator = ports.PortAllocator(lambda: nft.foreign_published(self.table))
         self.lock = threading.RLock()
         self.dns: Any = None  # engine.net.dns.DnsServer, started when a container joins a user network
@@ -721,6 +723,48 @@ class NetworkService:
         except OSError:
             return files.ResolvConf()
 
+    def prepare_sandbox(self, container_id: str) -> tuple[Path, Path]:
+        """What the runtime needs of a bridge or none mode sandbox to set the container up, made ahead: its netns
+        (lo up), pinned at its path, and the empty hosts, resolv.conf and hostname files it binds; (netns path,
+        files directory). The runtime's create runs meanwhile create_sandbox (which takes these over) adds the
+        endpoints, the published ports and the files' content; the process starts after both. discard_prepared
+        removes them unless a sandbox took them over; after a crash, start()'s sweep drops a netns no sandbox record
+        names and the container's clean-up (remove_sandbox) its files."""
+        with self.lock:
+            if container_id in self.sandboxes:
+                raise Conflict(f"container {container_id} already has a network sandbox")
+            fdir = self.files_dir / container_id
+            ns_path = self._netns_path(container_id)
+            try:
+                for name in ("hosts", "resolv.conf", "hostname"):
+                    files.write_in_place(fdir / name, "")
+                if ns_path.exists():
+                    nsutil.remove_netns(ns_path)
+                nsutil.create_netns(ns_path, loopback_up=True)
+            except BaseException:
+                self._remove_files(fdir)
+                raise
+            self.prepared.add(container_id)
+            return ns_path, fdir
+
+    def discard_prepared(self, container_id: str) -> None:
+        """Undoes prepare_sandbox when no sandbox took its netns and files over (a start that failed before)."""
+        with self.lock:
+            if container_id not in self.prepared:
+                return
+            self.prepared.discard(container_id)
+            if container_id in self.sandboxes:
+                return
+            nsutil.remove_netns(self._netns_path(container_id))
+            self._remove_files(self.files_dir / container_id)
+
+    @staticmethod
+    def _remove_files(fdir: Path) -> None:
+        for p in ("hosts", "resolv.conf", "hostname"):
+            (fdir / p).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            fdir.rmdir()
+
     def create_sandbox(
         self,
         container_id: str,
@@ -787,9 +831,12 @@ class NetworkService:
                     return self._view(sb)
                 nets = self._endpoint_plan(mode, endpoints or {})
                 ns_path = self._netns_path(container_id)
-                if ns_path.exists():
-                    nsutil.remove_netns(ns_path)
-                nsutil.create_netns(ns_path, loopback_up=not nets)  # create_endpoint brings lo up otherwise
+                if container_id in self.prepared:  # made ahead (lo up): taken over, released with the sandbox
+                    self.prepared.discard(container_id)
+                else:
+                    if ns_path.exists():
+                        nsutil.remove_netns(ns_path)
+                    nsutil.create_netns(ns_path, loopback_up=not nets)  # create_endpoint brings lo up otherwise
                 sb["NetnsPath"] = str(ns_path)
                 sb["Mode"] = "none" if mode == "none" else "bridge"
                 # Not saved yet: if we crash before the end, start() finds the netns file, the veths (by their
@@ -805,6 +852,10 @@ class NetworkService:
                     self._dns().sync(self)
                 self._update_link_parents(sb)
             except BaseException:
+                if container_id in self.prepared:
+                    # failed before taking the prepared netns and files over (nothing else is made yet): they
+                    # stay for discard_prepared, as the runtime may be binding them into the container right now
+                    raise
                 self._remove_sandbox_locked(container_id, apply=bool(sb["Ports"]))
                 raise
             return self._view(sb)
@@ -1038,11 +1089,7 @@ class NetworkService:
                 self._detach(sb, net_name, delete_link=not lazy)
             if sb.get("NetnsPath"):
                 nsutil.remove_netns(Path(sb["NetnsPath"]))
-            fdir = Path(sb.get("FilesDir") or self.files_dir / cid)
-            for p in ("hosts", "resolv.conf", "hostname"):
-                (fdir / p).unlink(missing_ok=True)
-            if fdir.is_dir():
-                fdir.rmdir()
+            self._remove_files(Path(sb.get("FilesDir") or self.files_dir / cid))
         for net in self.networks.values():
             if net["Containers"].pop(cid, None) is not None:
                 self._save_network_releasing(net)

@@ -193,3 +193,38 @@ def test_removals_give_freed_memory_back_in_one_trim_a_burst(embedded: Embedded)
         m.trimmer.delay = mallopt.TRIM_DELAY
         for i in range(3):
             embedded.d.docker("rm", "-f", f"pst-leak-trim-{i}")
+
+
+def test_failed_starts_leave_no_network_behind(embedded: Embedded) -> None:
+    """A start makes the netns and /etc files ahead, then the runtime's create and the endpoints at once
+    (engine/containers/runner.py): when either fails, the other's part goes too."""
+    e = embedded
+    e.ok("run", "--rm", e.image, "true")
+    net = e.engine.networks
+    base = e.sizes()
+
+    def netns_files() -> set[str]:
+        return {p.name for p in net.netns_dir.iterdir()} if net.netns_dir.is_dir() else set()
+
+    def files_dirs() -> set[str]:
+        return {p.name for p in net.files_dir.iterdir()} if net.files_dir.is_dir() else set()
+
+    before_ns, before_files = netns_files(), files_dirs()
+    # the runtime fails (no such executable: 127) while the endpoint and its published port are being made
+    out = e.d.docker("run", "--name", "pst-leak-noexec", "-p", "127.0.0.1::80", "--network", NET, e.image,
+                     "/pst-no-such-binary")
+    assert out.returncode == 127, out.stderr
+    # the network fails (removed after the create) once the netns and files were made ahead
+    e.ok("network", "create", "pst-leak-gone")
+    e.ok("create", "--name", "pst-leak-nonet", "--network", "pst-leak-gone", e.image, "true")
+    e.ok("network", "rm", "pst-leak-gone")
+    out = e.d.docker("start", "pst-leak-nonet")
+    assert out.returncode != 0 and "pst-leak-gone" in out.stderr and "not found" in out.stderr, out.stderr
+    for name in ("pst-leak-noexec", "pst-leak-nonet"):
+        cid = json.loads(e.ok("inspect", name))[0]["Id"]
+        assert cid not in net.sandboxes and cid not in net.prepared
+        assert cid[:64] not in netns_files() and cid not in files_dirs()
+        e.ok("rm", name)
+    assert netns_files() == before_ns and files_dirs() == before_files
+    assert e.on_loop(lambda: set(net.prepared)) == set()
+    poll(lambda: e.sizes() == base, f"the engine's maps back to {base} (now {e.sizes()})")
