@@ -31,3 +31,24 @@ def test_unknown_argument_is_an_error() -> None:
     out = _portside("--no-such-flag")
     assert out.returncode == 2
     assert "unrecognized arguments" in out.stderr
+
+
+def test_a_plain_tui_start_reads_its_options_as_argparse_does() -> None:
+    from app.cli import _tui_only, build_parser
+
+    for argv in ([], ["tui"], ["-H", "unix:///x.sock"], ["--host", "tcp://127.0.0.1:2375"], ["--host=ssh://u@h"],
+                 ["-c", "remote"], ["--context=remote"], ["-H", "unix:///a", "--context", "b", "tui"],
+                 ["-H", "unix:///a", "-H", "unix:///b"]):
+        quick = _tui_only(argv)
+        full = build_parser().parse_args(argv)
+        assert quick is not None, argv
+        assert (quick.command, quick.host, quick.context) == (full.command, full.host, full.context), argv
+    # everything else goes through argparse: help, version, commands, unknown options, missing values
+    for argv in (["--help"], ["--version"], ["daemon"], ["kube", "generate", "x"], ["-H"], ["-H", "--version"],
+                 ["-Hunix:///x"], ["--no-such-flag"], ["tui", "tui"], ["tui", "-H", "unix:///a"], ["-x"]):
+        assert _tui_only(argv) is None, argv
+
+
+def test_a_missing_option_value_is_argparses_error() -> None:
+    out = _portside("-H")
+    assert out.returncode == 2 and "expected one argument" in out.stderr
