@@ -41,8 +41,11 @@ median 9 ms (p95 18), Right through the tabs 18 ms (p95 88), as before.
 Session 10 (load ~2.2, against 03a25f8 interleaved, 9 runs each): first paint median 297 ms (03a25f8 434 ms; the
 bare Textual app 266 ms), after the start path stopped importing docker-py, requests and http.client (the prefetch
 reads its answer off a bare socket; `tests/tui/test_prefetch.py` fails if any of them comes back) and the tabs and
-filter box moved to just after the first frame (an empty pane of their size stands in). Under the profiler, what is
-left above the bare app is ~25 ms of the app's modules and the Footer's ~17 keys (~15 ms a frame).
+filter box moved to just after the first frame (an empty pane of their size stands in). Later runs the same day,
+with the machine slower (Python's start 29 ms, not 25; the bare app 273-287 ms): 304-324 ms, 03a25f8 477 ms. What is
+left above the bare app, by in-process marks: ~14 ms of imports (the app's own modules, ~1 ms each) and ~16 ms of
+mounting and drawing the larger first screen (the footer's ~17 keys ~15 ms of it: moving them after the first frame
+gained nothing measurable and made the list jump by a row, so they stay).
 
 `bench/run soak` (`--cycles`, default 1000; `--every`) runs container life cycles (`run -d` with a published port,
 a named volume and a user network, exec, logs, stop, `rm -f -v`, plus pull/rmi and build/rmi every 10) and
@@ -94,4 +97,13 @@ busy machine: hook/direct 1.02, 1.08, 1.04, 1.05, 0.98, 0.99 (median of rounds; 
 socket is the direct one), nft DNAT alone 0.98, 0.86, 0.80, 0.94, 0.77, 0.84, docker-proxy 0.60, 0.58, 0.60, 0.65,
 0.64, 0.78 in the same runs. First 200 117 ms with a 20 ms network step (one-thread veth setup; a later run at load
 average 9.6 on the 2 cores gave 309/60 ms: compare only figures taken side by side).
+Part (2) now runs dockerd 20.10 (its own bridge, docker-proxy, no iptables) interleaved, prints when `docker run`
+exited (nginx answers as it does: polling during the command changes nothing for portside and slows docker-proxy,
+which holds each early connection) and the daemon's start steps; `BENCH_NET_TREES=DIR,...` adds other checkouts'
+engines, interleaved. Session 10 (load 0.4-1.7, 11 runs each): 56-64 ms against 03a25f8's 65-75 ms (dockerd 232-263
+ms). The daemon's start went 34.6 -> 24.7-29 ms: the init joins its v1 cgroups through `tasks` (no RCU wait), the
+endpoint's inside is set by ioctl (engine/net/ifconf.py), and the runtime's create runs while the endpoint is made
+(the netns and /etc files first, `NetworkService.prepare_sandbox`). The docker CLI alone takes 18.7 ms against a stub
+engine that answers at once, and the create request ~7 ms (two fsyncs of the record among it), so < 50 ms needs the
+start under ~20 ms: the network step (8 ms alone, 16-24 ms beside the rest on two cores) is what is left to cut.
 """
