@@ -72,6 +72,9 @@ sb = svc.create_sandbox(container_id, *, name, hostname, domainname="", network_
    # network_mode: "bridge"/"default", "host", "none", "container:<container id>" (the daemon resolves NAME to
    # the id of a container that has a sandbox), or a user network's name/id.
    # Published ports are live (kernel DNAT, and the socket hook's map) when create_sandbox returns.
+svc.prepare_sandbox(container_id) -> (netns path, files dir)   # optional, first: the netns (lo up) and empty
+        # /etc files alone, so the runtime can set the container up while create_sandbox (which takes them over)
+        # makes the rest; svc.discard_prepared(container_id) drops them when no sandbox took them
 sb.netns_path        # Path of the pinned netns to join (setns) before exec; None = host netns
 sb.hosts_path, sb.resolv_conf_path, sb.hostname_path   # files to bind-mount at /etc/hosts, /etc/resolv.conf,
                                                         # /etc/hostname (rewritten in place on connect/disconnect)
@@ -88,7 +91,8 @@ check_port_bindings(HostConfig.PortBindings, Config.ExposedPorts keys)  # at con
 ```
 
 How it is built: pinned netns files `<exec_root>/netns/<id>` (made with unshare+bind mount in a thread); a veth pair is made and configured by one thread (host end with an
-IPRoute of the host's netns, then setns and the peer with one of the container's); veths and
+IPRoute of the host's netns, then setns and the peer's address, link and default route by ioctl, `ifconf.py`; an
+IPv6 endpoint's with a second IPRoute); veths and
 bridges through pyroute2, each carrying the interface alias `portside <nft_table> ...`; one nftables table
 (`portside`) rendered whole from the records and swapped atomically on each change (DNAT for published ports in
 prerouting and output, so 127.0.0.1 works through `route_localnet` on the bridge; masquerade for egress, loopback
