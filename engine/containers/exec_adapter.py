@@ -59,6 +59,10 @@ class ExecProcess:
         return int(code) if code is not None else 255
 
 
+def _write_config(bundle: Path, spec: dict[str, Any]) -> None:
+    (bundle / "config.json").write_text(json.dumps(spec))
+
+
 class ExecRuntime:
     def __init__(self, daemon: RuntimeHost) -> None:
         runtime_mod = importlib.import_module("engine.exec.runtime")
@@ -77,10 +81,18 @@ class ExecRuntime:
 
     async def create(self, cid: str, bundle: Path, spec: dict[str, Any], *, tty: bool, stdin: bool,
                      stdin_once: bool = False, log_path: Path, log_config: dict[str, Any]) -> int:
-        # the OCI bundle as runc would take it; the runtime gets the spec as it is (no read back), and no fsync:
-        # the bundle lives in the exec-root, which is about live processes only
-        await asyncio.to_thread((bundle / "config.json").write_text, json.dumps(spec))
-        pid: int = await self.rt.create(cid, bundle, spec=spec, **_stdio(tty, stdin, stdin_once, log_path, log_config))
+        # the OCI bundle as runc would take it; the runtime gets the spec as it is (no read back), so the file is
+        # written (on a thread, encoding included) while the init sets the container up; no fsync: the bundle
+        # lives in the exec-root, which is about live processes only
+        written = asyncio.ensure_future(asyncio.to_thread(_write_config, bundle, spec))
+        try:
+            pid: int = await self.rt.create(cid, bundle, spec=spec,
+                                            **_stdio(tty, stdin, stdin_once, log_path, log_config))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await written  # the create's error is the one to report
+            raise
+        await written  # a disk full here fails the start as it did before the create
         return pid
 
     async def prepare(self, cid: str, bundle: Path, *, tty: bool, stdin: bool, stdin_once: bool = False,
