@@ -223,7 +223,8 @@ def first_200() -> None:
             with open(log, "wb") as f:
                 proc = subprocess.Popen([sys.executable, "-m", "app.cli", "daemon", "--data-root", str(ps / "data"),
                                          "--exec-root", str(ps_exec), "-H", f"unix://{sock}", "--bridge", bridge,
-                                         "--ip-forward=false", "--log-level", "debug"], stdout=f,
+                                         "--ip-forward=false", "--cgroup-parent", f"portside-test-{bridge}",
+                                         "--log-level", "debug"], stdout=f,
                                         stderr=subprocess.STDOUT, cwd=tree,
                                         env=dict(os.environ, PYTHONPATH=str(tree)))  # fmt: skip
             daemons.append((label, tree, ps / "data", ps_exec, log, bridge, proc))
@@ -278,6 +279,9 @@ def first_200() -> None:
                                  enable_ip_forward=False)  # fmt: skip
             svc.start()
             svc.destroy()
+            for cg in Path("/sys/fs/cgroup").glob(f"*/portside-test-{bridge}"):  # the containers' parent, empty now
+                with contextlib.suppress(OSError):
+                    cg.rmdir()
             unmount_below(ps_exec)
             shutil.rmtree(ps_exec, ignore_errors=True)
         reg.stop()
