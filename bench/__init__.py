@@ -42,7 +42,8 @@ Session 10 (load ~2.2, against 03a25f8 interleaved, 9 runs each): first paint me
 bare Textual app 266 ms), after the start path stopped importing docker-py, requests and http.client (the prefetch
 reads its answer off a bare socket; `tests/tui/test_prefetch.py` fails if any of them comes back) and the tabs and
 filter box moved to just after the first frame (an empty pane of their size stands in). Later runs the same day,
-with the machine slower (Python's start 29 ms, not 25; the bare app 273-287 ms): 304-324 ms, 03a25f8 477 ms. What is
+with the machine slower (Python's start 29-36 ms, not 25; the bare app 273-322 ms): 304-373 ms, 03a25f8 477-552
+ms. What is
 left above the bare app, by in-process marks: ~14 ms of imports (the app's own modules, ~1 ms each) and ~16 ms of
 mounting and drawing the larger first screen (the footer's ~17 keys ~15 ms of it: moving them after the first frame
 gained nothing measurable and made the list jump by a row, so they stay).
