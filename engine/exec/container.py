@@ -62,8 +62,6 @@ TIOCSCTTY = 0x540E
 TIOCGPTN = 0x80045430
 TIOCSPTLCK = 0x40045431
 TIOCSWINSZ = 0x5414
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
 
 
 class SetupError(Exception):
@@ -88,16 +86,6 @@ def parse_options(options: list[str]) -> tuple[int, int, str]:
 
 def _fdpath(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
-
-
-def _loopback_up() -> None:
-    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
-    try:
-        req = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
-        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | 0x1))  # IFF_UP
-    finally:
-        s.close()
 
 
 def _join(cgroup_files: list[str]) -> None:
@@ -140,7 +128,7 @@ def join_namespaces(spec: dict[str, Any], cgroup_files: list[str]) -> None:
             fresh_net = fresh_net or kind == "network"
     linux.unshare(flags)
     if fresh_net:
-        _loopback_up()
+        linux.loopback_up()
 
 
 def _mount_cgroup(root_fd: int, dest: str, flags: int) -> None:

@@ -13,17 +13,16 @@ import fcntl
 import socket
 import struct
 
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
+from engine.exec import linux
+
 SIOCSIFADDR = 0x8916
 SIOCSIFNETMASK = 0x891C
 SIOCADDRT = 0x890B
-IFF_UP = 0x1
 RTF_UP = 0x1
 RTF_GATEWAY = 0x2
 
-_IFREQ_FLAGS = struct.Struct("16sH22x")  # struct ifreq: the name, then ifr_flags in its 24-byte union
-_IFREQ_ADDR = struct.Struct("16sHH4s16x")  # ... ifr_addr: a sockaddr_in (family, port, address, zero)
+_IFREQ_ADDR = struct.Struct("16sHH4s16x")  # struct ifreq: the name, then ifr_addr, a sockaddr_in (family, port,
+# address, zero) in its 24-byte union
 # struct rtentry (LP64 and ILP32 alike, native alignment): pad1, dst, gateway, genmask, flags, pad2, pad3, pad4,
 # metric, dev, mtu, window, irtt
 _RTENTRY = struct.Struct("@L16s16s16sHhLPhPLLH")
@@ -41,11 +40,7 @@ def _name(ifname: str) -> bytes:
 
 
 def link_up(sock: socket.socket, ifname: str) -> None:
-    name = _name(ifname)
-    got = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, _IFREQ_FLAGS.pack(name, 0))
-    flags = _IFREQ_FLAGS.unpack(got)[1]
-    if not flags & IFF_UP:
-        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, _IFREQ_FLAGS.pack(name, flags | IFF_UP))
+    linux.link_up(sock.fileno(), _name(ifname))
 
 
 def set_address(sock: socket.socket, ifname: str, address: str, prefixlen: int) -> None:
@@ -74,7 +69,4 @@ def configure(ifname: str, address: str, prefixlen: int, gateway: str | None) ->
             add_default_route(sock, gateway)
 
 
-def loopback_up() -> None:
-    """`lo` up in the calling thread's namespace (all a `--network none` namespace gets)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        link_up(sock, "lo")
+loopback_up = linux.loopback_up  # `lo` up in the calling thread's namespace (all a `--network none` one gets)
