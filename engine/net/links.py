@@ -37,11 +37,10 @@ def with_ipr(netns: Path | None, fn: Callable[[IPRoute], T]) -> T:
     return nsutil.run_in_netns(netns, body)
 
 
-def _index(ipr: IPRoute, name: str) -> int | None:
-    """The index of link `name` in `ipr`'s namespace, None when there is none. By ioctl (SIOCGIFINDEX) from
-    this thread, which is in that namespace (every IPRoute here is opened by the thread that uses it): pyroute2
-    takes ~0.6 ms to parse RTM_GETLINK's reply (every attribute and counter of the link), twice per container."""
-    del ipr
+def _index(name: str) -> int | None:
+    """The index of link `name` in the calling thread's namespace (that of the IPRoute it works with: each is
+    opened by the thread that uses it), None when there is none. By ioctl (SIOCGIFINDEX): pyroute2 takes ~0.6 ms
+    to parse RTM_GETLINK's reply (every attribute and counter of the link), twice per container."""
     try:
         return socket.if_nametoindex(name)
     except OSError:  # "no interface with this name" (and names the kernel cannot hold)
@@ -62,10 +61,10 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int, alias: str)
     """Create (or repair) a bridge with the gateway address, up. Idempotent."""
 
     def work(ipr: IPRoute) -> None:
-        idx = _index(ipr, name)
+        idx = _index(name)
         if idx is None:
             ipr.link("add", ifname=name, kind="bridge")
-            idx = _index(ipr, name)
+            idx = _index(name)
             assert idx is not None
         ipr.link("set", index=idx, mtu=mtu, ifalias=alias)
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=2)}
@@ -98,7 +97,7 @@ def ensure_bridge_v6(name: str, gateway: str, prefixlen: int) -> None:
     _enable_ipv6(name)
 
     def work(ipr: IPRoute) -> None:
-        idx = _index(ipr, name)
+        idx = _index(name)
         if idx is None:
             raise OSError(errno.ENODEV, f"bridge {name} not found")
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=socket.AF_INET6)
@@ -117,7 +116,7 @@ def delete_link(name: str, netns: Path | None = None) -> bool:
     """Delete a link by name; False if it was not there."""
 
     def work(ipr: IPRoute) -> bool:
-        idx = _index(ipr, name)
+        idx = _index(name)
         if idx is None:
             return False
         try:
@@ -202,7 +201,7 @@ def create_endpoint(
     fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
 
     def host(ipr: IPRoute) -> None:
-        br = _index(ipr, bridge)
+        br = _index(bridge)
         if br is None:
             raise OSError(errno.ENODEV, f"bridge {bridge} not found")
         # one request makes the pair, puts the host end on the bridge and up, the peer in the netns
@@ -219,7 +218,7 @@ def create_endpoint(
         ipr.link("set", ifname=host_ifname, ifalias=alias)
 
     def inside(ipr: IPRoute) -> None:
-        idx = _index(ipr, ifname)
+        idx = _index(ifname)
         if idx is None:
             raise OSError(errno.ENODEV, f"{ifname} not found in {netns}")
         ipr.addr("add", index=idx, address=address, prefixlen=prefixlen)
@@ -270,7 +269,7 @@ def attach_to_bridge(ifname: str, bridge: str) -> None:
     """Put an existing host-side veth back on its bridge (after the bridge was lost and recreated)."""
 
     def work(ipr: IPRoute) -> None:
-        br, idx = _index(ipr, bridge), _index(ipr, ifname)
+        br, idx = _index(bridge), _index(ifname)
         if br is None or idx is None:
             raise OSError(errno.ENODEV, f"{bridge} or {ifname} not found")
         ipr.link("set", index=idx, master=br, state="up")
