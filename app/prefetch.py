@@ -50,37 +50,29 @@ def read_response(sock: socket.socket) -> bytes:
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        dechunk = Dechunker()
-        out = [dechunk.feed(body)]
-        size = len(out[0])
-        while not dechunk.done:
-            data = sock.recv(1 << 16)
-            if not data:
-                raise BadResponse("chunked body cut short")
-            piece = dechunk.feed(data)
-            out.append(piece)
-            size += len(piece)
-            if size > MAX_BODY:
-                raise BadResponse("body too big")
-        return b"".join(out)
+    chunked = "chunked" in headers.get("transfer-encoding", "").lower()
     length = headers.get("content-length")
-    want = int(length) if length is not None and length.isdigit() else None
+    want = None if chunked or length is None or not length.isdigit() else int(length)
     if want is not None and want > MAX_BODY:
         raise BadResponse("body too big")
-    parts = [body]
-    got = len(body)
-    while want is None or got < want:
-        data = sock.recv(1 << 16)
-        if not data:
-            if want is not None:
-                raise BadResponse("body cut short")
-            break  # no length given: the body ends with the connection
-        parts.append(data)
-        got += len(data)
-        if got > MAX_BODY:
+    dechunk = Dechunker() if chunked else None
+    out: list[bytes] = []
+    size = 0
+    piece = body
+    while True:  # the body read so far, then what the socket gives until the answer is complete or the close
+        if dechunk is not None:
+            piece = dechunk.feed(piece)
+        out.append(piece)
+        size += len(piece)
+        if size > MAX_BODY:
             raise BadResponse("body too big")
-    return b"".join(parts)[:want] if want is not None else b"".join(parts)
+        if (dechunk is not None and dechunk.done) or (want is not None and size >= want):
+            return b"".join(out)[:want]
+        piece = sock.recv(1 << 16)
+        if not piece:
+            if dechunk is not None or want is not None:
+                raise BadResponse("body cut short")
+            return b"".join(out)  # no length given: the body ends with the connection
 
 
 def _uses_context(env: dict[str, str]) -> bool:
