@@ -111,6 +111,8 @@ def test_pull_onto_a_full_disk_fails_clearly_and_pulls_later(full: Full) -> None
         names = full.ok("ps", "-a", "--format", "{{.Names}}")
         assert full.ok("images", "--format", "{{.Repository}}").split() == [full.busybox.rsplit(":", 1)[0]]
         links, rules = full.net_state()
+        # a start's records are a few KiB (compact JSON): what 256 KiB left would not always stop, 16 KiB does
+        full.fill(16 * 1024)
         out = full.d.docker("run", "--name", "pst-full-run", "-p", "127.0.0.1::80", full.busybox, "true")
         assert out.returncode != 0 and ENOSPC in out.stderr.lower(), out.stderr
         # as on Docker, a container whose start failed stays (created, its error kept), with nothing of its start
